@@ -1,0 +1,1 @@
+"""AutoGen integration for polyroute."""

@@ -1,0 +1,113 @@
+r"""Incremental decoders for streamed upstream bodies: SSE, JSON lines.
+
+Sans-I/O: ``feed(bytes) -> list[event]``. Byte boundaries may fall anywhere, including inside a UTF-8 sequence
+or between ``\r`` and ``\n``, so undecoded bytes are carried to the next call (tests feed one byte at a time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event: ``event`` name (``""`` when absent) and its joined ``data`` lines."""
+
+    event: str
+    data: str
+
+
+class SSEDecoder:
+    """Decodes ``text/event-stream`` bytes per the WHATWG rules we rely on (event, data, comments)."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Add bytes; return every event completed by them."""
+        buffer = self._buffer + chunk
+        events: list[SSEEvent] = []
+        start = 0
+        length = len(buffer)
+        while start < length:
+            nl = buffer.find(b"\n", start)
+            cr = buffer.find(b"\r", start)
+            if nl == -1 and cr == -1:
+                break
+            if cr != -1 and (nl == -1 or cr < nl):
+                if cr == length - 1:
+                    break  # a lone trailing \r may be the first half of \r\n
+                end, nxt = cr, cr + 2 if buffer[cr + 1 : cr + 2] == b"\n" else cr + 1
+            else:
+                end, nxt = nl, nl + 1
+            event = self._line(buffer[start:end])
+            if event is not None:
+                events.append(event)
+            start = nxt
+        self._buffer = buffer[start:]
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: dispatch a last event that lacked its blank line."""
+        events: list[SSEEvent] = []
+        if self._buffer:
+            event = self._line(self._buffer.rstrip(b"\r"))
+            self._buffer = b""
+            if event is not None:
+                events.append(event)
+        event = self._line(b"")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, raw: bytes) -> SSEEvent | None:
+        if not raw:
+            if not self._data and not self._event:
+                return None
+            event = SSEEvent(self._event, "\n".join(self._data))
+            self._event = ""
+            self._data = []
+            return event
+        line = raw.decode("utf-8", errors="replace")
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+
+class JSONLinesDecoder:
+    """Decodes newline-delimited JSON (Ollama's native stream) into one text line per event."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Add bytes; return each completed non-empty line as an event with that line as data."""
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [SSEEvent("", line.decode("utf-8", errors="replace")) for line in lines if line.strip()]
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: the last line, if it had no newline."""
+        rest, self._buffer = self._buffer, b""
+        return [SSEEvent("", rest.decode("utf-8", errors="replace"))] if rest.strip() else []
+
+
+def encode_event(data: bytes) -> bytes:
+    """One SSE ``data:`` event as OpenAI sends it."""
+    return b"data: " + data + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,236 @@
+"""The router's configuration, validated by pydantic.
+
+A config is a dict, a :class:`RouterConfig`, or a YAML / TOML / JSON file. Errors name the field path and the
+bad value (``models[0].deployments[1].provider: unknown provider 'antropic'; known: ...``) and are raised as
+:class:`~polyroute.errors.ConfigError` when the router is built, never on the first call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from polyroute.errors import ConfigError
+
+Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capabilities(_Model):
+    """What a deployment can take; ``None`` means "ask the catalog" (unknown models can do everything)."""
+
+    tools: bool | None = None
+    vision: bool | None = None
+    pdf: bool | None = None
+    audio: bool | None = None
+    json_schema: bool | None = None
+    reasoning: bool | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+
+
+class Prices(_Model):
+    """USD per million tokens; overrides the catalog."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class MockToolCall(_Model):
+    """A tool call the mock provider answers with."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Deployment(_Model):
+    """One provider deployment of a model: where to send a request, how, and with which limits."""
+
+    provider: str
+    model: str
+    id: str | None = Field(default=None, description="A name for logs and headers; default provider/model.")
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    api_version: str | None = Field(default=None, description="Azure's api-version; Anthropic's anthropic-version.")
+    region: str | None = Field(default=None, description="AWS region (Bedrock).")
+    weight: float = Field(default=1.0, ge=0)
+    timeout: float | None = Field(default=None, gt=0, description="Seconds for the whole upstream call.")
+    ttft_timeout: float | None = Field(default=None, gt=0, description="Seconds to the first streamed token.")
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    max_parallel: int | None = Field(default=None, gt=0)
+    capabilities: Capabilities | None = None
+    prices: Prices | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="Native body fields merged into each request.")
+    # The mock provider's behaviour (provider: mock); rejected on other providers.
+    response: str | None = None
+    tool_calls: list[MockToolCall] | None = None
+    error: int | None = Field(default=None, ge=400, le=599)
+    error_message: str | None = None
+    fail_times: int | None = Field(default=None, ge=0)
+    latency: float | None = Field(default=None, ge=0)
+    chunk_delay: float | None = Field(default=None, ge=0)
+    chunk_size: int | None = Field(default=None, gt=0)
+    broken_stream: bool = False
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        from polyroute.providers import PROVIDERS
+
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(PROVIDERS))}")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"api_base must start with http:// or https://, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _mock_fields_only_on_mock(self) -> Deployment:
+        if self.provider != "mock":
+            mock_only = ("response", "tool_calls", "error", "fail_times", "latency", "chunk_delay", "chunk_size")
+            used = [name for name in mock_only if getattr(self, name) is not None]
+            if self.broken_stream:
+                used.append("broken_stream")
+            if used:
+                raise ValueError(f"{', '.join(used)} only apply to provider 'mock' (this one is {self.provider!r})")
+        return self
+
+    @property
+    def label(self) -> str:
+        """``id`` if given, else ``provider/model``: how logs, headers and errors name this deployment."""
+        return self.id or f"{self.provider}/{self.model}"
+
+    def resolve_api_key(self, default_envs: tuple[str, ...]) -> str | None:
+        """The key from ``api_key``, ``api_key_env`` or the provider's usual variables, in that order."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        for env in (self.api_key_env,) if self.api_key_env else default_envs:
+            value = os.environ.get(env)
+            if value:
+                return value
+        return None
+
+
+class ModelRoute(_Model):
+    """A logical model name that clients ask for, served by one or more deployments."""
+
+    name: str = Field(min_length=1)
+    strategy: Strategy = "ordered"
+    deployments: list[Deployment] = Field(min_length=1)
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
+    hedge_after_ms: float | None = Field(default=None, gt=0)
+
+
+class RetrySettings(_Model):
+    """How hard the router tries before it gives up."""
+
+    max_attempts: int = Field(default=8, ge=1, description="Upstream calls per request, fallbacks included.")
+    same_deployment_retries: int = Field(default=0, ge=0, description="Retries on one deployment before moving.")
+    backoff: float = Field(default=0.25, ge=0, description="First backoff in seconds; doubles, with jitter.")
+    max_backoff: float = Field(default=4.0, ge=0)
+    deadline: float | None = Field(default=None, gt=0, description="Seconds for the whole call, all attempts.")
+    allowed_fails: int = Field(default=3, ge=1, description="Consecutive failures before a deployment cools down.")
+    cooldown: float = Field(default=30.0, ge=0, description="Seconds a failing deployment is skipped.")
+    max_retry_after: float = Field(default=60.0, ge=0, description="Longest upstream Retry-After honoured.")
+    limit_wait: float = Field(default=2.0, ge=0, description="Longest wait when every deployment is at its limit.")
+
+
+class RouterConfig(_Model):
+    """The whole router: models, retry policy, defaults."""
+
+    models: list[ModelRoute] = Field(default_factory=list)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    timeout: float = Field(default=600.0, gt=0, description="Default per-deployment timeout in seconds.")
+    direct_routes: bool = Field(default=True, description="Also route 'provider/model' names with no config entry.")
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> RouterConfig:
+        names = [m.name for m in self.models]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"model name {name!r} is defined twice")
+            seen.add(name)
+        for route in self.models:
+            for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for target in getattr(route, field):
+                    if target not in seen and "/" not in target and ":" not in target:
+                        raise ValueError(
+                            f"model {route.name!r}: {field} names {target!r}, which is not a model here "
+                            f"(known: {', '.join(names)})"
+                        )
+        return self
+
+
+def load_config(source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str]) -> RouterConfig:
+    """Validate ``source`` (a config, a dict, or a YAML / TOML / JSON path) into a :class:`RouterConfig`."""
+    if isinstance(source, RouterConfig):
+        return source
+    data: Any = _read_file(Path(source)) if isinstance(source, str | os.PathLike) else dict(source)
+    try:
+        return RouterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def _read_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ConfigError(
+                    f"{path} is YAML, which needs PyYAML: pip install 'polyroute[yaml]' (or use TOML / JSON)"
+                ) from None
+            return yaml.safe_load(text) or {}
+        if suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+
+            return tomllib.loads(text)
+        if suffix == ".json":
+            return json.loads(text)
+    except ConfigError:
+        raise
+    except Exception as exc:  # each parser has its own error class; all mean the same thing here
+        raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    raise ConfigError(f"{path}: unknown config format {suffix!r}; use .yaml, .toml or .json")
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines: list[str] = []
+    for error in exc.errors():
+        loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        if error["type"] in ("extra_forbidden", "missing") or "api_key" in loc or isinstance(value, dict | list):
+            lines.append(f"{loc or 'config'}: {message}")
+        else:
+            lines.append(f"{loc or 'config'}: {message} (got {value!r})")
+    return "invalid polyroute config:\n  " + "\n  ".join(lines)

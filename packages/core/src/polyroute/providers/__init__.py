@@ -1,0 +1,166 @@
+"""The provider registry: each provider as a data row; adapter modules load on first use.
+
+OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks`; native APIs have a
+module each (``anthropic``, ``gemini``, ``bedrock``). ``import polyroute`` loads no adapter and no SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from polyroute.providers._base import ProviderSpec, Quirks
+
+_COMMON_UNSUPPORTED = frozenset({"logit_bias", "top_logprobs", "logprobs", "audio", "modalities", "prediction"})
+
+PROVIDERS: Mapping[str, ProviderSpec] = {
+    spec.key: spec
+    for spec in (
+        ProviderSpec("openai", "openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",), "bearer", "openai"),
+        ProviderSpec(
+            # https://learn.microsoft.com/azure/ai-foundry/openai/reference: deployment URLs, api-version, api-key.
+            "azure",
+            "openai",
+            None,
+            ("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
+            "api-key",
+            "azure",
+        ),
+        ProviderSpec(
+            # https://api-docs.deepseek.com: max_tokens, no developer role, n must be 1, reasoning_content.
+            "deepseek",
+            "openai",
+            "https://api.deepseek.com/v1",
+            ("DEEPSEEK_API_KEY",),
+            "bearer",
+            "deepseek",
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                n=False,
+                parallel_tool_calls=False,
+                unsupported=frozenset({"audio", "modalities", "prediction", "logit_bias", "service_tier"}),
+            ),
+        ),
+        ProviderSpec(
+            # https://docs.mistral.ai/api: max_tokens, random_seed, 9-character tool-call ids, no stream_options.
+            "mistral",
+            "openai",
+            "https://api.mistral.ai/v1",
+            ("MISTRAL_API_KEY",),
+            "bearer",
+            "mistral",
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                stream_options=False,
+                tool_call_id_pattern="alnum9",
+                seed_field="random_seed",
+                strict_tools=False,
+                unsupported=_COMMON_UNSUPPORTED | {"user", "service_tier", "store", "metadata"},
+            ),
+        ),
+        ProviderSpec(
+            # https://console.groq.com/docs/openai: n must be 1; no logprobs, logit_bias, audio.
+            "groq",
+            "openai",
+            "https://api.groq.com/openai/v1",
+            ("GROQ_API_KEY",),
+            "bearer",
+            "groq",
+            Quirks(n=False, developer_role=False, unsupported=_COMMON_UNSUPPORTED),
+        ),
+        ProviderSpec(
+            # https://docs.together.ai/reference/chat-completions-1
+            "together",
+            "openai",
+            "https://api.together.xyz/v1",
+            ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY"),
+            "bearer",
+            "togetherai",
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                strict_tools=False,
+                unsupported=frozenset({"audio", "modalities", "prediction", "service_tier", "store"}),
+            ),
+        ),
+        ProviderSpec(
+            # https://docs.fireworks.ai/api-reference/post-chatcompletions
+            "fireworks",
+            "openai",
+            "https://api.fireworks.ai/inference/v1",
+            ("FIREWORKS_API_KEY",),
+            "bearer",
+            "fireworks-ai",
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                strict_tools=False,
+                unsupported=frozenset({"audio", "modalities", "prediction", "service_tier", "store"}),
+            ),
+        ),
+        ProviderSpec(
+            # https://github.com/ollama/ollama/blob/main/docs/openai.md: no key, no n, no logprobs.
+            "ollama",
+            "openai",
+            "http://localhost:11434/v1",
+            ("OLLAMA_API_KEY",),
+            "bearer",
+            None,
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                n=False,
+                strict_tools=False,
+                unsupported=_COMMON_UNSUPPORTED | {"service_tier", "store", "metadata"},
+            ),
+            key_required=False,
+        ),
+        ProviderSpec(
+            "openai-compatible",
+            "openai",
+            None,
+            ("OPENAI_COMPATIBLE_API_KEY",),
+            "bearer",
+            None,
+            Quirks(max_tokens_field="max_tokens"),
+            key_required=False,
+        ),
+        ProviderSpec(
+            "anthropic",
+            "anthropic",
+            "https://api.anthropic.com",
+            ("ANTHROPIC_API_KEY",),
+            "x-api-key",
+            "anthropic",
+        ),
+        ProviderSpec(
+            "gemini",
+            "gemini",
+            "https://generativelanguage.googleapis.com",
+            ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+            "x-goog-api-key",
+            "google",
+        ),
+        ProviderSpec("mock", "mock", "http://mock.polyroute.invalid/v1", (), "none", None, key_required=False),
+    )
+}
+"""Every provider polyroute can route to, by the key configs use."""
+
+_ADAPTERS: dict[str, ModuleType] = {}
+
+
+def adapter_for(spec: ProviderSpec) -> Any:
+    """The adapter module for a provider, imported on first use."""
+    module = _ADAPTERS.get(spec.adapter)
+    if module is None:
+        name = "openai" if spec.adapter == "mock" else spec.adapter
+        module = importlib.import_module(f"polyroute.providers.{name}")
+        _ADAPTERS[spec.adapter] = module
+    return module
+
+
+__all__ = ["PROVIDERS", "ProviderSpec", "Quirks", "adapter_for"]

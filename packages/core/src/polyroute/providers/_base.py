@@ -1,0 +1,355 @@
+"""What every provider adapter provides, and the pieces they share.
+
+An adapter is a module with four verbs, all pure (no I/O):
+
+- ``build_request(body, target) -> UpstreamRequest``: OpenAI request → the provider's native HTTP request;
+- ``parse_response(content, target, body) -> ChatCompletion``: native response bytes → an OpenAI completion;
+- ``stream_translator(target, body) -> StreamTranslator``: native stream events → OpenAI chunks, incrementally;
+- ``classify_error(status, headers, content, target) -> UpstreamStatusError``: a native error → OpenAI status,
+  type, message, ``retry_after``;
+
+plus ``stream_decoder() -> StreamDecoder`` (SSE for most). Endpoint and auth are data on the :class:`Target`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from polyroute._sse import SSEEvent
+from polyroute.errors import UpstreamStatusError, status_error_type
+from polyroute.types.openai import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Delta,
+    FinishReason,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from polyroute.catalog import ModelInfo
+    from polyroute.config import Deployment
+
+AuthStyle = Literal["bearer", "x-api-key", "api-key", "x-goog-api-key", "sigv4", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """How an OpenAI-compatible API departs from OpenAI's (defaults are OpenAI's own behaviour)."""
+
+    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    developer_role: bool = True
+    stream_options: bool = True
+    parallel_tool_calls: bool = True
+    strict_tools: bool = True
+    n: bool = True
+    tool_call_id_pattern: Literal["any", "alnum9"] = "any"
+    seed_field: str = "seed"
+    unsupported: frozenset[str] = frozenset()
+    """Request fields this API rejects: a request using one gets a 400 naming it and the deployment."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A provider as data: which adapter speaks its wire format, where it lives, how it authenticates."""
+
+    key: str
+    adapter: Literal["openai", "anthropic", "gemini", "bedrock", "mock"]
+    default_base: str | None
+    key_envs: tuple[str, ...]
+    auth: AuthStyle
+    catalog_id: str | None = None
+    quirks: Quirks = field(default_factory=Quirks)
+    key_required: bool = True
+    path: str = "/chat/completions"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Target:
+    """One deployment, resolved: the config, the provider spec, the base URL, the key and the model's catalog row.
+
+    The key is held here and only here; ``repr`` never shows it.
+    """
+
+    route: str
+    deployment: Deployment
+    spec: ProviderSpec
+    api_base: str
+    api_key: str | None = field(repr=False)
+    timeout: float
+    info: ModelInfo
+
+    @property
+    def provider(self) -> str:
+        """The provider registry key."""
+        return self.spec.key
+
+    @property
+    def model(self) -> str:
+        """The upstream model id."""
+        return self.deployment.model
+
+    @property
+    def label(self) -> str:
+        """How logs, headers and errors name this deployment."""
+        return self.deployment.label
+
+    def auth_headers(self) -> dict[str, str]:
+        """The provider's auth header for this key (empty when the provider needs none, or signs instead)."""
+        key = self.api_key
+        if not key:
+            return {}
+        match self.spec.auth:
+            case "bearer":
+                return {"authorization": f"Bearer {key}"}
+            case "x-api-key":
+                return {"x-api-key": key}
+            case "api-key":
+                return {"api-key": key}
+            case "x-goog-api-key":
+                return {"x-goog-api-key": key}
+            case "sigv4" | "none":
+                return {}
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """A native HTTP request, before auth signing (SigV4 signs the final bytes in the adapter)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes
+    stream: bool = False
+
+
+class StreamDecoder(Protocol):
+    """Turns upstream body bytes into events (SSE, JSON lines, AWS event stream)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Add bytes; return the events they complete."""
+        ...
+
+    def flush(self) -> list[SSEEvent]:
+        """The body ended: return any last event."""
+        ...
+
+
+class StreamTranslator(Protocol):
+    """Native stream events → OpenAI chunks. ``finish`` raises if the stream ended without its finish signal."""
+
+    builder: ChunkBuilder
+
+    def feed(self, event: SSEEvent) -> list[ChatCompletionChunk]:
+        """Translate one native event; raises ``UpstreamError`` on an in-band error event."""
+        ...
+
+    def finish(self) -> list[ChatCompletionChunk]:
+        """The upstream body ended: the last chunks (usage), or ``StreamInterruptedError`` if it was cut."""
+        ...
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes, as sent upstream and to the caller."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def completion_id() -> str:
+    """A fresh OpenAI-style completion id."""
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def tool_call_id() -> str:
+    """A fresh OpenAI-style tool-call id, for providers that do not give one."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class ChunkBuilder:
+    """Stream bookkeeping every translator shares: ids, the first delta's role, tool-call indexes, the finish
+    reason, the usage chunk. Translators say what happened; this builds the OpenAI chunk dicts.
+    """
+
+    __slots__ = (
+        "_role_sent",
+        "_tool_index",
+        "created",
+        "finish_reason",
+        "id",
+        "include_usage",
+        "model",
+        "usage",
+    )
+
+    def __init__(self, *, model: str, include_usage: bool, id: str | None = None, created: int | None = None) -> None:
+        self.id = id or completion_id()
+        self.model = model
+        self.created = created if created is not None else int(time.time())
+        self.include_usage = include_usage
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self._role_sent = False
+        self._tool_index: dict[Any, int] = {}
+
+    def chunk(self, delta: Delta, finish_reason: FinishReason | None = None, index: int = 0) -> ChatCompletionChunk:
+        """A chunk with one choice; the very first carries ``role: assistant``."""
+        if not self._role_sent:
+            delta = {"role": "assistant", **delta}
+            self._role_sent = True
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+    def text(self, text: str, index: int = 0) -> ChatCompletionChunk:
+        """A content delta."""
+        return self.chunk({"content": text}, index=index)
+
+    def reasoning(self, text: str, index: int = 0) -> ChatCompletionChunk:
+        """A ``reasoning_content`` delta."""
+        return self.chunk({"reasoning_content": text}, index=index)
+
+    def tool_call_start(
+        self, key: Any, call_id: str, name: str, arguments: str = "", extra: Mapping[str, Any] = EMPTY, index: int = 0
+    ) -> ChatCompletionChunk:
+        """The first delta of a tool call: its stable OpenAI index (in order of appearance), id and name."""
+        position = self._tool_index.setdefault(key, len(self._tool_index))
+        call: ToolCallDelta = {
+            "index": position,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        if extra:
+            call["provider_specific_fields"] = dict(extra)
+        return self.chunk({"tool_calls": [call]}, index=index)
+
+    def tool_call_arguments(self, key: Any, fragment: str, index: int = 0) -> ChatCompletionChunk:
+        """A fragment of a started tool call's JSON arguments."""
+        call: ToolCallDelta = {"index": self._tool_index[key], "function": {"arguments": fragment}}
+        return self.chunk({"tool_calls": [call]}, index=index)
+
+    @property
+    def tool_calls_seen(self) -> int:
+        """How many tool calls were started."""
+        return len(self._tool_index)
+
+    def finish(self, reason: FinishReason, index: int = 0) -> ChatCompletionChunk:
+        """The chunk that carries ``finish_reason``, once."""
+        self.finish_reason = reason
+        return self.chunk({}, finish_reason=reason, index=index)
+
+    def usage_chunk(self, usage: Usage) -> ChatCompletionChunk | None:
+        """Record usage; the usage-only chunk (empty ``choices``) when the caller asked for it."""
+        self.usage = usage
+        if not self.include_usage:
+            return None
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        }
+
+
+def include_usage(body: ChatCompletionRequest) -> bool:
+    """Whether the caller asked for the usage chunk."""
+    options = body.get("stream_options") or {}
+    return bool(options.get("include_usage"))
+
+
+def make_usage(prompt: int, completion: int, *, cached: int = 0, cache_write: int = 0, reasoning: int = 0) -> Usage:
+    """OpenAI usage from counts already in OpenAI's convention (``prompt`` includes cached tokens)."""
+    usage: Usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if cached or cache_write:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        if cache_write:
+            usage["prompt_tokens_details"]["cache_creation_tokens"] = cache_write
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def generic_status_error(
+    status: int, content: bytes, target: Target, *, headers: Mapping[str, str] = EMPTY
+) -> UpstreamStatusError:
+    """An error for a status whose body we could not read as the provider's error format."""
+    text = content[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+    return UpstreamStatusError(
+        f"{target.label} answered {status}: {text}",
+        provider=target.provider,
+        deployment=target.label,
+        status=503 if status == 529 else status,
+        error_type=status_error_type(status),
+        request_id=headers.get("x-request-id") or headers.get("request-id"),
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or HTTP date) or ``x-ratelimit-reset-*``."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            try:
+                return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+            except (TypeError, ValueError):
+                pass
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset"):
+        value = headers.get(name)
+        if value:
+            seconds = parse_duration(value)
+            if seconds is not None:
+                return seconds
+    return None
+
+
+def parse_duration(value: str) -> float | None:
+    """``"1.5s"``, ``"6m0s"``, ``"20ms"``, ``"2"`` → seconds (OpenAI's and Groq's reset headers)."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total = 0.0
+    number = ""
+    i = 0
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    matched = False
+    while i < len(value):
+        ch = value[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if value.startswith("ms", i) else ch
+        if unit not in units or not number:
+            return None
+        total += float(number) * units[unit]
+        number = ""
+        matched = True
+        i += len(unit)
+    return total if matched and not number else None

@@ -1,0 +1,300 @@
+"""The OpenAI Chat Completions wire format, for OpenAI and every OpenAI-compatible vendor.
+
+Vendors differ in small ways, held as :class:`~polyroute.providers._base.Quirks` rows in the registry: which
+max-tokens field they take, whether they know the ``developer`` role, ``stream_options``, ``n``,
+``parallel_tool_calls``, ``strict`` tools, the seed field, the tool-call id format (Mistral wants 9 alphanumerics).
+A field a vendor cannot honour raises :class:`UnsupportedFeatureError`, so the router tries a deployment that can,
+or answers 400 naming the field: nothing is dropped silently.
+
+Responses pass through nearly untouched; ``reasoning`` (Groq, OpenRouter, Ollama) is renamed ``reasoning_content``
+(DeepSeek's name, which polyroute uses for every provider), missing tool-call ids are filled in, and streamed
+chunks that need no change are forwarded as the upstream's own bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+from polyroute._sse import SSEDecoder, SSEEvent
+from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError, status_error_type
+from polyroute.providers._base import (
+    ChunkBuilder,
+    Target,
+    UpstreamRequest,
+    completion_id,
+    dumps,
+    generic_status_error,
+    include_usage,
+    parse_retry_after,
+    tool_call_id,
+)
+from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Message, Usage
+
+_AZURE_API_VERSION = "2024-10-21"
+_POLYROUTE_MESSAGE_FIELDS = ("thinking_blocks", "provider_specific_fields")
+
+
+def stream_decoder() -> SSEDecoder:
+    """OpenAI streams are SSE."""
+    return SSEDecoder()
+
+
+def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
+    """The OpenAI request for ``target``, with the vendor's quirks applied."""
+    quirks = target.spec.quirks
+    out: dict[str, Any] = dict(body)
+    out["model"] = target.model
+    for name in quirks.unsupported:
+        if out.get(name) not in (None, False):
+            raise UnsupportedFeatureError(
+                f"{target.label} does not support '{name}'; remove it or route to a deployment that does",
+                param=name,
+            )
+    if out.get("n") not in (None, 1) and not quirks.n:
+        raise UnsupportedFeatureError(f"{target.label} does not support n > 1", param="n")
+    if out.get("parallel_tool_calls") is False and not quirks.parallel_tool_calls:
+        raise UnsupportedFeatureError(
+            f"{target.label} cannot disable parallel tool calls (parallel_tool_calls: false)",
+            param="parallel_tool_calls",
+        )
+    if not quirks.parallel_tool_calls:
+        out.pop("parallel_tool_calls", None)  # true is these vendors' only behaviour: nothing is lost
+    _move_max_tokens(out, quirks.max_tokens_field)
+    if quirks.seed_field != "seed" and "seed" in out:
+        out[quirks.seed_field] = out.pop("seed")
+    if body.get("stream"):
+        if quirks.stream_options:
+            # Always ask for usage upstream: the router counts tokens and cost; the caller's chunk is optional.
+            out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        else:
+            out.pop("stream_options", None)
+    else:
+        out.pop("stream_options", None)
+    if "tools" in out:
+        out["tools"] = [_tool_for(tool, quirks.strict_tools, target) for tool in out["tools"]]
+    out["messages"] = _to_vendor_messages(body["messages"], target)
+    if target.deployment.params:
+        out.update(target.deployment.params)
+    url, headers = _endpoint(target)
+    return UpstreamRequest("POST", url, headers, dumps(out), stream=bool(body.get("stream")))
+
+
+def _endpoint(target: Target) -> tuple[str, dict[str, str]]:
+    headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
+    headers.update(target.deployment.headers)
+    base = target.api_base
+    if target.spec.key == "azure" and "/openai/v1" not in base:
+        version = target.deployment.api_version or _AZURE_API_VERSION
+        return f"{base}/openai/deployments/{target.model}/chat/completions?api-version={version}", headers
+    return base + target.spec.path, headers
+
+
+def _move_max_tokens(out: dict[str, Any], field: str) -> None:
+    value = out.pop("max_completion_tokens", None)
+    legacy = out.pop("max_tokens", None)
+    chosen = value if value is not None else legacy
+    if chosen is not None:
+        out[field] = chosen
+
+
+def _tool_for(tool: Mapping[str, Any], strict_ok: bool, target: Target) -> Mapping[str, Any]:
+    function = tool.get("function") or {}
+    if "strict" in function and not strict_ok:
+        if function.get("strict"):
+            raise UnsupportedFeatureError(
+                f"{target.label} does not support strict function schemas ('strict': true on tool "
+                f"{function.get('name')!r}); remove 'strict' or route to a deployment that supports it",
+                param="tools",
+            )
+        return {**tool, "function": {k: v for k, v in function.items() if k != "strict"}}
+    return tool
+
+
+def _to_vendor_messages(messages: list[Message], target: Target) -> list[dict[str, Any]]:
+    quirks = target.spec.quirks
+    keep_reasoning = target.spec.key == "deepseek"  # DeepSeek wants reasoning_content back within a tool loop
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        m: dict[str, Any] = {k: v for k, v in message.items() if k not in _POLYROUTE_MESSAGE_FIELDS}
+        if not keep_reasoning:
+            m.pop("reasoning_content", None)
+        if m["role"] == "developer" and not quirks.developer_role:
+            m["role"] = "system"
+        calls = m.get("tool_calls")
+        if calls:
+            m["tool_calls"] = [
+                {
+                    "id": _vendor_call_id(c["id"], quirks.tool_call_id_pattern),
+                    "type": c.get("type", "function"),
+                    "function": c["function"],
+                }
+                for c in calls
+            ]
+        if m.get("tool_call_id") is not None:
+            m["tool_call_id"] = _vendor_call_id(m["tool_call_id"], quirks.tool_call_id_pattern)
+        out.append(m)
+    return out
+
+
+def _vendor_call_id(call_id: str, pattern: str) -> str:
+    """Mistral accepts only ``[a-zA-Z0-9]{9}`` ids: map others (from another provider) deterministically."""
+    if pattern == "alnum9" and not (len(call_id) == 9 and call_id.isalnum()):
+        return hashlib.sha256(call_id.encode()).hexdigest()[:9]
+    return call_id
+
+
+def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
+    """The vendor's completion, normalized: ``reasoning_content``, tool-call ids, ``object``."""
+    data = json.loads(content)
+    if not isinstance(data, dict) or "choices" not in data:
+        if isinstance(data, dict) and "error" in data:
+            raise classify_error(200, {}, content, target)
+        raise UpstreamStatusError(
+            f"{target.label} returned a body that is not a chat completion",
+            provider=target.provider,
+            deployment=target.label,
+            status=502,
+        )
+    completion = cast(dict[str, Any], data)
+    completion.setdefault("id", completion_id())
+    completion["object"] = "chat.completion"
+    completion.setdefault("created", 0)
+    completion.setdefault("model", target.model)
+    for choice in completion["choices"]:
+        message = choice.get("message") or {}
+        _normalize_reasoning(message)
+        for call in message.get("tool_calls") or ():
+            if not call.get("id"):
+                call["id"] = tool_call_id()
+            call.setdefault("type", "function")
+    return cast(ChatCompletion, completion)
+
+
+def _normalize_reasoning(message: dict[str, Any]) -> None:
+    reasoning = message.pop("reasoning", None)
+    if isinstance(reasoning, str) and reasoning and not message.get("reasoning_content"):
+        message["reasoning_content"] = reasoning
+
+
+def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStreamTranslator:
+    """A translator for the vendor's SSE chunks."""
+    return OpenAIStreamTranslator(target, include_usage(body))
+
+
+_NEEDS_LOOK = (b'"reasoning"', b'"usage"', b'"tool_calls"', b'"error"', b'"finish_reason":"', b'"x_groq"')
+
+
+class OpenAIStreamTranslator:
+    """Forwards OpenAI-format chunks, touching only the ones that need it (usage, reasoning, tool ids, finish)."""
+
+    __slots__ = ("_done", "_finished", "_tool_ids", "builder", "include_usage", "target")
+
+    def __init__(self, target: Target, include_usage: bool) -> None:
+        self.target = target
+        self.include_usage = include_usage
+        self.builder = ChunkBuilder(model=target.model, include_usage=include_usage)
+        self._done = False
+        self._finished = False
+        self._tool_ids: dict[tuple[int, int], str] = {}
+
+    def feed(self, event: SSEEvent) -> list[ChatCompletionChunk | bytes]:
+        """One upstream event → the chunks (or raw bytes) to forward."""
+        data = event.data
+        if not data:
+            return []
+        if data == "[DONE]":
+            self._done = True
+            return []
+        raw = data.encode()
+        if not any(marker in raw for marker in _NEEDS_LOOK) and b'"choices":[' in raw:
+            return [raw]
+        chunk = json.loads(data)
+        if "error" in chunk and "choices" not in chunk:
+            raise classify_error(200, {}, raw, self.target)
+        usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+        chunk.pop("x_groq", None)
+        out: list[ChatCompletionChunk | bytes] = []
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            _normalize_reasoning(delta)
+            for position, call in enumerate(delta.get("tool_calls") or ()):
+                call.setdefault("index", position)
+                key = (choice.get("index", 0), call["index"])
+                if call.get("function", {}).get("name") and not call.get("id"):
+                    call["id"] = self._tool_ids.setdefault(key, tool_call_id())
+                    call.setdefault("type", "function")
+            if choice.get("finish_reason"):
+                self._finished = True
+                self.builder.finish_reason = choice["finish_reason"]
+        if usage:
+            self.builder.usage = cast(Usage, usage)
+            if not self.include_usage:
+                if not chunk.get("choices"):
+                    return out
+                chunk["usage"] = None
+        elif "usage" in chunk and chunk["usage"] is None and not chunk.get("choices"):
+            return out
+        out.append(cast(ChatCompletionChunk, chunk))
+        return out
+
+    def finish(self) -> list[ChatCompletionChunk | bytes]:
+        """The stream ended: fine after a finish_reason or ``[DONE]``, an error otherwise."""
+        if not self._finished and not self._done:
+            raise StreamInterruptedError(
+                f"{self.target.label} ended the stream without a finish_reason",
+                provider=self.target.provider,
+                deployment=self.target.label,
+                status=502,
+            )
+        return []
+
+
+def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
+    """An OpenAI-format error body (or a vendor's variant) → an :class:`UpstreamStatusError`."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return generic_status_error(status, content, target, headers=headers)
+    error: Any = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):
+        if isinstance(data, dict) and isinstance(data.get("message") or data.get("detail"), str):
+            error = {"message": data.get("message") or data.get("detail")}
+        else:
+            return generic_status_error(status, content, target, headers=headers)
+    error = cast(dict[str, Any], error)
+    message = str(error.get("message") or f"HTTP {status}")
+    code = error.get("code")
+    code = str(code) if code is not None else None
+    if status == 200:  # an error inside a 200 body or stream
+        status = _status_for_code(code, error.get("type"))
+    if "context_length" in message or code == "context_length_exceeded":
+        code = "context_length_exceeded"
+        if "context_length_exceeded" not in message:
+            message = f"{message} (context_length_exceeded)"
+    return UpstreamStatusError(
+        f"{target.label}: {message}",
+        provider=target.provider,
+        deployment=target.label,
+        status=503 if status == 529 else status,
+        error_type=str(error.get("type") or status_error_type(status)),
+        code=code,
+        param=error.get("param") if isinstance(error.get("param"), str) else None,
+        request_id=headers.get("x-request-id"),
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def _status_for_code(code: str | None, error_type: Any) -> int:
+    text = f"{code} {error_type}".lower()
+    if "rate" in text or "quota" in text:
+        return 429
+    if "invalid" in text or "context_length" in text:
+        return 400
+    if "overload" in text:
+        return 503
+    return 500

@@ -1,0 +1,526 @@
+"""The in-process transport: the openai SDK (or any httpx / httpx2 client) sends its request here as if to an
+OpenAI server, and gets an OpenAI answer back, with routing, translation and failover in between.
+
+This is the only module that does I/O. The request loop is written twice (sync and async) and differs only in
+``await``; everything it decides comes from :mod:`polyroute.failover`, :mod:`polyroute.router` and the adapters.
+
+A stream is committed once its first content chunk is ready: until then a failure moves to the next deployment;
+after it, an upstream failure becomes one in-band ``data: {"error": …}`` event, which the SDK raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from polyroute import _compat
+from polyroute._sse import DONE, encode_event
+from polyroute.errors import (
+    InvalidRequestError,
+    NotFoundPathError,
+    PolyrouteError,
+    StreamInterruptedError,
+    UnsupportedFeatureError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    error_body,
+    redact,
+)
+from polyroute.failover import Attempts
+from polyroute.providers import adapter_for
+from polyroute.providers._base import StreamDecoder, StreamTranslator, Target, dumps
+from polyroute.router import Router
+from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage
+from polyroute.validation import parse_body
+
+logger = logging.getLogger("polyroute")
+
+_PASSTHROUGH = ("CannotOverwriteExistingCassetteException",)
+"""Exceptions that are not upstream failures and must reach the test that caused them (vcrpy's no-match)."""
+
+
+class RouterTransport(_compat.TransportBase):
+    """An httpx / httpx2 transport (sync and async) that serves OpenAI's API from a :class:`Router`."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._sync_inner: Any = None
+        self._async_inner: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._mock: Any = None
+
+    def __repr__(self) -> str:
+        return f"RouterTransport({self.router!r})"
+
+    # -- entry points -------------------------------------------------------------------------------------------
+
+    def handle_request(self, request: Any) -> Any:
+        """Serve one request from a sync client."""
+        lib = _compat.library_of(request)
+        attempts: Attempts | None = None
+        try:
+            early = self._early_answer(request)
+            if early is not None:
+                return _json_response(lib, *early)
+            body = parse_body(request.read())
+            attempts = Attempts(self.router, body["model"])
+            while (target := attempts.next()) is not None:
+                try:
+                    outcome = self._call(target, body, request)
+                except UnsupportedFeatureError as exc:
+                    attempts.unsupported(target, exc)
+                    continue
+                except UpstreamError as exc:
+                    if not attempts.failed(target, exc):
+                        break
+                    delay = attempts.backoff()
+                    if delay:
+                        time.sleep(delay)
+                    continue
+                attempts.succeeded(target)
+                return self._respond(lib, outcome, target, attempts)
+            raise attempts.final_error()
+        except PolyrouteError as exc:
+            return _error_response(lib, exc, attempts)
+        except Exception as exc:
+            if type(exc).__name__ in _PASSTHROUGH:
+                raise
+            logger.exception("polyroute internal error")
+            return _internal_error(lib, exc)
+
+    async def handle_async_request(self, request: Any) -> Any:
+        """Serve one request from an async client."""
+        lib = _compat.library_of(request)
+        attempts: Attempts | None = None
+        try:
+            early = self._early_answer(request)
+            if early is not None:
+                return _json_response(lib, *early)
+            body = parse_body(await request.aread())
+            attempts = Attempts(self.router, body["model"])
+            while (target := attempts.next()) is not None:
+                try:
+                    outcome = await self._acall(target, body, request)
+                except UnsupportedFeatureError as exc:
+                    attempts.unsupported(target, exc)
+                    continue
+                except UpstreamError as exc:
+                    if not attempts.failed(target, exc):
+                        break
+                    delay = attempts.backoff()
+                    if delay:
+                        await asyncio.sleep(delay)
+                    continue
+                attempts.succeeded(target)
+                return self._respond(lib, outcome, target, attempts)
+            raise attempts.final_error()
+        except PolyrouteError as exc:
+            return _error_response(lib, exc, attempts)
+        except Exception as exc:
+            if type(exc).__name__ in _PASSTHROUGH:
+                raise
+            logger.exception("polyroute internal error")
+            return _internal_error(lib, exc)
+
+    def close(self) -> None:
+        """Close the sync upstream pool (async pools close with :meth:`aclose`)."""
+        if self._sync_inner is not None:
+            self._sync_inner.close()
+            self._sync_inner = None
+
+    async def aclose(self) -> None:
+        """Close the upstream pool of the running event loop."""
+        loop = asyncio.get_running_loop()
+        inner = self._async_inner.pop(loop, None)
+        if inner is not None:
+            await inner.aclose()
+
+    # -- routing-independent answers -------------------------------------------------------------------------
+
+    def _early_answer(self, request: Any) -> tuple[int, Any] | None:
+        """Answers that need no upstream: ``/models``, unknown paths. None for a chat completion."""
+        path: str = request.url.path
+        if path.endswith("/chat/completions"):
+            if request.method != "POST":
+                raise InvalidRequestError(f"{request.method} {path} is not allowed; use POST")
+            return None
+        if path.endswith("/models") and request.method == "GET":
+            data = [
+                {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
+                for name in self.router.model_names
+            ]
+            return 200, {"object": "list", "data": data}
+        if "/models/" in path and request.method == "GET":
+            name = path.split("/models/", 1)[1]
+            self.router.route(name)
+            return 200, {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
+        raise NotFoundPathError(
+            f"polyroute serves POST /v1/chat/completions and GET /v1/models; {request.method} {path} is not served "
+            "(use the Chat Completions API)"
+        )
+
+    # -- one upstream call ----------------------------------------------------------------------------------
+
+    def _prepare(self, target: Target, body: ChatCompletionRequest, request: Any) -> tuple[Any, Any, bool]:
+        if target.spec.key_required and not target.api_key:
+            envs = " or ".join(target.spec.key_envs) or "api_key"
+            raise UpstreamStatusError(
+                f"no API key for {target.label}: set {envs}, or api_key / api_key_env in its deployment",
+                provider=target.provider,
+                deployment=target.label,
+                status=401,
+                error_type="authentication_error",
+                code="missing_api_key",
+            )
+        adapter = adapter_for(target.spec)
+        upstream = adapter.build_request(body, target)
+        timeout = _timeout_for(target, request)
+        req = _compat.UPSTREAM.Request(
+            upstream.method,
+            upstream.url,
+            headers=upstream.headers,
+            content=upstream.content,
+            extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
+        )
+        return adapter, req, upstream.stream
+
+    def _call(self, target: Target, body: ChatCompletionRequest, request: Any) -> ChatCompletion | StreamCall:
+        adapter, req, stream = self._prepare(target, body, request)
+        inner = self._inner_sync(target)
+        with _map_transport_errors(target):
+            response = inner.handle_request(req)
+            if response.status_code >= 400:
+                content = response.read()
+                response.close()
+                raise adapter.classify_error(response.status_code, response.headers, content, target)
+            if not stream:
+                content = response.read()
+                response.close()
+                return _parse(adapter, content, target, body)
+        call = StreamCall(adapter, target, body, response)
+        call.prime()
+        return call
+
+    async def _acall(self, target: Target, body: ChatCompletionRequest, request: Any) -> ChatCompletion | StreamCall:
+        adapter, req, stream = self._prepare(target, body, request)
+        inner = self._inner_async(target)
+        with _map_transport_errors(target):
+            response = await inner.handle_async_request(req)
+            if response.status_code >= 400:
+                content = await response.aread()
+                await response.aclose()
+                raise adapter.classify_error(response.status_code, response.headers, content, target)
+            if not stream:
+                content = await response.aread()
+                await response.aclose()
+                return _parse(adapter, content, target, body)
+        call = StreamCall(adapter, target, body, response)
+        await call.aprime()
+        return call
+
+    def _inner_sync(self, target: Target) -> Any:
+        if target.spec.adapter == "mock":
+            return self._mock_upstream().bind(target)
+        if self._sync_inner is None:
+            self._sync_inner = _compat.UPSTREAM.HTTPTransport()
+        return self._sync_inner
+
+    def _inner_async(self, target: Target) -> Any:
+        if target.spec.adapter == "mock":
+            return self._mock_upstream().bind(target)
+        loop = asyncio.get_running_loop()
+        inner = self._async_inner.get(loop)
+        if inner is None:
+            inner = self._async_inner[loop] = _compat.UPSTREAM.AsyncHTTPTransport()
+        return inner
+
+    def _mock_upstream(self) -> Any:
+        if self._mock is None:
+            from polyroute.providers.mock import MockUpstream
+
+            self._mock = MockUpstream()
+        return self._mock
+
+    # -- answers --------------------------------------------------------------------------------------------
+
+    def _respond(self, lib: Any, outcome: ChatCompletion | StreamCall, target: Target, attempts: Attempts) -> Any:
+        headers = {"x-polyroute-deployment": target.label, "x-polyroute-attempts": str(attempts.count)}
+        if isinstance(outcome, StreamCall):
+            headers["content-type"] = "text/event-stream"
+            headers["cache-control"] = "no-cache"
+            return lib.Response(200, headers=headers, stream=RouterStream(outcome))
+        usage = outcome.get("usage")
+        if usage:
+            cost = _price(target, usage)
+            if cost is not None:
+                headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
+        headers["content-type"] = "application/json"
+        return lib.Response(200, headers=headers, content=dumps(outcome))
+
+
+def _parse(adapter: Any, content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
+    try:
+        return adapter.parse_response(content, target, body)
+    except (PolyrouteError, AssertionError):
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpstreamStatusError(
+            f"{target.label} returned a response polyroute could not read: {type(exc).__name__}: {exc}",
+            provider=target.provider,
+            deployment=target.label,
+            status=502,
+        ) from exc
+
+
+def _price(target: Target, usage: Usage) -> float | None:
+    """Price the call from the catalog; the cost rides on ``usage.cost`` and the ``x-polyroute-cost`` header."""
+    details = usage.get("prompt_tokens_details") or {}
+    cost = target.info.cost(
+        usage.get("prompt_tokens", 0),
+        usage.get("completion_tokens", 0),
+        details.get("cached_tokens", 0) or 0,
+        details.get("cache_creation_tokens", 0) or 0,
+    )
+    if cost is not None:
+        usage["cost"] = cost
+    return cost
+
+
+class StreamCall:
+    """One committed-or-priming upstream stream: decoder + translator over the upstream response.
+
+    :meth:`prime` reads until the first content chunk (failures before it may fail over); the
+    :class:`RouterStream` then forwards the rest.
+    """
+
+    __slots__ = ("_buffer", "_iter", "body", "decoder", "response", "target", "translator")
+
+    def __init__(self, adapter: Any, target: Target, body: ChatCompletionRequest, response: Any) -> None:
+        self.target = target
+        self.body = body
+        self.response = response
+        self.decoder: StreamDecoder = adapter.stream_decoder()
+        self.translator: StreamTranslator = adapter.stream_translator(target, body)
+        self._buffer: list[bytes] = []
+        self._iter: Any = None
+
+    def feed(self, raw: bytes) -> tuple[bytes, bool]:
+        """Upstream bytes → the SSE bytes to send, and whether any of it is content (the commit signal)."""
+        out: list[bytes] = []
+        substantive = False
+        for event in self.decoder.feed(raw):
+            for chunk in self.translator.feed(event):
+                if isinstance(chunk, bytes):
+                    out.append(b"data: " + chunk + b"\n\n")
+                    substantive = substantive or _raw_is_content(chunk)
+                else:
+                    if chunk.get("usage"):
+                        _price(self.target, chunk["usage"])  # type: ignore[arg-type]
+                    out.append(encode_event(dumps(chunk)))
+                    substantive = substantive or _is_content(chunk)
+        return b"".join(out), substantive
+
+    def end(self) -> bytes:
+        """The upstream body ended: the last chunks, then ``[DONE]``; raises if the stream was cut short."""
+        out: list[bytes] = []
+        for event in self.decoder.flush():
+            for chunk in self.translator.feed(event):
+                out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else encode_event(dumps(chunk)))
+        for chunk in self.translator.finish():
+            if not isinstance(chunk, bytes) and chunk.get("usage"):
+                _price(self.target, chunk["usage"])  # type: ignore[arg-type]
+            out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else encode_event(dumps(chunk)))
+        out.append(DONE)
+        return b"".join(out)
+
+    def prime(self) -> None:
+        """Read until the first content chunk; an error here closes upstream and may fail over."""
+        try:
+            with _map_transport_errors(self.target):
+                self._iter = iter(self.response.iter_bytes())
+                for raw in self._iter:
+                    data, committed = self.feed(raw)
+                    if data:
+                        self._buffer.append(data)
+                    if committed:
+                        return
+                self._buffer.append(self.end())
+                self._iter = None
+        except BaseException:
+            self.response.close()
+            raise
+
+    async def aprime(self) -> None:
+        """Async :meth:`prime`."""
+        try:
+            with _map_transport_errors(self.target):
+                self._iter = self.response.aiter_bytes().__aiter__()
+                async for raw in self._iter:
+                    data, committed = self.feed(raw)
+                    if data:
+                        self._buffer.append(data)
+                    if committed:
+                        return
+                self._buffer.append(self.end())
+                self._iter = None
+        except BaseException:
+            await self.response.aclose()
+            raise
+
+    def take_buffer(self) -> bytes:
+        """The bytes read while priming."""
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+class RouterStream(_compat.ByteStreamBase):
+    """The SSE body handed to the caller. Closing it early closes the upstream response."""
+
+    def __init__(self, call: StreamCall) -> None:
+        self._call = call
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        call = self._call
+        head = call.take_buffer()
+        if head:
+            yield head
+        if call._iter is None:  # the whole stream was read while priming
+            return self.close()
+        try:
+            with _map_transport_errors(call.target):
+                for raw in call._iter:
+                    data, _ = call.feed(raw)
+                    if data:
+                        yield data
+                tail = call.end()
+            yield tail
+        except UpstreamError as exc:
+            yield _stream_error(exc)
+        finally:
+            self.close()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        call = self._call
+        head = call.take_buffer()
+        if head:
+            yield head
+        if call._iter is None:
+            await self.aclose()
+            return
+        try:
+            with _map_transport_errors(call.target):
+                async for raw in call._iter:
+                    data, _ = call.feed(raw)
+                    if data:
+                        yield data
+                tail = call.end()
+            yield tail
+        except UpstreamError as exc:
+            yield _stream_error(exc)
+        finally:
+            await self.aclose()
+
+    def close(self) -> None:
+        """Close upstream (the SDK calls this when the caller leaves the stream early)."""
+        if not self._closed:
+            self._closed = True
+            self._call.response.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        if not self._closed:
+            self._closed = True
+            await self._call.response.aclose()
+
+
+def _stream_error(exc: UpstreamError) -> bytes:
+    logger.warning("polyroute stream failed after commit: deployment=%s: %s", exc.deployment, exc.message)
+    if not isinstance(exc, StreamInterruptedError):
+        exc = StreamInterruptedError(
+            exc.message,
+            provider=exc.provider,
+            deployment=exc.deployment,
+            status=exc.status,
+            error_type=exc.error_type,
+            code=exc.code,
+        )
+    return encode_event(dumps(exc.to_body()))
+
+
+def _is_content(chunk: ChatCompletionChunk) -> bool:
+    if not chunk.get("choices"):
+        return chunk.get("usage") is not None
+    for choice in chunk["choices"]:
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
+            return True
+    return False
+
+
+def _raw_is_content(raw: bytes) -> bool:
+    if b'"content":""' in raw or b'"content":null' in raw:
+        return b'"tool_calls"' in raw or b'"finish_reason":"' in raw
+    return True
+
+
+@contextmanager
+def _map_transport_errors(target: Target) -> Iterator[None]:
+    """Connection and timeout errors of either HTTP library → :class:`UpstreamError` (fails over)."""
+    try:
+        yield
+    except _compat.timeout_exceptions() as exc:
+        raise UpstreamTimeout(
+            f"{target.label} timed out ({type(exc).__name__}) after {target.timeout:g}s",
+            provider=target.provider,
+            deployment=target.label,
+        ) from exc
+    except _compat.transport_exceptions() as exc:
+        raise UpstreamConnectionError(
+            f"{target.label} could not be reached: {type(exc).__name__}: {redact(str(exc))}",
+            provider=target.provider,
+            deployment=target.label,
+        ) from exc
+
+
+def _timeout_for(target: Target, request: Any) -> float:
+    timeout = target.timeout
+    caller: Mapping[str, Any] = request.extensions.get("timeout") or {}
+    read = caller.get("read")
+    if isinstance(read, int | float) and read > 0:
+        timeout = min(timeout, float(read))
+    return timeout
+
+
+def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Any:
+    return lib.Response(status, headers={"content-type": "application/json", **(headers or {})}, content=dumps(body))
+
+
+def _error_response(lib: Any, exc: PolyrouteError, attempts: Attempts | None) -> Any:
+    headers = {"x-should-retry": "false", **exc.headers()}
+    if attempts is not None:
+        headers["x-polyroute-attempts"] = str(attempts.count)
+        if attempts.records:
+            headers["x-polyroute-deployment"] = attempts.records[-1].deployment
+    request_id = getattr(exc, "request_id", None)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return _json_response(lib, exc.status, exc.to_body(), headers)
+
+
+def _internal_error(lib: Any, exc: Exception) -> Any:
+    body = error_body(
+        f"polyroute internal error: {type(exc).__name__}: {exc}. This is a bug in polyroute; please report it.",
+        "server_error",
+        "internal_error",
+    )
+    return _json_response(lib, 500, body, {"x-should-retry": "false"})

@@ -1,0 +1,168 @@
+"""Checks on the caller's request before anything goes upstream; each failure names the field to fix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+from polyroute.errors import InvalidRequestError
+from polyroute.types.openai import ChatCompletionRequest
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_NUMBERS = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+_POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
+_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+
+
+def parse_body(raw: bytes) -> ChatCompletionRequest:
+    """The request body as a validated dict, or :class:`InvalidRequestError`."""
+    if not raw:
+        raise InvalidRequestError("request body is empty; send a JSON object with 'model' and 'messages'")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object with 'model' and 'messages'")
+    return validate(cast(dict[str, Any], body))
+
+
+def validate(body: dict[str, Any]) -> ChatCompletionRequest:
+    """Check the fields polyroute reads or translates; other fields pass through for the provider to judge."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("'messages' is required and must be a non-empty array", param="messages")
+    for i, message in enumerate(cast(list[Any], messages)):
+        _check_message(i, message)
+    for name, (low, high) in _NUMBERS.items():
+        value = body.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high
+        ):
+            raise InvalidRequestError(f"'{name}' must be a number from {low:g} to {high:g}, got {value!r}", param=name)
+    for name in _POSITIVE_INTS:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidRequestError(f"'{name}' must be a positive integer, got {value!r}", param=name)
+    for name in ("stream", "parallel_tool_calls", "logprobs"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidRequestError(f"'{name}' must be true or false, got {value!r}", param=name)
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in cast(list[Any], stop)))
+    ):
+        raise InvalidRequestError("'stop' must be a string or an array of strings", param="stop")
+    _check_tools(body)
+    _check_response_format(body.get("response_format"))
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequestError("'stream_options' must be an object", param="stream_options")
+    return cast(ChatCompletionRequest, body)
+
+
+def _check_message(i: int, message: Any) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise InvalidRequestError(f"'{where}' must be an object with 'role' and 'content'", param=where)
+    message = cast(dict[str, Any], message)
+    role = message.get("role")
+    if role not in _ROLES:
+        raise InvalidRequestError(
+            f"'{where}.role' must be one of {', '.join(sorted(_ROLES))}, got {role!r}", param=f"{where}.role"
+        )
+    content = message.get("content")
+    if content is None:
+        if role != "assistant":
+            raise InvalidRequestError(f"'{where}.content' is required for role {role!r}", param=f"{where}.content")
+    elif isinstance(content, list):
+        for j, part in enumerate(cast(list[Any], content)):
+            if not isinstance(part, dict) or cast(dict[str, Any], part).get("type") not in _PART_TYPES:
+                raise InvalidRequestError(
+                    f"'{where}.content[{j}]' must be an object whose 'type' is one of {', '.join(sorted(_PART_TYPES))}",
+                    param=f"{where}.content[{j}]",
+                )
+            part = cast(dict[str, Any], part)
+            kind = part["type"]
+            if kind == "text" and not isinstance(part.get("text"), str):
+                raise InvalidRequestError(f"'{where}.content[{j}].text' must be a string", param=f"{where}.content")
+            if kind == "image_url":
+                image = part.get("image_url")
+                if not isinstance(image, dict) or not isinstance(cast(dict[str, Any], image).get("url"), str):
+                    raise InvalidRequestError(
+                        f"'{where}.content[{j}].image_url.url' must be a string", param=f"{where}.content"
+                    )
+    elif not isinstance(content, str):
+        raise InvalidRequestError(f"'{where}.content' must be a string or an array of parts", param=f"{where}.content")
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise InvalidRequestError(f"'{where}.tool_call_id' is required for role 'tool'", param=f"{where}.tool_call_id")
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if role != "assistant" or not isinstance(calls, list):
+            raise InvalidRequestError(f"'{where}.tool_calls' must be an array on an assistant message", param=where)
+        for k, call in enumerate(cast(list[Any], calls)):
+            ok = isinstance(call, dict) and isinstance(cast(Mapping[str, Any], call).get("id"), str)
+            function = cast(Mapping[str, Any], call).get("function") if ok else None
+            if (
+                not ok
+                or not isinstance(function, dict)
+                or not isinstance(cast(Mapping[str, Any], function).get("name"), str)
+            ):
+                raise InvalidRequestError(
+                    f"'{where}.tool_calls[{k}]' needs an 'id' and a 'function' with a 'name'",
+                    param=f"{where}.tool_calls",
+                )
+
+
+def _check_tools(body: Mapping[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise InvalidRequestError("'tools' must be an array", param="tools")
+    for i, tool in enumerate(cast(list[Any], tools)):
+        function = cast(Mapping[str, Any], tool).get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(cast(Mapping[str, Any], function).get("name"), str):
+            raise InvalidRequestError(f"'tools[{i}]' needs a 'function' with a 'name'", param=f"tools[{i}]")
+        parameters = cast(Mapping[str, Any], function).get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidRequestError(
+                f"'tools[{i}].function.parameters' must be a JSON Schema object", param=f"tools[{i}]"
+            )
+    choice = body.get("tool_choice")
+    if (
+        choice is not None
+        and choice not in ("auto", "none", "required")
+        and not (isinstance(choice, dict) and isinstance(cast(Mapping[str, Any], choice).get("function"), dict))
+    ):
+        raise InvalidRequestError(
+            "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}",
+            param="tool_choice",
+        )
+
+
+def _check_response_format(value: Any) -> None:
+    if value is None:
+        return
+    kind = cast(Mapping[str, Any], value).get("type") if isinstance(value, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise InvalidRequestError(
+            "'response_format.type' must be 'text', 'json_object' or 'json_schema'", param="response_format"
+        )
+    if kind == "json_schema":
+        schema = cast(Mapping[str, Any], value).get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(cast(Mapping[str, Any], schema).get("name"), str):
+            raise InvalidRequestError(
+                "'response_format.json_schema' needs a 'name' and a 'schema'", param="response_format"
+            )
