@@ -116,6 +116,30 @@ class Router:
             self._routes.setdefault(name, built)
         return built
 
+    def model_info(self, name: str) -> catalog.ModelInfo:
+        """What a model name can do, across its deployments: a capability any deployment has (the router sends
+        a request only where it fits), the smallest known context window and output limit, the first known prices.
+        """
+        infos = [t.info for t in self.route(name).targets]
+        windows = [i.context_window for i in infos if i.context_window]
+        outputs = [i.max_output_tokens for i in infos if i.max_output_tokens]
+        priced = next((i for i in infos if i.input_price is not None), infos[0])
+        return catalog.ModelInfo(
+            context_window=min(windows) if windows else None,
+            max_output_tokens=min(outputs) if outputs else None,
+            tools=any(i.tools for i in infos),
+            vision=any(i.vision for i in infos),
+            pdf=any(i.pdf for i in infos),
+            audio=any(i.audio for i in infos),
+            json_schema=any(i.json_schema for i in infos),
+            reasoning=any(i.reasoning for i in infos),
+            input_price=priced.input_price,
+            output_price=priced.output_price,
+            cache_read_price=priced.cache_read_price,
+            cache_write_price=priced.cache_write_price,
+            known=any(i.known for i in infos),
+        )
+
     def order(self, route: Route, estimated_tokens: int = 0) -> list[Target]:
         """The route's deployments in the order to try them (``ordered``: as configured)."""
         return list(route.targets)
