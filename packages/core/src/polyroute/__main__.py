@@ -1,0 +1,139 @@
+"""``polyroute demo``: a routed call, a streamed call and a failover, with no API keys needed.
+
+With no keys the demo runs on embedded mock deployments (same code path as a real provider: routing, stream
+translation, failover, usage and cost). With ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` / ``GEMINI_API_KEY`` set,
+``polyroute demo --live`` routes the same calls to those providers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from polyroute import Router, __version__
+
+_LIVE = (
+    ("ANTHROPIC_API_KEY", "anthropic", "claude-haiku-4-5"),
+    ("OPENAI_API_KEY", "openai", "gpt-4o-mini"),
+    ("GEMINI_API_KEY", "gemini", "gemini-2.5-flash"),
+)
+
+
+def demo_config(live: bool) -> dict[str, Any]:
+    """The demo's routes: embedded mock deployments, or real providers for which a key is set."""
+    if live:
+        deployments = [{"provider": p, "model": m} for env, p, m in _LIVE if os.environ.get(env)]
+        if not deployments:
+            raise SystemExit("--live needs at least one of " + ", ".join(env for env, _, _ in _LIVE))
+        broken: dict[str, Any] = {"provider": "openai-compatible", "model": "down", "id": "unreachable-provider",
+                                  "api_base": "http://127.0.0.1:9/v1", "timeout": 2}
+        return {"models": [
+            {"name": "smart", "deployments": deployments},
+            {"name": "resilient", "deployments": [broken, *deployments]},
+        ]}
+    return {"models": [
+        {"name": "smart", "deployments": [
+            {"provider": "mock", "model": "mock-1", "id": "mock-primary",
+             "response": "polyroute routed this call in-process: no server, no network, no API key.",
+             "chunk_delay": 0.04}]},
+        {"name": "resilient", "fallbacks": ["smart"], "deployments": [
+            {"provider": "mock", "model": "mock-1", "id": "mock-rate-limited", "error": 429,
+             "error_message": "Rate limit reached (simulated)"},
+            {"provider": "mock", "model": "mock-1", "id": "mock-overloaded", "error": 529,
+             "error_message": "Overloaded (simulated)"},
+            {"provider": "mock", "model": "mock-small", "id": "mock-backup",
+             "response": "Served by the backup deployment after two failures."}]},
+    ]}
+
+
+def _rule(title: str) -> None:
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"\n{bold}── {title} {'─' * max(0, 64 - len(title))}{plain}")
+
+
+def run_demo(live: bool = False) -> None:
+    """Run the three demo calls and print what happened."""
+    router = Router(demo_config(live))
+    client = router.openai_client()
+    messages = [{"role": "user", "content": "Say hello in one sentence."}]
+    print(f"polyroute {__version__} demo ({'live providers' if live else 'embedded mock deployments, no keys'})")
+    print(f"models: {', '.join(router.model_names)}")
+
+    _rule("1. a routed call")
+    started = time.perf_counter()
+    raw = client.chat.completions.with_raw_response.create(model="smart", messages=messages)  # type: ignore[arg-type]
+    completion = raw.parse()
+    print(f"answer     : {completion.choices[0].message.content}")
+    print(f"deployment : {raw.headers.get('x-polyroute-deployment')}   attempts: "
+          f"{raw.headers.get('x-polyroute-attempts')}   {1000 * (time.perf_counter() - started):.1f} ms")
+    if completion.usage:
+        cost = raw.headers.get("x-polyroute-cost")
+        print(f"usage      : {completion.usage.prompt_tokens} in / {completion.usage.completion_tokens} out"
+              + (f"   cost: ${float(cost):.6f}" if cost else ""))
+
+    _rule("2. a streamed call (chunks print as they arrive)")
+    print("answer     : ", end="", flush=True)
+    with client.chat.completions.with_streaming_response.create(
+        model="smart", messages=messages, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
+    ) as response:
+        usage = None
+        for chunk in response.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                print(chunk.choices[0].delta.content, end="", flush=True)
+            usage = chunk.usage or usage
+        print(f"\ndeployment : {response.headers.get('x-polyroute-deployment')}"
+              + (f"   usage: {usage.prompt_tokens} in / {usage.completion_tokens} out" if usage else ""))
+
+    _rule("3. a failover")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  log      : %(message)s"))
+    log = logging.getLogger("polyroute")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    try:
+        raw = client.chat.completions.with_raw_response.create(model="resilient", messages=messages)  # type: ignore[arg-type]
+    finally:
+        log.removeHandler(handler)
+    print(f"answer     : {raw.parse().choices[0].message.content}")
+    print(f"deployment : {raw.headers.get('x-polyroute-deployment')}   attempts: "
+          f"{raw.headers.get('x-polyroute-attempts')}")
+    router.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``polyroute`` command."""
+    parser = argparse.ArgumentParser(prog="polyroute", description="Multi-provider LLM routing, in-process.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="route a call, stream a call and fail over (no keys needed)")
+    demo.add_argument("--live", action="store_true", help="use real providers whose API keys are set")
+    models = sub.add_parser("check", help="validate a config file and list its routes")
+    models.add_argument("config", help="a YAML, TOML or JSON config")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            print("the demo uses the openai SDK: pip install 'polyroute[openai]'", file=sys.stderr)
+            return 1
+        run_demo(live=args.live)
+        return 0
+    from polyroute.errors import ConfigError
+
+    try:
+        router = Router.from_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for name in router.model_names:
+        route = router.route(name)
+        print(f"{name}: {route.config.strategy}: " + ", ".join(t.label for t in route.targets)
+              + (f" → fallbacks {route.fallbacks}" if route.fallbacks else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
