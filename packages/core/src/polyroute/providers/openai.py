@@ -174,9 +174,35 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
 
 
 def _normalize_reasoning(message: dict[str, Any]) -> None:
+    """``reasoning`` → ``reasoning_content``; Mistral's list content (text and ``thinking`` chunks) → strings."""
+    content = message.get("content")
+    if isinstance(content, list):
+        text, thinking = _split_content_chunks(cast(list[Any], content))
+        message["content"] = text
+        if thinking:
+            message["reasoning_content"] = (message.get("reasoning_content") or "") + thinking
     reasoning = message.pop("reasoning", None)
     if isinstance(reasoning, str) and reasoning and not message.get("reasoning_content"):
         message["reasoning_content"] = reasoning
+
+
+def _split_content_chunks(parts: list[Any]) -> tuple[str, str]:
+    """Mistral reasoning models answer ``content`` as chunks: ``{"type": "text"}`` and ``{"type": "thinking",
+    "thinking": [{"type": "text", "text": ...}]}`` (https://docs.mistral.ai/capabilities/reasoning/).
+    """
+    text: list[str] = []
+    thinking: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        part = cast(dict[str, Any], part)
+        if part.get("type") == "thinking":
+            for inner in part.get("thinking") or ():
+                if isinstance(inner, dict) and isinstance(cast(dict[str, Any], inner).get("text"), str):
+                    thinking.append(cast(dict[str, Any], inner)["text"])
+        elif isinstance(part.get("text"), str):
+            text.append(part["text"])
+    return "".join(text), "".join(thinking)
 
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStreamTranslator:
@@ -184,7 +210,7 @@ def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStre
     return OpenAIStreamTranslator(target, include_usage(body))
 
 
-_NEEDS_LOOK = (b'"reasoning"', b'"usage"', b'"tool_calls"', b'"error"', b'"finish_reason":"', b'"x_groq"')
+_NEEDS_LOOK = (b'"reasoning"', b'"content":[', b'"usage"', b'"tool_calls"', b'"error"', b'"finish_reason":"', b'"x_groq"')
 
 
 class OpenAIStreamTranslator:
