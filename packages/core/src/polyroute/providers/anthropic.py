@@ -1,0 +1,986 @@
+"""Anthropic's native Messages API (``POST /v1/messages``), translated to and from Chat Completions.
+
+Docs cited below live under https://platform.claude.com/docs/en/ ("api/messages", "build-with-claude/...").
+
+**Requests.** ``system`` and ``developer`` messages become the top-level ``system`` (text blocks, so their
+``cache_control`` survives); user / assistant / tool turns become alternating ``messages``: consecutive tool
+results merge into one user turn of ``tool_result`` blocks, placed before any text of that turn (api/messages:
+results must come first and answer the previous assistant turn's ``tool_use`` blocks). Images (data URL → base64
+source, http(s) URL → URL source) and ``file`` parts (PDF or plain text → ``document`` blocks) translate;
+``input_audio`` and OpenAI ``file_id`` s cannot and raise :class:`UnsupportedFeatureError`. ``cache_control`` on
+content parts, on a message (applied to its last block) or on a tool passes through for prompt caching.
+
+**History repair** (the Messages API rejects histories the OpenAI API accepts; FRAMEWORKS.md §8):
+
+- an assistant ``tool_use`` with no answer in the next turn gets a ``tool_result`` with ``is_error: true`` and
+  the text "no result was recorded for this tool call", so that e.g. an interrupted agent loop can continue;
+- a ``tool_result`` with no matching ``tool_use`` just before it becomes a text block naming the call;
+- tool blocks in a request that defines no ``tools`` (AutoGen's reflection call, a summarising call): the tools
+  named in the history are declared with an open schema and ``tool_choice: none``. Anthropic's API has rejected
+  such requests ("Requests which include tool_use or tool_result blocks must define tools"), and declaring the
+  tools keeps the history byte-for-byte (ids, thinking signatures, prompt-cache prefixes) where rewriting it as
+  prose would not; ``none`` keeps the model from calling a tool the caller did not offer.
+
+**Knobs.** ``max_tokens`` / ``max_completion_tokens`` → ``max_tokens`` (required; default: the catalog's output
+limit, else 4096); ``stop`` → ``stop_sequences``; ``temperature``, ``top_p``; ``user`` / ``safety_identifier`` →
+``metadata.user_id``; ``tools`` → ``input_schema`` tools (``strict`` kept where the model has structured
+outputs); ``tool_choice`` auto / none / required / named → auto / none / any / tool; ``parallel_tool_calls:
+false`` → ``disable_parallel_tool_use``. ``reasoning_effort`` → ``thinking: {type: enabled, budget_tokens}``
+(minimal 1024, low 2048, medium 8192, high 16384 tokens; ``none`` → no thinking). Any body field that is not a
+Chat Completions field (``thinking``, ``top_k``, ``output_config``, ``cache_control``, ``container``… sent with the
+SDK's ``extra_body``) is passed through as a native field, then ``deployment.params`` are merged over the body.
+
+Dropped, because Anthropic has no equivalent and the answer is still a fair one: ``presence_penalty``,
+``frequency_penalty``, ``seed``, ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key``, ``verbosity``;
+``temperature`` (and ``top_p`` below 0.95) while thinking is on (build-with-claude/extended-thinking: thinking is
+incompatible with temperature changes); ``top_p`` when ``temperature`` is also given on Claude 4.1 and later,
+which take only one of them. Refused with a 400: ``n > 1``, ``logprobs``, ``audio`` / ``modalities`` with audio,
+``prediction``, ``web_search_options``, ``logit_bias``, legacy ``functions``.
+
+**Structured output.** ``response_format: json_schema`` uses native structured outputs (``output_config.format``,
+build-with-claude/structured-outputs) on models that have them: Claude Opus 4.1 and any Claude 4.5 or later, by
+model name, unless the catalog says the deployment has no ``json_schema``. Otherwise (and for ``json_object``) a
+forced tool carries the schema; its input comes back as the message's JSON ``content`` with ``finish_reason:
+"stop"``, streamed as content deltas.
+
+**Thinking round trip.** Thinking text is ``message.reasoning_content`` (``delta.reasoning_content`` in streams).
+The blocks themselves, signatures included, ride on the assistant message as ``thinking_blocks``: a list of the
+native ``{"type": "thinking", "thinking", "signature"}`` and ``{"type": "redacted_thinking", "data"}`` blocks (the
+convention LiteLLM also uses). Streams send each finished block once as ``delta.thinking_blocks: [block]``; a
+client collects them in order. Sent back on an assistant message, they are replayed first in that turn, so a
+tool loop with thinking is accepted. ``reasoning_content`` without ``thinking_blocks`` (from another provider)
+has no signature and is not sent.
+
+**Usage.** OpenAI's convention: ``prompt_tokens`` = input + cache reads + cache writes,
+``prompt_tokens_details.cached_tokens`` = cache reads (``cache_creation_tokens`` = cache writes),
+``completion_tokens`` = output tokens; the same numbers streamed or not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+from polyroute._sse import SSEDecoder, SSEEvent
+from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError, status_error_type
+from polyroute.providers._base import (
+    ChunkBuilder,
+    Target,
+    UpstreamRequest,
+    dumps,
+    generic_status_error,
+    include_usage,
+    make_usage,
+    parse_retry_after,
+)
+from polyroute.types.openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ContentPart,
+    FinishReason,
+    Message,
+    ResponseMessage,
+    ToolCall,
+    Usage,
+)
+
+DEFAULT_VERSION = "2023-06-01"
+"""The ``anthropic-version`` header unless ``deployment.api_version`` says otherwise (api/versioning)."""
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` when neither the request nor the catalog gives one."""
+
+THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+"""``reasoning_effort`` → ``thinking.budget_tokens`` (the minimum budget is 1024)."""
+
+JSON_TOOL = "json_response"
+"""The forced tool's name when ``response_format`` cannot use native structured outputs."""
+
+MISSING_RESULT = "No result was recorded for this tool call."
+
+_OPENAI_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "user",
+        "safety_identifier",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "modalities",
+        "audio",
+        "metadata",
+        "store",
+        "service_tier",
+        "prediction",
+        "web_search_options",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "verbosity",
+        "functions",
+        "function_call",
+    }
+)
+"""Chat Completions fields: translated, dropped or refused. Every other body field is a native pass-through."""
+
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_DATA_URL = re.compile(
+    r"^data:(?P<media>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]+)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S
+)
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_MODEL_VERSION = re.compile(
+    r"claude-(?:(?P<family>opus|sonnet|haiku)-(?P<major>\d+)(?:[-.](?P<minor>\d)(?!\d))?|(?P<old>\d))"
+)
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (native bodies are read defensively)."""
+    return cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
+
+
+def stream_decoder() -> SSEDecoder:
+    """Anthropic streams are SSE with ``event:`` lines (build-with-claude/streaming)."""
+    return SSEDecoder()
+
+
+# -- requests -----------------------------------------------------------------------------------------------------
+
+
+def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
+    """The native ``POST {base}/v1/messages`` request for ``body``."""
+    _refuse_unsupported(body, target)
+    out: dict[str, Any] = {"model": target.model}
+    system, messages = _to_anthropic_messages(body["messages"], target)
+    if system:
+        out["system"] = system
+    out["messages"] = messages
+    user_max = body.get("max_completion_tokens") or body.get("max_tokens")
+    out["max_tokens"] = user_max or target.info.max_output_tokens or DEFAULT_MAX_TOKENS
+
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None:
+            out[name] = value
+    user = body.get("user") or cast(Mapping[str, Any], body).get("safety_identifier")
+    if user:
+        out["metadata"] = {"user_id": str(user)}
+
+    tools = [_to_anthropic_tool(tool, target) for tool in body.get("tools") or ()]
+    choice: dict[str, Any] | None = _to_anthropic_tool_choice(body)
+    json_tool = json_tool_name(body, target)
+    response_format = body.get("response_format") or {}
+    if json_tool is not None:
+        tools.append(_json_tool(response_format, json_tool))
+        if choice is None or choice.get("type") in ("auto", "none"):
+            # The answer must come through a tool: the JSON one, or one of the caller's own (OpenAI's semantics
+            # with tools + response_format). Only the JSON tool when the caller ruled theirs out.
+            only_json = (choice is not None and choice.get("type") == "none") or not body.get("tools")
+            choice = {"type": "tool", "name": json_tool} if only_json else {"type": "any"}
+    elif response_format.get("type") == "json_schema":
+        schema: Any = _obj(response_format.get("json_schema")).get("schema") or {"type": "object"}
+        out["output_config"] = {"format": {"type": "json_schema", "schema": _to_anthropic_schema(schema)}}
+    if not tools and _history_uses_tools(messages):
+        tools = _declared_history_tools(messages)
+        choice = {"type": "none"}
+    if tools:
+        out["tools"] = tools
+        if choice is not None:
+            if body.get("parallel_tool_calls") is False and choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True
+            out["tool_choice"] = choice
+        elif body.get("parallel_tool_calls") is False:
+            out["tool_choice"] = {"type": "auto", "disable_parallel_tool_use": True}
+
+    effort = body.get("reasoning_effort")
+    if effort and effort != "none":
+        out["thinking"] = _to_anthropic_thinking(effort, out, user_max, target)
+
+    for name, value in body.items():
+        if name not in _OPENAI_FIELDS:
+            out[name] = value  # native fields sent with extra_body: thinking, top_k, output_config, ...
+    if target.deployment.params:
+        out.update(target.deployment.params)
+    _apply_thinking_rules(out, json_tool, target)
+    stream = bool(body.get("stream"))
+    if stream:
+        out["stream"] = True
+
+    headers = {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+        "anthropic-version": target.deployment.api_version or DEFAULT_VERSION,
+        **target.auth_headers(),
+    }
+    headers.update(target.deployment.headers)
+    base = target.api_base.rstrip("/")
+    url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+    return UpstreamRequest("POST", url, headers, dumps(out), stream=stream)
+
+
+def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
+    raw = cast(Mapping[str, Any], body)
+
+    def refuse(param: str, why: str) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(f"{target.label} (Anthropic Messages API) {why}", param=param)
+
+    if (body.get("n") or 1) > 1:
+        raise refuse("n", "returns one choice per call; remove 'n' or set it to 1")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise refuse("logprobs", "does not return log probabilities; remove 'logprobs' / 'top_logprobs'")
+    if body.get("logit_bias"):
+        raise refuse("logit_bias", "does not support 'logit_bias'; remove it")
+    if body.get("audio") or "audio" in (body.get("modalities") or ()):
+        raise refuse("modalities", "does not produce audio; remove 'audio' and audio from 'modalities'")
+    if body.get("prediction"):
+        raise refuse("prediction", "does not support predicted outputs; remove 'prediction'")
+    if body.get("web_search_options") is not None:
+        raise refuse(
+            "web_search_options",
+            "has web search as a server tool, not 'web_search_options'; remove it or pass native 'tools'",
+        )
+    if raw.get("functions") or raw.get("function_call"):
+        raise refuse("functions", "takes 'tools' / 'tool_choice', not the legacy 'functions' / 'function_call'")
+    if body.get("reasoning_effort") not in (None, "none") and target.info.known and not target.info.reasoning:
+        raise refuse("reasoning_effort", f"model {target.model} has no extended thinking; remove 'reasoning_effort'")
+
+
+def _to_anthropic_messages(
+    messages: list[Message], target: Target
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """OpenAI messages → (``system`` text blocks, alternating native messages with the history repaired)."""
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        role = message["role"]
+        match role:
+            case "system" | "developer":
+                system.extend(_to_anthropic_blocks(message, index, target, allowed=("text",)))
+                continue
+            case "user":
+                blocks = _to_anthropic_blocks(message, index, target)
+                native_role = "user"
+            case "assistant":
+                blocks = _to_anthropic_assistant_blocks(message, index, target)
+                native_role = "assistant"
+            case "tool" | "function":
+                blocks = [_to_anthropic_tool_result(message, index, target)]
+                native_role = "user"
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == native_role:
+            turns[-1]["content"].extend(blocks)  # the Messages API wants alternating turns: merge
+        else:
+            turns.append({"role": native_role, "content": blocks})
+    return system, _repair_tool_adjacency(turns)
+
+
+def _to_anthropic_blocks(
+    message: Message, index: int, target: Target, allowed: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """A message's ``content`` (string or parts) → native content blocks; message-level cache_control → last."""
+    content = message.get("content")
+    blocks: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        if content:
+            blocks.append({"type": "text", "text": content})
+    elif content:
+        for part in content:
+            block = _to_anthropic_part(part, index, target)
+            if block is None:
+                continue
+            if allowed is not None and block["type"] not in allowed:
+                raise UnsupportedFeatureError(
+                    f"messages[{index}]: a {message['role']} message can carry only text for {target.label}; "
+                    f"move the {part['type']} part to a user message",
+                    param=f"messages[{index}].content",
+                )
+            blocks.append(block)
+    cache_control = cast(Mapping[str, Any], message).get("cache_control")
+    if cache_control and blocks:
+        blocks[-1]["cache_control"] = cache_control
+    return blocks
+
+
+def _to_anthropic_part(part: ContentPart, index: int, target: Target) -> dict[str, Any] | None:
+    """One OpenAI content part → one native block (build-with-claude/vision, build-with-claude/pdf-support)."""
+    where = f"messages[{index}].content"
+    kind = part["type"]
+    block: dict[str, Any]
+    match kind:
+        case "text" | "refusal":
+            text = part.get("text") or cast(Mapping[str, Any], part).get("refusal") or ""
+            if not text:
+                return None  # the Messages API rejects empty text blocks
+            block = {"type": "text", "text": text}
+        case "image_url":
+            if target.info.known and not target.info.vision:
+                raise UnsupportedFeatureError(
+                    f"{target.label} does not take images; remove the image part or route to a vision model",
+                    param=where,
+                )
+            block = _to_anthropic_image(str(_obj(part.get("image_url")).get("url") or ""), where)
+        case "file":
+            block = _to_anthropic_document(part.get("file") or {}, where, target)
+        case "input_audio":
+            raise UnsupportedFeatureError(
+                f"{target.label} (Anthropic) does not take audio input; transcribe it to text or route the call to "
+                "an audio-capable model",
+                param=where,
+            )
+        case _:
+            raise UnsupportedFeatureError(
+                f"{target.label} cannot take a {kind!r} content part; send text, image_url or file parts",
+                param=where,
+            )
+    cache_control = part.get("cache_control")
+    if cache_control:
+        block["cache_control"] = cache_control
+    return block
+
+
+def _to_anthropic_image(url: str, where: str) -> dict[str, Any]:
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    found = _DATA_URL.match(url)
+    if not found or not found["b64"]:
+        raise UnsupportedFeatureError(
+            "an image_url must be an http(s) URL or a base64 data URL (data:image/png;base64,...)", param=where
+        )
+    media = (found["media"] or "").lower()
+    if media == "application/pdf":
+        return {"type": "document", "source": {"type": "base64", "media_type": media, "data": found["data"]}}
+    if media not in _IMAGE_TYPES:
+        raise UnsupportedFeatureError(
+            f"Anthropic takes JPEG, PNG, GIF and WebP images, not {media or 'an untyped data URL'}; convert the image",
+            param=where,
+        )
+    return {"type": "image", "source": {"type": "base64", "media_type": media, "data": found["data"]}}
+
+
+def _to_anthropic_document(file: Mapping[str, Any], where: str, target: Target) -> dict[str, Any]:
+    if target.info.known and not target.info.pdf:
+        raise UnsupportedFeatureError(
+            f"{target.label} does not take documents; remove the file part or route to a model with PDF support",
+            param=where,
+        )
+    data = file.get("file_data")
+    if not isinstance(data, str) or not data:
+        raise UnsupportedFeatureError(
+            "Anthropic cannot read OpenAI file ids; send the file inline as 'file_data' (a base64 data URL)",
+            param=where,
+        )
+    block: dict[str, Any]
+    if data.startswith(("http://", "https://")):
+        block = {"type": "document", "source": {"type": "url", "url": data}}
+    else:
+        found = _DATA_URL.match(data)
+        media, payload = ((found["media"] or "").lower(), found["data"]) if found else ("application/pdf", data)
+        if found and media.startswith("text/"):
+            if found["b64"]:
+                import base64
+
+                payload = base64.b64decode(payload).decode("utf-8", errors="replace")
+            else:
+                from urllib.parse import unquote
+
+                payload = unquote(payload)
+            block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": payload}}
+        elif media == "application/pdf" and (found is None or found["b64"]):
+            block = {"type": "document", "source": {"type": "base64", "media_type": media, "data": payload}}
+        elif media in _IMAGE_TYPES and found is not None and found["b64"]:
+            block = {"type": "image", "source": {"type": "base64", "media_type": media, "data": payload}}
+        else:
+            raise UnsupportedFeatureError(
+                f"Anthropic reads PDF and plain-text documents, not {media or 'this file'}; convert it to PDF or text",
+                param=where,
+            )
+    filename = file.get("filename")
+    if filename and block["type"] == "document":
+        block["title"] = filename
+    return block
+
+
+def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target) -> list[dict[str, Any]]:
+    """Thinking blocks first (signatures intact), then text, then ``tool_use`` (build-with-claude/extended-thinking)."""
+    blocks: list[dict[str, Any]] = []
+    for block in message.get("thinking_blocks") or ():
+        match block.get("type"):
+            case "thinking" if block.get("signature"):
+                blocks.append(
+                    {"type": "thinking", "thinking": block.get("thinking", ""), "signature": block["signature"]}
+                )
+            case "redacted_thinking" if block.get("data"):
+                blocks.append({"type": "redacted_thinking", "data": block["data"]})
+            case _:
+                pass  # unsigned thinking cannot be replayed; Anthropic would reject it
+    blocks.extend(_to_anthropic_blocks(message, index, target, allowed=("text",)))
+    for call in message.get("tool_calls") or ():
+        blocks.append(_to_anthropic_tool_use(call, index))
+    return blocks
+
+
+def _to_anthropic_tool_use(call: ToolCall, index: int) -> dict[str, Any]:
+    function = call["function"]
+    raw = function.get("arguments") or "{}"
+    try:
+        arguments = json.loads(raw)
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise UnsupportedFeatureError(
+            f"messages[{index}].tool_calls: the arguments of {call['id']!r} must be a JSON object for Anthropic, "
+            f"got {raw[:80]!r}",
+            param=f"messages[{index}].tool_calls",
+        )
+    return {"type": "tool_use", "id": call["id"], "name": function["name"], "input": arguments}
+
+
+def _to_anthropic_tool_result(message: Message, index: int, target: Target) -> dict[str, Any]:
+    content = message.get("content")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or ""}
+    if isinstance(content, str) or content is None:
+        result["content"] = content or ""
+    else:
+        blocks = [block for part in content if (block := _to_anthropic_part(part, index, target)) is not None]
+        result["content"] = blocks
+    cache_control = cast(Mapping[str, Any], message).get("cache_control")
+    if cache_control:
+        result["cache_control"] = cache_control
+    return result
+
+
+def _repair_tool_adjacency(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every ``tool_use`` answered at the start of the next user turn; stray ``tool_result`` s become text.
+
+    api/messages (tool use): "Each tool_use block must have a corresponding tool_result block in the next message",
+    and results must come first in that message.
+    """
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []  # tool_use ids of the assistant turn just before
+    for turn in turns:
+        if turn["role"] == "user":
+            results = [b for b in turn["content"] if b["type"] == "tool_result" and b["tool_use_id"] in pending]
+            answered = {b["tool_use_id"] for b in results}
+            missing = [
+                {"type": "tool_result", "tool_use_id": i, "content": MISSING_RESULT, "is_error": True}
+                for i in pending
+                if i not in answered
+            ]
+            rest = [
+                _stray_result_as_text(b) if b["type"] == "tool_result" else b
+                for b in turn["content"]
+                if not (b["type"] == "tool_result" and b["tool_use_id"] in answered)
+            ]
+            out.append({"role": "user", "content": results + missing + rest})
+            pending = []
+        else:
+            if pending:
+                out.append({"role": "user", "content": _missing_results(pending)})
+            out.append(turn)
+            pending = [b["id"] for b in turn["content"] if b["type"] == "tool_use"]
+    if pending:
+        out.append({"role": "user", "content": _missing_results(pending)})
+    return out
+
+
+def _missing_results(ids: list[str]) -> list[dict[str, Any]]:
+    return [{"type": "tool_result", "tool_use_id": i, "content": MISSING_RESULT, "is_error": True} for i in ids]
+
+
+def _stray_result_as_text(block: Mapping[str, Any]) -> dict[str, Any]:
+    content = block.get("content")
+    if isinstance(content, list):
+        content = "\n".join(
+            b.get("text", "") for b in cast(list[Mapping[str, Any]], content) if b.get("type") == "text"
+        )
+    return {"type": "text", "text": f"[result of tool call {block.get('tool_use_id')}]\n{content or ''}"}
+
+
+def _history_uses_tools(messages: list[dict[str, Any]]) -> bool:
+    return any(b["type"] in ("tool_use", "tool_result") for m in messages for b in m["content"])
+
+
+def _declared_history_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = dict.fromkeys(b["name"] for m in messages for b in m["content"] if b["type"] == "tool_use")
+    if not names:  # only results (their uses were cut off): any declared tool satisfies the API
+        names = {"tool": None}
+    return [
+        {
+            "name": name,
+            "description": "A tool used earlier in this conversation (declared by polyroute; not callable now).",
+            "input_schema": {"type": "object"},
+        }
+        for name in names
+    ]
+
+
+def _to_anthropic_tool(tool: Mapping[str, Any], target: Target) -> dict[str, Any]:
+    """An OpenAI function tool → ``{name, description, input_schema}`` (agents-and-tools/tool-use/overview)."""
+    function: Mapping[str, Any] = tool.get("function") or {}
+    if tool.get("type", "function") != "function":
+        raise UnsupportedFeatureError(
+            f"{target.label} takes function tools only, not {tool.get('type')!r}", param="tools"
+        )
+    out: dict[str, Any] = {
+        "name": function["name"],
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if function.get("description"):
+        out["description"] = function["description"]
+    if function.get("strict") and native_structured_output(target):
+        out["strict"] = True
+        out["input_schema"] = _to_anthropic_schema(out["input_schema"])
+    cache_control = tool.get("cache_control") or function.get("cache_control")
+    if cache_control:
+        out["cache_control"] = cache_control
+    return out
+
+
+def _to_anthropic_tool_choice(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    choice = body.get("tool_choice")
+    match choice:
+        case None:
+            return None
+        case "auto":
+            return {"type": "auto"}
+        case "none":
+            return {"type": "none"}
+        case "required":
+            return {"type": "any"}
+        case str():
+            return {"type": "auto"}
+        case _:
+            name = _obj(choice.get("function")).get("name")
+            return {"type": "tool", "name": str(name)} if name else {"type": "auto"}
+
+
+def native_structured_output(target: Target) -> bool:
+    """Whether the model has native structured outputs: Opus 4.1 and Claude 4.5+ by name, unless the catalog
+    (or the deployment's ``capabilities``) says it has no ``json_schema``.
+    """
+    if not target.info.json_schema:
+        return False
+    version = _model_version(target.model)
+    if version is None:
+        return False
+    family, major, minor = version
+    return (major, minor) >= (4, 5) or (family == "opus" and (major, minor) >= (4, 1))
+
+
+def _model_version(model: str) -> tuple[str, int, int] | None:
+    found = _MODEL_VERSION.search(model)
+    if found is None:
+        return None
+    if found["old"]:
+        return "", int(found["old"]), 0  # claude-3-5-sonnet, claude-3-opus: the 3.x naming
+    return found["family"], int(found["major"]), int(found["minor"] or 0)
+
+
+def json_tool_name(body: ChatCompletionRequest, target: Target) -> str | None:
+    """The forced tool's name when ``response_format`` goes through a tool on this target, else None."""
+    response_format = body.get("response_format") or {}
+    kind = response_format.get("type")
+    if kind == "json_object" or (kind == "json_schema" and not native_structured_output(target)):
+        name = str(_obj(response_format.get("json_schema")).get("name") or JSON_TOOL)
+        if not _TOOL_NAME.match(name):
+            name = JSON_TOOL
+        taken = {_obj(t.get("function")).get("name") for t in body.get("tools") or ()}
+        while name in taken:
+            name += "_"
+        return name
+    return None
+
+
+def _json_tool(response_format: Mapping[str, Any], name: str) -> dict[str, Any]:
+    spec: Mapping[str, Any] = response_format.get("json_schema") or {}
+    schema = spec.get("schema") or {"type": "object"}
+    description = spec.get("description") or "Respond with your answer as this tool's input."
+    return {"name": name, "description": description, "input_schema": schema}
+
+
+def _to_anthropic_schema(schema: Any) -> Any:
+    """Native structured outputs need ``additionalProperties: false`` on every object (structured-outputs)."""
+    if isinstance(schema, list):
+        return [_to_anthropic_schema(item) for item in cast(list[Any], schema)]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {k: _to_anthropic_schema(v) for k, v in cast(dict[str, Any], schema).items()}
+    if "properties" in out and isinstance(out["properties"], dict):
+        out["properties"] = {k: _to_anthropic_schema(v) for k, v in cast(dict[str, Any], schema["properties"]).items()}
+    if out.get("type") == "object" and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def _to_anthropic_thinking(effort: str, out: dict[str, Any], user_max: int | None, target: Target) -> dict[str, Any]:
+    """``reasoning_effort`` → an extended-thinking budget below ``max_tokens`` (build-with-claude/extended-thinking)."""
+    budget = THINKING_BUDGETS.get(effort)
+    if budget is None:
+        raise UnsupportedFeatureError(
+            f"reasoning_effort must be one of none, {', '.join(THINKING_BUDGETS)} for {target.label}, got {effort!r}",
+            param="reasoning_effort",
+        )
+    if user_max is None:
+        ceiling = target.info.max_output_tokens
+        wanted = max(out["max_tokens"], budget + DEFAULT_MAX_TOKENS)
+        out["max_tokens"] = min(wanted, ceiling) if ceiling else wanted
+    budget = min(budget, out["max_tokens"] - 1)
+    if budget < 1024:
+        raise UnsupportedFeatureError(
+            f"extended thinking needs max_tokens above 1024 (got {out['max_tokens']}); raise max_tokens or remove "
+            "reasoning_effort",
+            param="reasoning_effort",
+        )
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _apply_thinking_rules(out: dict[str, Any], json_tool: str | None, target: Target) -> None:
+    """Drop the knobs thinking cannot take; one of temperature / top_p on Claude 4.1+ models."""
+    thinking = out.get("thinking")
+    thinking_on = isinstance(thinking, dict) and cast(Mapping[str, Any], thinking).get("type") in (
+        "enabled",
+        "adaptive",
+    )
+    if thinking_on:
+        out.pop("temperature", None)
+        if out.get("top_p") is not None and out["top_p"] < 0.95:
+            out.pop("top_p")
+        if json_tool is not None and out.get("tool_choice", {}).get("type") in ("any", "tool"):
+            raise UnsupportedFeatureError(
+                f"{target.label}: response_format with extended thinking needs native structured outputs, which "
+                f"{target.model} lacks (thinking cannot force a tool); remove reasoning_effort / thinking or route to "
+                "Claude 4.5 or later",
+                param="response_format",
+            )
+    version = _model_version(target.model)
+    if "temperature" in out and "top_p" in out and version is not None and version[1:] >= (4, 1):
+        out.pop("top_p")
+
+
+# -- responses ----------------------------------------------------------------------------------------------------
+
+
+def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
+    """A native ``message`` → a chat completion (api/messages)."""
+    data = json.loads(content)
+    if not isinstance(data, dict) or cast(Mapping[str, Any], data).get("type") == "error":
+        raise classify_error(200, {}, content, target)
+    message_data = cast(dict[str, Any], data)
+    json_tool = json_tool_name(body, target)
+    texts: list[str] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[dict[str, Any]] = []
+    tool_calls: list[ToolCall] = []
+    json_answer: str | None = None
+    for block in message_data.get("content") or ():
+        match block.get("type"):
+            case "text":
+                texts.append(block.get("text", ""))
+            case "thinking":
+                reasoning.append(block.get("thinking", ""))
+                thinking_blocks.append(
+                    {"type": "thinking", "thinking": block.get("thinking", ""), "signature": block.get("signature", "")}
+                )
+            case "redacted_thinking":
+                thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data", "")})
+            case "tool_use" if block.get("name") == json_tool:
+                json_answer = dumps(block.get("input") or {}).decode()
+            case "tool_use":
+                tool_calls.append(
+                    {
+                        "id": block["id"],
+                        "type": "function",
+                        "function": {"name": block["name"], "arguments": dumps(block.get("input") or {}).decode()},
+                    }
+                )
+            case _:
+                pass  # server tools (server_tool_use, web_search_tool_result...) ran upstream; their text follows
+    text = json_answer if json_answer is not None else "".join(texts)
+    message: ResponseMessage = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    finish = _from_anthropic_stop_reason(message_data.get("stop_reason"), bool(tool_calls))
+    completion: ChatCompletion = {
+        "id": str(message_data.get("id") or ""),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(message_data.get("model") or target.model),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": _from_anthropic_usage(message_data.get("usage") or {}),
+    }
+    return completion
+
+
+def _from_anthropic_stop_reason(reason: str | None, user_tool_called: bool) -> FinishReason:
+    """api/handling-stop-reasons. ``tool_use`` of the JSON tool alone is a plain answer: ``stop``."""
+    match reason:
+        case "tool_use":
+            return "tool_calls" if user_tool_called else "stop"
+        case "max_tokens" | "model_context_window_exceeded":
+            return "length"
+        case "refusal":
+            return "content_filter"
+        case _:
+            return "tool_calls" if user_tool_called else "stop"  # end_turn, stop_sequence, pause_turn, None
+
+
+def _from_anthropic_usage(usage: Mapping[str, Any]) -> Usage:
+    """Native usage → OpenAI's: cache reads and writes are part of the prompt (api/messages: usage)."""
+    cache_read = int(usage.get("cache_read_input_tokens") or 0)
+    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+    prompt = int(usage.get("input_tokens") or 0) + cache_read + cache_write
+    reasoning = int(_obj(usage.get("output_tokens_details")).get("thinking_tokens") or 0)
+    return make_usage(
+        prompt, int(usage.get("output_tokens") or 0), cached=cache_read, cache_write=cache_write, reasoning=reasoning
+    )
+
+
+# -- streams ------------------------------------------------------------------------------------------------------
+
+
+def stream_translator(target: Target, body: ChatCompletionRequest) -> AnthropicStreamTranslator:
+    """A translator for one Messages stream."""
+    return AnthropicStreamTranslator(target, include_usage(body), json_tool_name(body, target))
+
+
+BlockKind = Literal["text", "thinking", "redacted_thinking", "tool", "json", "other"]
+
+
+class AnthropicStreamTranslator:
+    """``message_start`` … ``message_stop`` events → OpenAI chunks (build-with-claude/streaming).
+
+    Finish reason and usage are sent on ``message_stop``, so a stream cut after ``message_delta`` never looks
+    finished; :meth:`finish` raises :class:`StreamInterruptedError` when ``message_stop`` never came.
+    """
+
+    __slots__ = ("_blocks", "_json_tool", "_started", "_stop_reason", "_stopped", "_usage", "builder", "target")
+
+    def __init__(self, target: Target, include_usage: bool, json_tool: str | None = None) -> None:
+        self.target = target
+        self.builder = ChunkBuilder(model=target.model, include_usage=include_usage)
+        self._json_tool = json_tool
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._usage: dict[str, Any] = {}
+        self._stop_reason: str | None = None
+        self._started = False
+        self._stopped = False
+
+    def feed(self, event: SSEEvent) -> list[ChatCompletionChunk]:
+        """One native event → the chunks it completes."""
+        if not event.data:
+            return []
+        data: dict[str, Any] = json.loads(event.data)
+        kind = data.get("type") or event.event
+        match kind:
+            case "message_start":
+                return self._message_start(data.get("message") or {})
+            case "content_block_start":
+                return self._block_start(int(data["index"]), data.get("content_block") or {})
+            case "content_block_delta":
+                return self._block_delta(int(data["index"]), data.get("delta") or {})
+            case "content_block_stop":
+                return self._block_stop(int(data["index"]))
+            case "message_delta":
+                delta = _obj(data.get("delta"))
+                if delta.get("stop_reason"):
+                    self._stop_reason = delta["stop_reason"]
+                self._merge_usage(data.get("usage") or {})
+                return []
+            case "message_stop":
+                return self._message_stop()
+            case "error":
+                raise classify_error(200, {}, event.data.encode(), self.target)
+            case _:
+                return []  # ping, and event types added later (streaming: "handle unknown events gracefully")
+
+    def _message_start(self, message: Mapping[str, Any]) -> list[ChatCompletionChunk]:
+        self._started = True
+        if message.get("id"):
+            self.builder.id = str(message["id"])
+        if message.get("model"):
+            self.builder.model = str(message["model"])
+        self._merge_usage(message.get("usage") or {})
+        return []
+
+    def _merge_usage(self, usage: Mapping[str, Any]) -> None:
+        # message_delta usage is cumulative (streaming docs): later non-null values replace earlier ones.
+        for key, value in usage.items():
+            if value is not None:
+                self._usage[key] = value
+
+    def _block_start(self, index: int, block: Mapping[str, Any]) -> list[ChatCompletionChunk]:
+        kind: BlockKind
+        out: list[ChatCompletionChunk] = []
+        state: dict[str, Any] = {"args": ""}
+        match block.get("type"):
+            case "text":
+                kind = "text"
+                if block.get("text"):
+                    out.append(self.builder.text(block["text"]))
+            case "thinking":
+                kind = "thinking"
+                state["thinking"] = block.get("thinking") or ""
+                state["signature"] = block.get("signature") or ""
+                if state["thinking"]:
+                    out.append(self.builder.reasoning(state["thinking"]))
+            case "redacted_thinking":
+                kind = "redacted_thinking"
+                state["data"] = block.get("data") or ""
+            case "tool_use" if block.get("name") == self._json_tool:
+                kind = "json"
+                state["input"] = block.get("input") or {}
+            case "tool_use":
+                kind = "tool"
+                state["input"] = block.get("input") or {}
+                out.append(self.builder.tool_call_start(index, str(block["id"]), str(block["name"])))
+            case _:
+                kind = "other"
+        state["kind"] = kind
+        self._blocks[index] = state
+        return out
+
+    def _block_delta(self, index: int, delta: Mapping[str, Any]) -> list[ChatCompletionChunk]:
+        state = self._blocks.get(index)
+        if state is None:
+            return []
+        match delta.get("type"):
+            case "text_delta" if delta.get("text"):
+                return [self.builder.text(delta["text"])]
+            case "thinking_delta" if delta.get("thinking"):
+                state["thinking"] = state.get("thinking", "") + delta["thinking"]
+                return [self.builder.reasoning(delta["thinking"])]
+            case "signature_delta":
+                state["signature"] = state.get("signature", "") + (delta.get("signature") or "")
+                return []
+            case "input_json_delta" if delta.get("partial_json"):
+                fragment: str = delta["partial_json"]
+                state["args"] += fragment
+                if state["kind"] == "json":
+                    return [self.builder.text(fragment)]
+                if state["kind"] == "tool":
+                    return [self.builder.tool_call_arguments(index, fragment)]
+                return []
+            case _:
+                return []  # empty deltas, citations_delta
+
+    def _block_stop(self, index: int) -> list[ChatCompletionChunk]:
+        state = self._blocks.get(index)
+        if state is None:
+            return []
+        match state["kind"]:
+            case "thinking":
+                block = {"type": "thinking", "thinking": state["thinking"], "signature": state["signature"]}
+                return [self.builder.chunk({"thinking_blocks": [block]})]
+            case "redacted_thinking":
+                return [self.builder.chunk({"thinking_blocks": [{"type": "redacted_thinking", "data": state["data"]}]})]
+            case "tool" if not state["args"]:
+                # No argument deltas (a tool without parameters): send the start block's input, as non-streamed.
+                return [self.builder.tool_call_arguments(index, dumps(state["input"]).decode())]
+            case "json" if not state["args"]:
+                return [self.builder.text(dumps(state["input"]).decode())]
+            case _:
+                return []
+
+    def _message_stop(self) -> list[ChatCompletionChunk]:
+        self._stopped = True
+        user_tools = any(state["kind"] == "tool" for state in self._blocks.values())
+        out = [self.builder.finish(_from_anthropic_stop_reason(self._stop_reason, user_tools))]
+        usage_chunk = self.builder.usage_chunk(_from_anthropic_usage(self._usage))
+        if usage_chunk is not None:
+            out.append(usage_chunk)
+        return out
+
+    def finish(self) -> list[ChatCompletionChunk]:
+        """The upstream body ended: fine after ``message_stop``, an interruption otherwise."""
+        if not self._stopped:
+            where = "before message_start" if not self._started else "without message_stop"
+            raise StreamInterruptedError(
+                f"{self.target.label} ended the stream {where}",
+                provider=self.target.provider,
+                deployment=self.target.label,
+                status=502,
+            )
+        return []
+
+
+# -- errors -------------------------------------------------------------------------------------------------------
+
+_STATUS_BY_TYPE: Mapping[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+"""api/errors: the HTTP status of each error type (also used for ``error`` events inside a 200 stream)."""
+
+
+def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}`` → an :class:`UpstreamStatusError`.
+
+    ``overloaded_error`` (529) becomes 503 and is retryable; "prompt is too long" gets OpenAI's
+    ``context_length_exceeded`` code and phrase (LangChain and others match on it).
+    """
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return generic_status_error(status, content, target, headers=headers)
+    error = cast(Mapping[str, Any], data).get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return generic_status_error(status, content, target, headers=headers)
+    error = cast(Mapping[str, Any], error)
+    native_type = str(error.get("type") or "api_error")
+    message = str(error.get("message") or f"HTTP {status}")
+    if status < 400:  # an error event inside a stream or a 200 body
+        status = _STATUS_BY_TYPE.get(native_type, 500)
+    code: str | None = native_type
+    if "prompt is too long" in message or "context window" in message.lower():
+        code = "context_length_exceeded"
+        message = f"{message} (context_length_exceeded)"
+    mapped = 503 if status == 529 else status
+    request_id = (
+        headers.get("request-id") or headers.get("x-request-id") or cast(Mapping[str, Any], data).get("request_id")
+    )
+    return UpstreamStatusError(
+        f"{target.label}: {message}",
+        provider=target.provider,
+        deployment=target.label,
+        status=mapped,
+        error_type=status_error_type(mapped),
+        code=code,
+        request_id=str(request_id) if request_id else None,
+        retry_after=parse_retry_after(headers),
+        retryable=mapped in (408, 409, 429) or mapped >= 500,
+    )
