@@ -81,6 +81,7 @@ class Deployment(_Model):
     error: int | None = Field(default=None, ge=400, le=599)
     error_message: str | None = None
     fail_times: int | None = Field(default=None, ge=0)
+    retry_after: float | None = Field(default=None, ge=0, description="Mock errors: the retry-after header.")
     latency: float | None = Field(default=None, ge=0)
     chunk_delay: float | None = Field(default=None, ge=0)
     chunk_size: int | None = Field(default=None, gt=0)
@@ -105,7 +106,8 @@ class Deployment(_Model):
     @model_validator(mode="after")
     def _mock_fields_only_on_mock(self) -> Deployment:
         if self.provider != "mock":
-            mock_only = ("response", "tool_calls", "error", "fail_times", "latency", "chunk_delay", "chunk_size")
+            mock_only = ("response", "tool_calls", "error", "fail_times", "latency", "chunk_delay", "chunk_size",
+                         "retry_after")
             used = [name for name in mock_only if getattr(self, name) is not None]
             if self.broken_stream:
                 used.append("broken_stream")
