@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,12 +123,22 @@ class Deployment(_Model):
     def resolve_api_key(self, default_envs: tuple[str, ...]) -> str | None:
         """The key from ``api_key``, ``api_key_env`` or the provider's usual variables, in that order."""
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            return _resolved(self.api_key.get_secret_value())
         for env in (self.api_key_env,) if self.api_key_env else default_envs:
             value = os.environ.get(env)
             if value:
-                return value
+                return _resolved(value)
         return None
+
+
+KEY_LISTENERS: list[Callable[[str], None]] = []
+"""Called with every API key a deployment resolves; ``polyroute.testing`` listens to keep keys out of cassettes."""
+
+
+def _resolved(key: str) -> str:
+    for listener in KEY_LISTENERS:
+        listener(key)
+    return key
 
 
 class ModelRoute(_Model):
