@@ -33,9 +33,11 @@ SDK's ``extra_body``) is passed through as a native field, then ``deployment.par
 Dropped, because Anthropic has no equivalent and the answer is still a fair one: ``presence_penalty``,
 ``frequency_penalty``, ``seed``, ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key``, ``verbosity``;
 ``temperature`` (and ``top_p`` below 0.95) while thinking is on (build-with-claude/extended-thinking: thinking is
-incompatible with temperature changes); ``top_p`` when ``temperature`` is also given on Claude 4.1 and later,
-which take only one of them. Refused with a 400: ``n > 1``, ``logprobs``, ``audio`` / ``modalities`` with audio,
-``prediction``, ``web_search_options``, ``logit_bias``, legacy ``functions``.
+incompatible with temperature changes); ``top_p`` when ``temperature`` is also given (newer models reject the
+pair); both from ``anthropic-version`` 2026-10-21, which takes no sampling parameters (the official SDK's newest
+request types no longer list them; the default version 2023-06-01 still does). Refused with a 400: ``n > 1``,
+``logprobs``, ``audio`` / ``modalities`` with audio, ``prediction``, ``web_search_options``, ``logit_bias``,
+legacy ``functions``.
 
 **Structured output.** ``response_format: json_schema`` uses native structured outputs (``output_config.format``,
 build-with-claude/structured-outputs) on models that have them: Claude Opus 4.1 and any Claude 4.5 or later, by
@@ -96,6 +98,9 @@ DEFAULT_MAX_TOKENS = 4096
 
 THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 """``reasoning_effort`` → ``thinking.budget_tokens`` (the minimum budget is 1024)."""
+
+SAMPLING_FREE_VERSION = "2026-10-21"
+"""From this ``anthropic-version`` on, the API takes no temperature / top_p / top_k: they are dropped."""
 
 JSON_TOOL = "json_response"
 """The forced tool's name when ``response_format`` cannot use native structured outputs."""
@@ -658,7 +663,10 @@ def _to_anthropic_thinking(effort: str, out: dict[str, Any], user_max: int | Non
 
 
 def _apply_thinking_rules(out: dict[str, Any], json_tool: str | None, target: Target) -> None:
-    """Drop the knobs thinking cannot take; one of temperature / top_p on Claude 4.1+ models."""
+    """Drop the sampling knobs the request cannot carry (build-with-claude/extended-thinking, "Sampling
+    parameters"): temperature (and top_p below 0.95) while thinking; top_p next to temperature, which newer models
+    reject even at defaults; all of them from API version 2026-10-21, which takes no sampling parameters.
+    """
     thinking = out.get("thinking")
     thinking_on = isinstance(thinking, dict) and cast(Mapping[str, Any], thinking).get("type") in (
         "enabled",
@@ -668,16 +676,18 @@ def _apply_thinking_rules(out: dict[str, Any], json_tool: str | None, target: Ta
         out.pop("temperature", None)
         if out.get("top_p") is not None and out["top_p"] < 0.95:
             out.pop("top_p")
-        if json_tool is not None and out.get("tool_choice", {}).get("type") in ("any", "tool"):
+        if json_tool is not None and _obj(out.get("tool_choice")).get("type") in ("any", "tool"):
             raise UnsupportedFeatureError(
                 f"{target.label}: response_format with extended thinking needs native structured outputs, which "
                 f"{target.model} lacks (thinking cannot force a tool); remove reasoning_effort / thinking or route to "
                 "Claude 4.5 or later",
                 param="response_format",
             )
-    version = _model_version(target.model)
-    if "temperature" in out and "top_p" in out and version is not None and version[1:] >= (4, 1):
+    if "temperature" in out and "top_p" in out:
         out.pop("top_p")
+    if (target.deployment.api_version or DEFAULT_VERSION) >= SAMPLING_FREE_VERSION:
+        out.pop("temperature", None)
+        out.pop("top_p", None)
 
 
 # -- responses ----------------------------------------------------------------------------------------------------
