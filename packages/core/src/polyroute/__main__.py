@@ -29,25 +29,61 @@ def demo_config(live: bool) -> dict[str, Any]:
         deployments = [{"provider": p, "model": m} for env, p, m in _LIVE if os.environ.get(env)]
         if not deployments:
             raise SystemExit("--live needs at least one of " + ", ".join(env for env, _, _ in _LIVE))
-        broken: dict[str, Any] = {"provider": "openai-compatible", "model": "down", "id": "unreachable-provider",
-                                  "api_base": "http://127.0.0.1:9/v1", "timeout": 2}
-        return {"models": [
-            {"name": "smart", "deployments": deployments},
-            {"name": "resilient", "deployments": [broken, *deployments]},
-        ]}
-    return {"models": [
-        {"name": "smart", "deployments": [
-            {"provider": "mock", "model": "mock-1", "id": "mock-primary",
-             "response": "polyroute routed this call in-process: no server, no network, no API key.",
-             "chunk_delay": 0.04}]},
-        {"name": "resilient", "fallbacks": ["smart"], "deployments": [
-            {"provider": "mock", "model": "mock-1", "id": "mock-rate-limited", "error": 429,
-             "error_message": "Rate limit reached (simulated)"},
-            {"provider": "mock", "model": "mock-1", "id": "mock-overloaded", "error": 529,
-             "error_message": "Overloaded (simulated)"},
-            {"provider": "mock", "model": "mock-small", "id": "mock-backup",
-             "response": "Served by the backup deployment after two failures."}]},
-    ]}
+        broken: dict[str, Any] = {
+            "provider": "openai-compatible",
+            "model": "down",
+            "id": "unreachable-provider",
+            "api_base": "http://127.0.0.1:9/v1",
+            "timeout": 2,
+        }
+        return {
+            "models": [
+                {"name": "smart", "deployments": deployments},
+                {"name": "resilient", "deployments": [broken, *deployments]},
+            ]
+        }
+    return {
+        "models": [
+            {
+                "name": "smart",
+                "deployments": [
+                    {
+                        "provider": "mock",
+                        "model": "mock-1",
+                        "id": "mock-primary",
+                        "response": "polyroute routed this call in-process: no server, no network, no API key.",
+                        "chunk_delay": 0.04,
+                    }
+                ],
+            },
+            {
+                "name": "resilient",
+                "fallbacks": ["smart"],
+                "deployments": [
+                    {
+                        "provider": "mock",
+                        "model": "mock-1",
+                        "id": "mock-rate-limited",
+                        "error": 429,
+                        "error_message": "Rate limit reached (simulated)",
+                    },
+                    {
+                        "provider": "mock",
+                        "model": "mock-1",
+                        "id": "mock-overloaded",
+                        "error": 529,
+                        "error_message": "Overloaded (simulated)",
+                    },
+                    {
+                        "provider": "mock",
+                        "model": "mock-small",
+                        "id": "mock-backup",
+                        "response": "Served by the backup deployment after two failures.",
+                    },
+                ],
+            },
+        ]
+    }
 
 
 def _rule(title: str) -> None:
@@ -58,7 +94,7 @@ def _rule(title: str) -> None:
 def run_demo(live: bool = False) -> None:
     """Run the three demo calls and print what happened."""
     router = Router(demo_config(live))
-    client = router.openai_client()
+    client: Any = router.openai_client()  # the demo reads SDK objects loosely
     messages = [{"role": "user", "content": "Say hello in one sentence."}]
     print(f"polyroute {__version__} demo ({'live providers' if live else 'embedded mock deployments, no keys'})")
     print(f"models: {', '.join(router.model_names)}")
@@ -68,25 +104,34 @@ def run_demo(live: bool = False) -> None:
     raw = client.chat.completions.with_raw_response.create(model="smart", messages=messages)  # type: ignore[arg-type]
     completion = raw.parse()
     print(f"answer     : {completion.choices[0].message.content}")
-    print(f"deployment : {raw.headers.get('x-polyroute-deployment')}   attempts: "
-          f"{raw.headers.get('x-polyroute-attempts')}   {1000 * (time.perf_counter() - started):.1f} ms")
+    print(
+        f"deployment : {raw.headers.get('x-polyroute-deployment')}   attempts: "
+        f"{raw.headers.get('x-polyroute-attempts')}   {1000 * (time.perf_counter() - started):.1f} ms"
+    )
     if completion.usage:
         cost = raw.headers.get("x-polyroute-cost")
-        print(f"usage      : {completion.usage.prompt_tokens} in / {completion.usage.completion_tokens} out"
-              + (f"   cost: ${float(cost):.6f}" if cost else ""))
+        print(
+            f"usage      : {completion.usage.prompt_tokens} in / {completion.usage.completion_tokens} out"
+            + (f"   cost: ${float(cost):.6f}" if cost else "")
+        )
 
     _rule("2. a streamed call (chunks print as they arrive)")
     print("answer     : ", end="", flush=True)
     with client.chat.completions.with_streaming_response.create(
-        model="smart", messages=messages, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
+        model="smart",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
     ) as response:
-        usage = None
+        usage: Any = None
         for chunk in response.parse():
             if chunk.choices and chunk.choices[0].delta.content:
                 print(chunk.choices[0].delta.content, end="", flush=True)
             usage = chunk.usage or usage
-        print(f"\ndeployment : {response.headers.get('x-polyroute-deployment')}"
-              + (f"   usage: {usage.prompt_tokens} in / {usage.completion_tokens} out" if usage else ""))
+        print(
+            f"\ndeployment : {response.headers.get('x-polyroute-deployment')}"
+            + (f"   usage: {usage.prompt_tokens} in / {usage.completion_tokens} out" if usage else "")
+        )
 
     _rule("3. a failover")
     handler = logging.StreamHandler(sys.stdout)
@@ -99,8 +144,10 @@ def run_demo(live: bool = False) -> None:
     finally:
         log.removeHandler(handler)
     print(f"answer     : {raw.parse().choices[0].message.content}")
-    print(f"deployment : {raw.headers.get('x-polyroute-deployment')}   attempts: "
-          f"{raw.headers.get('x-polyroute-attempts')}")
+    print(
+        f"deployment : {raw.headers.get('x-polyroute-deployment')}   attempts: "
+        f"{raw.headers.get('x-polyroute-attempts')}"
+    )
     router.close()
 
 
@@ -114,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("config", help="a YAML, TOML or JSON config")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        try:
-            import openai  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("openai") is None:
             print("the demo uses the openai SDK: pip install 'polyroute[openai]'", file=sys.stderr)
             return 1
         run_demo(live=args.live)
@@ -130,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name in router.model_names:
         route = router.route(name)
-        print(f"{name}: {route.config.strategy}: " + ", ".join(t.label for t in route.targets)
-              + (f" → fallbacks {route.fallbacks}" if route.fallbacks else ""))
+        print(
+            f"{name}: {route.config.strategy}: "
+            + ", ".join(t.label for t in route.targets)
+            + (f" → fallbacks {route.fallbacks}" if route.fallbacks else "")
+        )
     return 0
 
 

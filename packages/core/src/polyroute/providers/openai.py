@@ -100,8 +100,18 @@ def _move_max_tokens(out: dict[str, Any], field: str) -> None:
         out[field] = chosen
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (upstream JSON is untyped)."""
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one."""
+    return cast(list[Any], value) if isinstance(value, list) else []
+
+
 def _tool_for(tool: Mapping[str, Any], strict_ok: bool, target: Target) -> Mapping[str, Any]:
-    function = tool.get("function") or {}
+    function = _obj(tool.get("function"))
     if "strict" in function and not strict_ok:
         if function.get("strict"):
             raise UnsupportedFeatureError(
@@ -163,10 +173,10 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     completion["object"] = "chat.completion"
     completion.setdefault("created", 0)
     completion.setdefault("model", target.model)
-    for choice in completion["choices"]:
-        message = choice.get("message") or {}
+    for choice in _list(completion["choices"]):
+        message = _obj(_obj(choice).get("message"))
         _normalize_reasoning(message)
-        for call in message.get("tool_calls") or ():
+        for call in map(_obj, _list(message.get("tool_calls"))):
             if not call.get("id"):
                 call["id"] = tool_call_id()
             call.setdefault("type", "function")
@@ -210,7 +220,15 @@ def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStre
     return OpenAIStreamTranslator(target, include_usage(body))
 
 
-_NEEDS_LOOK = (b'"reasoning"', b'"content":[', b'"usage"', b'"tool_calls"', b'"error"', b'"finish_reason":"', b'"x_groq"')
+_NEEDS_LOOK = (
+    b'"reasoning"',
+    b'"content":[',
+    b'"usage"',
+    b'"tool_calls"',
+    b'"error"',
+    b'"finish_reason":"',
+    b'"x_groq"',
+)
 
 
 class OpenAIStreamTranslator:
@@ -237,19 +255,19 @@ class OpenAIStreamTranslator:
         raw = data.encode()
         if not any(marker in raw for marker in _NEEDS_LOOK) and b'"choices":[' in raw:
             return [raw]
-        chunk = json.loads(data)
+        chunk = _obj(json.loads(data))
         if "error" in chunk and "choices" not in chunk:
             raise classify_error(200, {}, raw, self.target)
-        usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+        usage = chunk.get("usage") or _obj(chunk.get("x_groq")).get("usage")
         chunk.pop("x_groq", None)
         out: list[ChatCompletionChunk | bytes] = []
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
+        for choice in map(_obj, _list(chunk.get("choices"))):
+            delta = _obj(choice.get("delta"))
             _normalize_reasoning(delta)
-            for position, call in enumerate(delta.get("tool_calls") or ()):
+            for position, call in enumerate(map(_obj, _list(delta.get("tool_calls")))):
                 call.setdefault("index", position)
-                key = (choice.get("index", 0), call["index"])
-                if call.get("function", {}).get("name") and not call.get("id"):
+                key = (int(choice.get("index", 0)), int(call["index"]))
+                if _obj(call.get("function")).get("name") and not call.get("id"):
                     call["id"] = self._tool_ids.setdefault(key, tool_call_id())
                     call.setdefault("type", "function")
             if choice.get("finish_reason"):
@@ -281,18 +299,17 @@ class OpenAIStreamTranslator:
 def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
     """An OpenAI-format error body (or a vendor's variant) → an :class:`UpstreamStatusError`."""
     try:
-        data = json.loads(content)
+        data = _obj(json.loads(content))
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
-    error: Any = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, str):
-        error = {"message": error}
-    if not isinstance(error, dict):
-        if isinstance(data, dict) and isinstance(data.get("message") or data.get("detail"), str):
-            error = {"message": data.get("message") or data.get("detail")}
-        else:
-            return generic_status_error(status, content, target, headers=headers)
-    error = cast(dict[str, Any], error)
+    found: Any = data.get("error")
+    if isinstance(found, str):
+        found = {"message": found}
+    elif not isinstance(found, dict) and isinstance(data.get("message") or data.get("detail"), str):
+        found = {"message": data.get("message") or data.get("detail")}
+    if not isinstance(found, dict):
+        return generic_status_error(status, content, target, headers=headers)
+    error = _obj(found)
     message = str(error.get("message") or f"HTTP {status}")
     code = error.get("code")
     code = str(code) if code is not None else None
