@@ -898,20 +898,39 @@ def _from_native_parts(
     reasoning: list[str] = []
     calls: list[ToolCall] = []
     text_signature: str | None = None
+    pending: _StreamedCall | None = None  # a call whose arguments come in partialArgs pieces (Vertex AI)
+
+    def close_pending() -> None:
+        nonlocal pending
+        if pending is not None:
+            calls[-1]["function"]["arguments"] = _arguments(pending.args)
+            pending = None
+
     for part in parts:
         signature = part.get("thoughtSignature")
         function_call = part.get("functionCall")
         if isinstance(function_call, dict):
             fc = cast(dict[str, Any], function_call)
-            call_id = _native_call_id(fc, response_id, candidate, len(calls))
-            call: ToolCall = {
-                "id": join_tool_call_id(call_id, signature),
-                "type": "function",
-                "function": {"name": str(fc.get("name") or ""), "arguments": _arguments(fc.get("args"))},
-            }
-            if signature:
-                call["provider_specific_fields"] = {"thought_signature": signature}
-            calls.append(call)
+            partial = fc.get("partialArgs")
+            if fc.get("name"):
+                close_pending()
+                call_id = _native_call_id(fc, response_id, candidate, len(calls))
+                call: ToolCall = {
+                    "id": join_tool_call_id(call_id, signature),
+                    "type": "function",
+                    "function": {"name": str(fc["name"]), "arguments": _arguments(fc.get("args"))},
+                }
+                if signature:
+                    call["provider_specific_fields"] = {"thought_signature": signature}
+                calls.append(call)
+                if fc.get("willContinue"):
+                    pending = _StreamedCall((candidate, len(calls) - 1))
+            elif isinstance(partial, list) and pending is not None:
+                for piece in cast(list[Any], partial):
+                    if isinstance(piece, dict):
+                        pending.add(cast(dict[str, Any], piece))
+            elif not fc.get("willContinue"):
+                close_pending()
             continue
         if signature:
             text_signature = signature
@@ -920,6 +939,7 @@ def _from_native_parts(
             (reasoning if part.get("thought") else text).append(value)
         # inlineData (image output), executableCode and codeExecutionResult (server-side code execution) have no
         # Chat Completions form; they are left out rather than mangled into text.
+    close_pending()
     return "".join(text), "".join(reasoning), calls, text_signature
 
 

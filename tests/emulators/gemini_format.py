@@ -1,0 +1,216 @@
+"""A Gemini API emulator: ``generateContent`` and ``streamGenerateContent?alt=sse`` as Google serves them.
+
+Handlers check what the real API checks that polyroute could get wrong (the path, ``alt=sse``, the key in the
+``x-goog-api-key`` header and never in the URL, Gemini 3's thought signatures on replayed function calls) and
+answer with scripted turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini sends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from tests.emulators.server import Reply, Request
+
+_PATH = re.compile(
+    r"^/v1beta/(?P<model>(?:models|tunedModels)/[^:]+):(?P<method>generateContent|streamGenerateContent)$"
+)
+
+Turn = Mapping[str, Any] | Reply | Callable[[Request], Reply]
+"""A scripted answer: a GenerateContentResponse (streamed or not, as asked), a ready Reply, or a function."""
+
+
+def response(
+    text: str | None = "Hello from Gemini!",
+    *,
+    thought: str | None = None,
+    calls: Sequence[Mapping[str, Any]] = (),
+    text_signature: str | None = None,
+    finish: str | None = "STOP",
+    usage: Mapping[str, Any] | None = None,
+    response_id: str = "emu-response-1",
+    model: str = "gemini-emu",
+) -> dict[str, Any]:
+    """A GenerateContentResponse with one candidate. ``calls``: ``{"name", "args", "thoughtSignature"?}``."""
+    parts: list[dict[str, Any]] = []
+    if thought:
+        parts.append({"text": thought, "thought": True})
+    if text is not None:
+        part: dict[str, Any] = {"text": text}
+        if text_signature:
+            part["thoughtSignature"] = text_signature
+        parts.append(part)
+    for call in calls:
+        part = {"functionCall": {"name": call["name"], "args": call.get("args", {})}}
+        if call.get("thoughtSignature"):
+            part["thoughtSignature"] = call["thoughtSignature"]
+        parts.append(part)
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return {
+        "candidates": [candidate],
+        "usageMetadata": dict(usage or {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15}),
+        "modelVersion": model,
+        "responseId": response_id,
+    }
+
+
+def stream_events(full: Mapping[str, Any], pieces: int = 3) -> list[dict[str, Any]]:
+    """Split a whole response into stream events the way Gemini does: text in pieces, function calls whole, the
+    finishReason and final usage on the last event."""
+    events: list[dict[str, Any]] = []
+    candidate = full["candidates"][0]
+    common = {"modelVersion": full.get("modelVersion"), "responseId": full.get("responseId")}
+    usage = full.get("usageMetadata") or {}
+    early_usage = {k: v for k, v in usage.items() if k != "candidatesTokenCount"}
+    for part in candidate["content"]["parts"]:
+        if part.get("text"):
+            text = part["text"]
+            step = max(1, len(text) // pieces)
+            for i in range(0, len(text), step):
+                piece = {k: v for k, v in part.items() if k != "thoughtSignature"}
+                piece["text"] = text[i : i + step]
+                if "thoughtSignature" in part and i + step >= len(text):
+                    piece["thoughtSignature"] = part["thoughtSignature"]
+                events.append(_event(piece, early_usage, common))
+        else:
+            events.append(_event(part, early_usage, common))
+    last = {"content": {"parts": [{"text": ""}], "role": "model"}, "index": 0}
+    if candidate.get("finishReason"):
+        last["finishReason"] = candidate["finishReason"]
+        events.append({"candidates": [last], "usageMetadata": usage, **common})
+    return events
+
+
+def _event(part: Mapping[str, Any], usage: Mapping[str, Any], common: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"parts": [dict(part)], "role": "model"}, "index": 0}],
+        "usageMetadata": dict(usage),
+        **common,
+    }
+
+
+def sse_body(events: Iterable[Mapping[str, Any]]) -> bytes:
+    """The SSE body Gemini sends (``data: <json>`` events separated by CRLF CRLF)."""
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in events)
+
+
+def split(data: bytes, size: int) -> list[bytes]:
+    """``data`` in pieces of ``size`` bytes (odd sizes cut JSON, UTF-8 and CRLF anywhere)."""
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def merged(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The one GenerateContentResponse a stream adds up to: parts concatenated per candidate, the last finishReason,
+    the last usage."""
+    candidates: dict[int, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
+    for event in events:
+        for key in ("modelVersion", "responseId", "promptFeedback"):
+            if key in event:
+                out[key] = event[key]
+        if any(k in (event.get("usageMetadata") or {}) for k in ("promptTokenCount", "candidatesTokenCount")):
+            out["usageMetadata"] = event["usageMetadata"]
+        for candidate in event.get("candidates") or ():
+            index = candidate.get("index", 0)
+            target = candidates.setdefault(index, {"content": {"parts": [], "role": "model"}, "index": index})
+            target["content"]["parts"].extend((candidate.get("content") or {}).get("parts") or ())
+            if candidate.get("finishReason"):
+                target["finishReason"] = candidate["finishReason"]
+    out["candidates"] = [candidates[i] for i in sorted(candidates)]
+    return out
+
+
+def rpc_error(status: int, rpc_status: str, message: str, *details: Mapping[str, Any]) -> Reply:
+    """A Gemini error reply (``google.rpc.Status`` JSON)."""
+    error: dict[str, Any] = {"code": status, "message": message, "status": rpc_status}
+    if details:
+        error["details"] = list(details)
+    return Reply.json({"error": error}, status=status)
+
+
+def rate_limited(retry_delay: str = "0.05s") -> Reply:
+    """429 RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo details, as the Gemini API sends it."""
+    return rpc_error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details.",
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": "PerMinute"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
+    )
+
+
+class GeminiEmulator:
+    """A handler answering ``turns`` in order (the last one repeats); records the native requests it accepted."""
+
+    def __init__(self, *turns: Turn, chunk_size: int | None = 7, check_signatures: bool = True) -> None:
+        self.turns = list(turns)
+        self.chunk_size = chunk_size
+        self.check_signatures = check_signatures
+        self.bodies: list[dict[str, Any]] = []
+        self._next = 0
+
+    def __call__(self, request: Request) -> Reply:
+        match = _PATH.match(request.path)
+        if request.method != "POST" or not match:
+            return rpc_error(404, "NOT_FOUND", f"{request.method} {request.path} is not a Gemini method")
+        if "key" in request.query:
+            return rpc_error(400, "INVALID_ARGUMENT", "test emulator: the API key must not be sent in the URL")
+        if not request.headers.get("x-goog-api-key"):
+            return rpc_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.")
+        stream = match.group("method") == "streamGenerateContent"
+        if stream and request.query.get("alt") != ["sse"]:
+            return rpc_error(400, "INVALID_ARGUMENT", "test emulator: stream without alt=sse")
+        body = request.json()
+        problem = self._check(body)
+        if problem is not None:
+            return problem
+        self.bodies.append(body)
+        turn = self.turns[min(self._next, len(self.turns) - 1)]
+        self._next += 1
+        if callable(turn):
+            return turn(request)
+        if isinstance(turn, Reply):
+            return turn
+        if not stream:
+            return Reply.json(dict(turn))
+        data = sse_body(stream_events(turn))
+        pieces = split(data, self.chunk_size) if self.chunk_size else [data]
+        return Reply(chunks=pieces, headers={"content-type": "text/event-stream"})
+
+    def _check(self, body: Mapping[str, Any]) -> Reply | None:
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            return rpc_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified")
+        for i, content in enumerate(contents):
+            if content.get("role") not in ("user", "model"):
+                return rpc_error(400, "INVALID_ARGUMENT", f"contents[{i}].role must be user or model")
+        if self.check_signatures:
+            # Gemini 3: the first functionCall of each model step in the current turn must carry its signature.
+            for i, content in enumerate(contents):
+                calls = [p for p in content["parts"] if "functionCall" in p]
+                if content["role"] == "model" and calls and "thoughtSignature" not in calls[0]:
+                    return rpc_error(
+                        400,
+                        "INVALID_ARGUMENT",
+                        f"Function call is missing a thought_signature in functionCall parts. contents[{i}].parts",
+                    )
+        return None
+
+
+def replay(
+    events: Sequence[Mapping[str, Any]], *, raw_sse: bytes | None = None, chunk_size: int = 7
+) -> Callable[[Request], Reply]:
+    """A handler serving one recorded response: as SSE when streamed (the recorded bytes if given), merged into one
+    body when not."""
+
+    def handle(request: Request) -> Reply:
+        if request.path.endswith(":streamGenerateContent"):
+            data = raw_sse if raw_sse is not None else sse_body(events)
+            return Reply(chunks=split(data, chunk_size), headers={"content-type": "text/event-stream"})
+        return Reply.json(merged(events))
+
+    return handle
