@@ -1,0 +1,446 @@
+"""An Anthropic Messages API emulator: scripted turns or recorded fixtures, JSON or SSE (with ``event:`` lines).
+
+Made for reuse by framework tests (LangChain, LlamaIndex, AutoGen agents over Claude)::
+
+    from tests.emulators import anthropic_format as claude
+
+    script = claude.scripted([
+        claude.tool_use("get_weather", {"city": "Paris"}, thinking="I should call the tool."),
+        "It is sunny in Paris.",
+    ])
+    emu = emulator(script)
+    router = Router({"models": [{"name": "claude", "deployments": [
+        {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": emu.url, "api_key": "test"}]}]})
+
+Each call answers with the next turn, streamed or not as the request asks. Every request is checked the way
+Anthropic's API checks it (the official SDK's request types, ``tool_use`` / ``tool_result`` adjacency, tools
+defined when tool blocks are present, thinking signatures issued by this emulator, ``budget_tokens <
+max_tokens``); a bad request gets Anthropic's 400 ``invalid_request_error``, so tests see what Claude would say.
+``script.bodies`` holds the requests received.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.emulators.server import Reply, Request
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
+
+DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
+
+Block = dict[str, Any]
+Turn = str | Block | Sequence[Block] | Reply | Callable[[Request], Reply]
+"""A scripted answer: text, one content block, a list of blocks, a fixed :class:`Reply`, or a function."""
+
+
+# -- content blocks and messages -------------------------------------------------------------------------------
+
+
+def text(value: str) -> Block:
+    """A ``text`` block."""
+    return {"type": "text", "text": value}
+
+
+def tool_use(
+    name: str,
+    input: Mapping[str, Any] | None = None,
+    *,
+    id: str | None = None,
+    text: str | None = None,
+    thinking: str | None = None,
+) -> list[Block]:
+    """A tool-use turn: optional thinking, optional text, then the ``tool_use`` block (``id`` filled in if None)."""
+    blocks: list[Block] = []
+    if thinking is not None:
+        blocks.append({"type": "thinking", "thinking": thinking, "signature": ""})
+    if text is not None:
+        blocks.append({"type": "text", "text": text})
+    blocks.append({"type": "tool_use", "id": id or "", "name": name, "input": dict(input or {})})
+    return blocks
+
+
+def thinking(value: str, *then: Block | str) -> list[Block]:
+    """A thinking block (signed by the emulator when sent), then the given blocks or texts."""
+    blocks: list[Block] = [{"type": "thinking", "thinking": value, "signature": ""}]
+    blocks += [{"type": "text", "text": b} if isinstance(b, str) else b for b in then]
+    return blocks
+
+
+def message(
+    content: Sequence[Block],
+    *,
+    model: str = DEFAULT_MODEL,
+    stop_reason: str | None = None,
+    usage: Mapping[str, Any] | None = None,
+    id: str = "msg_emu",
+) -> dict[str, Any]:
+    """A Messages API ``message`` body; ``stop_reason`` defaults to tool_use / end_turn from the content."""
+    if stop_reason is None:
+        stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
+    return {
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": list(content),
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": dict(
+            usage
+            or {"input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 5}
+        ),
+    }
+
+
+def events(msg: Mapping[str, Any], *, pieces: int = 3) -> list[str]:
+    """The SSE events Anthropic streams for ``msg``: text, thinking and tool input split into ``pieces`` deltas."""
+    usage = dict(msg.get("usage") or {})
+    start = {**msg, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+    out = [_event("message_start", {"type": "message_start", "message": start}), _event("ping", {"type": "ping"})]
+    for index, block in enumerate(msg.get("content") or ()):
+        kind = block["type"]
+        if kind == "text":
+            first = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _split(block["text"], pieces)]
+        elif kind == "thinking":
+            first = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": p} for p in _split(block["thinking"], pieces)]
+            deltas.append({"type": "signature_delta", "signature": block.get("signature", "")})
+        elif kind == "tool_use":
+            first = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            raw = json.dumps(block.get("input") or {}) if block.get("input") else ""
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in ["", *_split(raw, pieces)]]
+        else:
+            first, deltas = block, []
+        out.append(
+            _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": first})
+        )
+        out += [
+            _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas
+        ]
+        out.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    delta = {"stop_reason": msg.get("stop_reason"), "stop_sequence": msg.get("stop_sequence")}
+    out.append(_event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
+    out.append(_event("message_stop", {"type": "message_stop"}))
+    return out
+
+
+def error_event(error_type: str = "overloaded_error", text: str = "Overloaded") -> str:
+    """An in-stream ``error`` event (streaming docs: errors can arrive after a 200)."""
+    return _event("error", {"type": "error", "error": {"type": error_type, "message": text}})
+
+
+def error(status: int, error_type: str, text: str, *, request_id: str = "req_emu", **headers: str) -> Reply:
+    """Anthropic's error answer: ``{"type": "error", "error": {...}, "request_id"}`` plus ``request-id``."""
+    body = {"type": "error", "error": {"type": error_type, "message": text}, "request_id": request_id}
+    return Reply.json(body, status=status, request_id=request_id, **headers)
+
+
+def overloaded() -> Reply:
+    """HTTP 529 ``overloaded_error``."""
+    return error(529, "overloaded_error", "Overloaded")
+
+
+def _event(name: str, payload: Mapping[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(payload)}\n\n"
+
+
+def _split(value: str, pieces: int) -> list[str]:
+    if not value:
+        return []
+    step = max(1, -(-len(value) // max(1, pieces)))
+    return [value[i : i + step] for i in range(0, len(value), step)]
+
+
+# -- request checks ----------------------------------------------------------------------------------------------
+
+
+def check_request(body: Mapping[str, Any], signatures: set[str] | None = None) -> str | None:
+    """What Anthropic's API would reject in ``body`` (None if nothing): the SDK's types and the documented rules."""
+    problem = validate_with_sdk(body)
+    if problem:
+        return problem
+    messages = list(body["messages"])
+    has_tool_blocks = False
+    for i, msg in enumerate(messages):
+        content = msg["content"] if isinstance(msg["content"], list) else []
+        if any(b["type"] in ("tool_use", "tool_result") for b in content):
+            has_tool_blocks = True
+        uses = [b["id"] for b in content if msg["role"] == "assistant" and b["type"] == "tool_use"]
+        if uses:
+            nxt = messages[i + 1] if i + 1 < len(messages) else None
+            nxt_content = nxt["content"] if nxt and isinstance(nxt["content"], list) else []
+            leading: list[str] = []
+            for b in nxt_content:
+                if b["type"] != "tool_result":
+                    break
+                leading.append(b["tool_use_id"])
+            missing = [u for u in uses if u not in leading]
+            if nxt is None or nxt["role"] != "user" or missing:
+                return (
+                    f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                    f"{', '.join(missing or uses)}. Each `tool_use` block must have a corresponding `tool_result` "
+                    "block in the next message."
+                )
+        if msg["role"] == "user":
+            previous = messages[i - 1] if i else None
+            prev_content = previous["content"] if previous and isinstance(previous["content"], list) else []
+            known = {b["id"] for b in prev_content if b["type"] == "tool_use"}
+            for j, b in enumerate(content):
+                if b["type"] == "tool_result" and b["tool_use_id"] not in known:
+                    return (
+                        f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{b['tool_use_id']}. Each `tool_result` block must have a corresponding `tool_use` block "
+                        "in the previous message."
+                    )
+        for j, b in enumerate(content):
+            if b["type"] == "thinking" and signatures is not None and b.get("signature") not in signatures:
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if b["type"] == "text" and not b.get("text"):
+                return f"messages.{i}.content.{j}: text content blocks must be non-empty"
+    if has_tool_blocks and not body.get("tools"):
+        return "Requests which include `tool_use` or `tool_result` blocks must define tools."
+    thinking_cfg = body.get("thinking") or {}
+    if thinking_cfg.get("type") == "enabled":
+        budget = thinking_cfg.get("budget_tokens", 0)
+        if budget < 1024 or budget >= body["max_tokens"]:
+            return "`max_tokens` must be greater than `thinking.budget_tokens` (at least 1024)"
+        if body.get("temperature") not in (None, 1):
+            return "`temperature` may only be set to 1 when thinking is enabled."
+        if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+            return "Thinking may not be enabled when tool_choice forces tool use."
+    return None
+
+
+def validate_with_sdk(body: Mapping[str, Any]) -> str | None:
+    """Validate against the official ``anthropic`` SDK's request TypedDicts; unknown keys are errors too.
+
+    Pydantic validates ``Iterable`` fields lazily and ignores extra TypedDict keys, so the validated value is
+    materialized and compared key by key with the input.
+    """
+    from pydantic import ValidationError
+
+    adapter = _adapters()[bool(body.get("stream"))]
+    try:
+        validated = _materialize(adapter.validate_python(body))
+    except ValidationError as exc:
+        return f"request does not match anthropic's MessageCreateParams: {exc.errors()[0]}"[:600]
+    extras = [e for e in _extras(body, validated) if e not in _SAMPLING]
+    for name in _SAMPLING:
+        if name in body and (isinstance(body[name], bool) or not isinstance(body[name], int | float)):
+            return f"{name}: Input should be a valid number"
+    if extras:
+        return f"{extras[0]}: Extra inputs are not permitted"
+    return None
+
+
+_SAMPLING = ("temperature", "top_p", "top_k")
+"""Accepted by ``anthropic-version: 2023-06-01`` though the SDK's newest request types no longer list them."""
+
+_ADAPTERS: dict[bool, Any] = {}
+
+
+def _adapters() -> dict[bool, Any]:
+    if not _ADAPTERS:
+        from anthropic.types.message_create_params import (
+            MessageCreateParamsNonStreaming,
+            MessageCreateParamsStreaming,
+        )
+        from pydantic import TypeAdapter
+
+        _ADAPTERS[False] = TypeAdapter(MessageCreateParamsNonStreaming)
+        _ADAPTERS[True] = TypeAdapter(MessageCreateParamsStreaming)
+    return _ADAPTERS
+
+
+def _materialize(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _materialize(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | bytes | int | float | bool):
+        return value
+    if isinstance(value, list | tuple) or hasattr(value, "__iter__"):
+        return [_materialize(v) for v in value]  # a lazily validated Iterable validates here
+    return value
+
+
+_FREE_FORM = ("input_schema", "schema", "input", "metadata")
+
+
+def _extras(src: Any, out: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(src, Mapping) and isinstance(out, Mapping):
+        for key, value in src.items():
+            if key not in out:
+                found.append(f"{path}.{key}".lstrip("."))
+            elif key not in _FREE_FORM:
+                found += _extras(value, out[key], f"{path}.{key}")
+    elif isinstance(src, list) and isinstance(out, list):
+        for i, (a, b) in enumerate(zip(src, out, strict=False)):
+            found += _extras(a, b, f"{path}.{i}")
+    return found
+
+
+# -- handlers ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scripted:
+    """A handler answering successive Messages calls with scripted turns; see :func:`scripted`."""
+
+    turns: list[Turn]
+    model: str = DEFAULT_MODEL
+    validate: bool = True
+    repeat_last: bool = False
+    pieces: int = 3
+    usage: Mapping[str, Any] | None = None
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    signatures: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _calls: int = 0
+
+    def __call__(self, request: Request) -> Reply:
+        if not request.path.endswith("/v1/messages") or request.method != "POST":
+            return error(404, "not_found_error", f"{request.method} {request.path} not found")
+        if not request.headers.get("x-api-key"):
+            return error(401, "authentication_error", "x-api-key header is required")
+        if not request.headers.get("anthropic-version"):
+            return error(400, "invalid_request_error", "anthropic-version header is required")
+        body = request.json()
+        with self._lock:
+            self.bodies.append(body)
+            index = self._calls
+            self._calls += 1
+        if self.validate:
+            problem = check_request(body, self.signatures)
+            if problem:
+                return error(400, "invalid_request_error", problem)
+        if index >= len(self.turns):
+            if not self.repeat_last or not self.turns:
+                return error(500, "api_error", f"the script has {len(self.turns)} turns; call {index + 1} has none")
+            index = len(self.turns) - 1
+        turn = self.turns[index]
+        if isinstance(turn, Reply):
+            return turn
+        if callable(turn):
+            return turn(request)
+        msg = message(
+            self._blocks(turn, index), model=body.get("model") or self.model, usage=self.usage, id=f"msg_emu_{index}"
+        )
+        if body.get("stream"):
+            sse_headers = {"content-type": "text/event-stream", "request-id": f"req_emu_{index}"}
+            return Reply(chunks=events(msg, pieces=self.pieces), headers=sse_headers)
+        return Reply(body=msg, headers={"request-id": f"req_emu_{index}"})
+
+    def _blocks(self, turn: str | Block | Sequence[Block], index: int) -> list[Block]:
+        raw: list[Block]
+        if isinstance(turn, str):
+            raw = [text(turn)]
+        elif isinstance(turn, Mapping):
+            raw = [dict(turn)]
+        else:
+            raw = [dict(b) for b in turn]
+        for position, block in enumerate(raw):
+            if block["type"] == "tool_use" and not block.get("id"):
+                block["id"] = f"toolu_emu_{index}_{position}"
+            if block["type"] == "thinking" and not block.get("signature"):
+                block["signature"] = base64.b64encode(f"emu-signature-{index}-{position}".encode()).decode()
+            if block["type"] == "thinking":
+                self.signatures.add(block["signature"])
+        return raw
+
+
+def scripted(turns: Sequence[Turn], **options: Any) -> Scripted:
+    """A handler answering call *i* with ``turns[i]``: text, blocks (see :func:`tool_use`, :func:`thinking`), a
+    :class:`Reply` (e.g. :func:`overloaded`) or a function of the request. Options: ``model``, ``validate``,
+    ``repeat_last`` (answer extra calls with the last turn), ``pieces`` (deltas per block when streaming), ``usage``.
+    """
+    return Scripted(list(turns), **options)
+
+
+# -- recorded fixtures --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Interaction:
+    """One recorded upstream exchange: the native request (None for response-only captures) and response."""
+
+    name: str
+    request: dict[str, Any] | None
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    """The JSON response body, for non-streamed answers and errors."""
+    sse: str | None = None
+    """The SSE response text, for streamed answers."""
+
+    def reply(self, **kwargs: Any) -> Reply:
+        """The recorded answer as an emulator :class:`Reply` (SSE sent as one chunk per event)."""
+        headers = {k: v for k, v in self.headers.items() if k in ("request-id", "retry-after")}
+        if self.sse is not None:
+            chunks = [part + "\n\n" for part in self.sse.split("\n\n") if part.strip()]
+            return Reply(chunks=chunks, headers={"content-type": "text/event-stream", **headers}, **kwargs)
+        return Reply(status=self.status, body=self.body or {}, headers=headers, **kwargs)
+
+
+def load(name: str) -> list[Interaction]:
+    """The interactions of a fixture file in ``tests/fixtures/anthropic/`` (pydantic-ai, simonw, vercel formats)."""
+    path = FIXTURES / name
+    if name.endswith(".json"):
+        body = json.loads(path.read_text())
+        status = 400 if body.get("type") == "error" else 200
+        return [Interaction(name, None, status, {}, body=body)]
+    if name.endswith(".chunks.txt"):
+        payloads = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        sse = "".join(_event(p.get("type", "message"), p) for p in payloads)
+        return [Interaction(name, None, 200, {"content-type": "text/event-stream"}, sse=sse)]
+    import yaml
+
+    raw = gzip.decompress(path.read_bytes()).decode() if name.endswith(".gz") else path.read_text()
+    out: list[Interaction] = []
+    for item in yaml.safe_load(raw)["interactions"]:
+        req, resp = item["request"], item["response"]
+        if "anthropic.com" not in req["uri"] or "/v1/messages" not in req["uri"]:
+            continue  # e.g. an image download recorded in the same cassette
+        request = req.get("parsed_body")
+        if request is None and isinstance(req.get("body"), str):
+            request = json.loads(req["body"])
+        headers = {k.lower(): (v[0] if isinstance(v, list) else v) for k, v in (resp.get("headers") or {}).items()}
+        status = int(resp["status"]["code"])
+        if "parsed_body" in resp:
+            out.append(Interaction(name, request, status, headers, body=resp["parsed_body"]))
+            continue
+        content = resp["body"]["string"]
+        if isinstance(content, bytes):
+            content = gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
+            content = content.decode()
+        if content.lstrip().startswith("{"):
+            out.append(Interaction(name, request, status, headers, body=json.loads(content)))
+        else:
+            out.append(Interaction(name, request, status, headers, sse=content))
+    return out
+
+
+def fixture_names() -> list[str]:
+    """Every fixture file name."""
+    return sorted(p.name for p in FIXTURES.iterdir() if p.is_file())
+
+
+def replay(interactions: Sequence[Interaction]) -> Callable[[Request], Reply]:
+    """A handler answering successive calls with the recorded responses, in order."""
+    answers: Iterator[Interaction] = iter(list(interactions))
+
+    def handle(request: Request) -> Reply:
+        found = next(answers, None)
+        if found is None:
+            return error(500, "api_error", "no recorded interaction left")
+        return found.reply()
+
+    return handle
