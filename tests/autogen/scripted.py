@@ -7,6 +7,7 @@ Anthropic handler in ``test_agent``), so one scenario runs through every transla
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,3 +86,48 @@ def openai_handler(request: Request) -> Reply:
         events.append(chunk(None, usage=usage))
     events.append("[DONE]")
     return Reply.sse(sse_events(events))
+
+
+def anthropic_decision(body: dict[str, Any]) -> Decision:
+    """Read an Anthropic Messages request: the caller's tool, polyroute's forced JSON tool, or native JSON."""
+    tools = [t["name"] for t in body.get("tools") or ()]
+    choice = body.get("tool_choice") or {}
+    answered = any(
+        block.get("type") == "tool_result"
+        for m in body["messages"]
+        if isinstance(m["content"], list)
+        for block in m["content"]
+    )
+    if choice.get("type") == "tool":
+        forced = choice["name"]
+        return Decision(tool=forced, arguments={"city": "Paris"} if forced == "get_weather" else WEATHER)
+    if choice.get("type") != "none":
+        if "get_weather" in tools and not answered:
+            return Decision(tool="get_weather", arguments={"city": "Paris"})
+        json_tool = next((name for name in tools if name != "get_weather"), None)
+        if json_tool is not None:
+            return Decision(tool=json_tool, arguments=WEATHER)
+    wants_json = bool((body.get("output_config") or {}).get("format"))
+    return Decision(text=json.dumps(WEATHER) if wants_json else FINAL_TEXT)
+
+
+def anthropic_handler() -> Callable[[Request], Reply]:
+    """An Anthropic-format upstream running the scripted model; requests are checked as Anthropic checks them."""
+    from tests.emulators import anthropic_format as claude
+
+    usage = {"input_tokens": 30, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}
+
+    def turn(request: Request) -> Reply:
+        body = request.json()
+        decision = anthropic_decision(body)
+        if decision.tool is not None:
+            blocks = claude.tool_use(decision.tool, decision.arguments, id="toolu_w1")
+        else:
+            assert decision.text is not None
+            blocks = [claude.text(decision.text)]
+        msg = claude.message(blocks, model=body["model"], usage=usage)
+        if body.get("stream"):
+            return Reply(chunks=claude.events(msg), headers={"content-type": "text/event-stream"})
+        return Reply(body=msg)
+
+    return claude.scripted([turn], repeat_last=True)

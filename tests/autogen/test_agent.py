@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,11 @@ from tests.autogen import scripted
 from tests.autogen.conftest import router_config
 from tests.emulators import Emulator
 
-FORMATS: dict[str, tuple[str, str, Callable[..., Any]]] = {
-    # wire format: (provider, upstream model, handler)
-    "openai": ("openai", "gpt-up", scripted.openai_handler),
+FORMATS: dict[str, tuple[str, str, Callable[[], Callable[..., Any]]]] = {
+    # upstream: (provider, upstream model, handler factory)
+    "anthropic": ("anthropic", "claude-sonnet-4-5", scripted.anthropic_handler),  # native structured outputs
+    "anthropic-json-tool": ("anthropic", "claude-3-5-sonnet-20241022", scripted.anthropic_handler),  # forced tool
+    "openai": ("openai", "gpt-up", lambda: scripted.openai_handler),
 }
 
 
@@ -58,7 +61,7 @@ def upstream(
     request: pytest.FixtureRequest, emulator: Callable[..., Emulator], provider_key: str
 ) -> tuple[Router, Emulator]:
     provider, model, handler = FORMATS[request.param]
-    emu = emulator(handler)
+    emu = emulator(handler())
     return Router(router_config(emu, provider, model)), emu
 
 
@@ -72,7 +75,7 @@ async def test_tool_call_and_reflection(upstream: tuple[Router, Emulator], strea
     items, result = await run_agent(agent, "What is the weather in Paris?")
 
     requests = [e for e in items if isinstance(e, ToolCallRequestEvent)]
-    assert [(c.name, c.arguments) for c in requests[0].content] == [("get_weather", '{"city": "Paris"}')]
+    assert [(c.name, json.loads(c.arguments)) for c in requests[0].content] == [("get_weather", {"city": "Paris"})]
     executed = [e for e in items if isinstance(e, ToolCallExecutionEvent)]
     assert executed[0].content[0].content == "Paris: sunny, 21 C"
     final = result.messages[-1]
