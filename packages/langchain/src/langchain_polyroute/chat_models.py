@@ -42,9 +42,13 @@ from typing_extensions import Self
 _PROVIDER = "polyroute"
 
 # Fields of polyroute's request message that LangChain's converter does not produce: the round-trip data
-# (``reasoning_content``, ``thinking_blocks``) a response carried, sent back from ``additional_kwargs``.
+# (``reasoning_content``, ``thinking_blocks``, ``provider_specific_fields``) a response carried, sent back from
+# ``additional_kwargs``. ``provider_specific_fields`` is listed by hand: core's ``Message`` type does not declare it
+# yet, though adapters read it (Gemini's signature on a text part).
 _CONVERTED = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
-_MESSAGE_EXTRAS = (WireMessage.__required_keys__ | WireMessage.__optional_keys__) - _CONVERTED
+_MESSAGE_EXTRAS = (
+    WireMessage.__required_keys__ | WireMessage.__optional_keys__ | {"provider_specific_fields"}
+) - _CONVERTED
 _TOOL_CALL_EXTRAS = (WireToolCall.__required_keys__ | WireToolCall.__optional_keys__) - {"id", "type", "function"}
 # Response message fields LangChain represents itself; anything else on a message or delta goes to additional_kwargs.
 _STANDARD_RESPONSE_FIELDS = frozenset({"role", "content", "tool_calls", "function_call", "audio", "annotations"})
