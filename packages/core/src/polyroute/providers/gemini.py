@@ -71,6 +71,7 @@ import hashlib
 import json
 import mimetypes
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -230,7 +231,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     completion: ChatCompletion = {
         "id": _completion_id(response_id),
         "object": "chat.completion",
-        "created": 0,
+        "created": int(time.time()),
         "model": str(response.get("modelVersion") or target.model),
         "choices": choices,
     }
