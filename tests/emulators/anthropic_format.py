@@ -228,9 +228,11 @@ def validate_with_sdk(body: Mapping[str, Any]) -> str | None:
     """
     from pydantic import ValidationError
 
-    adapter = _adapters()[bool(body.get("stream"))]
+    if "stream" in body and not isinstance(body["stream"], bool):
+        return "stream: Input should be a valid boolean"
+    body = {k: v for k, v in body.items() if k != "stream"}  # one adapter for both (building one takes seconds)
     try:
-        validated = _materialize(adapter.validate_python(body))
+        validated = _materialize(_adapter().validate_python(body))
     except ValidationError as exc:
         return f"request does not match anthropic's MessageCreateParams: {exc.errors()[0]}"[:600]
     extras = [e for e in _extras(body, validated) if e not in _SAMPLING]
@@ -245,20 +247,16 @@ def validate_with_sdk(body: Mapping[str, Any]) -> str | None:
 _SAMPLING = ("temperature", "top_p", "top_k")
 """Accepted by ``anthropic-version: 2023-06-01`` though the SDK's newest request types no longer list them."""
 
-_ADAPTERS: dict[bool, Any] = {}
+_ADAPTER: list[Any] = []
 
 
-def _adapters() -> dict[bool, Any]:
-    if not _ADAPTERS:
-        from anthropic.types.message_create_params import (
-            MessageCreateParamsNonStreaming,
-            MessageCreateParamsStreaming,
-        )
+def _adapter() -> Any:
+    if not _ADAPTER:
+        from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
         from pydantic import TypeAdapter
 
-        _ADAPTERS[False] = TypeAdapter(MessageCreateParamsNonStreaming)
-        _ADAPTERS[True] = TypeAdapter(MessageCreateParamsStreaming)
-    return _ADAPTERS
+        _ADAPTER.append(TypeAdapter(MessageCreateParamsNonStreaming))
+    return _ADAPTER[0]
 
 
 def _materialize(value: Any) -> Any:
