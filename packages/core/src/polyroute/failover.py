@@ -1,8 +1,22 @@
 """Which deployment to try next, and what a failure means: the sans-I/O half of the request loop.
 
-:class:`Attempts` is a small state machine per request. The transport asks it for the next :class:`Target`,
-reports each failure or success, and sleeps when told to; sync and async loops share all of it. It never fails
-over once a stream has committed (the transport does not ask it to).
+:class:`Attempts` is a small state machine per request. The transport asks it for the next step (a
+:class:`Target` to call, seconds to sleep, or None when nothing is left), reports each failure or success, and
+does what it is told; sync and async loops share all of it. It never fails over once a stream has committed (the
+transport does not ask it to).
+
+The plan for a request: the model's deployments in strategy order, skipping those that cannot serve the request
+(capabilities, context window) or are unavailable now (open circuit, ``retry-after`` cooldown, rpm / tpm,
+``max_parallel``); then its ``fallbacks``. A context-length error jumps to ``context_window_fallbacks``, a
+content-policy refusal to ``content_policy_fallbacks``. When only deployments at a limit are left, it waits for
+the first to free up, at most ``retry.limit_wait`` in all.
+
+A failure is one of (:func:`classify`):
+
+- ``next``: the deployment failed (connection, timeout, 408, 409, 429, 5xx, 529; 401/403/404 = its own key or
+  model): retry it (``retry.same_deployment_retries``, jittered exponential backoff) or try the next one;
+- ``context`` / ``content_policy``: the request does not fit this model: its specific fallbacks, else return;
+- ``return``: the request itself is wrong (400, 413, 422 …): answer the caller now.
 """
 
 from __future__ import annotations
@@ -10,20 +24,23 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from polyroute.errors import (
     AllTargetsFailedError,
+    PolyrouteError,
     UnsupportedFeatureError,
     UpstreamError,
     UpstreamStatusError,
+    redact,
 )
 
 if TYPE_CHECKING:
     from polyroute.providers._base import Target
-    from polyroute.router import Router
+    from polyroute.router import Route, Router
+    from polyroute.types.openai import ChatCompletionRequest
 
 logger = logging.getLogger("polyroute")
 
@@ -31,14 +48,136 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 DEPLOYMENT_STATUSES = frozenset({401, 403, 404})
 """A deployment's own key or model is wrong: another deployment may still serve the call."""
 
+Action = Literal["next", "context", "content_policy", "return"]
+Capability = Literal["tools", "vision", "pdf", "audio", "json_schema", "reasoning"]
+
+_IMAGE_CHARS = 3000
+"""An image counts as ~750 tokens in the prompt estimate (a tile or two at OpenAI's rates)."""
+_TOOL_CHARS = 400
+_MESSAGE_OVERHEAD = 4
+_POLICY_CODES = frozenset({"content_filter", "content_policy_violation", "content_policy", "safety"})
+
+
+# -- the request -------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Profile:
+    """What a request needs from a deployment, estimated cheaply (characters / 4; no tokenizer)."""
+
+    tokens: int
+    """Estimated prompt tokens."""
+    max_tokens: int
+    """The caller's output limit (``max_completion_tokens`` / ``max_tokens``), 0 when not given."""
+    needs: tuple[Capability, ...]
+    stream: bool
+
+
+def profile(body: ChatCompletionRequest) -> Profile:
+    """One pass over the request: estimated prompt tokens and the capabilities it needs."""
+    chars = 0
+    vision = pdf = audio = False
+    messages = body["messages"]
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif content:
+            for part in content:
+                kind = part.get("type")
+                if kind == "text":
+                    chars += len(part.get("text") or "")
+                elif kind == "image_url":
+                    vision = True
+                    chars += _IMAGE_CHARS
+                elif kind == "file":
+                    pdf = True
+                    chars += _IMAGE_CHARS
+                elif kind == "input_audio":
+                    audio = True
+                    chars += _IMAGE_CHARS
+        calls = message.get("tool_calls")
+        if calls:
+            for call in calls:
+                chars += len(call.get("function", {}).get("arguments") or "") + 20
+    needs: list[Capability] = []
+    tools = body.get("tools")
+    if tools:
+        needs.append("tools")
+        chars += _TOOL_CHARS * len(tools)
+    if vision:
+        needs.append("vision")
+    if pdf:
+        needs.append("pdf")
+    if audio or body.get("audio") or "audio" in (body.get("modalities") or ()):
+        needs.append("audio")
+    response_format = body.get("response_format")
+    if response_format and response_format.get("type") == "json_schema":
+        needs.append("json_schema")
+    if body.get("reasoning_effort") is not None:
+        needs.append("reasoning")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    return Profile(chars // 4 + _MESSAGE_OVERHEAD * len(messages), max_tokens, tuple(needs), bool(body.get("stream")))
+
+
+def cannot_serve(target: Target, request: Profile) -> str | None:
+    """Why ``target`` cannot take this request by its capabilities (catalog + deployment overrides), or None."""
+    if not request.needs:
+        return None
+    info = target.info
+    missing = [need for need in request.needs if not getattr(info, need)]
+    if missing:
+        return f"does not support {', '.join(missing)}"
+    return None
+
+
+def too_long(target: Target, request: Profile) -> str | None:
+    """Why the estimated prompt (plus the requested output) does not fit ``target``'s context window, or None."""
+    window = target.info.context_window
+    if window is None or request.tokens + request.max_tokens <= window:
+        return None
+    wanted = f"~{request.tokens} prompt tokens" + (f" + {request.max_tokens} output" if request.max_tokens else "")
+    return f"{wanted} exceed its context window of {window} (context_length_exceeded)"
+
+
+# -- failures ----------------------------------------------------------------------------------------------------
+
+
+def is_content_policy(error: UpstreamError) -> bool:
+    """Whether the provider refused the request on content policy."""
+    if error.code in _POLICY_CODES or error.error_type in _POLICY_CODES:
+        return True
+    text = error.message.lower()
+    return "content management policy" in text or "content_policy" in text or "content policy" in text
+
+
+def classify(error: UpstreamError) -> Action:
+    """What a failure means for the request (see the module docstring)."""
+    if isinstance(error, UpstreamStatusError):
+        if error.code == "context_length_exceeded":
+            return "context"
+        status = error.status
+        if status in RETRYABLE_STATUSES or status >= 500 or status in DEPLOYMENT_STATUSES:
+            return "next"
+        if is_content_policy(error):
+            return "content_policy"
+        return "return"
+    return "next" if error.retryable else "return"
+
 
 def fails_over(error: UpstreamError) -> bool:
     """Whether another deployment may succeed where this one failed (the request itself was fine)."""
+    return classify(error) == "next"
+
+
+def _retry_same(error: UpstreamError) -> bool:
+    """A transient failure worth retrying on the same deployment (not its key or model being wrong)."""
     if isinstance(error, UpstreamStatusError):
-        if error.code == "context_length_exceeded":
-            return True  # a larger window elsewhere may fit; context_window_fallbacks are tried
-        return error.status in RETRYABLE_STATUSES or error.status in DEPLOYMENT_STATUSES or error.status >= 500
+        return error.status in RETRYABLE_STATUSES or error.status >= 500
     return error.retryable
+
+
+# -- the state machine -------------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -51,78 +190,284 @@ class AttemptRecord:
     elapsed: float
 
 
+@dataclass(slots=True)
+class Skip:
+    """A deployment not tried (or not tried again), and why."""
+
+    deployment: str
+    kind: str
+    """``capability``, ``context``, ``circuit``, ``cooldown``, ``limit`` or ``busy``."""
+    reason: str
+
+
 class Attempts:
     """The failover plan for one request: deployments of the model in strategy order, then its fallbacks."""
 
-    def __init__(self, router: Router, model: str, estimated_tokens: int = 0) -> None:
+    __slots__ = (
+        "_begun",
+        "_deadline",
+        "_deferred",
+        "_max_attempts",
+        "_models",
+        "_queue",
+        "_retries",
+        "_retry",
+        "_retry_wait",
+        "_seen",
+        "_waited",
+        "errors",
+        "hedge_after",
+        "model",
+        "profile",
+        "records",
+        "route",
+        "router",
+        "skipped",
+        "started",
+    )
+
+    def __init__(self, router: Router, body: ChatCompletionRequest, caller_timeout: float | None = None) -> None:
         self.router = router
-        self.model = model
+        self.model = body["model"]
+        self.route: Route = router.route(self.model)
+        self.profile = profile(body)
         self.records: list[AttemptRecord] = []
         self.errors: list[UpstreamError] = []
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[Skip] = []
         self.started = time.monotonic()
-        self._estimated_tokens = estimated_tokens
-        self._targets: Iterator[Target] = self._plan()
-        self._started_at = 0.0
         settings = router.config.retry
         self._max_attempts = settings.max_attempts
-        self._deadline = self.started + settings.deadline if settings.deadline else None
+        budget = settings.deadline
+        if caller_timeout is not None and (budget is None or caller_timeout < budget):
+            budget = caller_timeout
+        self._deadline = self.started + budget if budget else None
+        hedge = self.route.config.hedge_after_ms
+        self.hedge_after = hedge / 1000.0 if hedge else None
+        self._begun: dict[Target, float] = {}
+        self._queue: list[Target] = self._ordered(self.route)
+        self._models: list[str] = list(self.route.fallbacks)
+        self._seen: set[str] = {self.model}
+        self._deferred: list[tuple[Target, float]] = []
+        self._waited = 0.0
+        self._retry: Target | None = None
+        self._retry_wait = 0.0
+        self._retries: dict[Target, int] | None = None
 
-    def _plan(self) -> Iterator[Target]:
-        seen_models: set[str] = set()
-        queue = [self.model]
-        while queue:
-            name = queue.pop(0)
-            if name in seen_models:
-                continue
-            seen_models.add(name)
-            route = self.router.route(name)
-            yield from self.router.order(route, self._estimated_tokens)
-            queue.extend(route.fallbacks)
+    def _ordered(self, route: Route) -> list[Target]:
+        ordered = self.router.order(route, self.profile.tokens, self.profile.max_tokens or 256)
+        ordered.reverse()  # popped from the end
+        return ordered
 
-    def next(self) -> Target | None:
-        """The next deployment to call, or None when the plan is used up (or the budget is spent)."""
+    # -- budget -------------------------------------------------------------------------------------------------
+
+    def remaining(self) -> float | None:
+        """Seconds left of the call's budget (``retry.deadline`` and the caller's own timeout), or None."""
+        if self._deadline is None:
+            return None
+        return max(self._deadline - time.monotonic(), 0.0)
+
+    def timeouts(self, target: Target) -> tuple[float, float | None]:
+        """``(timeout, ttft)`` for a call to ``target``.
+
+        Its ``timeout`` within the budget, and for streams its ``ttft_timeout`` (the time to the first content
+        chunk), also within the budget.
+        """
+        timeout = target.timeout
+        left = self.remaining()
+        if left is not None and left < timeout:
+            timeout = max(left, 0.001)
+        ttft = target.deployment.ttft_timeout if self.profile.stream else None
+        if ttft is not None and ttft > timeout:
+            ttft = timeout
+        return timeout, ttft
+
+    # -- the plan -----------------------------------------------------------------------------------------------
+
+    def next(self, wait: bool = True) -> Target | float | None:
+        """The next deployment to call, seconds to wait first (only when ``wait``), or None when nothing is left.
+
+        A returned :class:`Target` is claimed (in flight, rate-limit tokens spent): report its outcome with
+        :meth:`failed`, :meth:`unsupported`, :meth:`succeeded` or :meth:`abandoned`.
+        """
         if len(self.records) >= self._max_attempts:
             return None
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline:
             return None
-        for target in self._targets:
-            reason = self.router.unavailable(target)
-            if reason:
-                self.skipped.append((target.label, reason))
+        tokens = self.profile.tokens
+        router = self.router
+        if self._retry is not None:
+            if self._retry_wait > 0 and wait:
+                delay = self._retry_wait
+                self._retry_wait = 0.0
+                return self._bounded(delay, now)
+            target, self._retry = self._retry, None
+            skip = router.try_acquire(target, tokens)
+            if skip is None:
+                self._begun[target] = time.monotonic()
+                return target
+            self._defer(target, skip.kind, skip.reason, skip.ready_at)
+        while True:
+            if not self._queue and not self._advance():
+                break
+            target = self._queue.pop()
+            if self.profile.needs:
+                reason = cannot_serve(target, self.profile)
+                if reason is not None:
+                    self._skip(target, "capability", reason)
+                    continue
+            if target.info.context_window is not None:
+                reason = too_long(target, self.profile)
+                if reason is not None:
+                    self._skip(target, "context", reason)
+                    self._jump(self.router.route(target.route).config.context_window_fallbacks, drop=False)
+                    continue
+            skip = router.try_acquire(target, tokens)
+            if skip is not None:
+                self._defer(target, skip.kind, skip.reason, skip.ready_at)
                 continue
-            self._started_at = time.monotonic()
+            self._begun[target] = time.monotonic()
             return target
+        if wait and self._deferred:
+            return self._wait_for_deferred(now)
         return None
 
+    def _bounded(self, delay: float, now: float) -> float:
+        if self._deadline is not None:
+            delay = min(delay, max(self._deadline - now, 0.0))
+        return delay
+
+    def _wait_for_deferred(self, now: float) -> float | None:
+        """Everything left is at a limit or cooling down: wait for the first to free up, within budget."""
+        ready = min(at for _, at in self._deferred)
+        delay = max(ready - now, 0.0) + 0.005
+        allowed = self.router.config.retry.limit_wait - self._waited
+        if self._deadline is not None:
+            allowed = min(allowed, self._deadline - now)
+        if delay > allowed:
+            return None
+        self._waited += delay
+        requeue = [target for target, _ in self._deferred]
+        labels = {t.label for t in requeue}
+        self.skipped = [s for s in self.skipped if s.deployment not in labels or s.kind in ("capability", "context")]
+        self._deferred.clear()
+        requeue.reverse()
+        self._queue.extend(requeue)
+        logger.debug("polyroute waiting %.3fs for a deployment of %s to free up", delay, self.model)
+        return delay
+
+    def _advance(self) -> bool:
+        """Move to the next fallback model; False when there is none."""
+        while self._models:
+            name = self._models.pop(0)
+            if name in self._seen:
+                continue
+            self._seen.add(name)
+            route = self.router.route(name)
+            self._queue = self._ordered(route)
+            self._models.extend(route.fallbacks)
+            logger.info("polyroute falling back: model=%s -> %s", self.model, name)
+            return True
+        return False
+
+    def _jump(self, names: Sequence[str], drop: bool) -> bool:
+        """Put specific fallbacks first (``drop``: abandon the current model's remaining deployments)."""
+        fresh = [n for n in names if n not in self._seen]
+        if not fresh:
+            return False
+        if drop:
+            self._queue.clear()
+        self._models[:0] = fresh
+        return True
+
+    def _skip(self, target: Target, kind: str, reason: str) -> None:
+        self.skipped.append(Skip(target.label, kind, reason))
+        logger.debug("polyroute skipped %s: %s", target.label, reason)
+
+    def _defer(self, target: Target, kind: str, reason: str, ready_at: float) -> None:
+        self._skip(target, kind, reason)
+        self._deferred.append((target, ready_at))
+
+    # -- outcomes -----------------------------------------------------------------------------------------------
+
+    def _end(self, target: Target, status: int | None, reason: str) -> float:
+        elapsed = time.monotonic() - self._begun.pop(target, self.started)
+        self.records.append(AttemptRecord(target.label, status, reason, elapsed))
+        return elapsed
+
     def failed(self, target: Target, error: UpstreamError) -> bool:
-        """Record a failure; True when the router should try the next deployment, False to answer now."""
-        elapsed = time.monotonic() - self._started_at
+        """Record a failure; True when the loop should go on (next step), False to answer the caller now."""
         status = error.status if isinstance(error, UpstreamStatusError) else None
-        self.records.append(AttemptRecord(target.label, status, error.message, elapsed))
+        elapsed = self._end(target, status, error.message)
         self.errors.append(error)
-        self.router.report_failure(target, error)
-        move_on = isinstance(error, UnsupportedFeatureError) or fails_over(error)
+        action = classify(error)
+        router = self.router
+        router.release(target)
+        router.report_failure(target, error, counts=action == "next")
+        go_on = True
+        what = "try next"
+        if action == "return":
+            go_on, what = False, "return to caller"
+        elif action in ("context", "content_policy"):
+            config = router.route(target.route).config
+            names = config.context_window_fallbacks if action == "context" else config.content_policy_fallbacks
+            go_on = self._jump(names, drop=True)
+            what = f"{action} fallbacks {names}" if go_on else "return to caller"
+        elif self._plan_retry(target, error):
+            what = f"retry same deployment in {self._retry_wait:.3f}s"
         logger.warning(
             "polyroute attempt failed: model=%s deployment=%s status=%s elapsed=%.3fs next=%s: %s",
             self.model,
             target.label,
             status if status is not None else type(error).__name__,
             elapsed,
-            "fail over" if move_on else "return to caller",
-            error.message,
+            what,
+            redact(error.message),
         )
-        return move_on
+        return go_on
+
+    def _plan_retry(self, target: Target, error: UpstreamError) -> bool:
+        settings = self.router.config.retry
+        if not settings.same_deployment_retries or not _retry_same(error):
+            return False
+        retries = self._retries if self._retries is not None else {}
+        self._retries = retries
+        done = retries.get(target, 0)
+        if done >= settings.same_deployment_retries or self.router.state(target).circuit != "closed":
+            return False
+        if error.retry_after is not None:
+            if error.retry_after > settings.max_backoff:
+                return False  # a long Retry-After: better served elsewhere now
+            delay = error.retry_after + 0.01
+        else:
+            delay = backoff(done, settings.backoff, settings.max_backoff)
+        retries[target] = done + 1
+        self._retry = target
+        self._retry_wait = delay
+        return True
 
     def unsupported(self, target: Target, error: UnsupportedFeatureError) -> None:
-        """The deployment cannot carry this request: skip it without counting an upstream attempt."""
-        self.skipped.append((target.label, error.message))
+        """The adapter cannot carry this request to ``target``: skip it without counting an upstream attempt."""
+        self._begun.pop(target, None)
+        self.router.release(target)
+        self._skip(target, "capability", error.message)
 
-    def succeeded(self, target: Target) -> None:
-        """Record the success that ends the loop."""
-        elapsed = time.monotonic() - self._started_at
-        self.records.append(AttemptRecord(target.label, 200, "ok", elapsed))
+    def abandoned(self, target: Target) -> None:
+        """A hedged call that lost the race (cancelled and closed)."""
+        self._end(target, None, "cancelled: another deployment answered first")
+        self.router.release(target)
+        logger.info("polyroute hedge lost: model=%s deployment=%s cancelled", self.model, target.label)
+
+    def succeeded(self, target: Target, streaming: bool = False, used_tokens: int = 0) -> float:
+        """Record the success that ends the loop; returns the elapsed seconds (time to first token for streams).
+
+        A non-streamed call frees the deployment here (``used_tokens`` beyond the estimate are charged to its
+        tpm); a stream frees it when it closes.
+        """
+        elapsed = self._end(target, 200, "ok")
         self.router.report_success(target, elapsed)
+        if not streaming:
+            self.router.release(target, used_tokens - self.profile.tokens if used_tokens else 0)
         logger.info(
             "polyroute served: model=%s deployment=%s attempts=%d elapsed=%.3fs",
             self.model,
@@ -130,44 +475,71 @@ class Attempts:
             len(self.records),
             elapsed,
         )
+        return elapsed
 
-    def backoff(self) -> float:
-        """Seconds to wait before the next try: none after the first failure, then jittered exponential."""
-        settings = self.router.config.retry
-        failures = len(self.errors)
-        if failures < 2 or settings.backoff == 0:
-            return 0.0
-        delay = min(settings.backoff * (2 ** (failures - 2)), settings.max_backoff)
-        return delay * random.uniform(0.5, 1.0)
+    # -- the answer ---------------------------------------------------------------------------------------------
 
-    def final_error(self) -> Exception:
+    def final_error(self) -> PolyrouteError:
         """What to answer once nothing is left to try."""
-        if not self.errors:
-            if self.skipped:
-                lines = "; ".join(f"{label}: {reason}" for label, reason in self.skipped)
-                all_unsupported = all("support" in reason for _, reason in self.skipped)
-                if all_unsupported:
-                    return UnsupportedFeatureError(f"no deployment of {self.model!r} can serve this request: {lines}")
-                return AllTargetsFailedError(
-                    f"no deployment of {self.model!r} is available: {lines}",
-                    [UpstreamError(reason, deployment=label, status=503) for label, reason in self.skipped],
+        if self.errors:
+            last = self.errors[-1]
+            if classify(last) != "next":
+                return last
+            lines = "; ".join(
+                f"{r.deployment}: {r.status if r.status is not None else 'error'} {r.reason} ({r.elapsed:.2f}s)"
+                for r in self.records
+            )
+            skipped = "".join(f"; {s.deployment}: skipped, {s.reason}" for s in self.skipped)
+            budget = self._budget_note()
+            return AllTargetsFailedError(
+                f"all {len(self.records)} attempts for {self.model!r} failed{budget}: {lines}{skipped}", self.errors
+            )
+        lines = "; ".join(f"{s.deployment}: {s.reason}" for s in self.skipped)
+        kinds = {s.kind for s in self.skipped}
+        if not kinds:
+            return AllTargetsFailedError(f"no deployment of {self.model!r} could be tried{self._budget_note()}", [])
+        if kinds <= {"capability", "context"}:
+            if "context" in kinds:
+                return UnsupportedFeatureError(
+                    f"the prompt is too long for every deployment of {self.model!r}: {lines}",
+                    code="context_length_exceeded",
+                    param="messages",
                 )
-            return AllTargetsFailedError(f"no deployment of {self.model!r} could be tried", [])
-        last = self.errors[-1]
-        if len(self.errors) == 1 and not fails_over(last):
-            return last
-        if not fails_over(last):
-            return last
-        lines = "; ".join(
-            f"{r.deployment}: {r.status if r.status is not None else 'error'} {r.reason} ({r.elapsed:.2f}s)"
-            for r in self.records
-        )
-        skipped = "".join(f"; {label}: skipped, {reason}" for label, reason in self.skipped)
-        return AllTargetsFailedError(
-            f"all {len(self.records)} attempts for {self.model!r} failed: {lines}{skipped}", self.errors
-        )
+            return UnsupportedFeatureError(f"no deployment of {self.model!r} can serve this request: {lines}")
+        limited = kinds <= {"limit", "cooldown", "busy", "capability", "context"}
+        status = 429 if limited else 503
+        ready = [at for _, at in self._deferred]
+        retry_after = max(min(ready) - time.monotonic(), 0.0) if ready else None
+        errors = [
+            UpstreamStatusError(
+                s.reason,
+                deployment=s.deployment,
+                status=status,
+                error_type="rate_limit_error" if limited else "api_error",
+                code="rate_limit_exceeded" if limited else "deployment_unavailable",
+                retry_after=retry_after,
+            )
+            for s in self.skipped
+            if s.kind not in ("capability", "context")
+        ]
+        what = "at its rate limit" if limited else "available"
+        return AllTargetsFailedError(f"no deployment of {self.model!r} is {what}: {lines}", errors)
+
+    def _budget_note(self) -> str:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return f" (time budget of {self._deadline - self.started:.2f}s spent)"
+        if len(self.records) >= self._max_attempts:
+            return f" (retry.max_attempts={self._max_attempts} reached)"
+        return ""
 
     @property
     def count(self) -> int:
         """Upstream calls made so far."""
         return len(self.records)
+
+
+def backoff(retry: int, first: float, cap: float) -> float:
+    """Jittered exponential backoff: ``first * 2**retry`` capped at ``cap``, times a random 0.5-1.0."""
+    if first <= 0:
+        return 0.0
+    return min(first * (2**retry), cap) * random.uniform(0.5, 1.0)

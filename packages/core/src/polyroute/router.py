@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from polyroute import catalog
 from polyroute.config import Deployment, ModelRoute, RouterConfig, load_config
-from polyroute.errors import ConfigError, NoRouteError, UpstreamError, UpstreamStatusError
+from polyroute.errors import ConfigError, NoRouteError, UpstreamError
+from polyroute.health import DeploymentState, Unavailable
 from polyroute.providers import PROVIDERS
 from polyroute.providers._base import Target
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from polyroute.transport import RouterTransport
 
 _BASE_URL = "http://polyroute.local/v1"
+
+EXPLORE = 0.1
+"""How often the ``latency`` strategy tries a random deployment first, so a slow-then-recovered one is re-measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +42,6 @@ class Route:
         return self.config.fallbacks
 
 
-@dataclass(slots=True)
-class _Health:
-    consecutive_failures: int = 0
-    cooldown_until: float = 0.0
-    last_error: str = ""
-
-
 class Router:
     """Routes OpenAI-format chat calls to provider deployments, in-process.
 
@@ -54,9 +52,9 @@ class Router:
 
     def __init__(self, config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> None:
         self.config = load_config(config if config is not None else {})
-        self._routes: dict[str, Route] = {route.name: self._build_route(route) for route in self.config.models}
-        self._health: dict[str, _Health] = {}
         self._lock = threading.Lock()
+        self._states: dict[Target, DeploymentState] = {}
+        self._routes: dict[str, Route] = {route.name: self._build_route(route) for route in self.config.models}
         self._transport: RouterTransport | None = None
 
     @classmethod
@@ -70,7 +68,10 @@ class Router:
     # -- routes -------------------------------------------------------------------------------------------------
 
     def _build_route(self, route: ModelRoute) -> Route:
-        return Route(route.name, route, tuple(self._target(route.name, d) for d in route.deployments))
+        built = Route(route.name, route, tuple(self._target(route.name, d) for d in route.deployments))
+        for target in built.targets:
+            self._states[target] = _new_state(target)
+        return built
 
     def _target(self, route: str, deployment: Deployment) -> Target:
         spec = PROVIDERS[deployment.provider]
@@ -140,44 +141,108 @@ class Router:
             known=any(i.known for i in infos),
         )
 
-    def order(self, route: Route, estimated_tokens: int = 0) -> list[Target]:
-        """The route's deployments in the order to try them (``ordered``: as configured)."""
-        return list(route.targets)
+    def order(self, route: Route, estimated_tokens: int = 0, output_tokens: int = 0) -> list[Target]:
+        """The route's deployments in the order to try them, by the route's ``strategy``.
+
+        ``ordered``: as configured. ``weighted``: a weighted random permutation (the first pick follows
+        ``weight``; weight 0 only serves as a last resort). ``least-busy``: fewest calls in flight first.
+        ``latency``: lowest moving average of time to first token first, untried deployments before all, and now
+        and then (:data:`EXPLORE`) a random one first so a recovered deployment gets measured again. ``cost``:
+        cheapest for this request's estimated tokens by catalog (or configured) prices; unpriced last.
+        """
+        targets = route.targets
+        if len(targets) < 2:
+            return list(targets)
+        strategy = route.config.strategy
+        if strategy == "ordered":
+            return list(targets)
+        if strategy == "weighted":
+            rand = random.random
+            keyed = [
+                (rand() ** (1.0 / w) if (w := t.deployment.weight) > 0 else -rand(), i) for i, t in enumerate(targets)
+            ]
+            keyed.sort(reverse=True)
+            return [targets[i] for _, i in keyed]
+        states = self._states
+        if strategy == "least-busy":
+            rand = random.random
+            keyed_busy = [(states[t].in_flight, rand(), i) for i, t in enumerate(targets)]
+            keyed_busy.sort()
+            return [targets[i] for _, _, i in keyed_busy]
+        if strategy == "latency":
+            keyed_latency = [(-1.0 if (lat := states[t].latency) is None else lat, i) for i, t in enumerate(targets)]
+            keyed_latency.sort()
+            ordered = [targets[i] for _, i in keyed_latency]
+            if random.random() < EXPLORE:
+                pick = ordered.pop(random.randrange(len(ordered)))
+                ordered.insert(0, pick)
+            return ordered
+        # cost
+        prompt = max(estimated_tokens, 1)
+        output = max(output_tokens, 1)
+        keyed_cost = [(_estimated_cost(t, prompt, output), i) for i, t in enumerate(targets)]
+        keyed_cost.sort()
+        return [targets[i] for _, i in keyed_cost]
 
     # -- health -------------------------------------------------------------------------------------------------
 
-    def unavailable(self, target: Target) -> str | None:
-        """Why a deployment must be skipped now (cooling down), or None."""
-        health = self._health.get(target.label)
-        if health is None:
-            return None
-        remaining = health.cooldown_until - time.monotonic()
-        if remaining > 0:
-            return f"cooling down for {remaining:.1f}s after: {health.last_error}"
-        return None
+    def state(self, target: Target) -> DeploymentState:
+        """The shared state of one deployment (circuit, cooldown, limits, load, latency)."""
+        found = self._states.get(target)
+        if found is None:
+            with self._lock:
+                found = self._states.setdefault(target, _new_state(target))
+        return found
 
-    def report_failure(self, target: Target, error: UpstreamError) -> None:
-        """Count a failure; honour ``retry-after`` and open the circuit after ``allowed_fails`` in a row."""
-        settings = self.config.retry
+    def unavailable(self, target: Target, tokens: int = 0) -> Unavailable | None:
+        """Why a deployment must be skipped now (circuit open, cooling down, at a limit, busy), or None."""
+        return self.state(target).unavailable(tokens, time.monotonic())
+
+    def try_acquire(self, target: Target, tokens: int = 0) -> Unavailable | None:
+        """Claim a deployment for a call (in flight, rate-limit tokens, half-open probe), or say why not."""
+        state = self.state(target)
         with self._lock:
-            health = self._health.setdefault(target.label, _Health())
-            health.consecutive_failures += 1
-            health.last_error = f"{error.status} {error.message[:120]}"
-            cooldown = 0.0
-            if error.retry_after is not None and isinstance(error, UpstreamStatusError):
-                cooldown = min(error.retry_after, settings.max_retry_after)
-            if health.consecutive_failures >= settings.allowed_fails:
-                cooldown = max(cooldown, settings.cooldown)
-            if cooldown:
-                health.cooldown_until = max(health.cooldown_until, time.monotonic() + cooldown)
+            now = time.monotonic()
+            skip = state.unavailable(tokens, now)
+            if skip is None:
+                state.acquire(tokens, now)
+            return skip
+
+    def release(self, target: Target, extra_tokens: int = 0) -> None:
+        """A call claimed with :meth:`try_acquire` ended (``extra_tokens``: used beyond the estimate)."""
+        state = self.state(target)
+        with self._lock:
+            state.release(extra_tokens, time.monotonic())
+
+    def report_failure(self, target: Target, error: UpstreamError, counts: bool = True) -> None:
+        """Count a failure (toward the circuit when ``counts``); honour ``retry-after`` on rate limits."""
+        settings = self.config.retry
+        retry_after = error.retry_after
+        if retry_after is not None:
+            retry_after = min(retry_after, settings.max_retry_after)
+        state = self.state(target)
+        with self._lock:
+            state.failure(
+                f"{error.status} {error.message[:160]}",
+                retry_after,
+                counts,
+                settings.allowed_fails,
+                settings.cooldown,
+                time.monotonic(),
+            )
 
     def report_success(self, target: Target, elapsed: float) -> None:
-        """A success closes the deployment's circuit."""
-        health = self._health.get(target.label)
-        if health is not None and health.consecutive_failures:
+        """A success closes the deployment's circuit and feeds its latency average."""
+        state = self.state(target)
+        with self._lock:
+            state.success(elapsed, time.monotonic())
+
+    def observe(self, target: Target, headers: Mapping[str, str]) -> None:
+        """Upstream rate-limit headers of a response (``x-ratelimit-remaining-*``)."""
+        if "x-ratelimit-remaining-requests" in headers or "x-ratelimit-remaining-tokens" in headers:
+            state = self.state(target)
             with self._lock:
-                health.consecutive_failures = 0
-                health.cooldown_until = 0.0
+                state.observe(headers, time.monotonic())
 
     # -- clients ------------------------------------------------------------------------------------------------
 
@@ -223,6 +288,18 @@ class Router:
         """Close upstream connection pools."""
         if self._transport is not None:
             self._transport.close()
+
+
+def _new_state(target: Target) -> DeploymentState:
+    d = target.deployment
+    return DeploymentState(d.rpm, d.tpm, d.max_parallel, time.monotonic())
+
+
+def _estimated_cost(target: Target, prompt: int, output: int) -> float:
+    info = target.info
+    if info.input_price is None or info.output_price is None:
+        return float("inf")
+    return prompt * info.input_price + output * info.output_price
 
 
 def _split_direct(name: str) -> tuple[str | None, str]:

@@ -11,12 +11,13 @@ after it, an upstream failure becomes one in-band ``data: {"error": …}`` event
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 from polyroute import _compat
 from polyroute._sse import DONE, encode_event
@@ -42,6 +43,9 @@ from polyroute.validation import parse_body
 
 logger = logging.getLogger("polyroute")
 
+Outcome: TypeAlias = "ChatCompletion | StreamCall"
+"""A finished completion, or a primed stream."""
+
 _PASSTHROUGH = ("CannotOverwriteExistingCassetteException",)
 """Exceptions that are not upstream failures and must reach the test that caused them (vcrpy's no-match)."""
 
@@ -54,6 +58,7 @@ class RouterTransport(_compat.TransportBase):
         self._sync_inner: Any = None
         self._async_inner: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._mock: Any = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"RouterTransport({self.router!r})"
@@ -69,23 +74,12 @@ class RouterTransport(_compat.TransportBase):
             if early is not None:
                 return _json_response(lib, *early)
             body = parse_body(request.read())
-            attempts = Attempts(self.router, body["model"])
-            while (target := attempts.next()) is not None:
-                try:
-                    outcome = self._call(target, body, request)
-                except UnsupportedFeatureError as exc:
-                    attempts.unsupported(target, exc)
-                    continue
-                except UpstreamError as exc:
-                    if not attempts.failed(target, exc):
-                        break
-                    delay = attempts.backoff()
-                    if delay:
-                        time.sleep(delay)
-                    continue
-                attempts.succeeded(target)
-                return self._respond(lib, outcome, target, attempts)
-            raise attempts.final_error()
+            attempts = Attempts(self.router, body, _caller_timeout(request))
+            if attempts.hedge_after is None:
+                target, outcome = self._serve(body, attempts)
+            else:
+                target, outcome = self._serve_hedged(body, attempts)
+            return self._respond(lib, outcome, target, attempts)
         except PolyrouteError as exc:
             return _error_response(lib, exc, attempts)
         except Exception as exc:
@@ -103,23 +97,12 @@ class RouterTransport(_compat.TransportBase):
             if early is not None:
                 return _json_response(lib, *early)
             body = parse_body(await request.aread())
-            attempts = Attempts(self.router, body["model"])
-            while (target := attempts.next()) is not None:
-                try:
-                    outcome = await self._acall(target, body, request)
-                except UnsupportedFeatureError as exc:
-                    attempts.unsupported(target, exc)
-                    continue
-                except UpstreamError as exc:
-                    if not attempts.failed(target, exc):
-                        break
-                    delay = attempts.backoff()
-                    if delay:
-                        await asyncio.sleep(delay)
-                    continue
-                attempts.succeeded(target)
-                return self._respond(lib, outcome, target, attempts)
-            raise attempts.final_error()
+            attempts = Attempts(self.router, body, _caller_timeout(request))
+            if attempts.hedge_after is None:
+                target, outcome = await self._aserve(body, attempts)
+            else:
+                target, outcome = await self._aserve_hedged(body, attempts)
+            return self._respond(lib, outcome, target, attempts)
         except PolyrouteError as exc:
             return _error_response(lib, exc, attempts)
         except Exception as exc:
@@ -128,11 +111,163 @@ class RouterTransport(_compat.TransportBase):
             logger.exception("polyroute internal error")
             return _internal_error(lib, exc)
 
+    # -- the request loops (the only part written twice) ---------------------------------------------------------
+
+    def _serve(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
+        while True:
+            step = attempts.next()
+            if step is None:
+                raise attempts.final_error()
+            if not isinstance(step, Target):
+                time.sleep(step)
+                continue
+            try:
+                outcome = self._call(step, body, attempts)
+            except UnsupportedFeatureError as exc:
+                attempts.unsupported(step, exc)
+                continue
+            except UpstreamError as exc:
+                if attempts.failed(step, exc):
+                    continue
+                raise attempts.final_error() from None
+            except BaseException:
+                self.router.release(step)
+                raise
+            _succeeded(attempts, step, outcome)
+            return step, outcome
+
+    async def _aserve(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
+        while True:
+            step = attempts.next()
+            if step is None:
+                raise attempts.final_error()
+            if not isinstance(step, Target):
+                await asyncio.sleep(step)
+                continue
+            try:
+                outcome = await self._acall(step, body, attempts)
+            except UnsupportedFeatureError as exc:
+                attempts.unsupported(step, exc)
+                continue
+            except UpstreamError as exc:
+                if attempts.failed(step, exc):
+                    continue
+                raise attempts.final_error() from None
+            except BaseException:
+                self.router.release(step)
+                raise
+            _succeeded(attempts, step, outcome)
+            return step, outcome
+
+    def _serve_hedged(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
+        """:meth:`_serve` with hedging: calls run in worker threads; when the one in flight has not answered (for
+        a stream: no first token) within ``hedge_after_ms``, the next deployment starts too. The first answer
+        wins; a loser still running is closed as soon as its call returns.
+        """
+        pool = self._hedge_pool()
+        running: dict[concurrent.futures.Future[Outcome], Target] = {}
+        hedged = False
+        try:
+            while True:
+                if not running:
+                    hedged = False
+                    step = attempts.next()
+                    if step is None:
+                        raise attempts.final_error()
+                    if not isinstance(step, Target):
+                        time.sleep(step)
+                        continue
+                    running[pool.submit(self._call, step, body, attempts)] = step
+                timeout = attempts.hedge_after if not hedged else None
+                done, _ = concurrent.futures.wait(running, timeout, concurrent.futures.FIRST_COMPLETED)
+                if not done:
+                    hedged = True
+                    step = attempts.next(wait=False)
+                    if isinstance(step, Target):
+                        running[pool.submit(self._call, step, body, attempts)] = step
+                    continue
+                for future in done:
+                    target = running.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        outcome = future.result()
+                        _succeeded(attempts, target, outcome)
+                        return target, outcome
+                    if isinstance(exc, UnsupportedFeatureError):
+                        attempts.unsupported(target, exc)
+                    elif isinstance(exc, UpstreamError):
+                        if not attempts.failed(target, exc):
+                            raise attempts.final_error() from None
+                    else:
+                        self.router.release(target)
+                        raise exc
+        finally:
+            for future, target in running.items():
+                future.cancel()
+                future.add_done_callback(_close_outcome)
+                attempts.abandoned(target)
+
+    async def _aserve_hedged(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
+        """Async :meth:`_serve_hedged`: calls run as tasks; losers are cancelled, awaited and closed."""
+        running: dict[asyncio.Future[Outcome], Target] = {}
+        hedged = False
+        try:
+            while True:
+                if not running:
+                    hedged = False
+                    step = attempts.next()
+                    if step is None:
+                        raise attempts.final_error()
+                    if not isinstance(step, Target):
+                        await asyncio.sleep(step)
+                        continue
+                    running[asyncio.ensure_future(self._acall(step, body, attempts))] = step
+                timeout = attempts.hedge_after if not hedged else None
+                done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedged = True
+                    step = attempts.next(wait=False)
+                    if isinstance(step, Target):
+                        running[asyncio.ensure_future(self._acall(step, body, attempts))] = step
+                    continue
+                for task in done:
+                    target = running.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        outcome = task.result()
+                        _succeeded(attempts, target, outcome)
+                        return target, outcome
+                    if isinstance(exc, UnsupportedFeatureError):
+                        attempts.unsupported(target, exc)
+                    elif isinstance(exc, UpstreamError):
+                        if not attempts.failed(target, exc):
+                            raise attempts.final_error() from None
+                    else:
+                        self.router.release(target)
+                        raise exc
+        finally:
+            if running:
+                for task in running:
+                    task.cancel()
+                results = await asyncio.gather(*running, return_exceptions=True)
+                for result, target in zip(results, running.values(), strict=True):
+                    if isinstance(result, StreamCall):
+                        await result.response.aclose()
+                    attempts.abandoned(target)
+
+    def _hedge_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="polyroute-hedge")
+        return self._pool
+
     def close(self) -> None:
         """Close the sync upstream pool (async pools close with :meth:`aclose`)."""
         if self._sync_inner is not None:
             self._sync_inner.close()
             self._sync_inner = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def aclose(self) -> None:
         """Close the upstream pool of the running event loop."""
@@ -167,7 +302,7 @@ class RouterTransport(_compat.TransportBase):
 
     # -- one upstream call ----------------------------------------------------------------------------------
 
-    def _prepare(self, target: Target, body: ChatCompletionRequest, request: Any) -> tuple[Any, Any, bool]:
+    def _prepare(self, target: Target, body: ChatCompletionRequest, timeout: float) -> tuple[Any, Any, bool]:
         if target.spec.key_required and not target.api_key:
             envs = " or ".join(target.spec.key_envs) or "api_key"
             raise UpstreamStatusError(
@@ -180,7 +315,6 @@ class RouterTransport(_compat.TransportBase):
             )
         adapter = adapter_for(target.spec)
         upstream = adapter.build_request(body, target)
-        timeout = _timeout_for(target, request)
         req = _compat.UPSTREAM.Request(
             upstream.method,
             upstream.url,
@@ -190,11 +324,15 @@ class RouterTransport(_compat.TransportBase):
         )
         return adapter, req, upstream.stream
 
-    def _call(self, target: Target, body: ChatCompletionRequest, request: Any) -> ChatCompletion | StreamCall:
-        adapter, req, stream = self._prepare(target, body, request)
+    def _call(self, target: Target, body: ChatCompletionRequest, attempts: Attempts) -> Outcome:
+        """One upstream call; a stream is returned primed (its first content chunk read)."""
+        timeout, ttft = attempts.timeouts(target)
+        started = time.monotonic()
+        adapter, req, stream = self._prepare(target, body, ttft or timeout)
         inner = self._inner_sync(target)
-        with _map_transport_errors(target):
+        with _map_transport_errors(target, ttft or timeout):
             response = inner.handle_request(req)
+            self.router.observe(target, response.headers)
             if response.status_code >= 400:
                 content = response.read()
                 response.close()
@@ -203,15 +341,31 @@ class RouterTransport(_compat.TransportBase):
                 content = response.read()
                 response.close()
                 return _parse(adapter, content, target, body)
-        call = StreamCall(adapter, target, body, response)
-        call.prime()
+        if ttft is not None:
+            # The body's reads take the timeout set when the body starts: after the first token, the long one.
+            req.extensions["timeout"] = _timeouts(timeout)
+        call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
+        call.prime(started + ttft if ttft is not None else None)
         return call
 
-    async def _acall(self, target: Target, body: ChatCompletionRequest, request: Any) -> ChatCompletion | StreamCall:
-        adapter, req, stream = self._prepare(target, body, request)
+    async def _acall(self, target: Target, body: ChatCompletionRequest, attempts: Attempts) -> Outcome:
+        """Async :meth:`_call`; the time to first token is enforced as a whole (headers + first chunk)."""
+        timeout, ttft = attempts.timeouts(target)
+        if ttft is None:
+            return await self._acall_inner(target, body, attempts, timeout, None)
+        try:
+            return await asyncio.wait_for(self._acall_inner(target, body, attempts, timeout, ttft), ttft)
+        except asyncio.TimeoutError:
+            raise _ttft_error(target, ttft) from None
+
+    async def _acall_inner(
+        self, target: Target, body: ChatCompletionRequest, attempts: Attempts, timeout: float, ttft: float | None
+    ) -> Outcome:
+        adapter, req, stream = self._prepare(target, body, ttft or timeout)
         inner = self._inner_async(target)
-        with _map_transport_errors(target):
+        with _map_transport_errors(target, ttft or timeout):
             response = await inner.handle_async_request(req)
+            self.router.observe(target, response.headers)
             if response.status_code >= 400:
                 content = await response.aread()
                 await response.aclose()
@@ -220,7 +374,9 @@ class RouterTransport(_compat.TransportBase):
                 content = await response.aread()
                 await response.aclose()
                 return _parse(adapter, content, target, body)
-        call = StreamCall(adapter, target, body, response)
+        if ttft is not None:
+            req.extensions["timeout"] = _timeouts(timeout)
+        call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
         await call.aprime()
         return call
 
@@ -249,7 +405,7 @@ class RouterTransport(_compat.TransportBase):
 
     # -- answers --------------------------------------------------------------------------------------------
 
-    def _respond(self, lib: Any, outcome: ChatCompletion | StreamCall, target: Target, attempts: Attempts) -> Any:
+    def _respond(self, lib: Any, outcome: Outcome, target: Target, attempts: Attempts) -> Any:
         headers = {"x-polyroute-deployment": target.label, "x-polyroute-attempts": str(attempts.count)}
         if isinstance(outcome, StreamCall):
             headers["content-type"] = "text/event-stream"
@@ -296,19 +452,42 @@ class StreamCall:
     """One committed-or-priming upstream stream: decoder + translator over the upstream response.
 
     :meth:`prime` reads until the first content chunk (failures before it may fail over); the
-    :class:`RouterStream` then forwards the rest.
+    :class:`RouterStream` then forwards the rest, and :meth:`close` closes upstream and frees the deployment.
     """
 
-    __slots__ = ("_buffer", "_iter", "body", "decoder", "response", "target", "translator")
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "body",
+        "decoder",
+        "estimate",
+        "iter",
+        "response",
+        "router",
+        "target",
+        "translator",
+    )
 
-    def __init__(self, adapter: Any, target: Target, body: ChatCompletionRequest, response: Any) -> None:
+    def __init__(
+        self,
+        adapter: Any,
+        target: Target,
+        body: ChatCompletionRequest,
+        response: Any,
+        router: Router | None = None,
+        estimate: int = 0,
+    ) -> None:
         self.target = target
         self.body = body
         self.response = response
+        self.router = router
+        self.estimate = estimate
         self.decoder: StreamDecoder = adapter.stream_decoder()
         self.translator: StreamTranslator = adapter.stream_translator(target, body)
         self._buffer: list[bytes] = []
-        self._iter: Any = None
+        self._closed = False
+        self.iter: Any = None
+        """The upstream byte iterator once primed; None when the whole stream was read while priming."""
 
     def feed(self, raw: bytes) -> tuple[bytes, bool]:
         """Upstream bytes → the SSE bytes to send, and whether any of it is content (the commit signal)."""
@@ -339,36 +518,42 @@ class StreamCall:
         out.append(DONE)
         return b"".join(out)
 
-    def prime(self) -> None:
-        """Read until the first content chunk; an error here closes upstream and may fail over."""
+    def prime(self, ttft_deadline: float | None = None) -> None:
+        """Read until the first content chunk; an error here closes upstream and may fail over.
+
+        ``ttft_deadline`` (monotonic): no content by then is a timeout. Sync reads cannot be interrupted, so
+        this is checked as bytes arrive; a silent upstream is bounded by the read timeout.
+        """
         try:
-            with _map_transport_errors(self.target):
-                self._iter = iter(self.response.iter_bytes())
-                for raw in self._iter:
+            with _map_transport_errors(self.target, None):
+                self.iter = iter(self.response.iter_bytes())
+                for raw in self.iter:
                     data, committed = self.feed(raw)
                     if data:
                         self._buffer.append(data)
                     if committed:
                         return
+                    if ttft_deadline is not None and time.monotonic() > ttft_deadline:
+                        raise _ttft_error(self.target, None)
                 self._buffer.append(self.end())
-                self._iter = None
+                self.iter = None
         except BaseException:
             self.response.close()
             raise
 
     async def aprime(self) -> None:
-        """Async :meth:`prime`."""
+        """Async :meth:`prime` (the transport bounds the time to first token with a timer)."""
         try:
-            with _map_transport_errors(self.target):
-                self._iter = self.response.aiter_bytes().__aiter__()
-                async for raw in self._iter:
+            with _map_transport_errors(self.target, None):
+                self.iter = self.response.aiter_bytes().__aiter__()
+                async for raw in self.iter:
                     data, committed = self.feed(raw)
                     if data:
                         self._buffer.append(data)
                     if committed:
                         return
                 self._buffer.append(self.end())
-                self._iter = None
+                self.iter = None
         except BaseException:
             await self.response.aclose()
             raise
@@ -379,24 +564,47 @@ class StreamCall:
         self._buffer.clear()
         return data
 
+    def _release(self) -> None:
+        if self.router is not None:
+            usage = self.translator.builder.usage
+            used = usage.get("total_tokens", 0) if usage else 0
+            self.router.release(self.target, used - self.estimate if used else 0)
+
+    def close(self) -> None:
+        """Close upstream and free the deployment (once)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.response.close()
+            finally:
+                self._release()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        if not self._closed:
+            self._closed = True
+            try:
+                await self.response.aclose()
+            finally:
+                self._release()
+
 
 class RouterStream(_compat.ByteStreamBase):
     """The SSE body handed to the caller. Closing it early closes the upstream response."""
 
     def __init__(self, call: StreamCall) -> None:
         self._call = call
-        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         call = self._call
         head = call.take_buffer()
         if head:
             yield head
-        if call._iter is None:  # the whole stream was read while priming
+        if call.iter is None:  # the whole stream was read while priming
             return self.close()
         try:
-            with _map_transport_errors(call.target):
-                for raw in call._iter:
+            with _map_transport_errors(call.target, None):
+                for raw in call.iter:
                     data, _ = call.feed(raw)
                     if data:
                         yield data
@@ -412,12 +620,12 @@ class RouterStream(_compat.ByteStreamBase):
         head = call.take_buffer()
         if head:
             yield head
-        if call._iter is None:
+        if call.iter is None:
             await self.aclose()
             return
         try:
-            with _map_transport_errors(call.target):
-                async for raw in call._iter:
+            with _map_transport_errors(call.target, None):
+                async for raw in call.iter:
                     data, _ = call.feed(raw)
                     if data:
                         yield data
@@ -430,15 +638,11 @@ class RouterStream(_compat.ByteStreamBase):
 
     def close(self) -> None:
         """Close upstream (the SDK calls this when the caller leaves the stream early)."""
-        if not self._closed:
-            self._closed = True
-            self._call.response.close()
+        self._call.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        if not self._closed:
-            self._closed = True
-            await self._call.response.aclose()
+        await self._call.aclose()
 
 
 def _stream_error(exc: UpstreamError) -> bytes:
@@ -474,13 +678,14 @@ def _raw_is_content(raw: bytes) -> bool:
 
 
 @contextmanager
-def _map_transport_errors(target: Target) -> Iterator[None]:
+def _map_transport_errors(target: Target, timeout: float | None) -> Generator[None]:
     """Connection and timeout errors of either HTTP library → :class:`UpstreamError` (fails over)."""
     try:
         yield
     except _compat.timeout_exceptions() as exc:
+        after = f" after {timeout:g}s" if timeout is not None else ""
         raise UpstreamTimeout(
-            f"{target.label} timed out ({type(exc).__name__}) after {target.timeout:g}s",
+            f"{target.label} timed out ({type(exc).__name__}){after}",
             provider=target.provider,
             deployment=target.label,
         ) from exc
@@ -492,13 +697,46 @@ def _map_transport_errors(target: Target) -> Iterator[None]:
         ) from exc
 
 
-def _timeout_for(target: Target, request: Any) -> float:
-    timeout = target.timeout
-    caller: Mapping[str, Any] = request.extensions.get("timeout") or {}
+def _ttft_error(target: Target, ttft: float | None) -> UpstreamTimeout:
+    limit = ttft if ttft is not None else target.deployment.ttft_timeout
+    return UpstreamTimeout(
+        f"{target.label} sent no first token within ttft_timeout={limit:g}s",
+        provider=target.provider,
+        deployment=target.label,
+        code="ttft_timeout",
+    )
+
+
+def _timeouts(seconds: float) -> dict[str, float]:
+    return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+
+
+def _caller_timeout(request: Any) -> float | None:
+    """The caller's own timeout (the SDK's ``timeout``), which bounds all attempts together."""
+    caller: Mapping[str, Any] | None = request.extensions.get("timeout")
+    if not caller:
+        return None
     read = caller.get("read")
     if isinstance(read, int | float) and read > 0:
-        timeout = min(timeout, float(read))
-    return timeout
+        return float(read)
+    return None
+
+
+def _succeeded(attempts: Attempts, target: Target, outcome: Outcome) -> None:
+    if isinstance(outcome, StreamCall):
+        attempts.succeeded(target, streaming=True)
+        return
+    usage = outcome.get("usage")
+    attempts.succeeded(target, used_tokens=usage.get("total_tokens", 0) if usage else 0)
+
+
+def _close_outcome(future: concurrent.futures.Future[Outcome]) -> None:
+    """A hedged call that lost: close its stream when its thread returns."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    result = future.result()
+    if isinstance(result, StreamCall):
+        result.response.close()
 
 
 def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Any:
