@@ -1,4 +1,4 @@
-"""A scripted "calculator model" for agent tests, and its OpenAI-format emulator handler.
+"""A scripted "calculator model" for agent tests, behind OpenAI-format and Anthropic-format emulator handlers.
 
 The task is ``(3 + 4) * 5``: the model calls ``add(3, 4)``, then ``multiply(<add's result>, 5)``, then answers with
 ``multiply``'s result. It reads the results from the request, so a tool loop that loses or mismatches a result
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.emulators import Reply, Request
+from tests.emulators import anthropic_format as claude
 from tests.emulators.openai_format import completion
 from tests.emulators.server import sse_events
 
@@ -139,3 +140,59 @@ def openai_reply(body: dict[str, Any], turn: list[Call] | str, reasoning: str | 
     events.append(chunk(None, usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}))
     events.append("[DONE]")
     return Reply.sse(sse_events(events))
+
+
+class AnthropicCalculator:
+    """The calculator model behind the Anthropic Messages API, thinking before each tool call.
+
+    Requests are checked as Anthropic checks them (``anthropic_format.check_request``: SDK types, ``tool_use`` /
+    ``tool_result`` adjacency, signatures); and, as with extended thinking in a tool loop, each assistant turn that
+    thought must come back with its signed thinking block first.
+    """
+
+    def __init__(self) -> None:
+        self.signatures: dict[str, str] = {}  # tool_use id -> the signature of the thinking that preceded it
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: Request) -> Reply:
+        body = request.json()
+        self.bodies.append(body)
+        problem = claude.check_request(body, set(self.signatures.values()))
+        if problem:
+            return claude.error(400, "invalid_request_error", problem)
+        results: list[str] = []
+        for message in body["messages"]:
+            blocks = message["content"] if isinstance(message["content"], list) else []
+            uses = [b["id"] for b in blocks if b["type"] == "tool_use"]
+            if uses and (blocks[0]["type"] != "thinking" or blocks[0]["signature"] != self.signatures.get(uses[0])):
+                return claude.error(400, "invalid_request_error", "Expected `thinking` first, with its signature")
+            results += [_result_text(b) for b in blocks if b["type"] == "tool_result"]
+        if body.get("tools"):
+            names = {tool["name"] for tool in body["tools"]}
+            if names != {"add", "multiply"}:
+                return claude.error(400, "invalid_request_error", f"expected tools add, multiply: {sorted(names)}")
+            turn = next_turn(results)
+        else:
+            turn = react_turn("\n".join(_text_of(m["content"]) for m in body["messages"]))
+        if isinstance(turn, str):
+            blocks = [claude.text(turn)]
+        else:
+            signature = f"sig-{len(self.signatures)}"
+            blocks = [{"type": "thinking", "thinking": f"Next: {turn[0].name}.", "signature": signature}]
+            for call in turn:
+                self.signatures[call.id] = signature
+                blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+        msg = claude.message(blocks, model=body["model"])
+        if body.get("stream"):
+            return Reply(chunks=claude.events(msg), headers={"content-type": "text/event-stream"})
+        return Reply.json(msg)
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    return _text_of(block.get("content") or "")
+
+
+def _text_of(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content if b.get("type") == "text")

@@ -19,7 +19,7 @@ from llama_index.core.tools import FunctionTool
 from llama_index.llms.polyroute import Polyroute
 
 from tests.emulators import Emulator
-from tests.llamaindex.scripted import ANSWER, TASK, add, multiply, openai_calculator
+from tests.llamaindex.scripted import ANSWER, TASK, AnthropicCalculator, add, multiply, openai_calculator
 
 TOOLS = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
 KEY = "sk-agent-test-0123456789"
@@ -27,15 +27,17 @@ KEY = "sk-agent-test-0123456789"
 
 def calculator_llm(emulator: Callable[..., Emulator], upstream: str) -> tuple[Polyroute, Emulator]:
     """A Polyroute LLM whose only deployment is the scripted calculator behind ``upstream``'s wire format."""
-    if upstream != "openai":
-        raise AssertionError(upstream)
-    emu = emulator(openai_calculator)
-    deployment = {"provider": "openai", "model": "gpt-calc", "api_base": emu.url + "/v1", "api_key": KEY}
+    if upstream == "anthropic":
+        emu = emulator(AnthropicCalculator())
+        deployment = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": emu.url, "api_key": KEY}
+    else:
+        emu = emulator(openai_calculator)
+        deployment = {"provider": "openai", "model": "gpt-calc", "api_base": emu.url + "/v1", "api_key": KEY}
     config = {"models": [{"name": "calc", "deployments": [deployment]}]}
     return Polyroute(model="calc", config=config), emu
 
 
-UPSTREAMS = ["openai"]
+UPSTREAMS = ["anthropic", "openai"]
 
 
 async def run_function_agent(llm: Polyroute, streaming: bool) -> tuple[str, list[Any]]:
@@ -81,7 +83,7 @@ def test_sync_tool_loop(emulator: Callable[..., Emulator], upstream: str, stream
         if streaming:
             responses = list(llm.stream_chat_with_tools(TOOLS, chat_history=history))
             response = responses[-1]
-            assert response.additional_kwargs["deployment"] == "openai/gpt-calc"
+            assert response.additional_kwargs["deployment"] in ("openai/gpt-calc", "anthropic/claude-sonnet-4-5")
         else:
             response = llm.chat_with_tools(TOOLS, chat_history=history)
         history.append(response.message)

@@ -516,8 +516,8 @@ class _StreamState:
         thinking = delta.get("reasoning_content") or ""
         if thinking:
             self.message["reasoning_content"] = self.message.get("reasoning_content", "") + thinking
-        for block in delta.get("thinking_blocks") or []:
-            self._add_thinking_block(block)
+        # polyroute streams each thinking block once, finished (signature included): keep them in order
+        self.message.setdefault("thinking_blocks", []).extend(delta.get("thinking_blocks") or [])
         for fragment in delta.get("tool_calls") or []:
             self._add_tool_call(fragment)
         self.message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
@@ -553,16 +553,3 @@ class _StreamState:
                 **call.get("provider_specific_fields", {}),
                 **fragment["provider_specific_fields"],
             }
-
-    def _add_thinking_block(self, block: Mapping[str, Any]) -> None:
-        """Streamed thinking blocks arrive in pieces: text, then a signature; a new block starts after a signature."""
-        blocks: list[dict[str, Any]] = self.message.setdefault("thinking_blocks", [])
-        last = blocks[-1] if blocks else None
-        if last is not None and last.get("type") == block.get("type") == "thinking" and not last.get("signature"):
-            for key, value in block.items():
-                if isinstance(value, str) and key != "type":
-                    last[key] = last.get(key, "") + value
-                elif key != "type":
-                    last[key] = value
-        else:
-            blocks.append(dict(block))
