@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from polyroute import testing
 from vcr import VCR
 from vcr.request import Request as VcrRequest
 
-from polyroute import testing
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import chunks, completion
 
@@ -226,6 +226,8 @@ def test_record_then_replay_offline(emulator: Callable[..., Emulator], tmp_path:
     assert "4 passed" in replayed.stdout
     assert cassettes(project) == saved
 
+    if loading == "conftest":
+        return  # the failure reports below do not depend on how the plugin was loaded
     changed = run_pytest(project, loading, "--record-mode=none", **{**env, "PROMPT": "Say bye"})
     assert changed.returncode == 1
     assert "4 failed" in changed.stdout
