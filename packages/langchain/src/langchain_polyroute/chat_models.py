@@ -16,9 +16,16 @@ from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput, ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    InvalidToolCall,
+    ToolCall,
+    convert_to_openai_messages,
+)
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
-from langchain_core.messages.tool import InvalidToolCall, ToolCall, tool_call_chunk
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.base import OutputParserLike
 from langchain_core.output_parsers.openai_tools import (
@@ -573,28 +580,28 @@ def _ai_message(message: dict[str, Any]) -> AIMessage:
 
 
 def _usage_metadata(usage: Mapping[str, Any]) -> UsageMetadata:
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
-    metadata = UsageMetadata(
-        input_tokens=prompt, output_tokens=completion, total_tokens=usage.get("total_tokens") or prompt + completion
-    )
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    input_details = {
-        "cache_read": prompt_details.get("cached_tokens"),
-        "cache_creation": prompt_details.get("cache_creation_tokens"),
-        "audio": prompt_details.get("audio_tokens"),
-    }
-    output_details = {
-        "reasoning": completion_details.get("reasoning_tokens"),
-        "audio": completion_details.get("audio_tokens"),
-    }
-    if any(v is not None for v in input_details.values()):
-        metadata["input_token_details"] = InputTokenDetails(**{k: v for k, v in input_details.items() if v is not None})  # type: ignore[typeddict-item]
-    if any(v is not None for v in output_details.values()):
-        metadata["output_token_details"] = OutputTokenDetails(
-            **{k: v for k, v in output_details.items() if v is not None}  # type: ignore[typeddict-item]
-        )
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    total = int(usage.get("total_tokens") or prompt + completion)
+    metadata: UsageMetadata = {"input_tokens": prompt, "output_tokens": completion, "total_tokens": total}  # pyright: ignore[reportAssignmentType]
+    prompt_details: Mapping[str, Any] = usage.get("prompt_tokens_details") or {}
+    completion_details: Mapping[str, Any] = usage.get("completion_tokens_details") or {}
+    input_details = InputTokenDetails()
+    for name, field in (
+        ("cache_read", "cached_tokens"),
+        ("cache_creation", "cache_creation_tokens"),
+        ("audio", "audio_tokens"),
+    ):
+        if prompt_details.get(field) is not None:
+            input_details[name] = int(prompt_details[field])  # type: ignore[literal-required]
+    output_details = OutputTokenDetails()
+    for name, field in (("reasoning", "reasoning_tokens"), ("audio", "audio_tokens")):
+        if completion_details.get(field) is not None:
+            output_details[name] = int(completion_details[field])  # type: ignore[literal-required]
+    if input_details:
+        metadata["input_token_details"] = input_details
+    if output_details:
+        metadata["output_token_details"] = output_details
     return metadata
 
 
