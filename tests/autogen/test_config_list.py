@@ -1,0 +1,87 @@
+"""config_list forms without ag2 installed: entry shape, deep copies, the model client's four methods."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import subprocess
+import sys
+from typing import Any
+
+import openai
+import pytest
+from polyroute import NoRouteError, Router
+from polyroute_autogen import PolyrouteModelClient, config_list, model_client_config_list, openai_config
+
+HI = [{"role": "user", "content": "Say hello."}]
+
+
+def mock_router(**deployment: Any) -> Router:
+    return Router(
+        {"models": [{"name": "smart", "deployments": [{"provider": "mock", "model": "mock-1", **deployment}]}]}
+    )
+
+
+def test_import_loads_no_autogen_for_config_lists() -> None:
+    code = "import sys, polyroute_autogen; print(sorted(m for m in sys.modules if m.startswith('autogen')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_entries_send_through_the_router() -> None:
+    entries = config_list(mock_router(response="in-process"), ["smart"], temperature=0.1)
+    (entry,) = entries
+    assert entry["model"] == "smart" and entry["temperature"] == 0.1 and entry["max_retries"] == 0
+    client = openai.OpenAI(**{k: v for k, v in entry.items() if k in ("api_key", "base_url", "http_client")})
+    answer = client.chat.completions.create(model=entry["model"], messages=HI)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "in-process"
+
+
+def test_entries_share_one_client_through_deep_copies() -> None:
+    entries = config_list(mock_router(), ["smart", "mock/mock-small"])
+    assert [e["model"] for e in entries] == ["smart", "mock/mock-small"]
+    assert entries[0]["http_client"] is entries[1]["http_client"]
+    copied = copy.deepcopy({"config_list": entries})
+    assert copied["config_list"][0]["http_client"] is entries[0]["http_client"]
+    with pytest.raises(TypeError, match="model_client_config_list"):
+        pickle.dumps(entries[0]["http_client"])
+
+
+def test_default_models_and_unknown_names() -> None:
+    assert [e["model"] for e in config_list(mock_router())] == ["smart"]
+    with pytest.raises(NoRouteError):
+        config_list(mock_router(), ["nope"])
+    with pytest.raises(ValueError, match="no model names"):
+        config_list(Router())
+
+
+def test_model_client_methods() -> None:
+    entries = model_client_config_list(["smart"], tags=["fast"])
+    assert json.loads(json.dumps(entries)) == [
+        {"model": "smart", "model_client_cls": "PolyrouteModelClient", "tags": ["fast"]}
+    ]
+    client = PolyrouteModelClient(entries[0], router=mock_router(response="hi there"))
+    response = client.create({"model": "smart", "messages": HI, "model_client_cls": "PolyrouteModelClient", "tags": []})
+    assert client.message_retrieval(response) == ["hi there"]
+    usage = PolyrouteModelClient.get_usage(response)
+    assert usage["model"] == "mock-1" and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert client.cost(response) == usage["cost"] > 0
+
+
+def test_model_client_returns_tool_call_messages() -> None:
+    router = mock_router(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    client = PolyrouteModelClient({"model": "smart"}, router=router)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    (message,) = client.message_retrieval(client.create({"messages": HI, "tools": tools}))
+    assert message.tool_calls[0].function.name == "get_weather"
+
+
+def test_openai_config_needs_ag2_1x() -> None:
+    try:
+        import ag2.config  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"ag2 1\.x"):
+            openai_config(mock_router(), "smart")
+    else:  # pragma: no cover - the ag2 1.x environment has its own tests
+        pytest.skip("ag2 1.x is installed here")
