@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 UV = [sys.executable, "-m", "uv"]
-TEST_DEPS = ["pytest>=8.4", "pytest-asyncio>=1.1", "pyyaml>=6", "vcrpy>=8.2,<9", "pytest-recording>=0.14"]
+TEST_DEPS = ["pytest>=8.4", "pytest-asyncio>=1.1", "pyyaml>=6", "vcrpy>=8.2,<9", "pytest-recording>=0.14", "anthropic>=2"]
 ENVS = {
     "openai2-httpx": ["openai>=2.44,<3", "httpx>=0.28"],
     "openai3-httpx2-only": ["openai>=3", "httpx2>=2.16"],

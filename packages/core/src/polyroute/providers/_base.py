@@ -224,7 +224,10 @@ class ChunkBuilder:
         self, key: Any, call_id: str, name: str, arguments: str = "", extra: Mapping[str, Any] = EMPTY, index: int = 0
     ) -> ChatCompletionChunk:
         """The first delta of a tool call: its stable OpenAI index (in order of appearance), id and name."""
-        position = self._tool_index.setdefault(key, len(self._tool_index))
+        slot = (index, key)
+        if slot not in self._tool_index:  # OpenAI numbers tool calls per choice, in order of appearance
+            self._tool_index[slot] = sum(1 for choice, _ in self._tool_index if choice == index)
+        position = self._tool_index[slot]
         call: ToolCallDelta = {
             "index": position,
             "id": call_id,
@@ -237,7 +240,7 @@ class ChunkBuilder:
 
     def tool_call_arguments(self, key: Any, fragment: str, index: int = 0) -> ChatCompletionChunk:
         """A fragment of a started tool call's JSON arguments."""
-        call: ToolCallDelta = {"index": self._tool_index[key], "function": {"arguments": fragment}}
+        call: ToolCallDelta = {"index": self._tool_index[(index, key)], "function": {"arguments": fragment}}
         return self.chunk({"tool_calls": [call]}, index=index)
 
     @property

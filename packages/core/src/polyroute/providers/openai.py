@@ -150,9 +150,14 @@ def _to_vendor_messages(messages: list[Message], target: Target) -> list[dict[st
 
 
 def _vendor_call_id(call_id: str, pattern: str) -> str:
-    """Mistral accepts only ``[a-zA-Z0-9]{9}`` ids: map others (from another provider) deterministically."""
+    """Ids from another provider, mapped deterministically (so calls and results still pair up) where this API
+    would refuse them: Mistral accepts only ``[a-zA-Z0-9]{9}``; OpenAI caps ids at 40 characters, and ids that
+    carry a Gemini thought signature are longer.
+    """
     if pattern == "alnum9" and not (len(call_id) == 9 and call_id.isalnum()):
         return hashlib.sha256(call_id.encode()).hexdigest()[:9]
+    if len(call_id) > 40:
+        return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
     return call_id
 
 
@@ -220,15 +225,23 @@ def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStre
     return OpenAIStreamTranslator(target, include_usage(body))
 
 
-_NEEDS_LOOK = (
-    b'"reasoning"',
-    b'"content":[',
-    b'"usage"',
-    b'"tool_calls"',
-    b'"error"',
-    b'"finish_reason":"',
-    b'"x_groq"',
-)
+def _needs_look(raw: bytes) -> bool:
+    """Whether a chunk must be parsed; plain content chunks are forwarded as the vendor sent them.
+
+    Once usage is asked for (polyroute always asks), OpenAI puts ``"usage":null`` on every chunk: only a usage
+    object needs a look (a spaced ``"usage": null`` merely takes the slow path). Unrolled ``in`` tests: this runs
+    once per chunk.
+    """
+    return (
+        b'"choices":[' not in raw
+        or b'"finish_reason":"' in raw
+        or b'"tool_calls"' in raw
+        or b'"reasoning"' in raw
+        or b'"content":[' in raw
+        or (b'"usage"' in raw and b'"usage":null' not in raw)
+        or b'"error"' in raw
+        or b'"x_groq"' in raw
+    )
 
 
 class OpenAIStreamTranslator:
@@ -253,7 +266,7 @@ class OpenAIStreamTranslator:
             self._done = True
             return []
         raw = data.encode()
-        if not any(marker in raw for marker in _NEEDS_LOOK) and b'"choices":[' in raw:
+        if not _needs_look(raw):
             return [raw]
         chunk = _obj(json.loads(data))
         if "error" in chunk and "choices" not in chunk:

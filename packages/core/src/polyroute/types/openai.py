@@ -68,6 +68,7 @@ class Message(TypedDict, total=False):
     tool_call_id: str
     reasoning_content: str | None
     thinking_blocks: list[dict[str, Any]]
+    provider_specific_fields: dict[str, Any]
     refusal: str | None
 
 
@@ -164,6 +165,7 @@ class ResponseMessage(TypedDict, total=False):
     tool_calls: list[ToolCall]
     reasoning_content: str
     thinking_blocks: list[dict[str, Any]]
+    provider_specific_fields: dict[str, Any]
     annotations: list[dict[str, Any]]
 
 
@@ -208,6 +210,7 @@ class Delta(TypedDict, total=False):
     tool_calls: list[ToolCallDelta]
     reasoning_content: str
     thinking_blocks: list[dict[str, Any]]
+    provider_specific_fields: dict[str, Any]
 
 
 class ChunkChoice(TypedDict, total=False):
