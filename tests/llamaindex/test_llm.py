@@ -20,7 +20,8 @@ from llama_index.llms.polyroute import Polyroute
 from polyroute import NoRouteError, Router
 from pydantic import BaseModel
 
-from tests.emulators import Emulator, Reply, Request
+from tests.emulators import Emulator, Reply, Request, gemini_format
+from tests.emulators.gemini_format import GeminiEmulator
 from tests.emulators.openai_format import completion, handler
 from tests.llamaindex.scripted import Call, add, error, multiply, openai_reply
 
@@ -325,6 +326,45 @@ def test_reasoning_content_goes_back_next_turn(emulator: Callable[..., Emulator]
         ChatMessage(role=MessageRole.TOOL, content="3", additional_kwargs={"tool_call_id": call.tool_id}),
     ]
     assert llm.chat_with_tools(tools, chat_history=history).message.content == "It is 3."
+
+
+CALL_SIGNATURE, TEXT_SIGNATURE = "c2lnLWNhbGw=", "c2lnLXRleHQ="
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_thought_signatures_go_back(emulator: Callable[..., Emulator], stream: bool) -> None:
+    gemini = GeminiEmulator(
+        gemini_format.response(
+            None, calls=[{"name": "add", "args": {"a": 1, "b": 2}, "thoughtSignature": CALL_SIGNATURE}]
+        ),
+        gemini_format.response("It is 3.", text_signature=TEXT_SIGNATURE),
+        gemini_format.response("Bye."),
+    )
+    emu = emulator(gemini)
+    llm = llm_for({"provider": "gemini", "model": "gemini-3-pro-preview", "api_key": KEY, "api_base": emu.url})
+    tools = [FunctionTool.from_defaults(add)]
+
+    def turn(history: list[ChatMessage]) -> ChatMessage:
+        if stream:
+            response = list(llm.stream_chat_with_tools(tools, chat_history=history))[-1]
+        else:
+            response = llm.chat_with_tools(tools, chat_history=history)
+        history.append(response.message)
+        return response.message
+
+    history = [ChatMessage(role=MessageRole.USER, content="1 + 2?")]
+    called = turn(history)
+    (wire_call,) = called.additional_kwargs["tool_calls"]
+    assert wire_call["provider_specific_fields"] == {"thought_signature": CALL_SIGNATURE}
+    history.append(ChatMessage(role=MessageRole.TOOL, content="3", additional_kwargs={"tool_call_id": wire_call["id"]}))
+    answered = turn(history)
+    assert answered.content == "It is 3."
+    assert answered.additional_kwargs["provider_specific_fields"] == {"thought_signature": TEXT_SIGNATURE}
+    history.append(ChatMessage(role=MessageRole.USER, content="Thanks!"))
+    assert turn(history).content == "Bye."
+    model_turns = [c["parts"] for c in gemini.bodies[2]["contents"] if c["role"] == "model"]
+    assert model_turns[0][0]["thoughtSignature"] == CALL_SIGNATURE
+    assert model_turns[1][-1] == {"text": "It is 3.", "thoughtSignature": TEXT_SIGNATURE}
 
 
 # -- instrumentation --------------------------------------------------------------------------------------------

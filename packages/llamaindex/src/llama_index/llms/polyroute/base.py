@@ -5,9 +5,10 @@ format and back; routing, translation and failover happen in the router. It depe
 (``llama-index-llms-openai`` pins ``openai<3``).
 
 Assistant messages keep what the next turn needs in ``additional_kwargs``: the wire ``tool_calls`` (with any
-``provider_specific_fields``, e.g. thought signatures), ``reasoning_content`` and ``thinking_blocks``; they are sent
-back as they came. The blocks also carry the modern LlamaIndex view (``ThinkingBlock``, ``TextBlock``,
-``ToolCallBlock``). Usage, cost and the serving deployment reach each response's ``raw`` and ``additional_kwargs``.
+``provider_specific_fields``, e.g. Gemini's thought signatures), ``reasoning_content``, ``thinking_blocks`` (Claude's
+signed thinking) and the message's own ``provider_specific_fields``; they are sent back as they came. The blocks
+also carry the modern LlamaIndex view (``ThinkingBlock``, ``TextBlock``, ``ToolCallBlock``). Usage, cost and the
+serving deployment reach each response's ``raw`` and ``additional_kwargs``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
 # Message fields that carry provider data the next turn needs; kept in ``additional_kwargs`` and sent back.
-_ROUND_TRIP = ("reasoning_content", "thinking_blocks")
+_ROUND_TRIP = ("reasoning_content", "thinking_blocks", "provider_specific_fields")
 _ROLES = {
     MessageRole.CHATBOT: "assistant",
     MessageRole.MODEL: "assistant",
@@ -349,8 +350,9 @@ def _to_openai_message(message: ChatMessage) -> dict[str, Any]:
             reasoning = "".join(thoughts) or None
         if reasoning is not None:
             out["reasoning_content"] = reasoning
-        if extra.get("thinking_blocks"):
-            out["thinking_blocks"] = extra["thinking_blocks"]
+        for name in ("thinking_blocks", "provider_specific_fields"):
+            if extra.get(name):
+                out[name] = extra[name]
     elif out["content"] is None:
         out["content"] = ""
     return out
@@ -518,6 +520,11 @@ class _StreamState:
             self.message["reasoning_content"] = self.message.get("reasoning_content", "") + thinking
         # polyroute streams each thinking block once, finished (signature included): keep them in order
         self.message.setdefault("thinking_blocks", []).extend(delta.get("thinking_blocks") or [])
+        if delta.get("provider_specific_fields"):  # e.g. Gemini's signature on the answer's text
+            self.message["provider_specific_fields"] = {
+                **(self.message.get("provider_specific_fields") or {}),
+                **delta["provider_specific_fields"],
+            }
         for fragment in delta.get("tool_calls") or []:
             self._add_tool_call(fragment)
         self.message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
