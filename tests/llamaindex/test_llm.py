@@ -21,6 +21,7 @@ from polyroute import NoRouteError, Router
 from pydantic import BaseModel
 
 from tests.emulators import Emulator, Reply, Request, gemini_format
+from tests.emulators import anthropic_format as claude
 from tests.emulators.gemini_format import GeminiEmulator
 from tests.emulators.openai_format import completion, handler
 from tests.llamaindex.scripted import Call, add, error, multiply, openai_reply
@@ -174,10 +175,16 @@ def test_multimodal_and_system_messages_reach_the_wire(emulator: Callable[..., E
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_failover_is_visible(emulator: Callable[..., Emulator], stream: bool) -> None:
-    down = emulator(lambda _request: error("overloaded", status=503))
+@pytest.mark.parametrize("primary", ["openai", "anthropic"])
+def test_failover_is_visible(emulator: Callable[..., Emulator], stream: bool, primary: str) -> None:
     up = emulator(handler("from the backup"))
-    llm = llm_for(deployment(down, "gpt-primary"), deployment(up, "gpt-backup"))
+    if primary == "anthropic":  # Claude overloaded (529), then OpenAI: failover across wire formats
+        down = emulator(lambda _request: claude.overloaded())
+        first = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": down.url, "api_key": KEY}
+    else:
+        down = emulator(lambda _request: error("overloaded", status=503))
+        first = deployment(down, "gpt-primary")
+    llm = llm_for(first, deployment(up, "gpt-backup"))
     if stream:
         response: ChatResponse = list(llm.stream_chat(USER))[-1]
     else:
@@ -293,6 +300,23 @@ async def test_as_structured_llm_async_and_streamed(emulator: Callable[..., Emul
     partials = list(structured.stream_chat([ChatMessage(role=MessageRole.USER, content="Kind of Blue?")]))
     assert partials[-1].raw == ALBUM
     assert emu.requests[-1].json()["stream"] is True
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_structured_output_through_anthropic(emulator: Callable[..., Emulator], stream: bool) -> None:
+    script = claude.scripted([claude.tool_use("Album", ALBUM.model_dump())])
+    emu = emulator(script)
+    llm = llm_for({"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": emu.url, "api_key": KEY})
+    prompt = PromptTemplate("Describe {name}.")
+    if stream:
+        partials = [p async for p in await llm.astream_structured_predict(Album, prompt, name="Kind of Blue")]
+        album = partials[-1]
+    else:
+        album = await llm.astructured_predict(Album, prompt, name="Kind of Blue")
+    assert album == ALBUM
+    (body,) = script.bodies
+    # LlamaIndex's FunctionCallingProgram requires the tool only when not streaming
+    assert body["tool_choice"]["type"] == ("auto" if stream else "any") and body["tools"][0]["name"] == "Album"
 
 
 # -- provider round-trip data -----------------------------------------------------------------------------------
