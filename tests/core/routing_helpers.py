@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -108,8 +109,11 @@ def stream_text(mode: str, router: Router, **kwargs: Any) -> tuple[str, Any]:
         async def go() -> Any:
             try:
                 raw = await router.async_openai_client().chat.completions.with_raw_response.create(**kwargs)
-                async for chunk in await raw.parse():
-                    take(chunk)
+                parsed = raw.parse()
+                stream = await parsed if inspect.isawaitable(parsed) else parsed
+                async with stream:
+                    async for chunk in stream:
+                        take(chunk)
                 return raw.headers
             finally:
                 await router.transport().aclose()

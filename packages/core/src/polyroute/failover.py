@@ -302,9 +302,9 @@ class Attempts:
                 self._retry_wait = 0.0
                 return self._bounded(delay, now)
             target, self._retry = self._retry, None
-            skip = router.try_acquire(target, tokens)
+            skip = router.try_acquire(target, tokens, now)
             if skip is None:
-                self._begun[target] = time.monotonic()
+                self._begun[target] = now
                 return target
             self._defer(target, skip.kind, skip.reason, skip.ready_at)
         while True:
@@ -322,11 +322,11 @@ class Attempts:
                     self._skip(target, "context", reason)
                     self._jump(self.router.route(target.route).config.context_window_fallbacks, drop=False)
                     continue
-            skip = router.try_acquire(target, tokens)
+            skip = router.try_acquire(target, tokens, now)
             if skip is not None:
                 self._defer(target, skip.kind, skip.reason, skip.ready_at)
                 continue
-            self._begun[target] = time.monotonic()
+            self._begun[target] = now
             return target
         if wait and self._deferred:
             return self._wait_for_deferred(now)
@@ -465,9 +465,8 @@ class Attempts:
         tpm); a stream frees it when it closes.
         """
         elapsed = self._end(target, 200, "ok")
-        self.router.report_success(target, elapsed)
-        if not streaming:
-            self.router.release(target, used_tokens - self.profile.tokens if used_tokens else 0)
+        extra = used_tokens - self.profile.tokens if used_tokens else 0
+        self.router.report_success(target, elapsed, release=not streaming, extra_tokens=extra)
         logger.info(
             "polyroute served: model=%s deployment=%s attempts=%d elapsed=%.3fs",
             self.model,

@@ -140,10 +140,11 @@ class DeploymentState:
     def acquire(self, tokens: int, now: float) -> None:
         """A call starts: count it in flight, spend its rate-limit tokens, claim the half-open probe."""
         self.in_flight += 1
+        # unavailable() refilled the buckets at this same ``now``
         if self.rpm is not None:
-            self.rpm.take(1, now)
+            self.rpm.tokens -= 1
         if self.tpm is not None and tokens:
-            self.tpm.take(tokens, now)
+            self.tpm.tokens -= tokens
         if self.requests_left is not None:
             self.requests_left -= 1
         if self.circuit == "open" and now >= self.open_until:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from polyroute import catalog
@@ -28,13 +29,18 @@ EXPLORE = 0.1
 """How often the ``latency`` strategy tries a random deployment first, so a slow-then-recovered one is re-measured."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Route:
     """A model name and its resolved deployments."""
 
     name: str
     config: ModelRoute
     targets: tuple[Target, ...]
+
+    @cached_property
+    def inverse_weights(self) -> tuple[float, ...]:
+        """``1 / weight`` per deployment (0 for weight 0), for the weighted draw."""
+        return tuple(1.0 / t.deployment.weight if t.deployment.weight > 0 else 0.0 for t in self.targets)
 
     @property
     def fallbacks(self) -> list[str]:
@@ -157,10 +163,9 @@ class Router:
         if strategy == "ordered":
             return list(targets)
         if strategy == "weighted":
+            # Efraimidis-Spirakis: sorting by u ** (1 / w) draws a weighted permutation without replacement.
             rand = random.random
-            keyed = [
-                (rand() ** (1.0 / w) if (w := t.deployment.weight) > 0 else -rand(), i) for i, t in enumerate(targets)
-            ]
+            keyed = [(rand() ** inv if inv else -rand(), i) for i, inv in enumerate(route.inverse_weights)]
             keyed.sort(reverse=True)
             return [targets[i] for _, i in keyed]
         states = self._states
@@ -198,11 +203,12 @@ class Router:
         """Why a deployment must be skipped now (circuit open, cooling down, at a limit, busy), or None."""
         return self.state(target).unavailable(tokens, time.monotonic())
 
-    def try_acquire(self, target: Target, tokens: int = 0) -> Unavailable | None:
+    def try_acquire(self, target: Target, tokens: int = 0, now: float | None = None) -> Unavailable | None:
         """Claim a deployment for a call (in flight, rate-limit tokens, half-open probe), or say why not."""
         state = self.state(target)
-        with self._lock:
+        if now is None:
             now = time.monotonic()
+        with self._lock:
             skip = state.unavailable(tokens, now)
             if skip is None:
                 state.acquire(tokens, now)
@@ -231,11 +237,17 @@ class Router:
                 time.monotonic(),
             )
 
-    def report_success(self, target: Target, elapsed: float) -> None:
-        """A success closes the deployment's circuit and feeds its latency average."""
+    def report_success(self, target: Target, elapsed: float, release: bool = False, extra_tokens: int = 0) -> None:
+        """A success closes the deployment's circuit and feeds its latency average.
+
+        ``release`` also ends the call (:meth:`release`, under the same lock).
+        """
         state = self.state(target)
+        now = time.monotonic()
         with self._lock:
-            state.success(elapsed, time.monotonic())
+            state.success(elapsed, now)
+            if release:
+                state.release(extra_tokens, now)
 
     def observe(self, target: Target, headers: Mapping[str, str]) -> None:
         """Upstream rate-limit headers of a response (``x-ratelimit-remaining-*``)."""

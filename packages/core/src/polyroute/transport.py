@@ -326,10 +326,10 @@ class RouterTransport(_compat.TransportBase):
 
     def _call(self, target: Target, body: ChatCompletionRequest, attempts: Attempts) -> Outcome:
         """One upstream call; a stream is returned primed (its first content chunk read)."""
+        inner = self._inner_sync(target)  # a new pool loads certificates: not part of the time to first token
         timeout, ttft = attempts.timeouts(target)
         started = time.monotonic()
         adapter, req, stream = self._prepare(target, body, ttft or timeout)
-        inner = self._inner_sync(target)
         with _map_transport_errors(target, ttft or timeout):
             response = inner.handle_request(req)
             self.router.observe(target, response.headers)
@@ -350,19 +350,25 @@ class RouterTransport(_compat.TransportBase):
 
     async def _acall(self, target: Target, body: ChatCompletionRequest, attempts: Attempts) -> Outcome:
         """Async :meth:`_call`; the time to first token is enforced as a whole (headers + first chunk)."""
+        inner = self._inner_async(target)  # a new pool loads certificates: not part of the time to first token
         timeout, ttft = attempts.timeouts(target)
         if ttft is None:
-            return await self._acall_inner(target, body, attempts, timeout, None)
+            return await self._acall_inner(inner, target, body, attempts, timeout, None)
         try:
-            return await asyncio.wait_for(self._acall_inner(target, body, attempts, timeout, ttft), ttft)
+            return await asyncio.wait_for(self._acall_inner(inner, target, body, attempts, timeout, ttft), ttft)
         except asyncio.TimeoutError:
             raise _ttft_error(target, ttft) from None
 
     async def _acall_inner(
-        self, target: Target, body: ChatCompletionRequest, attempts: Attempts, timeout: float, ttft: float | None
+        self,
+        inner: Any,
+        target: Target,
+        body: ChatCompletionRequest,
+        attempts: Attempts,
+        timeout: float,
+        ttft: float | None,
     ) -> Outcome:
         adapter, req, stream = self._prepare(target, body, ttft or timeout)
-        inner = self._inner_async(target)
         with _map_transport_errors(target, ttft or timeout):
             response = await inner.handle_async_request(req)
             self.router.observe(target, response.headers)
