@@ -170,7 +170,7 @@ class RetrySettings(_Model):
 class RouterConfig(_Model):
     """The whole router: models, retry policy, defaults."""
 
-    models: list[ModelRoute] = Field(default_factory=list)
+    models: list[ModelRoute] = Field(default_factory=list[ModelRoute])
     retry: RetrySettings = Field(default_factory=RetrySettings)
     timeout: float = Field(default=600.0, gt=0, description="Default per-deployment timeout in seconds.")
     direct_routes: bool = Field(default=True, description="Also route 'provider/model' names with no config entry.")
@@ -222,10 +222,11 @@ def _read_file(path: Path) -> Any:
         if suffix == ".toml":
             if sys.version_info >= (3, 11):
                 import tomllib
-            else:  # pragma: no cover
-                import tomli as tomllib
 
-            return tomllib.loads(text)
+                return tomllib.loads(text)
+            import tomli  # pragma: no cover  # pyright: ignore[reportMissingImports]
+
+            return tomli.loads(text)  # pragma: no cover  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
         if suffix == ".json":
             return json.loads(text)
     except ConfigError:

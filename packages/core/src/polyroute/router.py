@@ -69,7 +69,7 @@ class Router:
         return cls(source)
 
     def __repr__(self) -> str:
-        return f"Router(models={list(self._routes)!r})"
+        return f"Router(models={self.model_names!r})"
 
     # -- routes -------------------------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ class Router:
     @property
     def model_names(self) -> list[str]:
         """The logical model names clients may ask for (direct ``provider/model`` names also work)."""
-        return list(self._routes)
+        return [route.name for route in self.config.models]
 
     def route(self, name: str) -> Route:
         """The route for a model name: a configured one, or a direct ``provider/model`` / ``provider:model``."""
@@ -111,7 +111,7 @@ class Router:
             return found
         provider, model = _split_direct(name)
         if provider is None or not self.config.direct_routes:
-            known = ", ".join(self._routes) or "none configured"
+            known = ", ".join(self.model_names) or "none configured"
             raise NoRouteError(
                 f"The model {name!r} does not exist in this router. Known models: {known}; or name a deployment "
                 f"directly as 'provider/model' (providers: {', '.join(sorted(PROVIDERS))})",
