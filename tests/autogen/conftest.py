@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from polyroute import Router
 
+from polyroute import Router
 from tests.emulators import Emulator
 
 KEY = "sk-test-autogen-0123456789abcdef"

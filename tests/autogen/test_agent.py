@@ -17,10 +17,10 @@ from autogen_agentchat.messages import (
     ToolCallRequestEvent,
 )
 from autogen_core.tools import FunctionTool
-from polyroute import Router
-from polyroute_autogen import PolyrouteChatCompletionClient
 from pydantic import BaseModel
 
+from polyroute import Router
+from polyroute_autogen import PolyrouteChatCompletionClient
 from tests.autogen import scripted
 from tests.autogen.conftest import router_config
 from tests.emulators import Emulator

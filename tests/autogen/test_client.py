@@ -11,9 +11,9 @@ import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_core import ComponentModel
 from autogen_core.models import ChatCompletionClient, CreateResult, ModelFamily, UserMessage
+
 from polyroute import Router
 from polyroute_autogen import PolyrouteChatCompletionClient, PolyrouteClientConfig
-
 from tests.autogen import scripted
 from tests.autogen.conftest import KEY, KEY_ENV, router_config
 from tests.emulators import Emulator

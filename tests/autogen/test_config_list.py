@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 import pytest
+
 from polyroute import NoRouteError, Router
 from polyroute_autogen import PolyrouteModelClient, config_list, model_client_config_list, openai_config
 

@@ -18,9 +18,9 @@ autogen = pytest.importorskip(
 )
 
 from autogen import ConversableAgent, LLMConfig, OpenAIWrapper  # noqa: E402
+
 from polyroute import Router  # noqa: E402
 from polyroute_autogen import PolyrouteModelClient, config_list, model_client_config_list  # noqa: E402
-
 from tests.autogen import scripted  # noqa: E402
 from tests.autogen.conftest import KEY, router_config  # noqa: E402
 from tests.emulators import Emulator  # noqa: E402

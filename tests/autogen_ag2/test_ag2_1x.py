@@ -15,9 +15,9 @@ ag2 = pytest.importorskip(
 )
 
 from ag2 import Agent, tool  # noqa: E402
+
 from polyroute import Router  # noqa: E402
 from polyroute_autogen import openai_config  # noqa: E402
-
 from tests.autogen import scripted  # noqa: E402
 from tests.autogen.conftest import router_config  # noqa: E402
 from tests.emulators import Emulator  # noqa: E402

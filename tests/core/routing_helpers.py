@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
-from polyroute import Router
 
+from polyroute import Router
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import chunks, completion
 

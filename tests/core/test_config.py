@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from polyroute import ConfigError, Router, RouterConfig
 
 GOOD = {

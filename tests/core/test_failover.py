@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from polyroute import Router, _compat
 
+from polyroute import Router, _compat
 from tests.core.routing_helpers import KEY, MESSAGES, MODES, call, dep, make_router, ok, sequence, status
 from tests.emulators import Emulator, Reply, Request
 

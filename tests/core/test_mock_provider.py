@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 import pytest
+
 from polyroute import Router
 from polyroute.providers.mock import CREATED, DEFAULT_TEXT
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from polyroute import Router, UnsupportedFeatureError
 from polyroute.errors import StreamInterruptedError, UpstreamStatusError
 from polyroute.providers import openai as adapter
 from polyroute.providers._base import Target
-
 from tests.corpus import FIXTURES, Interaction, load_cassette
 
 CASSETTES = sorted((FIXTURES / "openai_compatible").glob("*.yaml"))

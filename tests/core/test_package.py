@@ -7,10 +7,11 @@ import subprocess
 import sys
 from typing import Any
 
-import polyroute
 import pytest
-from polyroute.types import openai as wire
 from typing_extensions import get_type_hints
+
+import polyroute
+from polyroute.types import openai as wire
 
 
 def test_exported_members() -> None:

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from polyroute import Router, UpstreamConnectionError, UpstreamStatusError
 from polyroute.failover import backoff, classify, profile
 from polyroute.health import DeploymentState, TokenBucket
-
 from tests.core.routing_helpers import MESSAGES, MODES, call, dep, make_router, ok
 from tests.emulators import Emulator, Reply
 from tests.emulators.openai_format import completion

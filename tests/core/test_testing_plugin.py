@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from polyroute import testing
 from vcr import VCR
 from vcr.request import Request as VcrRequest
 
+from polyroute import testing
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import chunks, completion
 

@@ -17,10 +17,10 @@ import pytest
 from langchain_core.load import dumpd, dumps, load
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.tools import tool
-from langchain_polyroute import ChatPolyroute
-from polyroute import Router
 from pydantic import BaseModel
 
+from langchain_polyroute import ChatPolyroute
+from polyroute import Router
 from tests.emulators import Emulator
 from tests.emulators import anthropic_format as claude
 from tests.emulators import gemini_format as gemini

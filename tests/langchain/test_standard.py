@@ -7,11 +7,11 @@ from typing import Any, Literal
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
-from langchain_polyroute import ChatPolyroute
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 from syrupy.assertion import SnapshotAssertion
 
+from langchain_polyroute import ChatPolyroute
 from tests.langchain import scripted
 
 UsageDetail = Literal["audio_input", "audio_output", "reasoning_output", "cache_read_input", "cache_creation_input"]

@@ -16,8 +16,8 @@ import pytest
 from llama_index.core.agent.workflow import AgentStream, FunctionAgent, ReActAgent, ToolCallResult
 from llama_index.core.llms import ChatMessage, MessageRole
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.polyroute import Polyroute
 
+from llama_index.llms.polyroute import Polyroute
 from tests.emulators import Emulator
 from tests.llamaindex.scripted import ANSWER, TASK, AnthropicCalculator, add, multiply, openai_calculator
 

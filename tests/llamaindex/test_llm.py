@@ -16,10 +16,10 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.polyroute import Polyroute
-from polyroute import NoRouteError, Router
 from pydantic import BaseModel
 
+from llama_index.llms.polyroute import Polyroute
+from polyroute import NoRouteError, Router
 from tests.emulators import Emulator, Reply, Request, gemini_format
 from tests.emulators import anthropic_format as claude
 from tests.emulators.gemini_format import GeminiEmulator

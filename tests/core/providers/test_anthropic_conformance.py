@@ -18,9 +18,9 @@ import json
 from typing import Any
 
 import pytest
+
 from polyroute.providers import anthropic
 from polyroute.providers._base import Target
-
 from tests.core.providers.test_anthropic_convert import accumulate, run_stream, target
 from tests.emulators import anthropic_format as claude
 

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
+
 from polyroute import Router
 from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import anthropic
 from polyroute.providers._base import Target
-
 from tests.emulators import anthropic_format as claude
 
 KEY = "sk-ant-test-0123456789"

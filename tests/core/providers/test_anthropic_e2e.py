@@ -8,8 +8,8 @@ from typing import Any
 
 import openai
 import pytest
-from polyroute import Router
 
+from polyroute import Router
 from tests.emulators import Emulator, Reply
 from tests.emulators import anthropic_format as claude
 from tests.emulators.server import Handler

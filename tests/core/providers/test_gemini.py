@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from polyroute import Router, UnsupportedFeatureError
 from polyroute._sse import SSEEvent
 from polyroute.errors import StreamInterruptedError, UpstreamStatusError

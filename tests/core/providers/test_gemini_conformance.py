@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from polyroute import Router
 from polyroute.errors import UpstreamStatusError
 from polyroute.providers import gemini
 from polyroute.providers._base import Target
-
 from tests.corpus import FIXTURES, load_cassette
 from tests.emulators.gemini_format import merged, replay, split, sse_body
 

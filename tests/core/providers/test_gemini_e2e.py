@@ -7,9 +7,9 @@ from typing import Any
 
 import openai
 import pytest
+
 from polyroute import Router
 from polyroute.providers import gemini
-
 from tests.emulators import Emulator
 from tests.emulators.gemini_format import GeminiEmulator, rate_limited, response, sse_body, stream_events
 from tests.emulators.server import Reply

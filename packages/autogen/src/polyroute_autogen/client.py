@@ -20,9 +20,10 @@ from autogen_core.models import CreateResult, LLMMessage, ModelFamily, ModelInfo
 from autogen_core.tools import Tool, ToolSchema
 from autogen_ext.models.openai import BaseOpenAIChatCompletionClient
 from autogen_ext.models.openai.config import CreateArgumentsConfigModel
-from polyroute import Router, RouterConfig
 from pydantic import BaseModel
 from typing_extensions import Self
+
+from polyroute import Router, RouterConfig
 
 __all__ = ["PolyrouteChatCompletionClient", "PolyrouteClientConfig", "dump_router_config"]
 

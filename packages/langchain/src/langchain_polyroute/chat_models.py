@@ -40,11 +40,12 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_function, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
 from polyroute import Router, RouterConfig
 from polyroute.types.openai import Message as WireMessage
 from polyroute.types.openai import ToolCall as WireToolCall
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
-from typing_extensions import Self
 
 _PROVIDER = "polyroute"
 
