@@ -13,6 +13,14 @@ from typing import Any
 
 from polyroute.providers._base import ProviderSpec, Quirks
 
+_HOSTED_OPEN_MODELS = Quirks(
+    max_tokens_field="max_tokens",
+    developer_role=False,
+    strict_tools=False,
+    unsupported=frozenset({"audio", "modalities", "prediction", "service_tier", "store"}),
+)
+"""Together and Fireworks: open-weight models behind the same OpenAI-compatible surface."""
+
 _COMMON_UNSUPPORTED = frozenset({"logit_bias", "top_logprobs", "logprobs", "audio", "modalities", "prediction"})
 
 PROVIDERS: Mapping[str, ProviderSpec] = {
@@ -80,12 +88,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY"),
             "bearer",
             "togetherai",
-            Quirks(
-                max_tokens_field="max_tokens",
-                developer_role=False,
-                strict_tools=False,
-                unsupported=frozenset({"audio", "modalities", "prediction", "service_tier", "store"}),
-            ),
+            _HOSTED_OPEN_MODELS,
         ),
         ProviderSpec(
             # https://docs.fireworks.ai/api-reference/post-chatcompletions
@@ -95,12 +98,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("FIREWORKS_API_KEY",),
             "bearer",
             "fireworks-ai",
-            Quirks(
-                max_tokens_field="max_tokens",
-                developer_role=False,
-                strict_tools=False,
-                unsupported=frozenset({"audio", "modalities", "prediction", "service_tier", "store"}),
-            ),
+            _HOSTED_OPEN_MODELS,
         ),
         ProviderSpec(
             # https://github.com/ollama/ollama/blob/main/docs/openai.md: no key, no n, no logprobs.
