@@ -155,9 +155,13 @@ class StreamTranslator(Protocol):
         ...
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every call: ``json.dumps`` with options builds a new ``JSONEncoder`` each time."""
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes, as sent upstream and to the caller."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def completion_id() -> str:
