@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -383,10 +382,12 @@ def test_plain_http_clients_get_failover_and_headers(emulator: Start, lib_name: 
     assert response.json()["choices"][0]["message"]["content"] == "plain"
 
 
-async def test_plain_async_httpx_client_all_failing(emulator: Start) -> None:
+@pytest.mark.parametrize("lib_name", [lib.__name__ for lib in _compat.LIBS])
+async def test_plain_async_client_all_failing(emulator: Start, lib_name: str) -> None:
     down = emulator(status(500))
     router = make_router(dep(down, "a"))
-    async with httpx.AsyncClient(transport=router.transport(), base_url="http://x/v1") as client:
+    lib: Any = next(m for m in _compat.LIBS if m.__name__ == lib_name)
+    async with lib.AsyncClient(transport=router.transport(), base_url="http://x/v1") as client:
         response = await client.post("/chat/completions", json={"model": "m", "messages": MESSAGES})
     await router.transport().aclose()
     assert response.status_code == 500

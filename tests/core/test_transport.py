@@ -10,9 +10,8 @@ from typing import Any
 
 import openai
 import pytest
+from polyroute import Router, _compat
 
-from polyroute import Router
-from polyroute import _compat
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import chunks, completion, handler
 
@@ -22,8 +21,24 @@ LIBS = [lib.__name__ for lib in _compat.LIBS]
 
 
 def make_router(emu: Emulator, **deployment: Any) -> Router:
-    return Router({"models": [{"name": "m", "deployments": [
-        {"provider": "openai", "model": "gpt-up", "api_base": emu.url + "/v1", "api_key": KEY, **deployment}]}]})
+    return Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {
+                            "provider": "openai",
+                            "model": "gpt-up",
+                            "api_base": emu.url + "/v1",
+                            "api_key": KEY,
+                            **deployment,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
 
 def test_non_stream_sync(emulator: Callable[..., Emulator]) -> None:
@@ -58,8 +73,12 @@ def test_caller_key_is_never_forwarded(emulator: Callable[..., Emulator]) -> Non
 def test_stream_sync_with_usage(emulator: Callable[..., Emulator]) -> None:
     emu = emulator(handler("abcdefghij", pieces=5))
     client = make_router(emu).openai_client()
-    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True,  # type: ignore[arg-type]
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="m",
+        messages=MESSAGES,
+        stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    )
     got = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
     assert text == "abcdefghij"
@@ -87,6 +106,7 @@ async def test_stream_async(emulator: Callable[..., Emulator]) -> None:
 
 def _gated_stream(gate: threading.Event, pieces: int) -> Callable[[Request], Reply]:
     """Sends the first chunks, then waits for the test to release the rest: proves incremental delivery."""
+
     def chunk_iter():
         events = chunks([f"p{i}" for i in range(pieces)])
         yield from events[:3]
@@ -131,6 +151,7 @@ def test_early_close_closes_upstream(emulator: Callable[..., Emulator]) -> None:
             for i, event in enumerate(chunks([f"w{i}" for i in range(200)])):
                 sent.append(i)
                 yield event
+
         return Reply(chunks=gen(), chunk_delay=0.01, headers={"content-type": "text/event-stream"})
 
     emu = emulator(slow)
@@ -154,8 +175,9 @@ def test_plain_http_clients_sync(emulator: Callable[..., Emulator], lib_name: st
         response = client.post("/chat/completions", json={"model": "m", "messages": MESSAGES})
         assert response.status_code == 200
         assert response.json()["choices"][0]["message"]["content"] == "plain"
-        with client.stream("POST", "/chat/completions",
-                           json={"model": "m", "messages": MESSAGES, "stream": True}) as streamed:
+        with client.stream(
+            "POST", "/chat/completions", json={"model": "m", "messages": MESSAGES, "stream": True}
+        ) as streamed:
             body = b"".join(streamed.iter_bytes())
         assert body.endswith(b"data: [DONE]\n\n")
         models = client.get("/models").json()
@@ -170,10 +192,11 @@ async def test_plain_http_clients_async(emulator: Callable[..., Emulator], lib_n
     async with lib.AsyncClient(transport=router.async_transport(), base_url="http://anything/v1") as client:
         response = await client.post("/chat/completions", json={"model": "m", "messages": MESSAGES})
         assert response.json()["choices"][0]["message"]["content"] == "plain async"
-        async with client.stream("POST", "/chat/completions",
-                                 json={"model": "m", "messages": MESSAGES, "stream": True}) as streamed:
+        async with client.stream(
+            "POST", "/chat/completions", json={"model": "m", "messages": MESSAGES, "stream": True}
+        ) as streamed:
             body = b"".join([part async for part in streamed.aiter_bytes()])
-        assert b"\"content\":\"pl\"" in body and body.endswith(b"data: [DONE]\n\n")
+        assert b'"content":"pl"' in body and body.endswith(b"data: [DONE]\n\n")
 
 
 def test_models_endpoint_lists_route_names(emulator: Callable[..., Emulator]) -> None:
@@ -213,10 +236,14 @@ def test_unknown_model_is_404_naming_known_models(emulator: Callable[..., Emulat
         (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', "'temperature'"),
         (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "'max_tokens'"),
         (b'{"model": "m", "messages": [{"role": "tool", "content": "x"}]}', "tool_call_id"),
-        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}',
-         "tools[0]"),
-        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}',
-         "response_format"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}',
+            "tools[0]",
+        ),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}',
+            "response_format",
+        ),
     ],
 )
 @pytest.mark.parametrize("lib_name", LIBS)
@@ -243,13 +270,21 @@ def test_bad_input_raises_sdk_bad_request(emulator: Callable[..., Emulator]) -> 
 
 @pytest.mark.parametrize(
     ("status", "error_class"),
-    [(400, openai.BadRequestError), (401, openai.AuthenticationError), (403, openai.PermissionDeniedError),
-     (404, openai.NotFoundError), (422, openai.UnprocessableEntityError), (429, openai.RateLimitError),
-     (500, openai.InternalServerError), (529, openai.InternalServerError)],
+    [
+        (400, openai.BadRequestError),
+        (401, openai.AuthenticationError),
+        (403, openai.PermissionDeniedError),
+        (404, openai.NotFoundError),
+        (422, openai.UnprocessableEntityError),
+        (429, openai.RateLimitError),
+        (500, openai.InternalServerError),
+        (529, openai.InternalServerError),
+    ],
 )
 def test_upstream_errors_become_sdk_errors(emulator: Callable[..., Emulator], status: int, error_class: type) -> None:
-    body = {"error": {"message": f"upstream says {status}", "type": "upstream_type", "code": "upstream_code",
-                      "param": None}}
+    body = {
+        "error": {"message": f"upstream says {status}", "type": "upstream_type", "code": "upstream_code", "param": None}
+    }
     emu = emulator(lambda request: Reply.json(body, status=status, x_request_id="req_123"))
     client = make_router(emu).openai_client(max_retries=2)  # x-should-retry: false keeps the SDK from re-running
     with pytest.raises(error_class) as caught:
@@ -281,9 +316,19 @@ def test_missing_key_is_a_clear_401(emulator: Callable[..., Emulator]) -> None:
 def test_basic_failover_to_next_deployment(emulator: Callable[..., Emulator]) -> None:
     down = emulator(lambda request: Reply.json({"error": {"message": "overloaded"}}, status=503))
     up = emulator(handler("from the second"))
-    router = Router({"models": [{"name": "m", "deployments": [
-        {"provider": "openai", "model": "a", "api_base": down.url + "/v1", "api_key": KEY},
-        {"provider": "openai", "model": "b", "api_base": up.url + "/v1", "api_key": KEY}]}]})
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"provider": "openai", "model": "a", "api_base": down.url + "/v1", "api_key": KEY},
+                        {"provider": "openai", "model": "b", "api_base": up.url + "/v1", "api_key": KEY},
+                    ],
+                }
+            ]
+        }
+    )
     raw = router.openai_client().chat.completions.with_raw_response.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert raw.parse().choices[0].message.content == "from the second"
     assert raw.headers["x-polyroute-deployment"] == "openai/b"
@@ -293,9 +338,19 @@ def test_basic_failover_to_next_deployment(emulator: Callable[..., Emulator]) ->
 def test_request_error_does_not_fail_over(emulator: Callable[..., Emulator]) -> None:
     bad = emulator(lambda request: Reply.json({"error": {"message": "bad param"}}, status=400))
     up = emulator(handler())
-    router = Router({"models": [{"name": "m", "deployments": [
-        {"provider": "openai", "model": "a", "api_base": bad.url + "/v1", "api_key": KEY},
-        {"provider": "openai", "model": "b", "api_base": up.url + "/v1", "api_key": KEY}]}]})
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"provider": "openai", "model": "a", "api_base": bad.url + "/v1", "api_key": KEY},
+                        {"provider": "openai", "model": "b", "api_base": up.url + "/v1", "api_key": KEY},
+                    ],
+                }
+            ]
+        }
+    )
     with pytest.raises(openai.BadRequestError):
         router.openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert up.requests == []
@@ -303,16 +358,29 @@ def test_request_error_does_not_fail_over(emulator: Callable[..., Emulator]) -> 
 
 def test_connection_refused_fails_over(emulator: Callable[..., Emulator]) -> None:
     up = emulator(handler("reachable"))
-    router = Router({"models": [{"name": "m", "deployments": [
-        {"provider": "openai-compatible", "model": "a", "api_base": "http://127.0.0.1:9/v1"},
-        {"provider": "openai", "model": "b", "api_base": up.url + "/v1", "api_key": KEY}]}]})
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"provider": "openai-compatible", "model": "a", "api_base": "http://127.0.0.1:9/v1"},
+                        {"provider": "openai", "model": "b", "api_base": up.url + "/v1", "api_key": KEY},
+                    ],
+                }
+            ]
+        }
+    )
     result = router.openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert result.choices[0].message.content == "reachable"
 
 
 def test_mid_stream_cut_becomes_sdk_error(emulator: Callable[..., Emulator]) -> None:
-    emu = emulator(lambda request: Reply(chunks=chunks(["a", "b", "c", "d"]), cut_after=3,
-                                         headers={"content-type": "text/event-stream"}))
+    emu = emulator(
+        lambda request: Reply(
+            chunks=chunks(["a", "b", "c", "d"]), cut_after=3, headers={"content-type": "text/event-stream"}
+        )
+    )
     client = make_router(emu).openai_client()
     seen: list[str] = []
     with pytest.raises(openai.APIError):
@@ -331,11 +399,29 @@ def test_stream_without_finish_is_an_error_not_success(emulator: Callable[..., E
 
 
 def test_cost_is_reported(emulator: Callable[..., Emulator]) -> None:
-    emu = emulator(lambda request: Reply(body=completion("x", usage={
-        "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})))
-    router = Router({"models": [{"name": "m", "deployments": [
-        {"provider": "openai", "model": "gpt-up", "api_base": emu.url + "/v1", "api_key": KEY,
-         "prices": {"input": 2.0, "output": 8.0}}]}]})
+    emu = emulator(
+        lambda request: Reply(
+            body=completion("x", usage={"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})
+        )
+    )
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {
+                            "provider": "openai",
+                            "model": "gpt-up",
+                            "api_base": emu.url + "/v1",
+                            "api_key": KEY,
+                            "prices": {"input": 2.0, "output": 8.0},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     raw = router.openai_client().chat.completions.with_raw_response.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     expected = (1000 * 2.0 + 500 * 8.0) / 1_000_000
     assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(expected)
@@ -343,16 +429,25 @@ def test_cost_is_reported(emulator: Callable[..., Emulator]) -> None:
     assert usage is not None and getattr(usage, "cost", None) == pytest.approx(expected)
 
 
-def test_direct_provider_routes_without_config(emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
+def test_direct_provider_routes_without_config(
+    emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
     emu = emulator(handler("direct"))
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", KEY)
     router = Router()
     with pytest.raises(openai.NotFoundError):
         router.openai_client().chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
     # a configured base is needed for openai-compatible; direct names use provider defaults
-    router = Router({"models": [{"name": "x", "deployments": [
-        {"provider": "openai-compatible", "model": "local", "api_base": emu.url + "/v1"}]}]})
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "x",
+                    "deployments": [{"provider": "openai-compatible", "model": "local", "api_base": emu.url + "/v1"}],
+                }
+            ]
+        }
+    )
     result = router.openai_client().chat.completions.create(model="x", messages=MESSAGES)  # type: ignore[arg-type]
     assert result.choices[0].message.content == "direct"
     assert emu.requests[0].headers["authorization"] == f"Bearer {KEY}"
