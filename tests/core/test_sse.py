@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from polyroute._sse import JSONLinesDecoder, SSEDecoder, SSEEvent
 
 STREAM = (

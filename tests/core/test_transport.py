@@ -10,8 +10,8 @@ from typing import Any
 
 import openai
 import pytest
-from polyroute import Router, _compat
 
+from polyroute import Router, _compat
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import chunks, completion, handler
 
@@ -453,3 +453,32 @@ def test_direct_provider_routes_without_config(
     assert emu.requests[0].headers["authorization"] == f"Bearer {KEY}"
     assert Router().route("openai/gpt-4o").targets[0].model == "gpt-4o"
     assert Router().route("anthropic:claude-sonnet-4-5").targets[0].provider == "anthropic"
+
+
+def test_reasoning_stream_commits_on_the_first_reasoning_token(emulator: Callable[..., Emulator]) -> None:
+    """DeepSeek-style chunks (``content: null`` + ``reasoning_content``) reach the caller before the answer does."""
+    gate = threading.Event()
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-reasoner",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], "usage": None}
+        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+    def events():
+        yield chunk({"role": "assistant", "content": None, "reasoning_content": ""})
+        yield chunk({"content": None, "reasoning_content": "Thinking"})
+        assert gate.wait(5), "reasoning was held back until the answer"
+        yield chunk({"content": "Answer", "reasoning_content": None})
+        yield chunk({"content": "", "reasoning_content": None}, "stop")
+        yield "data: [DONE]\n\n"
+
+    emu = emulator(lambda request: Reply(chunks=events(), headers={"content-type": "text/event-stream"}))
+    router = Router({"models": [{"name": "m", "deployments": [
+        {"provider": "deepseek", "model": "deepseek-reasoner", "api_base": emu.url + "/v1", "api_key": KEY}]}]})
+    stream = iter(router.openai_client().chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+    first, second = next(stream), next(stream)
+    assert getattr(second.choices[0].delta, "reasoning_content", None) == "Thinking" or getattr(
+        first.choices[0].delta, "reasoning_content", None) == "Thinking"
+    gate.set()
+    rest = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert rest == ["Answer"]

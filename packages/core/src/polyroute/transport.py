@@ -59,6 +59,7 @@ class RouterTransport(_compat.TransportBase):
         self._async_inner: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._mock: Any = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._urls: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"RouterTransport({self.router!r})"
@@ -315,9 +316,14 @@ class RouterTransport(_compat.TransportBase):
             )
         adapter = adapter_for(target.spec)
         upstream = adapter.build_request(body, target)
+        url = self._urls.get(upstream.url)
+        if url is None:  # parsing a URL costs more than the rest of the request build: parse each once
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[upstream.url] = _compat.UPSTREAM.URL(upstream.url)
         req = _compat.UPSTREAM.Request(
             upstream.method,
-            upstream.url,
+            url,
             headers=upstream.headers,
             content=upstream.content,
             extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
@@ -390,7 +396,7 @@ class RouterTransport(_compat.TransportBase):
         if target.spec.adapter == "mock":
             return self._mock_upstream().bind(target)
         if self._sync_inner is None:
-            self._sync_inner = _compat.UPSTREAM.HTTPTransport()
+            self._sync_inner = _compat.UPSTREAM.HTTPTransport(limits=_pool_limits())
         return self._sync_inner
 
     def _inner_async(self, target: Target) -> Any:
@@ -399,7 +405,7 @@ class RouterTransport(_compat.TransportBase):
         loop = asyncio.get_running_loop()
         inner = self._async_inner.get(loop)
         if inner is None:
-            inner = self._async_inner[loop] = _compat.UPSTREAM.AsyncHTTPTransport()
+            inner = self._async_inner[loop] = _compat.UPSTREAM.AsyncHTTPTransport(limits=_pool_limits())
         return inner
 
     def _mock_upstream(self) -> Any:
@@ -651,6 +657,11 @@ class RouterStream(_compat.ByteStreamBase):
         await self._call.aclose()
 
 
+def _pool_limits() -> Any:
+    """The openai SDK's own pool limits: httpx's default keeps 20 idle connections, fewer than agents in flight."""
+    return _compat.UPSTREAM.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
 def _stream_error(exc: UpstreamError) -> bytes:
     logger.warning("polyroute stream failed after commit: deployment=%s: %s", exc.deployment, exc.message)
     if not isinstance(exc, StreamInterruptedError):
@@ -678,8 +689,16 @@ def _is_content(chunk: ChatCompletionChunk) -> bool:
 
 
 def _raw_is_content(raw: bytes) -> bool:
+    """:func:`_is_content` for a chunk forwarded as raw bytes: an empty ``content`` with a reasoning or refusal
+    delta (DeepSeek's reasoning stream) is content too, else reasoning would be held back until the answer.
+    """
     if b'"content":""' in raw or b'"content":null' in raw:
-        return b'"tool_calls"' in raw or b'"finish_reason":"' in raw
+        return (
+            b'"tool_calls"' in raw
+            or b'"finish_reason":"' in raw
+            or (b'"reasoning_content":"' in raw and b'"reasoning_content":""' not in raw)
+            or (b'"refusal":"' in raw and b'"refusal":""' not in raw)
+        )
     return True
 
 
