@@ -460,8 +460,14 @@ def test_reasoning_stream_commits_on_the_first_reasoning_token(emulator: Callabl
     gate = threading.Event()
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-        body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-reasoner",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], "usage": None}
+        body = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "deepseek-reasoner",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "usage": None,
+        }
         return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
 
     def events():
@@ -473,12 +479,29 @@ def test_reasoning_stream_commits_on_the_first_reasoning_token(emulator: Callabl
         yield "data: [DONE]\n\n"
 
     emu = emulator(lambda request: Reply(chunks=events(), headers={"content-type": "text/event-stream"}))
-    router = Router({"models": [{"name": "m", "deployments": [
-        {"provider": "deepseek", "model": "deepseek-reasoner", "api_base": emu.url + "/v1", "api_key": KEY}]}]})
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {
+                            "provider": "deepseek",
+                            "model": "deepseek-reasoner",
+                            "api_base": emu.url + "/v1",
+                            "api_key": KEY,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     stream = iter(router.openai_client().chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     first, second = next(stream), next(stream)
-    assert getattr(second.choices[0].delta, "reasoning_content", None) == "Thinking" or getattr(
-        first.choices[0].delta, "reasoning_content", None) == "Thinking"
+    assert (
+        getattr(second.choices[0].delta, "reasoning_content", None) == "Thinking"
+        or getattr(first.choices[0].delta, "reasoning_content", None) == "Thinking"
+    )
     gate.set()
     rest = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert rest == ["Answer"]

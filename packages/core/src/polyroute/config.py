@@ -106,8 +106,16 @@ class Deployment(_Model):
     @model_validator(mode="after")
     def _mock_fields_only_on_mock(self) -> Deployment:
         if self.provider != "mock":
-            mock_only = ("response", "tool_calls", "error", "fail_times", "latency", "chunk_delay", "chunk_size",
-                         "retry_after")
+            mock_only = (
+                "response",
+                "tool_calls",
+                "error",
+                "fail_times",
+                "latency",
+                "chunk_delay",
+                "chunk_size",
+                "retry_after",
+            )
             used = [name for name in mock_only if getattr(self, name) is not None]
             if self.broken_stream:
                 used.append("broken_stream")
