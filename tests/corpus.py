@@ -31,7 +31,8 @@ class Interaction:
 
 def load_cassette(path: Path) -> list[Interaction]:
     """A VCR cassette's interactions; ``parsed_body`` re-serialized, gzip bodies decoded."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw_text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text(encoding="utf-8")
+    data = yaml.safe_load(raw_text)
     out: list[Interaction] = []
     for item in data["interactions"]:
         request, response = item["request"], item["response"]

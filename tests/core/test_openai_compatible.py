@@ -20,7 +20,7 @@ from polyroute.providers import openai as adapter
 from polyroute.providers._base import Target
 from tests.corpus import FIXTURES, Interaction, load_cassette
 
-CASSETTES = sorted((FIXTURES / "openai_compatible").glob("*.yaml"))
+CASSETTES = sorted((FIXTURES / "openai_compatible").glob("*.yaml*"))
 BODY = {"model": "route", "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}
 
 
@@ -312,6 +312,17 @@ def test_recorded_errors(name: str, interaction: Interaction) -> None:
         assert native_message[:40] in error.message
     if interaction.status == 429:
         assert error.error_type and error.status == 429
+
+
+@pytest.mark.parametrize("vendor", ["openai", "groq", "mistral"])
+def test_recorded_context_window_errors_are_tagged(vendor: str) -> None:
+    """Each vendor words it differently; the router needs one code (and LangChain the phrase) to act on it."""
+    path = FIXTURES / "openai_compatible" / f"{vendor}__pydantic-ai__test_context_window_exceeded.yaml.gz"
+    (interaction,) = load_cassette(path)
+    error = adapter.classify_error(interaction.status, interaction.headers, interaction.body, target(vendor))
+    assert error.status == 400
+    assert error.code == "context_length_exceeded"
+    assert "context_length_exceeded" in error.message
 
 
 def test_context_window_error_is_tagged() -> None:

@@ -290,20 +290,65 @@ def make_usage(prompt: int, completion: int, *, cached: int = 0, cache_write: in
     return usage
 
 
+_CONTEXT_OVERFLOW = (
+    "context_length",  # OpenAI's code, in messages too
+    "context length",  # OpenAI, Mistral: "maximum context length"
+    "context window",
+    "prompt is too long",  # Anthropic
+    "input is too long",  # Bedrock
+    "too many tokens",
+    "exceeds the maximum number of tokens",  # Gemini
+    "reduce the length of the messages",  # Groq
+)
+
+
+def is_context_overflow(message: str) -> bool:
+    """Whether a provider's error message says the prompt does not fit the model's context window."""
+    lowered = message.lower()
+    return any(phrase in lowered for phrase in _CONTEXT_OVERFLOW)
+
+
+def upstream_status_error(
+    target: Target,
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] = EMPTY,
+    code: str | None = None,
+    error_type: str | None = None,
+    param: str | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> UpstreamStatusError:
+    """A provider's error answer, as the router reports it: 529 (overloaded) → 503; OpenAI's ``type`` for the
+    status unless given; a context-window overflow tagged ``context_length_exceeded`` in ``code`` *and* message
+    (LangChain and others match the phrase); the request id and ``retry-after`` read from the headers if not given.
+    """
+    mapped = 503 if status == 529 else status
+    if is_context_overflow(message) or code == "context_length_exceeded":
+        code = "context_length_exceeded"
+        if "context_length_exceeded" not in message:
+            message = f"{message} (context_length_exceeded)"
+    return UpstreamStatusError(
+        f"{target.label}: {message}",
+        provider=target.provider,
+        deployment=target.label,
+        status=mapped,
+        error_type=error_type or status_error_type(mapped),
+        code=code,
+        param=param,
+        request_id=request_id or headers.get("x-request-id") or headers.get("request-id"),
+        retry_after=retry_after if retry_after is not None else parse_retry_after(headers),
+        retryable=mapped in (408, 409, 429) or mapped >= 500,
+    )
+
+
 def generic_status_error(
     status: int, content: bytes, target: Target, *, headers: Mapping[str, str] = EMPTY
 ) -> UpstreamStatusError:
     """An error for a status whose body we could not read as the provider's error format."""
     text = content[:500].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
-    return UpstreamStatusError(
-        f"{target.label} answered {status}: {text}",
-        provider=target.provider,
-        deployment=target.label,
-        status=503 if status == 529 else status,
-        error_type=status_error_type(status),
-        request_id=headers.get("x-request-id") or headers.get("request-id"),
-        retry_after=parse_retry_after(headers),
-    )
+    return upstream_status_error(target, status, f"answered {status}: {text}", headers=headers)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -67,7 +67,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 from polyroute._sse import SSEDecoder, SSEEvent
-from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError, status_error_type
+from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers._base import (
     ChunkBuilder,
     Target,
@@ -76,7 +76,7 @@ from polyroute.providers._base import (
     generic_status_error,
     include_usage,
     make_usage,
-    parse_retry_after,
+    upstream_status_error,
 )
 from polyroute.types.openai import (
     ChatCompletion,
@@ -975,22 +975,12 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
     message = str(error.get("message") or f"HTTP {status}")
     if status < 400:  # an error event inside a stream or a 200 body
         status = _STATUS_BY_TYPE.get(native_type, 500)
-    code: str | None = native_type
-    if "prompt is too long" in message or "context window" in message.lower():
-        code = "context_length_exceeded"
-        message = f"{message} (context_length_exceeded)"
-    mapped = 503 if status == 529 else status
-    request_id = (
-        headers.get("request-id") or headers.get("x-request-id") or cast(Mapping[str, Any], data).get("request_id")
-    )
-    return UpstreamStatusError(
-        f"{target.label}: {message}",
-        provider=target.provider,
-        deployment=target.label,
-        status=mapped,
-        error_type=status_error_type(mapped),
-        code=code,
-        request_id=str(request_id) if request_id else None,
-        retry_after=parse_retry_after(headers),
-        retryable=mapped in (408, 409, 429) or mapped >= 500,
+    body_id = cast(Mapping[str, Any], data).get("request_id")
+    return upstream_status_error(
+        target,
+        status,
+        message,
+        headers=headers,
+        code=native_type,
+        request_id=headers.get("request-id") or headers.get("x-request-id") or (str(body_id) if body_id else None),
     )

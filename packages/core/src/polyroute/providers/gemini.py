@@ -77,7 +77,7 @@ from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 from polyroute._sse import SSEDecoder, SSEEvent
-from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError, status_error_type
+from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers._base import (
     ChunkBuilder,
     Target,
@@ -87,8 +87,8 @@ from polyroute.providers._base import (
     generic_status_error,
     include_usage,
     parse_duration,
-    parse_retry_after,
     tool_call_id,
+    upstream_status_error,
 )
 from polyroute.types.openai import (
     ChatCompletion,
@@ -273,23 +273,13 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
         mapped = code if isinstance(code, int) and 400 <= code <= 599 else (status if status >= 400 else 500)
     if reason in ("API_KEY_INVALID", "API_KEY_EXPIRED"):
         mapped = 401
-    code: str | None = reason or rpc_status or None
-    if "exceeds the maximum number of tokens" in message or "context window" in message.lower():
-        code = "context_length_exceeded"
-        message = f"{message} (context_length_exceeded)"
-    retry_after = _retry_delay(details)
-    if retry_after is None:
-        retry_after = parse_retry_after(headers)
-    return UpstreamStatusError(
-        f"{target.label}: {message}",
-        provider=target.provider,
-        deployment=target.label,
-        status=mapped,
-        error_type=status_error_type(mapped),
-        code=code,
-        request_id=headers.get("x-request-id"),
-        retry_after=retry_after,
-        retryable=mapped in (408, 409, 429) or mapped >= 500,
+    return upstream_status_error(
+        target,
+        mapped,
+        message,
+        headers=headers,
+        code=reason or rpc_status or None,
+        retry_after=_retry_delay(details),
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from polyroute._sse import SSEDecoder, SSEEvent
-from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError, status_error_type
+from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers._base import (
     ChunkBuilder,
     Target,
@@ -28,8 +28,8 @@ from polyroute.providers._base import (
     dumps,
     generic_status_error,
     include_usage,
-    parse_retry_after,
     tool_call_id,
+    upstream_status_error,
 )
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Message, Usage
 
@@ -324,24 +324,19 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
         return generic_status_error(status, content, target, headers=headers)
     error = _obj(found)
     message = str(error.get("message") or f"HTTP {status}")
-    code = error.get("code")
+    code = error.get("code", data.get("code"))
     code = str(code) if code is not None else None
     if status == 200:  # an error inside a 200 body or stream
         status = _status_for_code(code, error.get("type"))
-    if "context_length" in message or code == "context_length_exceeded":
-        code = "context_length_exceeded"
-        if "context_length_exceeded" not in message:
-            message = f"{message} (context_length_exceeded)"
-    return UpstreamStatusError(
-        f"{target.label}: {message}",
-        provider=target.provider,
-        deployment=target.label,
-        status=503 if status == 529 else status,
-        error_type=str(error.get("type") or status_error_type(status)),
+    native_type = error.get("type", data.get("type"))
+    return upstream_status_error(
+        target,
+        status,
+        message,
+        headers=headers,
         code=code,
+        error_type=str(native_type) if native_type else None,
         param=error.get("param") if isinstance(error.get("param"), str) else None,
-        request_id=headers.get("x-request-id"),
-        retry_after=parse_retry_after(headers),
     )
 
 
