@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Run polyroute's whole test suite, in every environment it must work in.
 
+0. ruff (lint and format) and pyright (strict on core);
 1. the workspace (uv.lock): every package and test, openai 3.x with httpx and httpx2 installed;
 2. core on openai 2.x + httpx (what openai 2.x and several frameworks are built on);
 3. core on openai 3.x + httpx2 only (no legacy httpx at all);
@@ -52,7 +53,12 @@ def core_env(name: str, deps: list[str], extra: list[str]) -> int:
 def main() -> int:
     extra = sys.argv[1:]
     failures: list[str] = []
-    if run([*UV, "sync", "--frozen", "--all-packages"]) or run([*UV, "run", "--frozen", "pytest", *extra]):
+    if run([*UV, "sync", "--frozen", "--all-packages"]):
+        return 1
+    for check in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["pyright"]):
+        if run([*UV, "run", "--frozen", *check]):
+            failures.append(check[0] + (" format" if "format" in check else ""))
+    if run([*UV, "run", "--frozen", "pytest", *extra]):
         failures.append("workspace")
     for name, deps in ENVS.items():
         if core_env(name, deps, extra):
