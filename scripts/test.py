@@ -20,7 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 UV = [sys.executable, "-m", "uv"]
-TEST_DEPS = ["pytest>=8.4", "pytest-asyncio>=1.1", "pyyaml>=6", "vcrpy>=8.2,<9", "pytest-recording>=0.14", "anthropic>=2"]
+TEST_DEPS = [
+    "pytest>=8.4",
+    "pytest-asyncio>=1.1",
+    "pyyaml>=6",
+    "vcrpy>=8.2,<9",
+    "pytest-recording>=0.14",
+    "anthropic>=2",
+]
 ENVS = {
     "openai2-httpx": ["openai>=2.44,<3", "httpx>=0.28"],
     "openai3-httpx2-only": ["openai>=3", "httpx2>=2.16"],
@@ -28,11 +35,13 @@ ENVS = {
 
 
 def run(cmd: list[str], **kwargs: object) -> int:
+    """Run a command from the repository root, echoing it; its exit code."""
     print("+", " ".join(cmd), flush=True)
     return subprocess.run(cmd, cwd=ROOT, **kwargs).returncode  # type: ignore[call-overload]
 
 
 def core_env(name: str, deps: list[str], extra: list[str]) -> int:
+    """A fresh venv with core, ``deps`` and the test tools; the core suite's exit code there."""
     venv = ROOT / ".venvs" / name
     if venv.exists():
         shutil.rmtree(venv)
@@ -51,6 +60,7 @@ def core_env(name: str, deps: list[str], extra: list[str]) -> int:
 
 
 def main() -> int:
+    """Every step; failures are listed at the end, not fatal at once, except a workspace that will not sync."""
     extra = sys.argv[1:]
     failures: list[str] = []
     if run([*UV, "sync", "--frozen", "--all-packages"]):
