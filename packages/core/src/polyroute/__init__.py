@@ -10,6 +10,8 @@ provider's native API, sent, translated back (streams included), and failed over
     >>> client = router.openai_client()
 """
 
+import logging
+
 from polyroute.config import Capabilities, Deployment, ModelRoute, Prices, RetrySettings, RouterConfig
 from polyroute.errors import (
     AllTargetsFailedError,
@@ -27,6 +29,9 @@ from polyroute.errors import (
 from polyroute.router import Router
 
 __version__ = "0.1.0"
+
+# A library logs; the application decides where to: nothing is printed unless logging is configured.
+logging.getLogger("polyroute").addHandler(logging.NullHandler())
 
 __all__ = [
     "AllTargetsFailedError",
