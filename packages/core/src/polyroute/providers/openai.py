@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -225,23 +226,15 @@ def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStre
     return OpenAIStreamTranslator(target, include_usage(body))
 
 
-def _needs_look(raw: bytes) -> bool:
-    """Whether a chunk must be parsed; plain content chunks are forwarded as the vendor sent them.
+_LOOK = re.compile(rb'"(?:finish_reason":"|tool_calls"|reasoning"|content":\[|error"|x_groq"|usage":[^n])')
+"""What makes a chunk need parsing. Once usage is asked for (polyroute always asks), OpenAI puts ``"usage":null``
+on every chunk: only a usage object needs a look (a spaced ``"usage": null`` merely takes the slow path). One
+regex pass per chunk: cheaper than one ``in`` test per marker."""
 
-    Once usage is asked for (polyroute always asks), OpenAI puts ``"usage":null`` on every chunk: only a usage
-    object needs a look (a spaced ``"usage": null`` merely takes the slow path). Unrolled ``in`` tests: this runs
-    once per chunk.
-    """
-    return (
-        b'"choices":[' not in raw
-        or b'"finish_reason":"' in raw
-        or b'"tool_calls"' in raw
-        or b'"reasoning"' in raw
-        or b'"content":[' in raw
-        or (b'"usage"' in raw and b'"usage":null' not in raw)
-        or b'"error"' in raw
-        or b'"x_groq"' in raw
-    )
+
+def _needs_look(raw: bytes) -> bool:
+    """Whether a chunk must be parsed; plain content chunks are forwarded as the vendor sent them."""
+    return b'"choices":[' not in raw or _LOOK.search(raw) is not None
 
 
 class OpenAIStreamTranslator:
