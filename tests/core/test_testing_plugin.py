@@ -281,7 +281,7 @@ def test_defaults_drop_every_providers_credentials() -> None:
     before_record = configured_vcr().get_merged_config()["before_record_request"]
     headers = {
         "Authorization": "Bearer sk-abcdefghijkl",
-        "x-api-key": "sk-ant-abcdefghijkl",
+        "x-api-key": "test-anthropic-abcdefghijkl",
         "x-goog-api-key": "AIzaabcdefghijkl",
         "api-key": "azure-abcdefghijkl",
         "OpenAI-Organization": "org-abc",

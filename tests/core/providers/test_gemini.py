@@ -14,7 +14,7 @@ from polyroute.providers import gemini
 from polyroute.providers._base import Target
 
 SIG = "EpwICpkI+/+/c2lnbmF0dXI="  # standard base64, with + / and padding
-KEY = "AIzaTestKey-0000000000000000000000"
+KEY = "test-gemini-key-0000000000000000000000"
 
 
 def target(model: str = "gemini-3-flash-preview", **deployment: Any) -> Target:
