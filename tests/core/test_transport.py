@@ -404,24 +404,7 @@ def test_cost_is_reported(emulator: Callable[..., Emulator]) -> None:
             body=completion("x", usage={"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})
         )
     )
-    router = Router(
-        {
-            "models": [
-                {
-                    "name": "m",
-                    "deployments": [
-                        {
-                            "provider": "openai",
-                            "model": "gpt-up",
-                            "api_base": emu.url + "/v1",
-                            "api_key": KEY,
-                            "prices": {"input": 2.0, "output": 8.0},
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    router = make_router(emu, prices={"input": 2.0, "output": 8.0})
     raw = router.openai_client().chat.completions.with_raw_response.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     expected = (1000 * 2.0 + 500 * 8.0) / 1_000_000
     assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(expected)
@@ -479,23 +462,7 @@ def test_reasoning_stream_commits_on_the_first_reasoning_token(emulator: Callabl
         yield "data: [DONE]\n\n"
 
     emu = emulator(lambda request: Reply(chunks=events(), headers={"content-type": "text/event-stream"}))
-    router = Router(
-        {
-            "models": [
-                {
-                    "name": "m",
-                    "deployments": [
-                        {
-                            "provider": "deepseek",
-                            "model": "deepseek-reasoner",
-                            "api_base": emu.url + "/v1",
-                            "api_key": KEY,
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    router = make_router(emu, provider="deepseek", model="deepseek-reasoner")
     stream = iter(router.openai_client().chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     first, second = next(stream), next(stream)
     assert (

@@ -247,11 +247,6 @@ class ChunkBuilder:
         call: ToolCallDelta = {"index": self._tool_index[(index, key)], "function": {"arguments": fragment}}
         return self.chunk({"tool_calls": [call]}, index=index)
 
-    @property
-    def tool_calls_seen(self) -> int:
-        """How many tool calls were started."""
-        return len(self._tool_index)
-
     def finish(self, reason: FinishReason, index: int = 0) -> ChatCompletionChunk:
         """The chunk that carries ``finish_reason``, once."""
         self.finish_reason = reason
