@@ -208,6 +208,9 @@ def check_request(body: Mapping[str, Any], signatures: set[str] | None = None) -
                 return f"messages.{i}.content.{j}: text content blocks must be non-empty"
     if has_tool_blocks and not body.get("tools"):
         return "Requests which include `tool_use` or `tool_result` blocks must define tools."
+    schema_problem = check_schemas(body)
+    if schema_problem:
+        return schema_problem
     thinking_cfg = body.get("thinking") or {}
     if thinking_cfg.get("type") == "enabled":
         budget = thinking_cfg.get("budget_tokens", 0)
@@ -217,6 +220,102 @@ def check_request(body: Mapping[str, Any], signatures: set[str] | None = None) -
             return "`temperature` may only be set to 1 when thinking is enabled."
         if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
             return "Thinking may not be enabled when tool_choice forces tool use."
+    return None
+
+
+def check_schemas(body: Mapping[str, Any]) -> str | None:
+    """The JSON Schema limits of structured outputs and strict tools (build-with-claude/structured-outputs).
+
+    ``output_config.format.schema`` and the ``input_schema`` of a ``strict`` tool are compiled into a grammar that
+    takes a subset of JSON Schema; a non-strict tool's ``input_schema`` is free-form. Messages are worded as the
+    API's (recorded: "output_config.format.schema: For 'integer' type, property 'multipleOf' is not supported",
+    "tools.0.custom: For 'array' type, 'minItems' values other than 0 or 1 are not supported (got: ...)",
+    "For 'object' type, 'additionalProperties' must be explicitly set to false").
+    """
+    output_format = (body.get("output_config") or {}).get("format") or {}
+    if output_format.get("type") == "json_schema":
+        problem = schema_problem(output_format.get("schema"), "output_config.format.schema")
+        if problem:
+            return problem
+    for i, tool in enumerate(body.get("tools") or ()):
+        if tool.get("strict"):
+            problem = schema_problem(tool.get("input_schema"), f"tools.{i}.custom")
+            if problem:
+                return problem
+    return None
+
+
+_NUMERIC_LIMITS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_STRING_LIMITS = ("minLength", "maxLength")
+_ARRAY_LIMITS = ("maxItems", "uniqueItems", "contains", "minContains", "maxContains", "prefixItems")
+_OBJECT_LIMITS = ("minProperties", "maxProperties", "patternProperties", "propertyNames", "dependentRequired")
+_FORMATS = {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
+_UNSUPPORTED_REGEX = ("(?=", "(?!", "(?<=", "(?<!", "\\b", "\\1", "\\2", "\\3")
+
+
+def schema_problem(schema: Any, where: str) -> str | None:
+    """What the structured-outputs grammar compiler rejects in ``schema`` (None if nothing)."""
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, Mapping):
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return f"{where}: external '$ref' values are not supported (got: {ref})"
+        if "oneOf" in node:
+            return f"{where}: 'oneOf' is not supported; use 'anyOf'"
+        kinds = node.get("type")
+        for kind in kinds if isinstance(kinds, list) else [kinds]:
+            problem = _type_problem(node, kind, where)
+            if problem:
+                return problem
+        for key in ("properties", "$defs", "definitions"):
+            if isinstance(node.get(key), Mapping):
+                pending.extend(node[key].values())
+        for key in ("anyOf", "allOf"):
+            if isinstance(node.get(key), list):
+                pending.extend(node[key])
+        pending.append(node.get("items"))
+    return None
+
+
+def _type_problem(node: Mapping[str, Any], kind: Any, where: str) -> str | None:
+    limits: tuple[str, ...] = ()
+    match kind:
+        case "integer" | "number":
+            limits = _NUMERIC_LIMITS
+        case "string":
+            limits = _STRING_LIMITS
+            if "format" in node and node["format"] not in _FORMATS:
+                return f"{where}: For 'string' type, format '{node['format']}' is not supported"
+            pattern = node.get("pattern")
+            if isinstance(pattern, str) and any(token in pattern for token in _UNSUPPORTED_REGEX):
+                return (
+                    f"{where}: For 'string' type, pattern '{pattern}' is not supported (lookarounds, "
+                    "backreferences and word boundaries are not supported)"
+                )
+        case "array":
+            limits = _ARRAY_LIMITS
+            if node.get("minItems", 0) not in (0, 1):
+                return (
+                    f"{where}: For 'array' type, 'minItems' values other than 0 or 1 are not supported "
+                    f"(got: {node['minItems']})"
+                )
+        case "object":
+            limits = _OBJECT_LIMITS
+            if "additionalProperties" not in node:
+                return f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+            if node["additionalProperties"] is not False:
+                return (
+                    f"{where}: For 'object' type, 'additionalProperties: {json.dumps(node['additionalProperties'])}'"
+                    " is not supported. Please set 'additionalProperties' to false"
+                )
+        case _:
+            pass
+    for key in limits:
+        if key in node:
+            return f"{where}: For '{kind}' type, property '{key}' is not supported"
     return None
 
 

@@ -188,6 +188,9 @@ class GeminiEmulator:
         for i, content in enumerate(contents):
             if content.get("role") not in ("user", "model"):
                 return rpc_error(400, "INVALID_ARGUMENT", f"contents[{i}].role must be user or model")
+        problem = check_fields(body)
+        if problem is not None:
+            return rpc_error(400, "INVALID_ARGUMENT", problem)
         if self.check_signatures:
             # Gemini 3: the first functionCall of each model step in the current turn must carry its signature.
             for i, content in enumerate(contents):
@@ -199,6 +202,111 @@ class GeminiEmulator:
                         f"Function call is missing a thought_signature in functionCall parts. contents[{i}].parts",
                     )
         return None
+
+
+def _names(*snake: str) -> frozenset[str]:
+    """Proto field names as the JSON parser takes them: ``lowerCamelCase`` and the original ``snake_case``."""
+    camel = [name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:]) for name in snake]
+    return frozenset((*snake, *camel))
+
+
+_REQUEST_FIELDS = _names(
+    "model", "system_instruction", "contents", "tools", "tool_config", "safety_settings", "generation_config",
+    "cached_content",
+)  # fmt: skip
+_GENERATION_FIELDS = _names(
+    "candidate_count", "stop_sequences", "max_output_tokens", "temperature", "top_p", "top_k", "seed",
+    "response_mime_type", "response_schema", "response_json_schema", "presence_penalty", "frequency_penalty",
+    "response_logprobs", "logprobs", "enable_enhanced_civic_answers", "response_modalities", "speech_config",
+    "thinking_config", "image_config", "media_resolution",
+) | {"_responseJsonSchema"}  # fmt: skip
+_SCHEMA_FIELDS = _names(
+    "type", "format", "title", "description", "nullable", "enum", "items", "max_items", "min_items", "properties",
+    "required", "min_properties", "max_properties", "minimum", "maximum", "min_length", "max_length", "pattern",
+    "example", "any_of", "property_ordering", "default",
+)  # fmt: skip
+"""generative_service.proto ``GenerateContentRequest`` / ``GenerationConfig`` and content.proto ``Schema``."""
+
+
+def check_fields(body: Mapping[str, Any]) -> str | None:
+    """Unknown fields and schema rules, worded as Google's JSON parser and the API answer.
+
+    The request and ``generationConfig`` are protobuf messages: an unknown name is a 400 ("Invalid JSON payload
+    received. Unknown name ..."). ``responseSchema`` and a declaration's ``parameters`` are the OpenAPI-subset
+    ``Schema`` message, equally strict. ``responseJsonSchema`` / ``parametersJsonSchema`` take JSON Schema and ignore
+    keywords they do not support, but "if ``$ref`` is set on a sub-schema, no other properties, except for those
+    starting as a ``$``, may be set" (generative_service.proto, ``response_json_schema``).
+    """
+    for name in body:
+        if name not in _REQUEST_FIELDS:
+            return f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    for name in config:
+        if name not in _GENERATION_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{name}\" at 'generation_config': Cannot find field."
+    if "responseSchema" in config and "responseJsonSchema" in config:
+        return "generation_config: response_schema and response_json_schema are mutually exclusive"
+    problem = _openapi_schema_problem(config.get("responseSchema"), "generation_config.response_schema")
+    problem = problem or _json_schema_problem(
+        config.get("responseJsonSchema"), "generation_config.response_json_schema"
+    )
+    if problem:
+        return problem
+    for i, tool in enumerate(body.get("tools") or ()):
+        for j, declaration in enumerate(tool.get("functionDeclarations") or ()):
+            where = f"tools[{i}].function_declarations[{j}]"
+            problem = _openapi_schema_problem(declaration.get("parameters"), f"{where}.parameters")
+            problem = problem or _json_schema_problem(declaration.get("parametersJsonSchema"), where)
+            if problem:
+                return problem
+    return None
+
+
+def _openapi_schema_problem(schema: Any, where: str) -> str | None:
+    if not isinstance(schema, Mapping):
+        return None
+    for name, value in schema.items():
+        if name not in _SCHEMA_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': Cannot find field."
+        if name == "properties" and isinstance(value, Mapping):
+            for index, (_, child) in enumerate(value.items()):
+                problem = _openapi_schema_problem(child, f"{where}.properties[{index}].value")
+                if problem:
+                    return problem
+        elif name in ("items",):
+            problem = _openapi_schema_problem(value, f"{where}.items")
+            if problem:
+                return problem
+        elif name in ("anyOf", "any_of") and isinstance(value, list):
+            for index, child in enumerate(value):
+                problem = _openapi_schema_problem(child, f"{where}.any_of[{index}]")
+                if problem:
+                    return problem
+    return None
+
+
+def _json_schema_problem(schema: Any, where: str) -> str | None:
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        if "$ref" in node:
+            others = [k for k in node if not str(k).startswith("$")]
+            if others:
+                return (
+                    f"{where}: a schema that sets '$ref' may not set other properties except those starting with "
+                    f"'$' (found {others[0]!r})"
+                )
+        for key in ("properties", "$defs", "definitions"):
+            if isinstance(node.get(key), Mapping):
+                pending.extend(node[key].values())
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems", "items", "additionalProperties"):
+            pending.append(node.get(key))
+    return None
 
 
 def replay(
