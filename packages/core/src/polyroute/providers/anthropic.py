@@ -41,9 +41,11 @@ legacy ``functions``.
 
 **Structured output.** ``response_format: json_schema`` uses native structured outputs (``output_config.format``,
 build-with-claude/structured-outputs) on models that have them: Claude Opus 4.1 and any Claude 4.5 or later, by
-model name, unless the catalog says the deployment has no ``json_schema``. Otherwise (and for ``json_object``) a
-forced tool carries the schema; its input comes back as the message's JSON ``content`` with ``finish_reason:
-"stop"``, streamed as content deltas.
+model name, unless the catalog says the deployment has no ``json_schema``. That schema, and the ``input_schema`` of a
+``strict`` tool, are cut to the JSON Schema subset the API compiles (:func:`_to_anthropic_schema`: constraints it
+rejects, such as ``minimum`` or ``maxLength``, move into descriptions, as the official SDK does); other tools'
+schemas go as given. Otherwise (and for ``json_object``) a forced tool carries the schema; its input comes back as
+the message's JSON ``content`` with ``finish_reason: "stop"``, streamed as content deltas.
 
 **Thinking round trip.** Thinking text is ``message.reasoning_content`` (``delta.reasoning_content`` in streams).
 The blocks themselves, signatures included, ride on the assistant message as ``thinking_blocks``: a list of the
@@ -627,17 +629,81 @@ def _json_tool(response_format: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _to_anthropic_schema(schema: Any) -> Any:
-    """Native structured outputs need ``additionalProperties: false`` on every object (structured-outputs)."""
-    if isinstance(schema, list):
-        return [_to_anthropic_schema(item) for item in cast(list[Any], schema)]
+    """JSON Schema → the subset native structured outputs and strict tools accept, in one pass over the nodes.
+
+    build-with-claude/structured-outputs ("JSON Schema limitations"), done the way the official SDK's
+    ``transform_schema`` does it: every object gets ``additionalProperties: false``; ``oneOf`` becomes ``anyOf``;
+    a ``$ref`` node keeps only the reference; what the API rejects (``minimum``, ``maximum``, ``exclusiveMinimum``,
+    ``exclusiveMaximum``, ``multipleOf``, ``minLength``, ``maxLength``, ``pattern``, ``maxItems``, ``uniqueItems``,
+    ``minItems`` above 1, ``minProperties``, ``maxProperties``, string formats outside its list, ``default``,
+    ``examples``…) moves into the node's ``description`` as ``{minimum: 0, maxLength: 20}``, so the model still
+    reads the constraint and the caller's own validation (pydantic, instructor…) still enforces it.
+    """
     if not isinstance(schema, dict):
         return schema
-    out: dict[str, Any] = {k: _to_anthropic_schema(v) for k, v in cast(dict[str, Any], schema).items()}
-    if "properties" in out and isinstance(out["properties"], dict):
-        out["properties"] = {k: _to_anthropic_schema(v) for k, v in cast(dict[str, Any], schema["properties"]).items()}
-    if out.get("type") == "object" and "additionalProperties" not in out:
+    node = cast(dict[str, Any], schema)
+    out: dict[str, Any] = {}
+    ref = node.get("$ref")
+    if isinstance(ref, str):  # the SDK keeps a reference alone (with its definitions, if any)
+        for key in ("$defs", "definitions"):
+            if isinstance(node.get(key), dict):
+                out[key] = _to_anthropic_schemas(node[key])
+        out["$ref"] = ref
+        return out
+    moved: list[tuple[str, Any]] = []
+    for key, value in node.items():
+        match key:
+            case "properties" | "$defs" | "definitions" if isinstance(value, dict):
+                out[key] = _to_anthropic_schemas(cast(dict[str, Any], value))
+            case "anyOf" | "oneOf" | "allOf" if isinstance(value, list):
+                variants = [_to_anthropic_schema(v) for v in cast(list[Any], value)]
+                out["allOf" if key == "allOf" else "anyOf"] = variants
+            case "items" if isinstance(value, dict):
+                out[key] = _to_anthropic_schema(value)
+            case "type" | "title" | "description" | "required":
+                out[key] = value
+            case "enum" | "const" if _primitive(value, key):
+                out[key] = value
+            case "format" if value in _STRING_FORMATS:
+                out[key] = value
+            case "minItems" if value in (0, 1):
+                out[key] = value
+            case "additionalProperties":
+                pass  # false on every object, below
+            case _:
+                moved.append((key, value))
+    kind = out.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind) or "properties" in out:
         out["additionalProperties"] = False
+    if moved:
+        note = "{" + ", ".join(f"{key}: {_constraint_text(value)}" for key, value in moved) + "}"
+        description = out.get("description")
+        out["description"] = f"{description}\n\n{note}" if description else note
     return out
+
+
+def _to_anthropic_schemas(schemas: dict[str, Any]) -> dict[str, Any]:
+    """``properties`` / ``$defs``: names → schemas, each converted once."""
+    return {name: _to_anthropic_schema(value) for name, value in schemas.items()}
+
+
+_STRING_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
+)
+"""The string formats structured outputs accept (build-with-claude/structured-outputs)."""
+
+
+def _primitive(value: Any, key: str) -> bool:
+    """``enum`` of strings, numbers, booleans and nulls (not objects or arrays); ``const`` of one of those."""
+    values = cast(list[Any], value) if key == "enum" and isinstance(value, list) else [value]
+    return (key != "enum" or isinstance(value, list)) and all(
+        v is None or isinstance(v, str | int | float | bool) for v in values
+    )
+
+
+def _constraint_text(value: Any) -> str:
+    """How a moved constraint reads in a description: strings as they are, the rest as compact JSON."""
+    return value if isinstance(value, str) else dumps(value).decode()
 
 
 def _to_anthropic_thinking(effort: str, out: dict[str, Any], user_max: int | None, target: Target) -> dict[str, Any]:

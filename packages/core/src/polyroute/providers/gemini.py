@@ -18,18 +18,20 @@ Requests (OpenAI → Gemini):
   ``file`` parts (PDFs and other documents) → ``inlineData`` from ``file_data``, or ``fileData`` when ``file_id`` is a
   Gemini Files API name or URI; ``input_audio`` → ``inlineData``. Anything else raises
   :class:`UnsupportedFeatureError` (400, naming the part).
-- ``tools`` → ``functionDeclarations`` with ``parametersJsonSchema`` (the JSON Schema as given). Gemini 1.x models
+- ``tools`` → ``functionDeclarations`` with ``parametersJsonSchema`` (JSON Schema, cut to what Gemini honours by
+  :func:`_to_gemini_json_schema`: unsupported constraints move into descriptions). Gemini 1.x models
   predate that field and get ``parameters`` (the OpenAPI subset, :func:`_to_native_schema`): there ``$ref`` is
   inlined, ``const`` becomes a one-value ``enum``, ``oneOf`` becomes ``anyOf``, a ``["T", "null"]`` type becomes
-  ``nullable``; ``additionalProperties``, ``patternProperties``, ``not``, ``if``/``then``, ``$schema`` and
-  ``examples`` are dropped, and a recursive schema raises. ``tool_choice`` → ``toolConfig.functionCallingConfig``:
-  ``auto`` → AUTO, ``none`` → NONE, ``required`` → ANY, a named function → ANY + ``allowedFunctionNames``,
-  ``allowed_tools`` → the listed declarations only, with AUTO or ANY.
+  ``nullable``; ``additionalProperties``, ``$schema`` and ``examples`` are dropped, other keywords the message
+  cannot hold (``exclusiveMinimum``, ``multipleOf``, ``not``…) move into descriptions, and a recursive schema
+  raises. ``tool_choice`` → ``toolConfig.functionCallingConfig``: ``auto`` → AUTO, ``none`` → NONE,
+  ``required`` → ANY, a named function → ANY + ``allowedFunctionNames``, ``allowed_tools`` → the listed
+  declarations only, with AUTO or ANY.
 - ``generationConfig``: ``temperature``, ``top_p`` → ``topP``, ``max_completion_tokens`` / ``max_tokens`` →
   ``maxOutputTokens``, ``stop`` → ``stopSequences``, ``n`` → ``candidateCount``, ``seed``, ``presence_penalty``,
   ``frequency_penalty``; ``response_format`` ``json_schema`` → ``responseMimeType: application/json`` +
-  ``responseJsonSchema``, ``json_object`` → ``responseMimeType`` only; ``reasoning_effort`` → ``thinkingConfig``
-  (:func:`_to_thinking_config`).
+  ``responseJsonSchema`` (cut like ``parametersJsonSchema``), ``json_object`` → ``responseMimeType`` only;
+  ``reasoning_effort`` → ``thinkingConfig`` (:func:`_to_thinking_config`).
 - Dropped (Gemini has no equivalent, and nothing the caller reads changes): ``parallel_tool_calls`` (Gemini decides
   how many calls to make), ``stream_options`` (Gemini always reports usage), ``user``, ``metadata``, ``store``,
   ``service_tier``. Rejected with a 400 (the answer would silently differ): ``logprobs`` / ``top_logprobs``,
@@ -611,8 +613,59 @@ def _to_function_declaration(tool: Mapping[str, Any], target: Target) -> dict[st
         if version is not None and version[0] < 2:
             declaration["parameters"] = _to_native_schema(parameters, parameters, ())
         else:
-            declaration["parametersJsonSchema"] = parameters
+            declaration["parametersJsonSchema"] = _to_gemini_json_schema(parameters)
     return declaration
+
+
+_JSON_SCHEMA_KEYS = frozenset(
+    {
+        "type", "format", "title", "description", "enum", "minItems", "maxItems", "minimum", "maximum", "required",
+        "propertyOrdering", "nullable",
+    }
+)  # fmt: skip
+"""Keywords ``responseJsonSchema`` / ``parametersJsonSchema`` honour as they are (besides ``$``-keywords and the
+sub-schema ones); generative_service.proto, ``GenerationConfig.response_json_schema``."""
+
+
+def _to_gemini_json_schema(schema: Any) -> Any:
+    """JSON Schema → the subset Gemini's ``responseJsonSchema`` / ``parametersJsonSchema`` honour, in one pass.
+
+    Gemini ignores the keywords it does not support, so ``exclusiveMinimum``, ``multipleOf``, ``minLength``,
+    ``maxLength``, ``pattern``, ``uniqueItems``, ``default``… move into the node's ``description`` (``{minLength:
+    2}``): the model still reads them and the caller's validation still enforces them. ``const`` becomes a
+    one-value ``enum``. A ``$ref`` may carry no sibling other than ``$``-keywords, so a ``$ref`` with a
+    description (pydantic writes one for a described nested model) becomes ``{"anyOf": [{"$ref"}], "description"}``.
+    """
+    if not isinstance(schema, Mapping):
+        return schema
+    node = cast(Mapping[str, Any], schema)
+    out: dict[str, Any] = {}
+    moved: list[tuple[str, Any]] = []
+    for key, value in node.items():
+        match key:
+            case "properties" | "$defs" | "definitions" if isinstance(value, Mapping):
+                out[key] = {str(k): _to_gemini_json_schema(v) for k, v in cast(Mapping[str, Any], value).items()}
+            case "anyOf" | "oneOf" | "prefixItems" if isinstance(value, list):
+                out[key] = [_to_gemini_json_schema(v) for v in cast(list[Any], value)]
+            case "items" | "additionalProperties" if isinstance(value, Mapping):
+                out[key] = _to_gemini_json_schema(value)
+            case "additionalProperties" | "items":
+                out[key] = value
+            case "const":
+                out["enum"] = [value]
+            case _ if key in _JSON_SCHEMA_KEYS or key.startswith("$"):
+                out[key] = value
+            case _:
+                moved.append((key, value))
+    if moved:
+        note = "{" + ", ".join(f"{k}: {v if isinstance(v, str) else dumps(v).decode()}" for k, v in moved) + "}"
+        out["description"] = f"{out['description']}\n\n{note}" if out.get("description") else note
+    if "$ref" in out:
+        siblings = {k: out.pop(k) for k in list(out) if not k.startswith("$")}
+        if siblings:
+            ref = {k: out.pop(k) for k in list(out) if k in ("$ref",)}
+            return {**out, "anyOf": [ref], **siblings}
+    return out
 
 
 _SCHEMA_KEYS = {
@@ -693,7 +746,20 @@ def _to_native_schema(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...
     if isinstance(all_of, list):
         for piece in cast(list[Any], all_of):
             out.update(_to_native_schema(piece, root, seen))
+    moved = [(k, v) for k, v in node.items() if k not in _SCHEMA_KEYS and k not in _STRUCTURE_KEYS]
+    if moved:  # constraints the Schema message cannot hold: told to the model, still enforced by the caller
+        note = "{" + ", ".join(f"{k}: {v if isinstance(v, str) else dumps(v).decode()}" for k, v in moved) + "}"
+        out["description"] = f"{out['description']}\n\n{note}" if out.get("description") else note
     return out
+
+
+_STRUCTURE_KEYS = frozenset(
+    {
+        "type", "const", "properties", "items", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "$schema",
+        "$id", "additionalProperties", "examples",
+    }
+)  # fmt: skip
+"""Keywords :func:`_to_native_schema` translates or drops without loss to the caller (not moved to descriptions)."""
 
 
 def _to_tool_config(
@@ -760,7 +826,7 @@ def _to_generation_config(body: ChatCompletionRequest, target: Target) -> dict[s
             config["responseMimeType"] = "application/json"
             schema: Any = cast(Mapping[str, Any], response_format.get("json_schema") or {}).get("schema")
             if schema:
-                config["responseJsonSchema"] = schema
+                config["responseJsonSchema"] = _to_gemini_json_schema(schema)
         case "json_object":
             config["responseMimeType"] = "application/json"
         case "text" | None:
