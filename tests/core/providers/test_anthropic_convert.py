@@ -96,8 +96,6 @@ def test_system_developer_sampling_stop_user() -> None:
             "temperature": 0.2,
             "top_p": 0.5,
             "user": "user-42",
-            "seed": 7,
-            "presence_penalty": 0.5,
         }
     )
     assert native["system"] == [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use metric units."}]
@@ -106,7 +104,15 @@ def test_system_developer_sampling_stop_user() -> None:
     assert native["temperature"] == 0.2
     assert "top_p" not in native  # never both
     assert native["metadata"] == {"user_id": "user-42"}
-    assert "seed" not in native and "presence_penalty" not in native
+
+
+@pytest.mark.parametrize(("field", "value"), [("seed", 7), ("presence_penalty", 0.5), ("frequency_penalty", 1.0)])
+def test_parameters_claude_cannot_honour_are_refused_unless_dropped(field: str, value: Any) -> None:
+    with pytest.raises(UnsupportedFeatureError, match="drop_params") as info:
+        build({"messages": [user("Hi")], field: value})
+    assert info.value.param == field
+    native, _ = build({"messages": [user("Hi")], field: value}, target(drop_params=[field]))
+    assert field not in native
 
 
 def test_native_fields_pass_through() -> None:

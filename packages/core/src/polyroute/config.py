@@ -75,6 +75,11 @@ class Deployment(_Model):
     prices: Prices | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict, description="Native body fields merged into each request.")
+    drop_params: list[str] = Field(
+        default_factory=list,
+        description="OpenAI request parameters this deployment may drop when it cannot honour them (e.g. seed); "
+        "without this opt-in such a request is routed elsewhere or refused with a 400 naming the parameter.",
+    )
     # The mock provider's behaviour (provider: mock); rejected on other providers.
     response: str | None = None
     tool_calls: list[MockToolCall] | None = None

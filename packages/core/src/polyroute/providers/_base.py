@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from polyroute._sse import SSEEvent
 from polyroute.errors import UpstreamStatusError, status_error_type
@@ -153,6 +153,31 @@ class StreamTranslator(Protocol):
     def finish(self) -> list[ChatCompletionChunk]:
         """The upstream body ended: the last chunks (usage), or ``StreamInterruptedError`` if it was cut."""
         ...
+
+
+OPENAI_REQUEST_FIELDS = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "temperature", "top_p", "n", "max_tokens",
+        "max_completion_tokens", "stop", "presence_penalty", "frequency_penalty", "seed", "user", "safety_identifier",
+        "tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort", "logprobs",
+        "top_logprobs", "logit_bias", "modalities", "audio", "metadata", "store", "service_tier", "prediction",
+        "web_search_options", "prompt_cache_key", "prompt_cache_retention", "verbosity", "functions", "function_call",
+    }
+)  # fmt: skip
+"""Chat Completions request fields: native adapters translate, ignore or refuse each; any other body field (sent
+with the SDK's ``extra_body``) is the provider's own and goes into the native body."""
+
+
+def drop_params(body: ChatCompletionRequest, target: Target) -> ChatCompletionRequest:
+    """``body`` without the parameters the deployment opted to drop (``drop_params: [seed, ...]``).
+
+    Without that opt-in, a parameter an adapter cannot honour raises :class:`UnsupportedFeatureError`, so the
+    request goes to a deployment that can or comes back as a 400 naming it: never silently lost.
+    """
+    names = target.deployment.drop_params
+    if not names or not any(name in body for name in names):
+        return body
+    return cast(ChatCompletionRequest, {k: v for k, v in body.items() if k not in names})
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

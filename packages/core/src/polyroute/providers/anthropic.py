@@ -30,14 +30,16 @@ false`` → ``disable_parallel_tool_use``. ``reasoning_effort`` → ``thinking: 
 Chat Completions field (``thinking``, ``top_k``, ``output_config``, ``cache_control``, ``container``… sent with the
 SDK's ``extra_body``) is passed through as a native field, then ``deployment.params`` are merged over the body.
 
-Dropped, because Anthropic has no equivalent and the answer is still a fair one: ``presence_penalty``,
-``frequency_penalty``, ``seed``, ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key``, ``verbosity``;
-``temperature`` (and ``top_p`` below 0.95) while thinking is on (build-with-claude/extended-thinking: thinking is
-incompatible with temperature changes); ``top_p`` when ``temperature`` is also given (newer models reject the
-pair); both from ``anthropic-version`` 2026-10-21, which takes no sampling parameters (the official SDK's newest
-request types no longer list them; the default version 2023-06-01 still does). Refused with a 400: ``n > 1``,
-``logprobs``, ``audio`` / ``modalities`` with audio, ``prediction``, ``web_search_options``, ``logit_bias``,
-legacy ``functions``.
+Ignored, because they concern OpenAI's own storage, billing or caching and not the answer: ``metadata``, ``store``,
+``service_tier``, ``prompt_cache_key``, ``prompt_cache_retention``, ``stream_options`` (usage is always known).
+Dropped by the API's own rules: ``temperature`` (and ``top_p`` below 0.95) while thinking is on
+(build-with-claude/extended-thinking: thinking is incompatible with temperature changes); ``top_p`` when
+``temperature`` is also given (newer models reject the pair); both from ``anthropic-version`` 2026-10-21, which
+takes no sampling parameters (the official SDK's newest request types no longer list them; the default version
+2023-06-01 still does). Refused with a 400 naming the parameter (the router then tries the route's other
+deployments), unless the deployment lists it in ``drop_params``: ``seed``, non-zero ``presence_penalty`` /
+``frequency_penalty``, ``verbosity``, ``n > 1``, ``logprobs``, ``audio`` / ``modalities`` with audio,
+``prediction``, ``web_search_options``, ``logit_bias``, legacy ``functions``.
 
 **Structured output.** ``response_format: json_schema`` uses native structured outputs (``output_config.format``,
 build-with-claude/structured-outputs) on models that have them: Claude Opus 4.1 and any Claude 4.5 or later, by
@@ -71,9 +73,11 @@ from typing import Any, Literal, cast
 from polyroute._sse import SSEDecoder, SSEEvent
 from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers._base import (
+    OPENAI_REQUEST_FIELDS,
     ChunkBuilder,
     Target,
     UpstreamRequest,
+    drop_params,
     dumps,
     generic_status_error,
     include_usage,
@@ -109,47 +113,6 @@ JSON_TOOL = "json_response"
 
 MISSING_RESULT = "No result was recorded for this tool call."
 
-_OPENAI_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "n",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "user",
-        "safety_identifier",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "reasoning_effort",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "modalities",
-        "audio",
-        "metadata",
-        "store",
-        "service_tier",
-        "prediction",
-        "web_search_options",
-        "prompt_cache_key",
-        "prompt_cache_retention",
-        "verbosity",
-        "functions",
-        "function_call",
-    }
-)
-"""Chat Completions fields: translated, dropped or refused. Every other body field is a native pass-through."""
-
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _DATA_URL = re.compile(
     r"^data:(?P<media>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]+)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S
@@ -175,6 +138,7 @@ def stream_decoder() -> SSEDecoder:
 
 def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
     """The native ``POST {base}/v1/messages`` request for ``body``."""
+    body = drop_params(body, target)
     _refuse_unsupported(body, target)
     out: dict[str, Any] = {"model": target.model}
     system, messages = _to_anthropic_messages(body["messages"], target)
@@ -226,7 +190,7 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
         out["thinking"] = _to_anthropic_thinking(effort, out, user_max, target)
 
     for name, value in body.items():
-        if name not in _OPENAI_FIELDS:
+        if name not in OPENAI_REQUEST_FIELDS:
             out[name] = value  # native fields sent with extra_body: thinking, top_k, output_config, ...
     if target.deployment.params:
         out.update(target.deployment.params)
@@ -251,10 +215,21 @@ def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
     raw = cast(Mapping[str, Any], body)
 
     def refuse(param: str, why: str) -> UnsupportedFeatureError:
-        return UnsupportedFeatureError(f"{target.label} (Anthropic Messages API) {why}", param=param)
+        return UnsupportedFeatureError(
+            f"{target.label} (Anthropic Messages API) {why}, route to a deployment that has it, or list '{param}' in "
+            "this deployment's drop_params",
+            param=param,
+        )
 
     if (body.get("n") or 1) > 1:
         raise refuse("n", "returns one choice per call; remove 'n' or set it to 1")
+    if body.get("seed") is not None:
+        raise refuse("seed", "has no sampling seed; remove 'seed'")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if raw.get(name):  # 0 is OpenAI's default: nothing to honour
+            raise refuse(name, f"has no {name.replace('_', ' ')}; remove '{name}'")
+    if raw.get("verbosity") is not None:
+        raise refuse("verbosity", "has no 'verbosity' setting; remove it")
     if body.get("logprobs") or body.get("top_logprobs"):
         raise refuse("logprobs", "does not return log probabilities; remove 'logprobs' / 'top_logprobs'")
     if body.get("logit_bias"):

@@ -33,11 +33,16 @@ Requests (OpenAI → Gemini):
   ``responseJsonSchema`` (cut like ``parametersJsonSchema``), ``json_object`` → ``responseMimeType`` only;
   ``reasoning_effort`` → ``thinkingConfig`` (:func:`_to_thinking_config`).
 - Dropped (Gemini has no equivalent, and nothing the caller reads changes): ``parallel_tool_calls`` (Gemini decides
-  how many calls to make), ``stream_options`` (Gemini always reports usage), ``user``, ``metadata``, ``store``,
-  ``service_tier``. Rejected with a 400 (the answer would silently differ): ``logprobs`` / ``top_logprobs``,
-  ``logit_bias``, audio output (``audio``, ``modalities`` other than text), ``prediction``, ``web_search_options``.
-- ``deployment.params`` are merged into the native body last, dicts merged key by key (so
-  ``{"generationConfig": {"topK": 40}}`` or ``{"safetySettings": [...]}`` work).
+  how many calls to make), ``stream_options`` (Gemini always reports usage), ``user``, ``safety_identifier``,
+  ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key``, ``prompt_cache_retention``. Rejected with a 400
+  (the answer would silently differ): ``logprobs`` / ``top_logprobs``, ``logit_bias``, audio output (``audio``,
+  ``modalities`` other than text), ``prediction``, ``web_search_options``, ``verbosity``, legacy ``functions`` /
+  ``function_call``.
+- Body fields that are not Chat Completions fields (the SDK's ``extra_body``: ``safetySettings``, ``cachedContent``,
+  ``generationConfig``…) go into the native body as they are, ``top_k`` as ``generationConfig.topK``; then
+  ``deployment.params`` are merged in last, dicts merged key by key (so ``{"generationConfig": {"topK": 40}}`` or
+  ``{"safetySettings": [...]}`` work). A refused field can be dropped instead by listing it in the deployment's
+  ``drop_params``.
 
 Thought signatures (https://ai.google.dev/gemini-api/docs/thought-signatures): Gemini 3 rejects a tool loop whose
 ``functionCall`` parts come back without the ``thoughtSignature`` they were returned with. polyroute carries each one
@@ -81,10 +86,12 @@ from urllib.parse import quote, urlsplit
 from polyroute._sse import SSEDecoder, SSEEvent
 from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers._base import (
+    OPENAI_REQUEST_FIELDS,
     ChunkBuilder,
     Target,
     UpstreamRequest,
     completion_id,
+    drop_params,
     dumps,
     generic_status_error,
     include_usage,
@@ -117,6 +124,9 @@ _REJECTED_FIELDS = {
     "prediction": "Gemini has no predicted outputs",
     "web_search_options": "use a googleSearch tool through the deployment's params instead",
     "audio": "polyroute does not translate Gemini audio output",
+    "verbosity": "Gemini has no verbosity setting",
+    "functions": "send 'tools' instead of the legacy 'functions'",
+    "function_call": "send 'tool_choice' instead of the legacy 'function_call'",
 }
 
 # generative_service.proto, Candidate.FinishReason. Absent from the map (OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL,
@@ -168,6 +178,7 @@ def stream_decoder() -> SSEDecoder:
 
 def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
     """The ``generateContent`` (or ``streamGenerateContent``) request for ``target``."""
+    body = drop_params(body, target)
     _reject_unsupported(body, target)
     native: dict[str, Any] = {}
     system, contents = _to_native_contents(body["messages"], target)
@@ -185,6 +196,9 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     generation = _to_generation_config(body, target)
     if generation:
         native["generationConfig"] = generation
+    extra = _native_fields(body)
+    if extra:
+        native = _merged(native, extra)
     if target.deployment.params:
         native = _merged(native, target.deployment.params)
     stream = bool(body.get("stream"))
@@ -293,8 +307,8 @@ def _reject_unsupported(body: ChatCompletionRequest, target: Target) -> None:
     for name, why in _REJECTED_FIELDS.items():
         if raw.get(name) not in (None, False, {}):
             raise UnsupportedFeatureError(
-                f"{target.label} (Gemini) does not support '{name}': {why}; remove it or route to a deployment that "
-                "supports it",
+                f"{target.label} (Gemini) does not support '{name}': {why}; remove it, route to a deployment that "
+                f"supports it, or list '{name}' in this deployment's drop_params",
                 param=name,
             )
     if body.get("logprobs") or body.get("top_logprobs"):
@@ -309,6 +323,17 @@ def _reject_unsupported(body: ChatCompletionRequest, target: Target) -> None:
             f"{target.label} (Gemini): only text output is translated; remove 'modalities' {modalities!r}",
             param="modalities",
         )
+
+
+def _native_fields(body: ChatCompletionRequest) -> dict[str, Any]:
+    """Body fields that are not Chat Completions fields (the SDK's ``extra_body``): Gemini's own, sent as they are
+    (``safetySettings``, ``cachedContent``, ``generationConfig: {topK}``…), merged like ``deployment.params``.
+    ``top_k``, the one sampling knob other providers take at the top level, goes to ``generationConfig.topK``.
+    """
+    extra = {k: v for k, v in body.items() if k not in OPENAI_REQUEST_FIELDS}
+    if "top_k" in extra:
+        extra = _merged(extra, {"generationConfig": {"topK": extra.pop("top_k")}})
+    return extra
 
 
 def _endpoint(target: Target, stream: bool) -> tuple[str, dict[str, str]]:

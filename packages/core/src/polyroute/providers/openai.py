@@ -26,6 +26,7 @@ from polyroute.providers._base import (
     Target,
     UpstreamRequest,
     completion_id,
+    drop_params,
     dumps,
     generic_status_error,
     include_usage,
@@ -45,6 +46,7 @@ def stream_decoder() -> SSEDecoder:
 
 def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
     """The OpenAI request for ``target``, with the vendor's quirks applied."""
+    body = drop_params(body, target)
     quirks = target.spec.quirks
     out: dict[str, Any] = dict(body)
     out["model"] = target.model

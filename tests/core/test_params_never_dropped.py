@@ -1,0 +1,126 @@
+"""No request field vanishes on the way to a provider.
+
+An OpenAI parameter a deployment cannot honour sends the request to a deployment that can, or comes back as a 400
+naming it, unless the deployment opted to drop it (``drop_params``); a field that is not OpenAI's (``extra_body``)
+reaches the provider's native body. End to end: the openai SDK → the router → loopback emulators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from polyroute import Router
+from tests.emulators import Emulator, openai_format
+from tests.emulators import anthropic_format as claude
+from tests.emulators.gemini_format import GeminiEmulator, response
+from tests.emulators.server import Handler
+
+Start = Callable[[Handler], Emulator]
+KEY = "test-key-0123456789"
+HI: Any = [{"role": "user", "content": "Hi"}]
+
+
+def _claude(url: str, **extra: Any) -> dict[str, Any]:
+    return {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": url, "api_key": KEY, **extra}
+
+
+def _router(*deployments: dict[str, Any]) -> Router:
+    return Router({"models": [{"name": "m", "deployments": list(deployments)}], "retry": {"backoff": 0}})
+
+
+def test_seed_goes_to_the_deployment_that_honours_it(emulator: Start) -> None:
+    script = claude.scripted(["from Claude"])
+    first = emulator(script)
+    second = emulator(openai_format.handler("from the OpenAI-format deployment"))
+    openai_deployment = {"provider": "openai", "model": "gpt-test", "api_base": second.url + "/v1", "api_key": KEY}
+    client = _router(_claude(first.url), openai_deployment).openai_client()
+    raw = client.chat.completions.with_raw_response.create(model="m", messages=HI, seed=7)
+    assert raw.parse().choices[0].message.content == "from the OpenAI-format deployment"
+    assert raw.headers["x-polyroute-deployment"] == "openai/gpt-test"
+    assert script.bodies == []  # Claude was never asked
+    assert json.loads(second.requests[0].body)["seed"] == 7
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [("seed", 7), ("presence_penalty", 0.5), ("frequency_penalty", -0.5), ("verbosity", "low")],
+)
+def test_a_parameter_no_deployment_honours_is_a_400_naming_it(emulator: Start, param: str, value: Any) -> None:
+    script = claude.scripted(["never"])
+    client = _router(_claude(emulator(script).url)).openai_client()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="m", messages=HI, extra_body={param: value})
+    message = str(info.value)
+    assert f"'{param}'" in message and "anthropic/claude-sonnet-4-5" in message and "drop_params" in message
+    assert info.value.code == "unsupported_feature"
+    assert script.bodies == []
+
+
+def test_zero_penalties_are_openai_defaults_and_pass(emulator: Start) -> None:
+    script = claude.scripted(["fine"])
+    client = _router(_claude(emulator(script).url)).openai_client()
+    completion = client.chat.completions.create(model="m", messages=HI, presence_penalty=0, frequency_penalty=0)
+    assert completion.choices[0].message.content == "fine"
+    assert "presence_penalty" not in script.bodies[0]
+
+
+def test_drop_params_opt_in_serves_the_request(emulator: Start) -> None:
+    script = claude.scripted(["served"])
+    client = _router(_claude(emulator(script).url, drop_params=["seed", "logprobs"])).openai_client()
+    completion = client.chat.completions.create(model="m", messages=HI, seed=7, logprobs=True, temperature=0.5)
+    assert completion.choices[0].message.content == "served"
+    assert "seed" not in script.bodies[0] and "logprobs" not in script.bodies[0]
+    assert script.bodies[0]["temperature"] == 0.5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_extra_body_reaches_claude(emulator: Start, stream: bool) -> None:
+    script = claude.scripted(["ok"])
+    client = _router(_claude(emulator(script).url)).openai_client()
+    created = client.chat.completions.create(model="m", messages=HI, stream=stream, extra_body={"top_k": 5})
+    if stream:
+        list(created)  # pyright: ignore[reportArgumentType]
+    assert script.bodies[0]["top_k"] == 5
+
+
+SAFETY = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
+
+
+def test_extra_body_reaches_gemini(emulator: Start) -> None:
+    upstream = GeminiEmulator(response("ok"))
+    deployment = {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": emulator(upstream).url, "api_key": KEY}
+    client = _router(deployment).openai_client()
+    completion = client.chat.completions.create(
+        model="m",
+        messages=HI,
+        temperature=0.3,
+        seed=11,
+        extra_body={"safetySettings": SAFETY, "top_k": 20, "generationConfig": {"responseLogprobs": False}},
+    )
+    assert completion.choices[0].message.content == "ok"
+    body = upstream.bodies[0]
+    assert body["safetySettings"] == SAFETY
+    assert body["generationConfig"] == {"temperature": 0.3, "seed": 11, "topK": 20, "responseLogprobs": False}
+
+
+def test_an_unknown_gemini_field_is_gemini_s_400_not_a_silent_drop(emulator: Start) -> None:
+    upstream = GeminiEmulator(response("never"))
+    deployment = {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": emulator(upstream).url, "api_key": KEY}
+    client = _router(deployment).openai_client()
+    with pytest.raises(openai.BadRequestError, match='Unknown name "safety_setings"'):
+        client.chat.completions.create(model="m", messages=HI, extra_body={"safety_setings": SAFETY})
+
+
+def test_gemini_refusals_name_drop_params(emulator: Start) -> None:
+    upstream = GeminiEmulator(response("ok"))
+    url = emulator(upstream).url
+    refusing = {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": url, "api_key": KEY}
+    with pytest.raises(openai.BadRequestError, match="drop_params"):
+        _router(refusing).openai_client().chat.completions.create(model="m", messages=HI, verbosity="low")
+    client = _router({**refusing, "drop_params": ["verbosity"]}).openai_client()
+    assert client.chat.completions.create(model="m", messages=HI, verbosity="low").choices[0].message.content == "ok"
