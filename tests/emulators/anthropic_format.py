@@ -230,19 +230,69 @@ def check_schemas(body: Mapping[str, Any]) -> str | None:
     takes a subset of JSON Schema; a non-strict tool's ``input_schema`` is free-form. Messages are worded as the
     API's (recorded: "output_config.format.schema: For 'integer' type, property 'multipleOf' is not supported",
     "tools.0.custom: For 'array' type, 'minItems' values other than 0 or 1 are not supported (got: ...)",
-    "For 'object' type, 'additionalProperties' must be explicitly set to false").
+    "For 'object' type, 'additionalProperties' must be explicitly set to false", "Schemas contains too many
+    optional parameters (87), which would make grammar compilation inefficient. Reduce the number of optional
+    parameters in your tool schemas (limit: 24).", "tools.9.custom.input_schema: input_schema does not support
+    oneOf, allOf, or anyOf at the top level"; the union-type and strict-tool counts are worded alike, unrecorded).
     """
+    compiled: list[Any] = []
     output_format = (body.get("output_config") or {}).get("format") or {}
     if output_format.get("type") == "json_schema":
+        compiled.append(output_format.get("schema"))
         problem = schema_problem(output_format.get("schema"), "output_config.format.schema")
         if problem:
             return problem
+    strict = 0
     for i, tool in enumerate(body.get("tools") or ()):
+        input_schema = tool.get("input_schema")
+        if isinstance(input_schema, Mapping) and any(k in input_schema for k in ("oneOf", "allOf", "anyOf")):
+            return (
+                f"tools.{i}.custom.input_schema: input_schema does not support oneOf, allOf, or anyOf at the top level"
+            )
         if tool.get("strict"):
-            problem = schema_problem(tool.get("input_schema"), f"tools.{i}.custom")
+            strict += 1
+            compiled.append(input_schema)
+            problem = schema_problem(input_schema, f"tools.{i}.custom")
             if problem:
                 return problem
+    if strict > 20:
+        return f"Too many strict tools ({strict}). The maximum number of strict tools supported is 20."
+    optional, unions = _grammar_size(compiled)
+    if optional > 24:
+        return (
+            f"Schemas contains too many optional parameters ({optional}), which would make grammar compilation "
+            "inefficient. Reduce the number of optional parameters in your tool schemas (limit: 24)."
+        )
+    if unions > 16:
+        return (
+            f"Schemas contains too many parameters with union types ({unions}), which would make grammar compilation "
+            "inefficient. Reduce the number of parameters with union types in your tool schemas (limit: 16)."
+        )
     return None
+
+
+def _grammar_size(schemas: list[Any]) -> tuple[int, int]:
+    """Optional properties and union-typed nodes (``anyOf`` or a type list) across every compiled schema."""
+    optional = unions = 0
+    pending = list(schemas)
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, Mapping):
+            continue
+        if "anyOf" in node or isinstance(node.get("type"), list):
+            unions += 1
+        properties = node.get("properties")
+        if isinstance(properties, Mapping):
+            optional += len([name for name in properties if name not in (node.get("required") or ())])
+            pending.extend(properties.values())
+        for key in ("$defs", "definitions"):
+            if isinstance(node.get(key), Mapping):
+                pending.extend(node[key].values())
+        for key in ("anyOf", "allOf"):
+            if isinstance(node.get(key), list):
+                pending.extend(node[key])
+        pending.append(node.get("items"))
+    return optional, unions
 
 
 _NUMERIC_LIMITS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")

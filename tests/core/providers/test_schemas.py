@@ -264,3 +264,20 @@ def test_gemini_1_parameters_describe_what_the_openapi_subset_cannot_hold() -> N
     converted = gemini._to_native_schema(schema, schema, ())  # pyright: ignore[reportPrivateUsage]
     assert converted["properties"]["score"]["description"] == "S\n\n{exclusiveMinimum: 0, multipleOf: 0.5}"
     assert check_fields({"contents": [], "tools": [{"functionDeclarations": [{"parameters": converted}]}]}) is None
+
+
+def test_the_emulator_counts_optional_and_union_parameters_across_strict_schemas() -> None:
+    wide = {
+        "type": "object",
+        "properties": {f"f{i}": {"anyOf": [{"type": "string"}, {"type": "null"}]} for i in range(17)},
+        "additionalProperties": False,
+    }
+    body = {"output_config": {"format": {"type": "json_schema", "schema": wide}}}
+    assert "too many optional parameters (17)" not in (claude.check_schemas(body) or "")  # 17 optional: allowed
+    assert "too many parameters with union types (17)" in (claude.check_schemas(body) or "")
+    tool = {
+        "name": "t",
+        "strict": True,
+        "input_schema": {**wide, "properties": {f"g{i}": {"type": "string"} for i in range(8)}},
+    }
+    assert "too many optional parameters (25)" in (claude.check_schemas({**body, "tools": [tool]}) or "")
