@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from polyroute import Router
+from polyroute import ConfigError, Router
 from tests.emulators import Emulator, openai_format
 from tests.emulators import anthropic_format as claude
 from tests.emulators.gemini_format import GeminiEmulator, response
@@ -124,3 +124,8 @@ def test_gemini_refusals_name_drop_params(emulator: Start) -> None:
         _router(refusing).openai_client().chat.completions.create(model="m", messages=HI, verbosity="low")
     client = _router({**refusing, "drop_params": ["verbosity"]}).openai_client()
     assert client.chat.completions.create(model="m", messages=HI, verbosity="low").choices[0].message.content == "ok"
+
+
+def test_drop_params_must_name_openai_parameters() -> None:
+    with pytest.raises(ConfigError, match=r"drop_params.*'sed' is not one"):
+        _router(_claude("http://127.0.0.1:9", drop_params=["sed"]))

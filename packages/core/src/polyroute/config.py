@@ -101,6 +101,19 @@ class Deployment(_Model):
             raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(PROVIDERS))}")
         return value
 
+    @field_validator("drop_params")
+    @classmethod
+    def _openai_params(cls, value: list[str]) -> list[str]:
+        from polyroute.providers._base import OPENAI_REQUEST_FIELDS
+
+        unknown = [name for name in value if name not in OPENAI_REQUEST_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"drop_params names OpenAI request parameters; {', '.join(map(repr, unknown))} is not one (e.g. seed, "
+                "presence_penalty, logprobs)"
+            )
+        return value
+
     @field_validator("api_base")
     @classmethod
     def _http_base(cls, value: str | None) -> str | None:
