@@ -129,3 +129,18 @@ def test_gemini_refusals_name_drop_params(emulator: Start) -> None:
 def test_drop_params_must_name_openai_parameters() -> None:
     with pytest.raises(ConfigError, match=r"drop_params.*'sed' is not one"):
         _router(_claude("http://127.0.0.1:9", drop_params=["sed"]))
+
+
+def test_drop_params_also_lets_an_openai_compatible_vendor_drop_what_it_refuses() -> None:
+    from polyroute.errors import UnsupportedFeatureError
+    from polyroute.providers import openai as adapter
+
+    def deployment(**extra: Any) -> Any:
+        config = {"provider": "together", "model": "up", "api_base": "http://127.0.0.1:9/v1", "api_key": KEY, **extra}
+        return _router(config).route("m").targets[0]
+
+    body: Any = {"model": "m", "messages": HI, "store": True, "seed": 3}
+    with pytest.raises(UnsupportedFeatureError, match="'store'"):
+        adapter.build_request(body, deployment())
+    sent = json.loads(adapter.build_request(body, deployment(drop_params=["store"])).content)
+    assert "store" not in sent and sent["seed"] == 3
