@@ -281,3 +281,9 @@ def test_the_emulator_counts_optional_and_union_parameters_across_strict_schemas
         "input_schema": {**wide, "properties": {f"g{i}": {"type": "string"} for i in range(8)}},
     }
     assert "too many optional parameters (25)" in (claude.check_schemas({**body, "tools": [tool]}) or "")
+
+
+def test_gemini_json_schema_unwraps_a_one_part_all_of() -> None:
+    schema = {"type": "object", "properties": {"home": {"allOf": [{"$ref": "#/$defs/A"}], "description": "D"}}}
+    converted = gemini._to_gemini_json_schema(schema)  # pyright: ignore[reportPrivateUsage]
+    assert converted["properties"]["home"] == {"anyOf": [{"$ref": "#/$defs/A"}], "description": "D"}

@@ -658,8 +658,9 @@ def _to_gemini_json_schema(schema: Any) -> Any:
     Gemini ignores the keywords it does not support, so ``exclusiveMinimum``, ``multipleOf``, ``minLength``,
     ``maxLength``, ``pattern``, ``uniqueItems``, ``default``… move into the node's ``description`` (``{minLength:
     2}``): the model still reads them and the caller's validation still enforces them. ``const`` becomes a
-    one-value ``enum``. A ``$ref`` may carry no sibling other than ``$``-keywords, so a ``$ref`` with a
-    description (pydantic writes one for a described nested model) becomes ``{"anyOf": [{"$ref"}], "description"}``.
+    one-value ``enum``, a one-part ``allOf`` (older pydantic's wrapper of a described ``$ref``) a one-part
+    ``anyOf``. A ``$ref`` may carry no sibling other than ``$``-keywords, so a ``$ref`` with a description (pydantic
+    writes one for a described nested model) becomes ``{"anyOf": [{"$ref"}], "description"}``.
     """
     if not isinstance(schema, Mapping):
         return schema
@@ -672,6 +673,8 @@ def _to_gemini_json_schema(schema: Any) -> Any:
                 out[key] = {str(k): _to_gemini_json_schema(v) for k, v in cast(Mapping[str, Any], value).items()}
             case "anyOf" | "oneOf" | "prefixItems" if isinstance(value, list):
                 out[key] = [_to_gemini_json_schema(v) for v in cast(list[Any], value)]
+            case "allOf" if isinstance(value, list) and len(cast(list[Any], value)) == 1 and "anyOf" not in node:
+                out["anyOf"] = [_to_gemini_json_schema(cast(list[Any], value)[0])]  # one part: the same constraint
             case "items" | "additionalProperties" if isinstance(value, Mapping):
                 out[key] = _to_gemini_json_schema(value)
             case "additionalProperties" | "items":
