@@ -684,7 +684,7 @@ def _to_gemini_json_schema(schema: Any) -> Any:
             case _ if key in _JSON_SCHEMA_KEYS or key.startswith("$"):
                 out[key] = value
             case _:
-                moved.append((key, value))
+                moved.append((key, node[key]))
     if moved:
         note = "{" + ", ".join(f"{k}: {v if isinstance(v, str) else dumps(v).decode()}" for k, v in moved) + "}"
         out["description"] = f"{out['description']}\n\n{note}" if out.get("description") else note
