@@ -151,6 +151,8 @@ class GeminiEmulator:
         self.chunk_size = chunk_size
         self.check_signatures = check_signatures
         self.bodies: list[dict[str, Any]] = []
+        self.issued: set[str] = set()
+        """The thought signatures this emulator sent; replayed ones must be among them (or the documented skip)."""
         self._next = 0
 
     def __call__(self, request: Request) -> Reply:
@@ -165,7 +167,7 @@ class GeminiEmulator:
         if stream and request.query.get("alt") != ["sse"]:
             return rpc_error(400, "INVALID_ARGUMENT", "test emulator: stream without alt=sse")
         body = request.json()
-        problem = self._check(body)
+        problem = self._check(body, match.group("model"))
         if problem is not None:
             return problem
         self.bodies.append(body)
@@ -175,30 +177,144 @@ class GeminiEmulator:
             return turn(request)
         if isinstance(turn, Reply):
             return turn
+        self.issued.update(_signatures(turn))
         if not stream:
             return Reply.json(dict(turn))
         data = sse_body(stream_events(turn))
         pieces = split(data, self.chunk_size) if self.chunk_size else [data]
         return Reply(chunks=pieces, headers={"content-type": "text/event-stream"})
 
-    def _check(self, body: Mapping[str, Any]) -> Reply | None:
+    def _check(self, body: Mapping[str, Any], model: str) -> Reply | None:
+        unknown = _unknown_field(body)
+        if unknown is not None:
+            return unknown
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             return rpc_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified")
         for i, content in enumerate(contents):
             if content.get("role") not in ("user", "model"):
                 return rpc_error(400, "INVALID_ARGUMENT", f"contents[{i}].role must be user or model")
-        if self.check_signatures:
-            # Gemini 3: the first functionCall of each model step in the current turn must carry its signature.
-            for i, content in enumerate(contents):
-                calls = [p for p in content["parts"] if "functionCall" in p]
-                if content["role"] == "model" and calls and "thoughtSignature" not in calls[0]:
-                    return rpc_error(
-                        400,
-                        "INVALID_ARGUMENT",
-                        f"Function call is missing a thought_signature in functionCall parts. contents[{i}].parts",
-                    )
+        if self.check_signatures and _gemini_major(model) >= 3:
+            return self._check_signatures(contents)
         return None
+
+    def _check_signatures(self, contents: Sequence[Mapping[str, Any]]) -> Reply | None:
+        """Gemini 3 (thought-signatures docs): in the current turn (after the last user message with text), the first
+        functionCall of each model step must carry the signature it was returned with; Gemini 2.5 does not check.
+        A signature this emulator never issued is refused as a real one from elsewhere would be.
+        """
+        start = 0
+        for i, content in enumerate(contents):
+            if content["role"] == "user" and any("text" in p or "inlineData" in p for p in content["parts"]):
+                start = i + 1
+        for i in range(start, len(contents)):
+            content = contents[i]
+            calls = [(j, p) for j, p in enumerate(content["parts"]) if "functionCall" in p]
+            if content["role"] != "model" or not calls:
+                continue
+            j, first = calls[0]
+            signature = first.get("thoughtSignature")
+            if signature is None:
+                name = first["functionCall"].get("name")
+                return rpc_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Function call is missing a thought_signature in functionCall parts. This is required for tools "
+                    "to work correctly, and missing thought_signature may lead to degraded model performance. "
+                    f"Additional data, function call `default_api:{name}` , position {j + 1}. Please refer to "
+                    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
+                )
+            if signature != SKIP_SIGNATURE and signature not in self.issued:
+                return rpc_error(400, "INVALID_ARGUMENT", "Corrupted thought signature.")
+        return None
+
+
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+"""The placeholder Gemini documents for function calls whose signature is unknown (thought-signatures FAQ)."""
+
+_REQUEST_FIELDS = {
+    "model",
+    "contents",
+    "tools",
+    "toolConfig",
+    "tool_config",
+    "safetySettings",
+    "safety_settings",
+    "systemInstruction",
+    "system_instruction",
+    "generationConfig",
+    "generation_config",
+    "cachedContent",
+    "cached_content",
+}
+"""GenerateContentRequest's fields (v1beta generative_service.proto), in JSON and proto spelling."""
+
+_PART_FIELDS = {
+    "text",
+    "inlineData",
+    "inline_data",
+    "functionCall",
+    "function_call",
+    "functionResponse",
+    "function_response",
+    "fileData",
+    "file_data",
+    "executableCode",
+    "executable_code",
+    "codeExecutionResult",
+    "code_execution_result",
+    "videoMetadata",
+    "video_metadata",
+    "thought",
+    "thoughtSignature",
+    "thought_signature",
+    "partMetadata",
+    "part_metadata",
+}
+"""Part's fields (v1beta content.proto). The corpus has Gemini refusing ``mediaResolution`` on a part."""
+
+
+def _unknown_field(body: Mapping[str, Any]) -> Reply | None:
+    """Gemini's 400 for a field the proto does not have (as recorded in pydantic-ai's video_url_detail cassette)."""
+    found: tuple[str, str | None] | None = None
+    for key in body:
+        if key not in _REQUEST_FIELDS:
+            found = (key, None)
+            break
+    for i, content in enumerate(body.get("contents") or () if found is None else ()):
+        for key in content:
+            if key not in ("role", "parts") and found is None:
+                found = (key, f"contents[{i}]")
+        for j, part in enumerate(content.get("parts") or ()):
+            for key in part:
+                if key not in _PART_FIELDS and found is None:
+                    found = (key, f"contents[{i}].parts[{j}]")
+    if found is None:
+        return None
+    name, where = found
+    at = f" at '{where}'" if where else ""
+    message = f'Invalid JSON payload received. Unknown name "{name}"{at}: Cannot find field.'
+    violation = {"field": where or name, "description": message}
+    return rpc_error(
+        400,
+        "INVALID_ARGUMENT",
+        message,
+        {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]},
+    )
+
+
+def _gemini_major(model: str) -> int:
+    found = re.search(r"gemini-(\d+)", model)
+    return int(found.group(1)) if found else 3  # unversioned names (aliases, tuned models): the strict family
+
+
+def _signatures(turn: Mapping[str, Any]) -> set[str]:
+    return {
+        part["thoughtSignature"]
+        for candidate in turn.get("candidates") or ()
+        for part in (candidate.get("content") or {}).get("parts") or ()
+        if part.get("thoughtSignature")
+    }
 
 
 def replay(
