@@ -51,7 +51,18 @@ native ``{"type": "thinking", "thinking", "signature"}`` and ``{"type": "redacte
 convention LiteLLM also uses). Streams send each finished block once as ``delta.thinking_blocks: [block]``; a
 client collects them in order. Sent back on an assistant message, they are replayed first in that turn, so a
 tool loop with thinking is accepted. ``reasoning_content`` without ``thinking_blocks`` (from another provider)
-has no signature and is not sent.
+has no signature and is not sent. Most clients (AutoGen, ag2, openai-agents, pydantic-ai, langchain-openai) send
+the turn back as plain ``{role, content, tool_calls}``: the blocks returned with those tool calls are then taken
+from the router's store (``Target.thinking_store``, filled by :func:`parse_response` and the stream translator).
+Where the store no longer has them (a new process, a stored conversation), thinking is turned off for that
+request with a warning (see :func:`_apply_thinking_rules`): the API accepts the loop without thinking, not
+without the blocks. A forced tool with thinking on is handled the same way.
+
+**Refusals.** ``stop_reason: refusal`` → ``finish_reason: "content_filter"`` and ``message.refusal`` (a
+``delta.refusal`` before the finish chunk when streaming); any text Claude wrote first stays in ``content``.
+
+**Blank text.** Empty and whitespace-only text blocks are never sent (the API refuses them: "text content blocks
+must contain non-whitespace text"); a message left with nothing is left out, and the turns around it merge.
 
 **Usage.** OpenAI's convention: ``prompt_tokens`` = input + cache reads + cache writes,
 ``prompt_tokens_details.cached_tokens`` = cache reads (``cache_creation_tokens`` = cache writes),
@@ -61,6 +72,7 @@ has no signature and is not sent.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -106,6 +118,11 @@ JSON_TOOL = "json_response"
 """The forced tool's name when ``response_format`` cannot use native structured outputs."""
 
 MISSING_RESULT = "No result was recorded for this tool call."
+
+REFUSAL = "Claude declined to answer this request (Anthropic stop_reason: refusal)."
+"""``message.refusal`` when Claude stops with ``stop_reason: refusal`` (api/handling-stop-reasons)."""
+
+logger = logging.getLogger("polyroute")
 
 _OPENAI_FIELDS = frozenset(
     {
@@ -299,6 +316,12 @@ def _to_anthropic_messages(
             turns[-1]["content"].extend(blocks)  # the Messages API wants alternating turns: merge
         else:
             turns.append({"role": native_role, "content": blocks})
+    if not turns and messages:
+        raise UnsupportedFeatureError(
+            "every message is empty or whitespace-only, and Anthropic needs at least one message with content; "
+            "send some text",
+            param="messages",
+        )
     return system, _repair_tool_adjacency(turns)
 
 
@@ -309,7 +332,7 @@ def _to_anthropic_blocks(
     content = message.get("content")
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
-        if content:
+        if content.strip():  # the Messages API refuses empty and whitespace-only text blocks
             blocks.append({"type": "text", "text": content})
     elif content:
         for part in content:
@@ -337,8 +360,8 @@ def _to_anthropic_part(part: ContentPart, index: int, target: Target) -> dict[st
     match kind:
         case "text" | "refusal":
             text = part.get("text") or cast(Mapping[str, Any], part).get("refusal") or ""
-            if not text:
-                return None  # the Messages API rejects empty text blocks
+            if not text.strip():
+                return None  # the Messages API rejects empty and whitespace-only text blocks
             block = {"type": "text", "text": text}
         case "image_url":
             if target.info.known and not target.info.vision:
@@ -429,9 +452,17 @@ def _to_anthropic_document(file: Mapping[str, Any], where: str, target: Target) 
 
 
 def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target) -> list[dict[str, Any]]:
-    """Thinking blocks first (signatures intact), then text, then ``tool_use`` (build-with-claude/extended-thinking)."""
+    """Thinking blocks first (signatures intact), then text, then ``tool_use`` (build-with-claude/extended-thinking).
+
+    A turn with tool calls that comes back without its thinking blocks (most clients drop them) gets the blocks
+    this router returned with those calls, from the target's thinking store.
+    """
     blocks: list[dict[str, Any]] = []
-    for block in message.get("thinking_blocks") or ():
+    thinking = message.get("thinking_blocks") or ()
+    calls = message.get("tool_calls") or ()
+    if calls and target.thinking_store is not None and not any(_replayable(b) for b in thinking):
+        thinking = target.thinking_store.blocks_for([call["id"] for call in calls]) or ()
+    for block in thinking:
         match block.get("type"):
             case "thinking" if block.get("signature"):
                 blocks.append(
@@ -445,6 +476,10 @@ def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target)
     for call in message.get("tool_calls") or ():
         blocks.append(_to_anthropic_tool_use(call, index))
     return blocks
+
+
+def _replayable(block: Mapping[str, Any]) -> bool:
+    return bool(block.get("signature") if block.get("type") == "thinking" else block.get("data"))
 
 
 def _to_anthropic_tool_use(call: ToolCall, index: int) -> dict[str, Any]:
@@ -663,31 +698,87 @@ def _to_anthropic_thinking(effort: str, out: dict[str, Any], user_max: int | Non
 
 
 def _apply_thinking_rules(out: dict[str, Any], json_tool: str | None, target: Target) -> None:
-    """Drop the sampling knobs the request cannot carry (build-with-claude/extended-thinking, "Sampling
-    parameters"): temperature (and top_p below 0.95) while thinking; top_p next to temperature, which newer models
-    reject even at defaults; all of them from API version 2026-10-21, which takes no sampling parameters.
+    """Make thinking and the rest of the request fit together (build-with-claude/extended-thinking).
+
+    Thinking is turned off for this one request, with a warning in the ``polyroute`` log, where the API would
+    refuse it and the caller cannot fix that:
+
+    - a forced tool (``tool_choice`` required or a named function; LangChain ``with_structured_output``,
+      LlamaIndex ``structured_predict``, pydantic-ai tool output and instructor TOOLS all force one): manual
+      thinking "may not be enabled when tool_choice forces tool use". Turning thinking off keeps the tool forced,
+      so the caller gets the tool call it asked for; the docs' own advice for the conflict;
+    - a tool loop whose last assistant turn has no thinking block left to start with (the client dropped it and
+      this router no longer holds it: a new process, a stored conversation): the API wants that turn to start
+      with its signed thinking, and accepts the loop without thinking ("To avoid this requirement, disable
+      `thinking`").
+
+    ``response_format`` going through the forced JSON tool (``json_object``, or ``json_schema`` on a model without
+    native structured outputs) with thinking is refused with a 400 instead: the caller can fix it (use
+    ``json_schema`` on Claude 4.5+, or drop ``reasoning_effort``).
+
+    Then the sampling knobs the request cannot carry are dropped ("Sampling parameters"): temperature (and top_p
+    below 0.95) while thinking; top_p next to temperature, which newer models reject even at defaults; all of them
+    from API version 2026-10-21, which takes no sampling parameters.
     """
-    thinking = out.get("thinking")
-    thinking_on = isinstance(thinking, dict) and cast(Mapping[str, Any], thinking).get("type") in (
-        "enabled",
-        "adaptive",
-    )
-    if thinking_on:
+    thinking_type = _obj(out.get("thinking")).get("type")
+    forced = _obj(out.get("tool_choice")).get("type") in ("any", "tool")
+    if thinking_type == "enabled" and forced:
+        if json_tool is not None:
+            raise _json_tool_with_thinking(target)
+        out.pop("thinking")
+        logger.warning(
+            "polyroute: %s: thinking turned off for this request: Anthropic does not allow thinking when "
+            "tool_choice forces a tool (tool_choice=%s); remove reasoning_effort or use tool_choice auto to keep it",
+            target.label,
+            "required" if _obj(out.get("tool_choice")).get("type") == "any" else "a named function",
+        )
+        thinking_type = None
+    if thinking_type in ("enabled", "adaptive") and _tool_loop_lost_thinking(out["messages"]):
+        out.pop("thinking")
+        logger.warning(
+            "polyroute: %s: thinking turned off for this request: the tool loop's last assistant turn came back "
+            "without its thinking blocks and this router no longer has them (a new process or a stored "
+            "conversation); Anthropic accepts the loop only without thinking. Send back the message's "
+            "thinking_blocks to keep thinking on",
+            target.label,
+        )
+        thinking_type = None
+    if thinking_type in ("enabled", "adaptive"):
         out.pop("temperature", None)
         if out.get("top_p") is not None and out["top_p"] < 0.95:
             out.pop("top_p")
-        if json_tool is not None and _obj(out.get("tool_choice")).get("type") in ("any", "tool"):
-            raise UnsupportedFeatureError(
-                f"{target.label}: response_format with extended thinking needs native structured outputs, which "
-                f"{target.model} lacks (thinking cannot force a tool); remove reasoning_effort / thinking or route to "
-                "Claude 4.5 or later",
-                param="response_format",
-            )
     if "temperature" in out and "top_p" in out:
         out.pop("top_p")
     if (target.deployment.api_version or DEFAULT_VERSION) >= SAMPLING_FREE_VERSION:
         out.pop("temperature", None)
         out.pop("top_p", None)
+
+
+def _tool_loop_lost_thinking(messages: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn has ``tool_use`` but does not start with a (redacted) thinking block."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            content = message["content"]
+            uses_tools = any(block["type"] == "tool_use" for block in content)
+            return uses_tools and content[0]["type"] not in ("thinking", "redacted_thinking")
+    return False
+
+
+def _json_tool_with_thinking(target: Target) -> UnsupportedFeatureError:
+    """The 400 for ``response_format`` that needs the forced JSON tool while thinking is on."""
+    if native_structured_output(target):  # then json_schema is native: only json_object takes the tool
+        why = (
+            "response_format json_object is answered through a forced tool on Anthropic, and thinking may not be "
+            "enabled when a tool is forced; use response_format json_schema (native structured outputs, which work "
+            "with thinking on this model) or remove reasoning_effort"
+        )
+    else:
+        why = (
+            "response_format is answered through a forced tool on this model, which has no native "
+            "structured outputs, and thinking may not be enabled when a tool is forced; remove reasoning_effort or "
+            "route to a model with structured outputs (Claude Opus 4.1, Claude 4.5 or later)"
+        )
+    return UnsupportedFeatureError(why, param="reasoning_effort")  # the router names the deployment
 
 
 # -- responses ----------------------------------------------------------------------------------------------------
@@ -729,13 +820,18 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             case _:
                 pass  # server tools (server_tool_use, web_search_tool_result...) ran upstream; their text follows
     text = json_answer if json_answer is not None else "".join(texts)
-    message: ResponseMessage = {"role": "assistant", "content": text if text or not tool_calls else None}
+    refused = message_data.get("stop_reason") == "refusal"
+    message: ResponseMessage = {"role": "assistant", "content": text if text or not (tool_calls or refused) else None}
+    if refused:
+        message["refusal"] = REFUSAL
     if tool_calls:
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
     if thinking_blocks:
         message["thinking_blocks"] = thinking_blocks
+        if tool_calls and target.thinking_store is not None:
+            target.thinking_store.remember_blocks([call["id"] for call in tool_calls], thinking_blocks)
     finish = _from_anthropic_stop_reason(message_data.get("stop_reason"), bool(tool_calls))
     completion: ChatCompletion = {
         "id": str(message_data.get("id") or ""),
@@ -869,6 +965,7 @@ class AnthropicStreamTranslator:
             case "tool_use":
                 kind = "tool"
                 state["input"] = block.get("input") or {}
+                state["id"] = str(block["id"])
                 out.append(self.builder.tool_call_start(index, str(block["id"]), str(block["name"])))
             case _:
                 kind = "other"
@@ -907,9 +1004,11 @@ class AnthropicStreamTranslator:
         match state["kind"]:
             case "thinking":
                 block = {"type": "thinking", "thinking": state["thinking"], "signature": state["signature"]}
+                state["block"] = block
                 return [self.builder.chunk({"thinking_blocks": [block]})]
             case "redacted_thinking":
-                return [self.builder.chunk({"thinking_blocks": [{"type": "redacted_thinking", "data": state["data"]}]})]
+                state["block"] = {"type": "redacted_thinking", "data": state["data"]}
+                return [self.builder.chunk({"thinking_blocks": [state["block"]]})]
             case "tool" if not state["args"]:
                 # No argument deltas (a tool without parameters): send the start block's input, as non-streamed.
                 return [self.builder.tool_call_arguments(index, dumps(state["input"]).decode())]
@@ -920,8 +1019,15 @@ class AnthropicStreamTranslator:
 
     def _message_stop(self) -> list[ChatCompletionChunk]:
         self._stopped = True
-        user_tools = any(state["kind"] == "tool" for state in self._blocks.values())
-        out = [self.builder.finish(_from_anthropic_stop_reason(self._stop_reason, user_tools))]
+        states = [self._blocks[index] for index in sorted(self._blocks)]
+        call_ids = [state["id"] for state in states if state["kind"] == "tool"]
+        store = self.target.thinking_store
+        if call_ids and store is not None:
+            store.remember_blocks(call_ids, [state["block"] for state in states if "block" in state])
+        out: list[ChatCompletionChunk] = []
+        if self._stop_reason == "refusal":
+            out.append(self.builder.chunk({"refusal": REFUSAL}))
+        out.append(self.builder.finish(_from_anthropic_stop_reason(self._stop_reason, bool(call_ids))))
         usage_chunk = self.builder.usage_chunk(_from_anthropic_usage(self._usage))
         if usage_chunk is not None:
             out.append(usage_chunk)
