@@ -190,6 +190,16 @@ def test_claude_store_gone_turns_thinking_off_with_a_warning(
     assert len(warnings) == 1 and "thinking turned off for this request" in warnings[0]
 
 
+def test_claude_blocks_are_not_restored_when_thinking_is_off(emulator: Start) -> None:
+    script = claude_loop_script()
+    client = claude_router(emulator(script)).openai_client()
+    content, calls, _ = answer(client, "claude", list(QUESTION), False)
+    history = [*QUESTION, plain_turn(content, calls), *tool_results(calls)]
+    client.chat.completions.create(model="claude", messages=history, tools=[TOOL])  # no reasoning_effort
+    assert "thinking" not in script.bodies[1]
+    assert [b["type"] for b in script.bodies[1]["messages"][1]["content"]] == ["text", "tool_use"]
+
+
 def test_claude_store_is_bounded() -> None:
     from polyroute._thinking import ThinkingStore
 

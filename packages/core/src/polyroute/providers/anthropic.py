@@ -192,7 +192,7 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     """The native ``POST {base}/v1/messages`` request for ``body``."""
     _refuse_unsupported(body, target)
     out: dict[str, Any] = {"model": target.model}
-    system, messages = _to_anthropic_messages(body["messages"], target)
+    system, messages = _to_anthropic_messages(body["messages"], target, restore_thinking=_wants_thinking(body, target))
     if system:
         out["system"] = system
     out["messages"] = messages
@@ -289,10 +289,22 @@ def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
         raise refuse("reasoning_effort", f"model {target.model} has no extended thinking; remove 'reasoning_effort'")
 
 
+def _wants_thinking(body: ChatCompletionRequest, target: Target) -> bool:
+    """Whether this request asks for thinking (``reasoning_effort``, or native ``thinking`` in the body or params)."""
+    native = target.deployment.params.get("thinking", cast(Mapping[str, Any], body).get("thinking"))
+    if native is not None:
+        return _obj(native).get("type") in ("enabled", "adaptive")
+    return body.get("reasoning_effort") not in (None, "none")
+
+
 def _to_anthropic_messages(
-    messages: list[Message], target: Target
+    messages: list[Message], target: Target, *, restore_thinking: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """OpenAI messages → (``system`` text blocks, alternating native messages with the history repaired)."""
+    """OpenAI messages → (``system`` text blocks, alternating native messages with the history repaired).
+
+    ``restore_thinking``: give assistant turns with tool calls the thinking blocks the client dropped (from the
+    target's store); without thinking on, the API has no use for them.
+    """
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
@@ -305,7 +317,7 @@ def _to_anthropic_messages(
                 blocks = _to_anthropic_blocks(message, index, target)
                 native_role = "user"
             case "assistant":
-                blocks = _to_anthropic_assistant_blocks(message, index, target)
+                blocks = _to_anthropic_assistant_blocks(message, index, target, restore_thinking)
                 native_role = "assistant"
             case "tool" | "function":
                 blocks = [_to_anthropic_tool_result(message, index, target)]
@@ -451,7 +463,9 @@ def _to_anthropic_document(file: Mapping[str, Any], where: str, target: Target) 
     return block
 
 
-def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target) -> list[dict[str, Any]]:
+def _to_anthropic_assistant_blocks(
+    message: Message, index: int, target: Target, restore_thinking: bool = False
+) -> list[dict[str, Any]]:
     """Thinking blocks first (signatures intact), then text, then ``tool_use`` (build-with-claude/extended-thinking).
 
     A turn with tool calls that comes back without its thinking blocks (most clients drop them) gets the blocks
@@ -460,8 +474,9 @@ def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target)
     blocks: list[dict[str, Any]] = []
     thinking = message.get("thinking_blocks") or ()
     calls = message.get("tool_calls") or ()
-    if calls and target.thinking_store is not None and not any(_replayable(b) for b in thinking):
-        thinking = target.thinking_store.blocks_for([call["id"] for call in calls]) or ()
+    store = target.thinking_store
+    if restore_thinking and calls and store is not None and not any(_replayable(b) for b in thinking):
+        thinking = store.blocks_for([call["id"] for call in calls]) or ()
     for block in thinking:
         match block.get("type"):
             case "thinking" if block.get("signature"):
