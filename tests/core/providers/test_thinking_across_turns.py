@@ -69,6 +69,10 @@ def plain_turn(content: str | None, calls: list[dict[str, Any]]) -> dict[str, An
 def answer(client: openai.OpenAI, model: str, messages: list[dict[str, Any]], stream: bool) -> tuple[Any, list, str]:
     """One call: (content, tool calls as dicts, finish reason), streamed or not."""
     kwargs: dict[str, Any] = {"model": model, "messages": messages, "tools": [TOOL], "reasoning_effort": "low"}
+    return answer_with(client, kwargs, stream)
+
+
+def answer_with(client: openai.OpenAI, kwargs: dict[str, Any], stream: bool) -> tuple[Any, list, str]:
     if not stream:
         choice = client.chat.completions.create(**kwargs).choices[0]
         calls = [
@@ -218,17 +222,40 @@ def test_claude_store_is_bounded() -> None:
 # -- Anthropic: forced tools, JSON mode, blank text, refusals ---------------------------------------------------
 
 
+FORCED = ["required", {"type": "function", "function": {"name": "get_weather"}}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("tool_choice", FORCED, ids=["required", "named"])
+def test_claude_one_forced_tool_with_thinking_is_answered_by_structured_output(
+    emulator: Start, tool_choice: Any, stream: bool
+) -> None:
+    # LangChain with_structured_output / instructor TOOLS on Claude 4.5 with reasoning_effort: thinking stays on.
+    script = claude.scripted([claude.thinking("Paris it is.", '{"city":"Paris"}')])
+    client = claude_router(emulator(script)).openai_client()
+    kwargs: dict[str, Any] = {"model": "claude", "messages": QUESTION, "tools": [TOOL], "tool_choice": tool_choice}
+    content, calls, finish = answer_with(client, kwargs | {"reasoning_effort": "low"}, stream)
+    assert finish == "tool_calls" and not content
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_weather", {"city": "Paris"})]
+    sent = script.bodies[0]
+    assert sent["thinking"]["type"] == "enabled" and "tool_choice" not in sent and "tools" not in sent
+    assert sent["output_config"]["format"]["schema"]["properties"] == {"city": {"type": "string"}}
+
+
 @pytest.mark.parametrize(
-    "tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}], ids=["required", "named"]
+    ("model", "tools"),
+    [("claude-sonnet-4-20250514", [TOOL]), ("claude-sonnet-4-5", [TOOL, {**TOOL, "function": {"name": "other"}}])],
+    ids=["no-structured-outputs", "two-tools"],
 )
-def test_claude_forced_tool_with_reasoning_effort_turns_thinking_off(
-    emulator: Start, tool_choice: Any, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("tool_choice", FORCED, ids=["required", "named"])
+def test_claude_other_forced_tools_with_thinking_turn_thinking_off(
+    emulator: Start, tool_choice: Any, model: str, tools: list[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     script = claude.scripted([claude.tool_use("get_weather", {"city": "Paris"})])
-    client = claude_router(emulator(script)).openai_client()
+    client = claude_router(emulator(script), model=model).openai_client()
     with caplog.at_level(logging.WARNING, logger="polyroute"):
         completion = client.chat.completions.create(
-            model="claude", messages=QUESTION, tools=[TOOL], tool_choice=tool_choice, reasoning_effort="medium"
+            model="claude", messages=QUESTION, tools=tools, tool_choice=tool_choice, reasoning_effort="medium"
         )
     calls = completion.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls if c.type == "function"] == ["get_weather"]

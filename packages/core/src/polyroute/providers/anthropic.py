@@ -88,6 +88,7 @@ from polyroute.providers._base import (
     generic_status_error,
     include_usage,
     make_usage,
+    tool_call_id,
     upstream_status_error,
 )
 from polyroute.types.openai import (
@@ -210,8 +211,9 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     if user:
         out["metadata"] = {"user_id": str(user)}
 
-    tools = [_to_anthropic_tool(tool, target) for tool in body.get("tools") or ()]
-    choice: dict[str, Any] | None = _to_anthropic_tool_choice(body)
+    output_tool = forced_output_tool(body, target)
+    tools = [_to_anthropic_tool(tool, target) for tool in body.get("tools") or ()] if output_tool is None else []
+    choice: dict[str, Any] | None = _to_anthropic_tool_choice(body) if output_tool is None else None
     json_tool = json_tool_name(body, target)
     response_format = body.get("response_format") or {}
     if json_tool is not None:
@@ -223,6 +225,10 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
             choice = {"type": "tool", "name": json_tool} if only_json else {"type": "any"}
     elif response_format.get("type") == "json_schema":
         schema: Any = _obj(response_format.get("json_schema")).get("schema") or {"type": "object"}
+        out["output_config"] = {"format": {"type": "json_schema", "schema": _to_anthropic_schema(schema)}}
+    elif output_tool is not None:
+        parameters = _obj(_obj((body.get("tools") or [{}])[0]).get("function")).get("parameters")
+        schema = parameters or {"type": "object", "properties": {}}
         out["output_config"] = {"format": {"type": "json_schema", "schema": _to_anthropic_schema(schema)}}
     if not tools and _history_uses_tools(messages):
         tools = _declared_history_tools(messages)
@@ -291,10 +297,35 @@ def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
 
 def _wants_thinking(body: ChatCompletionRequest, target: Target) -> bool:
     """Whether this request asks for thinking (``reasoning_effort``, or native ``thinking`` in the body or params)."""
+    return _thinking_type(body, target) in ("enabled", "adaptive")
+
+
+def _thinking_type(body: ChatCompletionRequest, target: Target) -> str | None:
     native = target.deployment.params.get("thinking", cast(Mapping[str, Any], body).get("thinking"))
     if native is not None:
-        return _obj(native).get("type") in ("enabled", "adaptive")
-    return body.get("reasoning_effort") not in (None, "none")
+        return _obj(native).get("type")
+    return "enabled" if body.get("reasoning_effort") not in (None, "none") else None
+
+
+def forced_output_tool(body: ChatCompletionRequest, target: Target) -> str | None:
+    """The name of a forced tool answered through native structured outputs instead, else None.
+
+    One tool, forced (``tool_choice`` "required" or that function), with manual thinking on: the pattern of
+    LangChain ``with_structured_output``, LlamaIndex ``structured_predict`` and instructor TOOLS, whose tool
+    exists only to shape the answer. Anthropic refuses thinking with a forced tool, so on a model with native
+    structured outputs the tool's parameters become ``output_config.format`` and the JSON answer comes back as a
+    call of that tool (``finish_reason: "tool_calls"``), thinking kept. Other forced tools: see
+    :func:`_apply_thinking_rules`.
+    """
+    tools = body.get("tools") or ()
+    if len(tools) != 1 or body.get("response_format") or _thinking_type(body, target) != "enabled":
+        return None
+    name = _obj(tools[0].get("function")).get("name")
+    choice = body.get("tool_choice")
+    forced = choice == "required" or (isinstance(choice, dict) and _obj(choice.get("function")).get("name") == name)
+    if not forced or not isinstance(name, str) or not native_structured_output(target):
+        return None
+    return name
 
 
 def _to_anthropic_messages(
@@ -719,9 +750,11 @@ def _apply_thinking_rules(out: dict[str, Any], json_tool: str | None, target: Ta
     refuse it and the caller cannot fix that:
 
     - a forced tool (``tool_choice`` required or a named function; LangChain ``with_structured_output``,
-      LlamaIndex ``structured_predict``, pydantic-ai tool output and instructor TOOLS all force one): manual
-      thinking "may not be enabled when tool_choice forces tool use". Turning thinking off keeps the tool forced,
-      so the caller gets the tool call it asked for; the docs' own advice for the conflict;
+      LlamaIndex ``structured_predict``, pydantic-ai tool output and instructor TOOLS all force one) that
+      :func:`forced_output_tool` cannot answer through native structured outputs (several tools, or a model
+      without them): manual thinking "may not be enabled when tool_choice forces tool use". Turning thinking off
+      keeps the tool forced, so the caller gets the tool call it asked for; the docs' own advice for the conflict.
+      (``tool_choice: auto`` plus a check would fail only after the answer, often mid-stream: worse for callers);
     - a tool loop whose last assistant turn has no thinking block left to start with (the client dropped it and
       this router no longer holds it: a new process, a stored conversation): the API wants that turn to start
       with its signed thinking, and accepts the loop without thinking ("To avoid this requirement, disable
@@ -835,6 +868,12 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             case _:
                 pass  # server tools (server_tool_use, web_search_tool_result...) ran upstream; their text follows
     text = json_answer if json_answer is not None else "".join(texts)
+    output_tool = forced_output_tool(body, target)
+    if output_tool is not None and text and message_data.get("stop_reason") != "refusal":
+        tool_calls.append(
+            {"id": tool_call_id(), "type": "function", "function": {"name": output_tool, "arguments": text}}
+        )
+        text = ""
     refused = message_data.get("stop_reason") == "refusal"
     message: ResponseMessage = {"role": "assistant", "content": text if text or not (tool_calls or refused) else None}
     if refused:
@@ -888,7 +927,9 @@ def _from_anthropic_usage(usage: Mapping[str, Any]) -> Usage:
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> AnthropicStreamTranslator:
     """A translator for one Messages stream."""
-    return AnthropicStreamTranslator(target, include_usage(body), json_tool_name(body, target))
+    return AnthropicStreamTranslator(
+        target, include_usage(body), json_tool_name(body, target), forced_output_tool(body, target)
+    )
 
 
 BlockKind = Literal["text", "thinking", "redacted_thinking", "tool", "json", "other"]
@@ -901,12 +942,28 @@ class AnthropicStreamTranslator:
     finished; :meth:`finish` raises :class:`StreamInterruptedError` when ``message_stop`` never came.
     """
 
-    __slots__ = ("_blocks", "_json_tool", "_started", "_stop_reason", "_stopped", "_usage", "builder", "target")
+    __slots__ = (
+        "_blocks",
+        "_json_tool",
+        "_output_call",
+        "_output_tool",
+        "_started",
+        "_stop_reason",
+        "_stopped",
+        "_usage",
+        "builder",
+        "target",
+    )
 
-    def __init__(self, target: Target, include_usage: bool, json_tool: str | None = None) -> None:
+    def __init__(
+        self, target: Target, include_usage: bool, json_tool: str | None = None, output_tool: str | None = None
+    ) -> None:
         self.target = target
         self.builder = ChunkBuilder(model=target.model, include_usage=include_usage)
         self._json_tool = json_tool
+        self._output_tool = output_tool
+        self._output_call: str | None = None
+        """The id of the tool call the structured answer streams as (see :func:`forced_output_tool`)."""
         self._blocks: dict[int, dict[str, Any]] = {}
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
@@ -964,7 +1021,7 @@ class AnthropicStreamTranslator:
             case "text":
                 kind = "text"
                 if block.get("text"):
-                    out.append(self.builder.text(block["text"]))
+                    out.extend(self._text(block["text"]))
             case "thinking":
                 kind = "thinking"
                 state["thinking"] = block.get("thinking") or ""
@@ -994,7 +1051,7 @@ class AnthropicStreamTranslator:
             return []
         match delta.get("type"):
             case "text_delta" if delta.get("text"):
-                return [self.builder.text(delta["text"])]
+                return self._text(delta["text"])
             case "thinking_delta" if delta.get("thinking"):
                 state["thinking"] = state.get("thinking", "") + delta["thinking"]
                 return [self.builder.reasoning(delta["thinking"])]
@@ -1011,6 +1068,15 @@ class AnthropicStreamTranslator:
                 return []
             case _:
                 return []  # empty deltas, citations_delta
+
+    def _text(self, text: str) -> list[ChatCompletionChunk]:
+        """Text as content, or as the arguments of the forced tool answered through structured outputs."""
+        if self._output_tool is None:
+            return [self.builder.text(text)]
+        if self._output_call is None:
+            self._output_call = tool_call_id()
+            return [self.builder.tool_call_start("output", self._output_call, self._output_tool, text)]
+        return [self.builder.tool_call_arguments("output", text)]
 
     def _block_stop(self, index: int) -> list[ChatCompletionChunk]:
         state = self._blocks.get(index)
@@ -1036,6 +1102,8 @@ class AnthropicStreamTranslator:
         self._stopped = True
         states = [self._blocks[index] for index in sorted(self._blocks)]
         call_ids = [state["id"] for state in states if state["kind"] == "tool"]
+        if self._output_call is not None:
+            call_ids.append(self._output_call)
         store = self.target.thinking_store
         if call_ids and store is not None:
             store.remember_blocks(call_ids, [state["block"] for state in states if "block" in state])
