@@ -1,8 +1,10 @@
 """A Gemini API emulator: ``generateContent`` and ``streamGenerateContent?alt=sse`` as Google serves them.
 
 Handlers check what the real API checks that polyroute could get wrong (the path, ``alt=sse``, the key in the
-``x-goog-api-key`` header and never in the URL, Gemini 3's thought signatures on replayed function calls) and
-answer with scripted turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini sends.
+``x-goog-api-key`` header and never in the URL, fields the v1beta protos do not have, and on Gemini 3 paths only the
+thought signatures of the current turn's function calls: present, and one this emulator sent or Google's documented
+placeholder) and answer with scripted turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini
+sends, with its wording.
 """
 
 from __future__ import annotations
@@ -194,6 +196,14 @@ class GeminiEmulator:
         for i, content in enumerate(contents):
             if content.get("role") not in ("user", "model"):
                 return rpc_error(400, "INVALID_ARGUMENT", f"contents[{i}].role must be user or model")
+            if not content.get("parts"):
+                where = f"GenerateContentRequest.contents[{i}].parts"
+                return rpc_error(400, "INVALID_ARGUMENT", f"* {where}: contents.parts must not be empty.\n")
+            for j, part in enumerate(content["parts"]):
+                if not any(part.get(k) for k in _DATA_FIELDS):  # proto3 JSON: "" is an unset field
+                    where = f"GenerateContentRequest.contents[{i}].parts[{j}].data"
+                    message = f"* {where}: required oneof field 'data' must have one initialized field\n"
+                    return rpc_error(400, "INVALID_ARGUMENT", message)
         if self.check_signatures and _gemini_major(model) >= 3:
             return self._check_signatures(contents)
         return None
@@ -272,6 +282,25 @@ _PART_FIELDS = {
     "part_metadata",
 }
 """Part's fields (v1beta content.proto). The corpus has Gemini refusing ``mediaResolution`` on a part."""
+
+
+_DATA_FIELDS = (
+    "text",
+    "inlineData",
+    "inline_data",
+    "functionCall",
+    "function_call",
+    "functionResponse",
+    "function_response",
+    "fileData",
+    "file_data",
+    "executableCode",
+    "executable_code",
+    "codeExecutionResult",
+    "code_execution_result",
+)
+"""The ``Part.data`` oneof: one must be set (Gemini answers an empty text part with the oneof error, as users report
+in router-for-me/CLIProxyAPI#1292)."""
 
 
 def _unknown_field(body: Mapping[str, Any]) -> Reply | None:

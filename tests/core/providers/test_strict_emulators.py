@@ -132,3 +132,15 @@ def test_gemini_refuses_unknown_fields() -> None:
     reply = emu(_gemini_request("gemini-2.5-flash", plain))
     assert reply.status == 400
     assert _message(reply) == 'Invalid JSON payload received. Unknown name "seed": Cannot find field.'
+
+
+def test_gemini_refuses_empty_text_parts_and_empty_contents() -> None:
+    emu = GeminiEmulator(response("Hi"))
+    empty_text = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}, {"role": "model", "parts": [{"text": ""}]}]}
+    reply = emu(_gemini_request("gemini-2.5-flash", empty_text))
+    assert reply.status == 400
+    assert "contents[1].parts[0].data: required oneof field 'data' must have one initialized field" in _message(reply)
+    no_parts = {"contents": [{"role": "user", "parts": []}]}
+    assert "contents.parts must not be empty" in _message(emu(_gemini_request("gemini-2.5-flash", no_parts)))
+    spaces = {"contents": [{"role": "user", "parts": [{"text": " "}]}]}
+    assert emu(_gemini_request("gemini-2.5-flash", spaces)).status == 200  # proxies send " " as the workaround

@@ -409,3 +409,18 @@ def test_gemini_store_gone_sends_the_placeholder_with_a_warning(
     assert finish == "tool_calls"
     assert emu.bodies[1]["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
     assert [r for r in caplog.records if "placeholder signature" in r.getMessage()]
+
+
+def test_gemini_empty_text_never_reaches_gemini(emulator: Start) -> None:
+    emu = GeminiEmulator(response("Fine."))
+    client = gemini_router(emulator(emu), model="gemini-2.5-flash").openai_client()
+    history: list[Any] = [
+        {"role": "system", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+        {"role": "user", "content": ""},
+        {"role": "user", "content": "Again?"},
+    ]
+    assert client.chat.completions.create(model="gemini", messages=history).choices[0].message.content == "Fine."
+    assert emu.bodies[0]["contents"] == [{"role": "user", "parts": [{"text": "Hi"}, {"text": "Again?"}]}]
+    assert emu.bodies[0]["systemInstruction"] == {"parts": [{"text": "Be brief."}]}

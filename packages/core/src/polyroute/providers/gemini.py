@@ -390,7 +390,7 @@ def _to_native_text_parts(content: Any, target: Target, position: int, role: str
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return [{"text": content}] if content else []  # Gemini refuses an empty text part
     out: list[dict[str, Any]] = []
     for part in cast(list[ContentPart], content):
         if part.get("type") != "text":
@@ -399,7 +399,8 @@ def _to_native_text_parts(content: Any, target: Target, position: int, role: str
                 "it to a user message",
                 param="messages",
             )
-        out.append({"text": part.get("text", "")})
+        if part.get("text"):
+            out.append({"text": part.get("text", "")})
     return out
 
 
@@ -407,8 +408,9 @@ def _to_native_user_parts(content: Any, target: Target, position: int) -> list[d
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}]
-    return [_to_native_part(part, target, position) for part in cast(list[ContentPart], content)]
+        return [{"text": content}] if content else []
+    parts = [_to_native_part(part, target, position) for part in cast(list[ContentPart], content)]
+    return [part for part in parts if part.get("text", True)]  # Gemini refuses an empty text part
 
 
 def _to_native_part(part: ContentPart, target: Target, position: int) -> dict[str, Any]:
