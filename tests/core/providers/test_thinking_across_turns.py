@@ -192,6 +192,9 @@ def test_claude_store_gone_turns_thinking_off_with_a_warning(
     assert "thinking" not in script.bodies[1]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "thinking turned off for this request" in warnings[0]
+    history += [plain_turn(content, calls), *tool_results(calls)]
+    content, calls, finish = answer(fresh, "claude", history, stream)
+    assert (content, finish) == ("Sunny in Paris, rainy in London.", "stop")  # the loop completes
 
 
 def test_claude_blocks_are_not_restored_when_thinking_is_off(emulator: Start) -> None:
