@@ -56,7 +56,9 @@ the turn back as plain ``{role, content, tool_calls}``: the blocks returned with
 from the router's store (``Target.thinking_store``, filled by :func:`parse_response` and the stream translator).
 Where the store no longer has them (a new process, a stored conversation), thinking is turned off for that
 request with a warning (see :func:`_apply_thinking_rules`): the API accepts the loop without thinking, not
-without the blocks. A forced tool with thinking on is handled the same way.
+without the blocks. A forced tool with thinking on (which Anthropic refuses): one tool on a model with
+structured outputs is answered through them (:func:`forced_output_tool`), any other with thinking off for that
+request and a warning.
 
 **Refusals.** ``stop_reason: refusal`` → ``finish_reason: "content_filter"`` and ``message.refusal`` (a
 ``delta.refusal`` before the finish chunk when streaming); any text Claude wrote first stays in ``content``.
