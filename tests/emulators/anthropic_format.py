@@ -13,9 +13,11 @@ Made for reuse by framework tests (LangChain, LlamaIndex, AutoGen agents over Cl
         {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": emu.url, "api_key": "test"}]}]})
 
 Each call answers with the next turn, streamed or not as the request asks. Every request is checked the way
-Anthropic's API checks it (the official SDK's request types, ``tool_use`` / ``tool_result`` adjacency, tools
-defined when tool blocks are present, thinking signatures issued by this emulator, ``budget_tokens <
-max_tokens``); a bad request gets Anthropic's 400 ``invalid_request_error``, so tests see what Claude would say.
+Anthropic's API checks it (the official SDK's request types, so unknown fields are refused; ``tool_use`` /
+``tool_result`` adjacency; tools defined when tool blocks are present; thinking signatures issued by this emulator;
+with thinking on, a last assistant turn with ``tool_use`` that starts with its thinking block; no thinking with a
+forced tool; no empty or whitespace-only text; ``budget_tokens < max_tokens``); a bad request gets Anthropic's 400
+``invalid_request_error`` with Anthropic's wording, so tests see what Claude would say.
 ``script.bodies`` holds the requests received.
 """
 
@@ -204,14 +206,29 @@ def check_request(body: Mapping[str, Any], signatures: set[str] | None = None) -
         for j, b in enumerate(content):
             if b["type"] == "thinking" and signatures is not None and b.get("signature") not in signatures:
                 return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
-            if b["type"] == "text" and not b.get("text"):
-                return f"messages.{i}.content.{j}: text content blocks must be non-empty"
+            if b["type"] == "redacted_thinking" and signatures is not None and b.get("data") not in signatures:
+                return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+        if msg["content"] == [] and not (msg["role"] == "assistant" and i == len(messages) - 1):
+            return (
+                f"messages.{i}: all messages must have non-empty content except for the optional final assistant "
+                "message"
+            )
+        problem = _blank_text(msg["content"], "messages")
+        if problem:
+            return problem
+    problem = _blank_text(body.get("system") or [], "system")
+    if problem:
+        return problem
     if has_tool_blocks and not body.get("tools"):
         return "Requests which include `tool_use` or `tool_result` blocks must define tools."
     schema_problem = check_schemas(body)
     if schema_problem:
         return schema_problem
     thinking_cfg = body.get("thinking") or {}
+    thinking_on = thinking_cfg.get("type") in ("enabled", "adaptive")
+    problem = _final_assistant_thinking(messages, thinking_on)
+    if problem:
+        return problem
     if thinking_cfg.get("type") == "enabled":
         budget = thinking_cfg.get("budget_tokens", 0)
         if budget < 1024 or budget >= body["max_tokens"]:
@@ -369,6 +386,62 @@ def _type_problem(node: Mapping[str, Any], kind: Any, where: str) -> str | None:
     return None
 
 
+THINKING_FIRST = (
+    "When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
+    "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous "
+    "turns. To avoid this requirement, disable `thinking`. Please consult our documentation at "
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+"""Anthropic's 400 for a tool loop whose last assistant turn lost its thinking (as recorded in public bug reports)."""
+
+
+def _final_assistant_thinking(messages: Sequence[Mapping[str, Any]], thinking_on: bool) -> str | None:
+    """Thinking on: the last assistant message, if it carries ``tool_use``, must start with (redacted) thinking.
+    Thinking off: an assistant message in the final position cannot contain thinking.
+    """
+    last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "assistant"), None)
+    if last is None:
+        return None
+    content = messages[last]["content"]
+    blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    if thinking_on and any(b["type"] == "tool_use" for b in blocks):
+        first = blocks[0]["type"] if blocks else "nothing"
+        if first not in ("thinking", "redacted_thinking"):
+            return (
+                f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
+                + THINKING_FIRST
+            )
+    if not thinking_on and last == len(messages) - 1:
+        for j, b in enumerate(blocks):
+            if b["type"] in ("thinking", "redacted_thinking"):
+                return (
+                    f"messages.{last}.content.{j}: When thinking is disabled, an `assistant` message in the final "
+                    "position cannot contain `thinking`. To use thinking blocks, enable `thinking` in your request."
+                )
+    return None
+
+
+def _blank_text(content: Any, where: str) -> str | None:
+    """Empty text anywhere; whitespace-only text in a message of nothing but text (Anthropic's wording, which names
+    no index). A recorded request (simonw-llm-anthropic ``test_tools``) shows a ``" "`` block beside ``tool_use``
+    blocks accepted, so whitespace next to non-text blocks passes here too.
+    """
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    texts = [b for b in content if b.get("type") == "text"]
+    for b in texts:
+        if not b.get("text"):
+            return f"{where}: text content blocks must be non-empty"
+    if texts and len(texts) == len(content) and not any(b["text"].strip() for b in texts):
+        return f"{where}: text content blocks must contain non-whitespace text"
+    for b in content:
+        if b.get("type") == "tool_result" and isinstance(b.get("content"), list):
+            problem = _blank_text(b["content"], where)
+            if problem:
+                return problem
+    return None
+
+
 def validate_with_sdk(body: Mapping[str, Any]) -> str | None:
     """Validate against the official ``anthropic`` SDK's request TypedDicts; unknown keys are errors too.
 
@@ -501,6 +574,8 @@ class Scripted:
                 block["signature"] = base64.b64encode(f"emu-signature-{index}-{position}".encode()).decode()
             if block["type"] == "thinking":
                 self.signatures.add(block["signature"])
+            if block["type"] == "redacted_thinking":
+                self.signatures.add(block["data"])
         return raw
 
 

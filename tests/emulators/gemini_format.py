@@ -1,8 +1,10 @@
 """A Gemini API emulator: ``generateContent`` and ``streamGenerateContent?alt=sse`` as Google serves them.
 
 Handlers check what the real API checks that polyroute could get wrong (the path, ``alt=sse``, the key in the
-``x-goog-api-key`` header and never in the URL, Gemini 3's thought signatures on replayed function calls) and
-answer with scripted turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini sends.
+``x-goog-api-key`` header and never in the URL, fields the v1beta protos do not have, and on Gemini 3 paths only the
+thought signatures of the current turn's function calls: present, and one this emulator sent or Google's documented
+placeholder) and answer with scripted turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini
+sends, with its wording.
 """
 
 from __future__ import annotations
@@ -151,6 +153,8 @@ class GeminiEmulator:
         self.chunk_size = chunk_size
         self.check_signatures = check_signatures
         self.bodies: list[dict[str, Any]] = []
+        self.issued: set[str] = set()
+        """The thought signatures this emulator sent; replayed ones must be among them (or the documented skip)."""
         self._next = 0
 
     def __call__(self, request: Request) -> Reply:
@@ -165,7 +169,7 @@ class GeminiEmulator:
         if stream and request.query.get("alt") != ["sse"]:
             return rpc_error(400, "INVALID_ARGUMENT", "test emulator: stream without alt=sse")
         body = request.json()
-        problem = self._check(body)
+        problem = self._check(body, match.group("model"))
         if problem is not None:
             return problem
         self.bodies.append(body)
@@ -175,33 +179,158 @@ class GeminiEmulator:
             return turn(request)
         if isinstance(turn, Reply):
             return turn
+        self.issued.update(_signatures(turn))
         if not stream:
             return Reply.json(dict(turn))
         data = sse_body(stream_events(turn))
         pieces = split(data, self.chunk_size) if self.chunk_size else [data]
         return Reply(chunks=pieces, headers={"content-type": "text/event-stream"})
 
-    def _check(self, body: Mapping[str, Any]) -> Reply | None:
+    def _check(self, body: Mapping[str, Any], model: str) -> Reply | None:
+        unknown = _unknown_field(body)
+        if unknown is not None:
+            return unknown
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             return rpc_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified")
         for i, content in enumerate(contents):
             if content.get("role") not in ("user", "model"):
                 return rpc_error(400, "INVALID_ARGUMENT", f"contents[{i}].role must be user or model")
+            if not content.get("parts"):
+                where = f"GenerateContentRequest.contents[{i}].parts"
+                return rpc_error(400, "INVALID_ARGUMENT", f"* {where}: contents.parts must not be empty.\n")
+            for j, part in enumerate(content["parts"]):
+                if not any(part.get(k) for k in _DATA_FIELDS):  # proto3 JSON: "" is an unset field
+                    where = f"GenerateContentRequest.contents[{i}].parts[{j}].data"
+                    message = f"* {where}: required oneof field 'data' must have one initialized field\n"
+                    return rpc_error(400, "INVALID_ARGUMENT", message)
         problem = check_fields(body)
         if problem is not None:
             return rpc_error(400, "INVALID_ARGUMENT", problem)
-        if self.check_signatures:
-            # Gemini 3: the first functionCall of each model step in the current turn must carry its signature.
-            for i, content in enumerate(contents):
-                calls = [p for p in content["parts"] if "functionCall" in p]
-                if content["role"] == "model" and calls and "thoughtSignature" not in calls[0]:
-                    return rpc_error(
-                        400,
-                        "INVALID_ARGUMENT",
-                        f"Function call is missing a thought_signature in functionCall parts. contents[{i}].parts",
-                    )
+        if self.check_signatures and _gemini_major(model) >= 3:
+            return self._check_signatures(contents)
         return None
+
+    def _check_signatures(self, contents: Sequence[Mapping[str, Any]]) -> Reply | None:
+        """Gemini 3 (thought-signatures docs): in the current turn (after the last user message with text), the first
+        functionCall of each model step must carry the signature it was returned with; Gemini 2.5 does not check.
+        A signature this emulator never issued is refused as a real one from elsewhere would be.
+        """
+        start = 0
+        for i, content in enumerate(contents):
+            if content["role"] == "user" and any("text" in p or "inlineData" in p for p in content["parts"]):
+                start = i + 1
+        for i in range(start, len(contents)):
+            content = contents[i]
+            calls = [(j, p) for j, p in enumerate(content["parts"]) if "functionCall" in p]
+            if content["role"] != "model" or not calls:
+                continue
+            j, first = calls[0]
+            signature = first.get("thoughtSignature")
+            if signature is None:
+                name = first["functionCall"].get("name")
+                return rpc_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Function call is missing a thought_signature in functionCall parts. This is required for tools "
+                    "to work correctly, and missing thought_signature may lead to degraded model performance. "
+                    f"Additional data, function call `default_api:{name}` , position {j + 1}. Please refer to "
+                    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
+                )
+            if signature != SKIP_SIGNATURE and signature not in self.issued:
+                return rpc_error(400, "INVALID_ARGUMENT", "Corrupted thought signature.")
+        return None
+
+
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+"""The placeholder Gemini documents for function calls whose signature is unknown (thought-signatures FAQ)."""
+
+
+_PART_FIELDS = {
+    "text",
+    "inlineData",
+    "inline_data",
+    "functionCall",
+    "function_call",
+    "functionResponse",
+    "function_response",
+    "fileData",
+    "file_data",
+    "executableCode",
+    "executable_code",
+    "codeExecutionResult",
+    "code_execution_result",
+    "videoMetadata",
+    "video_metadata",
+    "thought",
+    "thoughtSignature",
+    "thought_signature",
+    "partMetadata",
+    "part_metadata",
+}
+"""Part's fields (v1beta content.proto). The corpus has Gemini refusing ``mediaResolution`` on a part."""
+
+
+_DATA_FIELDS = (
+    "text",
+    "inlineData",
+    "inline_data",
+    "functionCall",
+    "function_call",
+    "functionResponse",
+    "function_response",
+    "fileData",
+    "file_data",
+    "executableCode",
+    "executable_code",
+    "codeExecutionResult",
+    "code_execution_result",
+)
+"""The ``Part.data`` oneof: one must be set (Gemini answers an empty text part with the oneof error, as users report
+in router-for-me/CLIProxyAPI#1292)."""
+
+
+def _unknown_field(body: Mapping[str, Any]) -> Reply | None:
+    """Gemini's 400 for a field the proto does not have (as recorded in pydantic-ai's video_url_detail cassette)."""
+    found: tuple[str, str | None] | None = None
+    for key in body:
+        if key not in _REQUEST_FIELDS:
+            found = (key, None)
+            break
+    for i, content in enumerate(body.get("contents") or () if found is None else ()):
+        for key in content:
+            if key not in ("role", "parts") and found is None:
+                found = (key, f"contents[{i}]")
+        for j, part in enumerate(content.get("parts") or ()):
+            for key in part:
+                if key not in _PART_FIELDS and found is None:
+                    found = (key, f"contents[{i}].parts[{j}]")
+    if found is None:
+        return None
+    name, where = found
+    at = f" at '{where}'" if where else ""
+    message = f'Invalid JSON payload received. Unknown name "{name}"{at}: Cannot find field.'
+    violation = {"field": where or name, "description": message}
+    return rpc_error(
+        400,
+        "INVALID_ARGUMENT",
+        message,
+        {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]},
+    )
+
+
+def _gemini_major(model: str) -> int:
+    found = re.search(r"gemini-(\d+)", model)
+    return int(found.group(1)) if found else 3  # unversioned names (aliases, tuned models): the strict family
+
+
+def _signatures(turn: Mapping[str, Any]) -> set[str]:
+    return {
+        part["thoughtSignature"]
+        for candidate in turn.get("candidates") or ()
+        for part in (candidate.get("content") or {}).get("parts") or ()
+        if part.get("thoughtSignature")
+    }
 
 
 def _names(*snake: str) -> frozenset[str]:

@@ -298,7 +298,8 @@ def test_recorded_request_round_trips(interaction: claude.Interaction) -> None:
         body["tools"] = tools
     request = anthropic.build_request(body, target(native["model"]))  # type: ignore[arg-type]
     ours = json.loads(request.content)
-    assert normalized(ours["messages"]) == normalized(native["messages"])
+    # Blank text is never sent (Anthropic refuses whitespace-only text), though llm's " " beside tool_use passed.
+    assert normalized(ours["messages"]) == normalized(native["messages"], drop_blank_text=True)
     if native.get("system"):
         recorded = native["system"]
         recorded_text = recorded if isinstance(recorded, str) else "".join(b["text"] for b in recorded)

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from polyroute import catalog
+from polyroute._thinking import ThinkingStore
 from polyroute.config import Deployment, ModelRoute, RouterConfig, load_config
 from polyroute.errors import ConfigError, NoRouteError, UpstreamError
 from polyroute.health import DeploymentState, Unavailable
@@ -60,6 +61,8 @@ class Router:
         self.config = load_config(config if config is not None else {})
         self._lock = threading.Lock()
         self._states: dict[Target, DeploymentState] = {}
+        self.thinking_store = ThinkingStore()
+        """Thinking blocks and thought signatures by tool-call id, re-attached when a client drops them."""
         self._routes: dict[str, Route] = {route.name: self._build_route(route) for route in self.config.models}
         self._transport: RouterTransport | None = None
 
@@ -97,6 +100,7 @@ class Router:
             api_key=deployment.resolve_api_key(spec.key_envs),
             timeout=deployment.timeout or self.config.timeout,
             info=catalog.for_deployment(spec, deployment),
+            thinking_store=self.thinking_store,
         )
 
     @property

@@ -33,6 +33,7 @@ from polyroute.types.openai import (
 )
 
 if TYPE_CHECKING:
+    from polyroute._thinking import ThinkingStore
     from polyroute.catalog import ModelInfo
     from polyroute.config import Deployment
 
@@ -84,6 +85,9 @@ class Target:
     api_key: str | None = field(repr=False)
     timeout: float
     info: ModelInfo
+    thinking_store: ThinkingStore | None = field(default=None, repr=False)
+    """The router's store of thinking blocks / thought signatures by tool-call id (see ``polyroute._thinking``);
+    None for a target built outside a router: then nothing is remembered."""
 
     @property
     def provider(self) -> str:

@@ -55,7 +55,20 @@ native ``{"type": "thinking", "thinking", "signature"}`` and ``{"type": "redacte
 convention LiteLLM also uses). Streams send each finished block once as ``delta.thinking_blocks: [block]``; a
 client collects them in order. Sent back on an assistant message, they are replayed first in that turn, so a
 tool loop with thinking is accepted. ``reasoning_content`` without ``thinking_blocks`` (from another provider)
-has no signature and is not sent.
+has no signature and is not sent. Most clients (AutoGen, ag2, openai-agents, pydantic-ai, langchain-openai) send
+the turn back as plain ``{role, content, tool_calls}``: the blocks returned with those tool calls are then taken
+from the router's store (``Target.thinking_store``, filled by :func:`parse_response` and the stream translator).
+Where the store no longer has them (a new process, a stored conversation), thinking is turned off for that
+request with a warning (see :func:`_apply_thinking_rules`): the API accepts the loop without thinking, not
+without the blocks. A forced tool with thinking on (which Anthropic refuses): one tool on a model with
+structured outputs is answered through them (:func:`forced_output_tool`), any other with thinking off for that
+request and a warning.
+
+**Refusals.** ``stop_reason: refusal`` → ``finish_reason: "content_filter"`` and ``message.refusal`` (a
+``delta.refusal`` before the finish chunk when streaming); any text Claude wrote first stays in ``content``.
+
+**Blank text.** Empty and whitespace-only text blocks are never sent (the API refuses them: "text content blocks
+must contain non-whitespace text"); a message left with nothing is left out, and the turns around it merge.
 
 **Usage.** OpenAI's convention: ``prompt_tokens`` = input + cache reads + cache writes,
 ``prompt_tokens_details.cached_tokens`` = cache reads (``cache_creation_tokens`` = cache writes),
@@ -65,6 +78,7 @@ has no signature and is not sent.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -82,6 +96,7 @@ from polyroute.providers._base import (
     generic_status_error,
     include_usage,
     make_usage,
+    tool_call_id,
     upstream_status_error,
 )
 from polyroute.types.openai import (
@@ -113,6 +128,11 @@ JSON_TOOL = "json_response"
 
 MISSING_RESULT = "No result was recorded for this tool call."
 
+REFUSAL = "Claude declined to answer this request (Anthropic stop_reason: refusal)."
+"""``message.refusal`` when Claude stops with ``stop_reason: refusal`` (api/handling-stop-reasons)."""
+
+logger = logging.getLogger("polyroute")
+
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _DATA_URL = re.compile(
     r"^data:(?P<media>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]+)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S
@@ -141,7 +161,7 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     body = drop_params(body, target)
     _refuse_unsupported(body, target)
     out: dict[str, Any] = {"model": target.model}
-    system, messages = _to_anthropic_messages(body["messages"], target)
+    system, messages = _to_anthropic_messages(body["messages"], target, restore_thinking=_wants_thinking(body, target))
     if system:
         out["system"] = system
     out["messages"] = messages
@@ -159,8 +179,9 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     if user:
         out["metadata"] = {"user_id": str(user)}
 
-    tools = [_to_anthropic_tool(tool, target) for tool in body.get("tools") or ()]
-    choice: dict[str, Any] | None = _to_anthropic_tool_choice(body)
+    output_tool = forced_output_tool(body, target)
+    tools = [_to_anthropic_tool(tool, target) for tool in body.get("tools") or ()] if output_tool is None else []
+    choice: dict[str, Any] | None = _to_anthropic_tool_choice(body) if output_tool is None else None
     json_tool = json_tool_name(body, target)
     response_format = body.get("response_format") or {}
     if json_tool is not None:
@@ -172,6 +193,10 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
             choice = {"type": "tool", "name": json_tool} if only_json else {"type": "any"}
     elif response_format.get("type") == "json_schema":
         schema: Any = _obj(response_format.get("json_schema")).get("schema") or {"type": "object"}
+        out["output_config"] = {"format": {"type": "json_schema", "schema": _to_anthropic_schema(schema)}}
+    elif output_tool is not None:
+        parameters = _obj(_obj((body.get("tools") or [{}])[0]).get("function")).get("parameters")
+        schema = parameters or {"type": "object", "properties": {}}
         out["output_config"] = {"format": {"type": "json_schema", "schema": _to_anthropic_schema(schema)}}
     if not tools and _history_uses_tools(messages):
         tools = _declared_history_tools(messages)
@@ -249,10 +274,47 @@ def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
         raise refuse("reasoning_effort", f"model {target.model} has no extended thinking; remove 'reasoning_effort'")
 
 
+def _wants_thinking(body: ChatCompletionRequest, target: Target) -> bool:
+    """Whether this request asks for thinking (``reasoning_effort``, or native ``thinking`` in the body or params)."""
+    return _thinking_type(body, target) in ("enabled", "adaptive")
+
+
+def _thinking_type(body: ChatCompletionRequest, target: Target) -> str | None:
+    native = target.deployment.params.get("thinking", cast(Mapping[str, Any], body).get("thinking"))
+    if native is not None:
+        return _obj(native).get("type")
+    return "enabled" if body.get("reasoning_effort") not in (None, "none") else None
+
+
+def forced_output_tool(body: ChatCompletionRequest, target: Target) -> str | None:
+    """The name of a forced tool answered through native structured outputs instead, else None.
+
+    One tool, forced (``tool_choice`` "required" or that function), with manual thinking on: the pattern of
+    LangChain ``with_structured_output``, LlamaIndex ``structured_predict`` and instructor TOOLS, whose tool
+    exists only to shape the answer. Anthropic refuses thinking with a forced tool, so on a model with native
+    structured outputs the tool's parameters become ``output_config.format`` and the JSON answer comes back as a
+    call of that tool (``finish_reason: "tool_calls"``), thinking kept. Other forced tools: see
+    :func:`_apply_thinking_rules`.
+    """
+    tools = body.get("tools") or ()
+    if len(tools) != 1 or body.get("response_format") or _thinking_type(body, target) != "enabled":
+        return None
+    name = _obj(tools[0].get("function")).get("name")
+    choice = body.get("tool_choice")
+    forced = choice == "required" or (isinstance(choice, dict) and _obj(choice.get("function")).get("name") == name)
+    if not forced or not isinstance(name, str) or not native_structured_output(target):
+        return None
+    return name
+
+
 def _to_anthropic_messages(
-    messages: list[Message], target: Target
+    messages: list[Message], target: Target, *, restore_thinking: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """OpenAI messages → (``system`` text blocks, alternating native messages with the history repaired)."""
+    """OpenAI messages → (``system`` text blocks, alternating native messages with the history repaired).
+
+    ``restore_thinking``: give assistant turns with tool calls the thinking blocks the client dropped (from the
+    target's store); without thinking on, the API has no use for them.
+    """
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
@@ -265,7 +327,7 @@ def _to_anthropic_messages(
                 blocks = _to_anthropic_blocks(message, index, target)
                 native_role = "user"
             case "assistant":
-                blocks = _to_anthropic_assistant_blocks(message, index, target)
+                blocks = _to_anthropic_assistant_blocks(message, index, target, restore_thinking)
                 native_role = "assistant"
             case "tool" | "function":
                 blocks = [_to_anthropic_tool_result(message, index, target)]
@@ -276,6 +338,12 @@ def _to_anthropic_messages(
             turns[-1]["content"].extend(blocks)  # the Messages API wants alternating turns: merge
         else:
             turns.append({"role": native_role, "content": blocks})
+    if not turns and messages:
+        raise UnsupportedFeatureError(
+            "every message is empty or whitespace-only, and Anthropic needs at least one message with content; "
+            "send some text",
+            param="messages",
+        )
     return system, _repair_tool_adjacency(turns)
 
 
@@ -286,7 +354,7 @@ def _to_anthropic_blocks(
     content = message.get("content")
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
-        if content:
+        if content.strip():  # the Messages API refuses empty and whitespace-only text blocks
             blocks.append({"type": "text", "text": content})
     elif content:
         for part in content:
@@ -314,8 +382,8 @@ def _to_anthropic_part(part: ContentPart, index: int, target: Target) -> dict[st
     match kind:
         case "text" | "refusal":
             text = part.get("text") or cast(Mapping[str, Any], part).get("refusal") or ""
-            if not text:
-                return None  # the Messages API rejects empty text blocks
+            if not text.strip():
+                return None  # the Messages API rejects empty and whitespace-only text blocks
             block = {"type": "text", "text": text}
         case "image_url":
             if target.info.known and not target.info.vision:
@@ -405,10 +473,21 @@ def _to_anthropic_document(file: Mapping[str, Any], where: str, target: Target) 
     return block
 
 
-def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target) -> list[dict[str, Any]]:
-    """Thinking blocks first (signatures intact), then text, then ``tool_use`` (build-with-claude/extended-thinking)."""
+def _to_anthropic_assistant_blocks(
+    message: Message, index: int, target: Target, restore_thinking: bool = False
+) -> list[dict[str, Any]]:
+    """Thinking blocks first (signatures intact), then text, then ``tool_use`` (build-with-claude/extended-thinking).
+
+    A turn with tool calls that comes back without its thinking blocks (most clients drop them) gets the blocks
+    this router returned with those calls, from the target's thinking store.
+    """
     blocks: list[dict[str, Any]] = []
-    for block in message.get("thinking_blocks") or ():
+    thinking = message.get("thinking_blocks") or ()
+    calls = message.get("tool_calls") or ()
+    store = target.thinking_store
+    if restore_thinking and calls and store is not None and not any(_replayable(b) for b in thinking):
+        thinking = store.blocks_for([call["id"] for call in calls]) or ()
+    for block in thinking:
         match block.get("type"):
             case "thinking" if block.get("signature"):
                 blocks.append(
@@ -422,6 +501,10 @@ def _to_anthropic_assistant_blocks(message: Message, index: int, target: Target)
     for call in message.get("tool_calls") or ():
         blocks.append(_to_anthropic_tool_use(call, index))
     return blocks
+
+
+def _replayable(block: Mapping[str, Any]) -> bool:
+    return bool(block.get("signature") if block.get("type") == "thinking" else block.get("data"))
 
 
 def _to_anthropic_tool_use(call: ToolCall, index: int) -> dict[str, Any]:
@@ -704,31 +787,89 @@ def _to_anthropic_thinking(effort: str, out: dict[str, Any], user_max: int | Non
 
 
 def _apply_thinking_rules(out: dict[str, Any], json_tool: str | None, target: Target) -> None:
-    """Drop the sampling knobs the request cannot carry (build-with-claude/extended-thinking, "Sampling
-    parameters"): temperature (and top_p below 0.95) while thinking; top_p next to temperature, which newer models
-    reject even at defaults; all of them from API version 2026-10-21, which takes no sampling parameters.
+    """Make thinking and the rest of the request fit together (build-with-claude/extended-thinking).
+
+    Thinking is turned off for this one request, with a warning in the ``polyroute`` log, where the API would
+    refuse it and the caller cannot fix that:
+
+    - a forced tool (``tool_choice`` required or a named function; LangChain ``with_structured_output``,
+      LlamaIndex ``structured_predict``, pydantic-ai tool output and instructor TOOLS all force one) that
+      :func:`forced_output_tool` cannot answer through native structured outputs (several tools, or a model
+      without them): manual thinking "may not be enabled when tool_choice forces tool use". Turning thinking off
+      keeps the tool forced, so the caller gets the tool call it asked for; the docs' own advice for the conflict.
+      (``tool_choice: auto`` plus a check would fail only after the answer, often mid-stream: worse for callers);
+    - a tool loop whose last assistant turn has no thinking block left to start with (the client dropped it and
+      this router no longer holds it: a new process, a stored conversation): the API wants that turn to start
+      with its signed thinking, and accepts the loop without thinking ("To avoid this requirement, disable
+      `thinking`").
+
+    ``response_format`` going through the forced JSON tool (``json_object``, or ``json_schema`` on a model without
+    native structured outputs) with thinking is refused with a 400 instead: the caller can fix it (use
+    ``json_schema`` on Claude 4.5+, or drop ``reasoning_effort``).
+
+    Then the sampling knobs the request cannot carry are dropped ("Sampling parameters"): temperature (and top_p
+    below 0.95) while thinking; top_p next to temperature, which newer models reject even at defaults; all of them
+    from API version 2026-10-21, which takes no sampling parameters.
     """
-    thinking = out.get("thinking")
-    thinking_on = isinstance(thinking, dict) and cast(Mapping[str, Any], thinking).get("type") in (
-        "enabled",
-        "adaptive",
-    )
-    if thinking_on:
+    thinking_type = _obj(out.get("thinking")).get("type")
+    forced = _obj(out.get("tool_choice")).get("type") in ("any", "tool")
+    if thinking_type == "enabled" and forced:
+        if json_tool is not None:
+            raise _json_tool_with_thinking(target)
+        out.pop("thinking")
+        logger.warning(
+            "polyroute: %s: thinking turned off for this request: Anthropic does not allow thinking when "
+            "tool_choice forces a tool (tool_choice=%s); remove reasoning_effort or use tool_choice auto to keep it",
+            target.label,
+            "required" if _obj(out.get("tool_choice")).get("type") == "any" else "a named function",
+        )
+        thinking_type = None
+    if thinking_type in ("enabled", "adaptive") and _tool_loop_lost_thinking(out["messages"]):
+        out.pop("thinking")
+        logger.warning(
+            "polyroute: %s: thinking turned off for this request: the tool loop's last assistant turn came back "
+            "without its thinking blocks and this router no longer has them (a new process or a stored "
+            "conversation); Anthropic accepts the loop only without thinking. Send back the message's "
+            "thinking_blocks to keep thinking on",
+            target.label,
+        )
+        thinking_type = None
+    if thinking_type in ("enabled", "adaptive"):
         out.pop("temperature", None)
         if out.get("top_p") is not None and out["top_p"] < 0.95:
             out.pop("top_p")
-        if json_tool is not None and _obj(out.get("tool_choice")).get("type") in ("any", "tool"):
-            raise UnsupportedFeatureError(
-                f"{target.label}: response_format with extended thinking needs native structured outputs, which "
-                f"{target.model} lacks (thinking cannot force a tool); remove reasoning_effort / thinking or route to "
-                "Claude 4.5 or later",
-                param="response_format",
-            )
     if "temperature" in out and "top_p" in out:
         out.pop("top_p")
     if (target.deployment.api_version or DEFAULT_VERSION) >= SAMPLING_FREE_VERSION:
         out.pop("temperature", None)
         out.pop("top_p", None)
+
+
+def _tool_loop_lost_thinking(messages: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn has ``tool_use`` but does not start with a (redacted) thinking block."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            content = message["content"]
+            uses_tools = any(block["type"] == "tool_use" for block in content)
+            return uses_tools and content[0]["type"] not in ("thinking", "redacted_thinking")
+    return False
+
+
+def _json_tool_with_thinking(target: Target) -> UnsupportedFeatureError:
+    """The 400 for ``response_format`` that needs the forced JSON tool while thinking is on."""
+    if native_structured_output(target):  # then json_schema is native: only json_object takes the tool
+        why = (
+            "response_format json_object is answered through a forced tool on Anthropic, and thinking may not be "
+            "enabled when a tool is forced; use response_format json_schema (native structured outputs, which work "
+            "with thinking on this model) or remove reasoning_effort"
+        )
+    else:
+        why = (
+            "response_format is answered through a forced tool on this model, which has no native "
+            "structured outputs, and thinking may not be enabled when a tool is forced; remove reasoning_effort or "
+            "route to a model with structured outputs (Claude Opus 4.1, Claude 4.5 or later)"
+        )
+    return UnsupportedFeatureError(why, param="reasoning_effort")  # the router names the deployment
 
 
 # -- responses ----------------------------------------------------------------------------------------------------
@@ -770,13 +911,24 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             case _:
                 pass  # server tools (server_tool_use, web_search_tool_result...) ran upstream; their text follows
     text = json_answer if json_answer is not None else "".join(texts)
-    message: ResponseMessage = {"role": "assistant", "content": text if text or not tool_calls else None}
+    output_tool = forced_output_tool(body, target)
+    if output_tool is not None and text and message_data.get("stop_reason") != "refusal":
+        tool_calls.append(
+            {"id": tool_call_id(), "type": "function", "function": {"name": output_tool, "arguments": text}}
+        )
+        text = ""
+    refused = message_data.get("stop_reason") == "refusal"
+    message: ResponseMessage = {"role": "assistant", "content": text if text or not (tool_calls or refused) else None}
+    if refused:
+        message["refusal"] = REFUSAL
     if tool_calls:
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
     if thinking_blocks:
         message["thinking_blocks"] = thinking_blocks
+        if tool_calls and target.thinking_store is not None:
+            target.thinking_store.remember_blocks([call["id"] for call in tool_calls], thinking_blocks)
     finish = _from_anthropic_stop_reason(message_data.get("stop_reason"), bool(tool_calls))
     completion: ChatCompletion = {
         "id": str(message_data.get("id") or ""),
@@ -818,7 +970,9 @@ def _from_anthropic_usage(usage: Mapping[str, Any]) -> Usage:
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> AnthropicStreamTranslator:
     """A translator for one Messages stream."""
-    return AnthropicStreamTranslator(target, include_usage(body), json_tool_name(body, target))
+    return AnthropicStreamTranslator(
+        target, include_usage(body), json_tool_name(body, target), forced_output_tool(body, target)
+    )
 
 
 BlockKind = Literal["text", "thinking", "redacted_thinking", "tool", "json", "other"]
@@ -831,12 +985,28 @@ class AnthropicStreamTranslator:
     finished; :meth:`finish` raises :class:`StreamInterruptedError` when ``message_stop`` never came.
     """
 
-    __slots__ = ("_blocks", "_json_tool", "_started", "_stop_reason", "_stopped", "_usage", "builder", "target")
+    __slots__ = (
+        "_blocks",
+        "_json_tool",
+        "_output_call",
+        "_output_tool",
+        "_started",
+        "_stop_reason",
+        "_stopped",
+        "_usage",
+        "builder",
+        "target",
+    )
 
-    def __init__(self, target: Target, include_usage: bool, json_tool: str | None = None) -> None:
+    def __init__(
+        self, target: Target, include_usage: bool, json_tool: str | None = None, output_tool: str | None = None
+    ) -> None:
         self.target = target
         self.builder = ChunkBuilder(model=target.model, include_usage=include_usage)
         self._json_tool = json_tool
+        self._output_tool = output_tool
+        self._output_call: str | None = None
+        """The id of the tool call the structured answer streams as (see :func:`forced_output_tool`)."""
         self._blocks: dict[int, dict[str, Any]] = {}
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
@@ -894,7 +1064,7 @@ class AnthropicStreamTranslator:
             case "text":
                 kind = "text"
                 if block.get("text"):
-                    out.append(self.builder.text(block["text"]))
+                    out.extend(self._text(block["text"]))
             case "thinking":
                 kind = "thinking"
                 state["thinking"] = block.get("thinking") or ""
@@ -910,6 +1080,7 @@ class AnthropicStreamTranslator:
             case "tool_use":
                 kind = "tool"
                 state["input"] = block.get("input") or {}
+                state["id"] = str(block["id"])
                 out.append(self.builder.tool_call_start(index, str(block["id"]), str(block["name"])))
             case _:
                 kind = "other"
@@ -923,7 +1094,7 @@ class AnthropicStreamTranslator:
             return []
         match delta.get("type"):
             case "text_delta" if delta.get("text"):
-                return [self.builder.text(delta["text"])]
+                return self._text(delta["text"])
             case "thinking_delta" if delta.get("thinking"):
                 state["thinking"] = state.get("thinking", "") + delta["thinking"]
                 return [self.builder.reasoning(delta["thinking"])]
@@ -941,6 +1112,15 @@ class AnthropicStreamTranslator:
             case _:
                 return []  # empty deltas, citations_delta
 
+    def _text(self, text: str) -> list[ChatCompletionChunk]:
+        """Text as content, or as the arguments of the forced tool answered through structured outputs."""
+        if self._output_tool is None:
+            return [self.builder.text(text)]
+        if self._output_call is None:
+            self._output_call = tool_call_id()
+            return [self.builder.tool_call_start("output", self._output_call, self._output_tool, text)]
+        return [self.builder.tool_call_arguments("output", text)]
+
     def _block_stop(self, index: int) -> list[ChatCompletionChunk]:
         state = self._blocks.get(index)
         if state is None:
@@ -948,9 +1128,11 @@ class AnthropicStreamTranslator:
         match state["kind"]:
             case "thinking":
                 block = {"type": "thinking", "thinking": state["thinking"], "signature": state["signature"]}
+                state["block"] = block
                 return [self.builder.chunk({"thinking_blocks": [block]})]
             case "redacted_thinking":
-                return [self.builder.chunk({"thinking_blocks": [{"type": "redacted_thinking", "data": state["data"]}]})]
+                state["block"] = {"type": "redacted_thinking", "data": state["data"]}
+                return [self.builder.chunk({"thinking_blocks": [state["block"]]})]
             case "tool" if not state["args"]:
                 # No argument deltas (a tool without parameters): send the start block's input, as non-streamed.
                 return [self.builder.tool_call_arguments(index, dumps(state["input"]).decode())]
@@ -961,8 +1143,17 @@ class AnthropicStreamTranslator:
 
     def _message_stop(self) -> list[ChatCompletionChunk]:
         self._stopped = True
-        user_tools = any(state["kind"] == "tool" for state in self._blocks.values())
-        out = [self.builder.finish(_from_anthropic_stop_reason(self._stop_reason, user_tools))]
+        states = [self._blocks[index] for index in sorted(self._blocks)]
+        call_ids = [state["id"] for state in states if state["kind"] == "tool"]
+        if self._output_call is not None:
+            call_ids.append(self._output_call)
+        store = self.target.thinking_store
+        if call_ids and store is not None:
+            store.remember_blocks(call_ids, [state["block"] for state in states if "block" in state])
+        out: list[ChatCompletionChunk] = []
+        if self._stop_reason == "refusal":
+            out.append(self.builder.chunk({"refusal": REFUSAL}))
+        out.append(self.builder.finish(_from_anthropic_stop_reason(self._stop_reason, bool(call_ids))))
         usage_chunk = self.builder.usage_chunk(_from_anthropic_usage(self._usage))
         if usage_chunk is not None:
             out.append(usage_chunk)

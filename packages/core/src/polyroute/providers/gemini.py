@@ -46,7 +46,7 @@ Requests (OpenAI → Gemini):
 
 Thought signatures (https://ai.google.dev/gemini-api/docs/thought-signatures): Gemini 3 rejects a tool loop whose
 ``functionCall`` parts come back without the ``thoughtSignature`` they were returned with. polyroute carries each one
-in three ways, so any client can complete the loop:
+in four ways, so any client can complete the loop:
 
 1. ``provider_specific_fields: {"thought_signature": ...}`` on the OpenAI tool call (also read:
    ``extra_content.google.thought_signature``, the convention of Google's own OpenAI-compatible endpoint);
@@ -54,8 +54,11 @@ in three ways, so any client can complete the loop:
    every client and framework sends back verbatim (LangChain keeps only name, args and id). The price is long ids
    (a signature is up to a few KB); Gemini never sees them (the suffix is stripped before sending), but a history
    replayed to OpenAI, which caps tool-call ids at 40 characters, needs that adapter to shorten them;
-3. when neither survived, the documented placeholder signature ``skip_thought_signature_validator`` on the first
-   call of each current-turn step, so the request is accepted rather than failing with a 400.
+3. the router's store (``polyroute._thinking``): every signature returned, by plain tool-call id, for a client
+   that sent the call back under a rewritten or shortened id;
+4. when none of these has it (a new process, a stored conversation), the documented placeholder signature
+   ``skip_thought_signature_validator`` on the first call of each current-turn step, with a warning in the
+   ``polyroute`` log, so the request is accepted rather than failing with a 400. Gemini 2.5 does not check.
 
 A signature on a text part (Gemini 3 puts one on the last part of a plain answer) rides on the message as
 ``provider_specific_fields: {"thought_signature": ...}`` (a delta of its own when streaming) and returns on that
@@ -76,6 +79,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import mimetypes
 import re
 import time
@@ -115,6 +119,8 @@ from polyroute.types.openai import (
 
 SIGNATURE_MARK = "__gts_"
 """Separates a tool-call id from the thought signature encoded after it."""
+
+logger = logging.getLogger("polyroute")
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 """Gemini's documented placeholder for a function call whose real signature is unknown (thought-signatures FAQ)."""
@@ -240,6 +246,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             message["reasoning_content"] = reasoning
         if calls:
             message["tool_calls"] = calls
+            _remember_signatures(calls, target)
         if text_signature:
             cast(dict[str, Any], message)["provider_specific_fields"] = {"thought_signature": text_signature}
         choices.append({"index": index, "message": message, "finish_reason": finish})
@@ -255,6 +262,17 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     if usage is not None:
         completion["usage"] = usage
     return completion
+
+
+def _remember_signatures(calls: Sequence[ToolCall], target: Target) -> None:
+    """Record each call's signature by its plain id, for a client that sends the call back under that id."""
+    store = target.thinking_store
+    if store is None:
+        return
+    for call in calls:
+        base_id, signature = split_tool_call_id(call["id"])
+        if signature:
+            store.remember_signature(base_id, signature)
 
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> GeminiStreamTranslator:
@@ -385,8 +403,13 @@ def _to_native_contents(messages: Sequence[Message], target: Target) -> tuple[li
                 append("user", [_to_native_function_response(message, names, target, position)])
             case _:  # pragma: no cover - validation admits only the roles above
                 raise UnsupportedFeatureError(f"messages[{position}]: role {role!r} cannot be sent to Gemini")
-    if contents and _needs_signatures(target.model):
-        _fill_missing_signatures(contents)
+    if contents and _needs_signatures(target.model) and _fill_missing_signatures(contents):
+        logger.warning(
+            "polyroute: %s: a tool call in this turn came back without its thought signature and this router no "
+            "longer has it (a new process or a stored conversation); sent Gemini's documented placeholder "
+            "signature instead. Keep tool-call ids (or provider_specific_fields) as returned to avoid it",
+            target.label,
+        )
     return system, contents
 
 
@@ -394,7 +417,7 @@ def _to_native_text_parts(content: Any, target: Target, position: int, role: str
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return [{"text": content}] if content else []  # Gemini refuses an empty text part
     out: list[dict[str, Any]] = []
     for part in cast(list[ContentPart], content):
         if part.get("type") != "text":
@@ -403,7 +426,8 @@ def _to_native_text_parts(content: Any, target: Target, position: int, role: str
                 "it to a user message",
                 param="messages",
             )
-        out.append({"text": part.get("text", "")})
+        if part.get("text"):
+            out.append({"text": part.get("text", "")})
     return out
 
 
@@ -411,8 +435,9 @@ def _to_native_user_parts(content: Any, target: Target, position: int) -> list[d
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}]
-    return [_to_native_part(part, target, position) for part in cast(list[ContentPart], content)]
+        return [{"text": content}] if content else []
+    parts = [_to_native_part(part, target, position) for part in cast(list[ContentPart], content)]
+    return [part for part in parts if part.get("text", True)]  # Gemini refuses an empty text part
 
 
 def _to_native_part(part: ContentPart, target: Target, position: int) -> dict[str, Any]:
@@ -503,7 +528,8 @@ def _to_native_model_parts(
         for part in content:
             kind = part.get("type")
             if kind == "text":
-                parts.append({"text": part.get("text", "")})
+                if part.get("text"):  # an empty text part is refused ("empty text parameter")
+                    parts.append({"text": part.get("text", "")})
             elif kind != "refusal":
                 raise UnsupportedFeatureError(
                     f"messages[{position}] (assistant): Gemini takes only text here, not a {kind!r} part",
@@ -536,6 +562,8 @@ def _to_native_model_parts(
             fc["id"] = base_id
         native: dict[str, Any] = {"functionCall": fc}
         signature = _signature_of(call) or signature
+        if not signature and target.thinking_store is not None:
+            signature = target.thinking_store.signature_for(base_id)  # a client that rewrote or shortened the id
         if signature:
             native["thoughtSignature"] = signature
         parts.append(native)
@@ -594,12 +622,13 @@ def _to_native_function_response(
     return {"functionResponse": response}
 
 
-def _fill_missing_signatures(contents: list[dict[str, Any]]) -> None:
-    """Give each current-turn step whose calls lost their signature the documented placeholder.
+def _fill_missing_signatures(contents: list[dict[str, Any]]) -> bool:
+    """Give each current-turn step whose calls lost their signature the documented placeholder; whether any did.
 
     Gemini 3 validates signatures on the current turn's function calls only: those after the last user message that
     is more than function results.
     """
+    filled = False
     start = 0
     for i, content in enumerate(contents):
         if content["role"] == "user" and any("functionResponse" not in p for p in content["parts"]):
@@ -610,6 +639,8 @@ def _fill_missing_signatures(contents: list[dict[str, Any]]) -> None:
         calls = [p for p in content["parts"] if "functionCall" in p]
         if calls and not any("thoughtSignature" in p for p in calls):
             calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+            filled = True
+    return filled
 
 
 def _model_version(model: str) -> tuple[int, int] | None:
@@ -1266,8 +1297,11 @@ class GeminiStreamTranslator:
             position = self._calls.get(index, 0)
             self._calls[index] = position + 1
             key = (index, position)
-            call_id = join_tool_call_id(_native_call_id(fc, self._response_id, index, position), signature)
+            base_id = _native_call_id(fc, self._response_id, index, position)
+            call_id = join_tool_call_id(base_id, signature)
             extra = {"thought_signature": signature} if signature else {}
+            if signature and self.target.thinking_store is not None:
+                self.target.thinking_store.remember_signature(base_id, str(signature))
             if fc.get("willContinue"):  # arguments follow in partialArgs pieces (Vertex AI)
                 self._pending[index] = pending = _StreamedCall(key)
                 out.append(builder.tool_call_start(key, call_id, str(name), "", extra, index=index))
