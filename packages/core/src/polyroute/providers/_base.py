@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from polyroute._sse import SSEEvent
-from polyroute.errors import UpstreamStatusError, status_error_type
+from polyroute.errors import UpstreamStatusError, redact, status_error_type
 from polyroute.types.openai import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -72,18 +72,57 @@ class ProviderSpec:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Target:
-    """One deployment, resolved: the config, the provider spec, the base URL, the key and the model's catalog row.
+    """One deployment, resolved: the config, the provider spec, the base URL and the model's catalog row.
 
-    The key is held here and only here; ``repr`` never shows it.
+    The key is not held: :attr:`api_key` reads it on each call (inline ``api_key``, else the environment), so a
+    variable set after the router was built is used, and no ``repr`` can show it.
     """
 
     route: str
     deployment: Deployment
     spec: ProviderSpec
     api_base: str
-    api_key: str | None = field(repr=False)
     timeout: float
     info: ModelInfo
+
+    @property
+    def api_key(self) -> str | None:
+        """The key for this call: inline ``api_key``, else the first of :attr:`key_envs` that is set."""
+        return self.deployment.resolve_api_key(self.spec.key_envs)
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """The environment variables this deployment reads its key from: ``api_key_env``, else the provider's."""
+        env = self.deployment.api_key_env
+        return (env,) if env else self.spec.key_envs
+
+    @property
+    def key_required(self) -> bool:
+        """Whether a call needs a key: the provider wants one, or the deployment named one."""
+        d = self.deployment
+        return self.spec.key_required or d.api_key_env is not None or d.api_key is not None
+
+    def missing_key_error(self) -> UpstreamStatusError | None:
+        """The 401 to answer when this call needs a key and none is set, naming the variable to set; else None."""
+        if not self.key_required or self.api_key:
+            return None
+        d = self.deployment
+        if d.api_key is not None:
+            fix = "its inline api_key is empty"
+        elif d.api_key_env:
+            fix = f"set {d.api_key_env} (its api_key_env)"
+        else:
+            envs = " or ".join(self.spec.key_envs) or "a key"
+            fix = f"set {envs}, or api_key / api_key_env in its deployment"
+        return UpstreamStatusError(
+            f"no API key for {self.label}: {fix}",
+            provider=self.provider,
+            deployment=self.label,
+            status=401,
+            error_type="authentication_error",
+            code="missing_api_key",
+            retryable=False,
+        )
 
     @property
     def provider(self) -> str:
@@ -320,6 +359,7 @@ def upstream_status_error(
     (LangChain and others match the phrase); the request id and ``retry-after`` read from the headers if not given.
     """
     mapped = 503 if status == 529 else status
+    message = redact(message)  # a provider may echo the key it refused, in any shape
     if is_context_overflow(message) or code == "context_length_exceeded":
         code = "context_length_exceeded"
         if "context_length_exceeded" not in message:
