@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -29,8 +30,8 @@ def test_direct_name_without_api_base_is_a_400(mode: str, name: str) -> None:
     with pytest.raises(openai.BadRequestError, match="needs an api_base") as caught:
         call(mode, Router(), model=name)
     assert caught.value.status_code == 400
-    body = caught.value.body
-    assert isinstance(body, dict) and body.get("type") == "invalid_request_error" and body.get("param") == "model"
+    body: Any = caught.value.body
+    assert body["type"] == "invalid_request_error" and body["param"] == "model"
     with pytest.raises(InvalidRequestError):
         Router().route(name)
 
