@@ -1,7 +1,8 @@
 """The provider registry: each provider as a data row; adapter modules load on first use.
 
-OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks`; native APIs have a
-module each (``anthropic``, ``gemini``, ``bedrock``). ``import polyroute`` loads no adapter and no SDK.
+OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks` (data, never
+``if provider == ...`` in an adapter); native APIs have a module each (``anthropic``, ``gemini``). ``import polyroute``
+loads no adapter and no SDK.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
             "api-key",
             "azure",
+            Quirks(deployment_urls=True, default_api_version="2024-10-21"),
         ),
         ProviderSpec(
             # https://api-docs.deepseek.com: max_tokens, no developer role, n must be 1, reasoning_content.
@@ -49,6 +51,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
                 developer_role=False,
                 n=False,
                 parallel_tool_calls=False,
+                reasoning_in_history=True,
                 unsupported=frozenset({"audio", "modalities", "prediction", "logit_bias", "service_tier"}),
             ),
         ),

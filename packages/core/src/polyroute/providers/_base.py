@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from polyroute.catalog import ModelInfo
     from polyroute.config import Deployment
 
-AuthStyle = Literal["bearer", "x-api-key", "api-key", "x-goog-api-key", "sigv4", "none"]
+AuthStyle = Literal["bearer", "x-api-key", "api-key", "x-goog-api-key", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,12 @@ class Quirks:
     seed_field: str = "seed"
     unsupported: frozenset[str] = frozenset()
     """Request fields this API rejects: a request using one gets a 400 naming it and the deployment."""
+    reasoning_in_history: bool = False
+    """Assistant messages keep ``reasoning_content`` when sent back (DeepSeek wants it within a tool loop)."""
+    deployment_urls: bool = False
+    """Azure's ``{base}/openai/deployments/{model}/chat/completions?api-version=…`` (unless the base is already
+    the ``/openai/v1`` surface), with ``api_version`` or :attr:`default_api_version`."""
+    default_api_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,7 @@ class ProviderSpec:
     """A provider as data: which adapter speaks its wire format, where it lives, how it authenticates."""
 
     key: str
-    adapter: Literal["openai", "anthropic", "gemini", "bedrock", "mock"]
+    adapter: Literal["openai", "anthropic", "gemini", "mock"]
     default_base: str | None
     key_envs: tuple[str, ...]
     auth: AuthStyle
@@ -140,7 +146,7 @@ class Target:
         return self.deployment.label
 
     def auth_headers(self) -> dict[str, str]:
-        """The provider's auth header for this key (empty when the provider needs none, or signs instead)."""
+        """The provider's auth header for this key (empty when the provider needs none)."""
         key = self.api_key
         if not key:
             return {}
@@ -153,13 +159,13 @@ class Target:
                 return {"api-key": key}
             case "x-goog-api-key":
                 return {"x-goog-api-key": key}
-            case "sigv4" | "none":
+            case "none":
                 return {}
 
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    """A native HTTP request, before auth signing (SigV4 signs the final bytes in the adapter)."""
+    """A native HTTP request, as the adapter built it (auth headers included)."""
 
     method: str
     url: str
@@ -169,7 +175,7 @@ class UpstreamRequest:
 
 
 class StreamDecoder(Protocol):
-    """Turns upstream body bytes into events (SSE, JSON lines, AWS event stream)."""
+    """Turns upstream body bytes into events (SSE for every provider today)."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete."""
