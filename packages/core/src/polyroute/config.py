@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from polyroute.errors import ConfigError, remember_secret
+from polyroute.errors import ConfigError, is_secret_header, remember_secret
 
 Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost"]
 
@@ -26,15 +25,6 @@ class _Model(BaseModel):
     # Validation errors never echo input: a deployment's headers or api_key may be in it. load_config names the
     # bad values itself, except secret ones.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-_SECRET_HEADER = re.compile(r"key|token|secret|auth|cookie|passw|signature|credential|session", re.IGNORECASE)
-"""Header names whose values are credentials (``Authorization``, ``api-key``, ``x-api-key``, ``X-Auth-Token``…)."""
-
-
-def is_secret_header(name: str) -> bool:
-    """Whether a header's value is a credential, to be kept out of reprs, errors and logs."""
-    return _SECRET_HEADER.search(name) is not None
 
 
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -64,6 +64,15 @@ def remember_secret(value: str) -> None:
             _secrets = tuple(sorted(_remembered, key=len, reverse=True))
 
 
+_SECRET_HEADER = re.compile(r"key|token|secret|auth|cookie|passw|signature|credential", re.IGNORECASE)
+"""Header names whose values are credentials (``Authorization``, ``api-key``, ``x-api-key``, ``X-Auth-Token``…)."""
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header's value is a credential, to be kept out of reprs, errors and logs."""
+    return _SECRET_HEADER.search(name) is not None
+
+
 def known_secrets() -> tuple[str, ...]:
     """The secrets :func:`redact` removes (for tests and for guards that scan other outputs)."""
     return _secrets

@@ -27,7 +27,15 @@ _COMMON_UNSUPPORTED = frozenset({"logit_bias", "top_logprobs", "logprobs", "audi
 PROVIDERS: Mapping[str, ProviderSpec] = {
     spec.key: spec
     for spec in (
-        ProviderSpec("openai", "openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",), "bearer", "openai"),
+        ProviderSpec(
+            "openai",
+            "openai",
+            "https://api.openai.com/v1",
+            ("OPENAI_API_KEY",),
+            "bearer",
+            "openai",
+            header_prefixes=("openai-",),
+        ),
         ProviderSpec(
             # https://learn.microsoft.com/azure/ai-foundry/openai/reference: deployment URLs, api-version, api-key.
             "azure",
@@ -37,6 +45,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             "api-key",
             "azure",
             Quirks(deployment_urls=True, default_api_version="2024-10-21"),
+            header_prefixes=("openai-",),
         ),
         ProviderSpec(
             # https://api-docs.deepseek.com: max_tokens, no developer role, n must be 1, reasoning_content.
@@ -137,6 +146,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("ANTHROPIC_API_KEY",),
             "x-api-key",
             "anthropic",
+            header_prefixes=("anthropic-",),
         ),
         ProviderSpec(
             "gemini",
@@ -145,6 +155,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
             "x-goog-api-key",
             "google",
+            header_prefixes=("x-goog-",),
         ),
         ProviderSpec("mock", "mock", "http://mock.polyroute.invalid/v1", (), "none", None, key_required=False),
     )

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from polyroute._sse import SSEEvent
-from polyroute.errors import UpstreamStatusError, redact, status_error_type
+from polyroute.errors import UpstreamStatusError, is_secret_header, redact, status_error_type
 from polyroute.types.openai import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -74,6 +74,9 @@ class ProviderSpec:
     quirks: Quirks = field(default_factory=Quirks)
     key_required: bool = True
     path: str = "/chat/completions"
+    header_prefixes: tuple[str, ...] = ()
+    """Caller headers with these prefixes are meant for this provider (``anthropic-``, ``x-goog-``, ``openai-``) and
+    forwarded to it; other providers' prefixed headers are not (:func:`forwarded_headers`)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -161,6 +164,55 @@ class Target:
                 return {"x-goog-api-key": key}
             case "none":
                 return {}
+
+
+_NOT_FORWARDED = frozenset(
+    {
+        # the SDK's and HTTP's own: they describe the caller's hop to polyroute, not the call upstream
+        "accept",
+        "connection",
+        "content-length",
+        "content-type",
+        "expect",
+        "host",
+        "idempotency-key",
+        "keep-alive",
+        "origin",
+        "proxy-connection",
+        "referer",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "via",
+        "forwarded",
+    }
+)
+_NOT_FORWARDED_PREFIXES = ("x-stainless-", "x-polyroute-", "accept-", "content-", "sec-", "x-forwarded-", "proxy-")
+PROVIDER_HEADER_PREFIXES = ("anthropic-", "x-goog-", "openai-")
+"""Headers meant for one provider: forwarded only to a provider whose :attr:`ProviderSpec.header_prefixes` has it."""
+
+
+def forwarded_headers(incoming: Mapping[str, str], target: Target) -> dict[str, str]:
+    """The caller's request headers meant for ``target``'s provider, lower-cased.
+
+    What the caller added (``extra_headers``, ``default_headers``) goes through; the SDK's and HTTP's own headers
+    (``user-agent``, ``accept*``, ``content-*``, ``x-stainless-*``, ``idempotency-key``, ``host``…) and
+    polyroute's (``x-polyroute-*``) do not. Provider-prefixed headers (``anthropic-beta``, ``x-goog-*``,
+    ``openai-organization``…) reach only their own provider. Credentials never do (``authorization``,
+    ``x-api-key``, ``cookie``, anything named like a key, token or secret): the deployment's key is the one sent.
+    """
+    out: dict[str, str] = {}
+    own = target.spec.header_prefixes
+    for raw, value in incoming.items():
+        name = raw.lower()
+        if name in _NOT_FORWARDED or name.startswith(_NOT_FORWARDED_PREFIXES) or is_secret_header(name):
+            continue
+        if name.startswith(PROVIDER_HEADER_PREFIXES) and not name.startswith(own):
+            continue
+        out[name] = value
+    return out
 
 
 @dataclass(slots=True)
