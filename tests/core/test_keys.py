@@ -216,3 +216,27 @@ def test_missing_key_never_opens_the_circuit(mode: str, monkeypatch: pytest.Monk
     (target,) = router.route("m").targets
     state: Any = router.state(target)
     assert state.circuit == "closed" and state.consecutive_failures == 0
+
+
+def test_every_deployment_failed_or_skipped_for_its_key_is_a_401(
+    emulator: Start, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UNSET_TEAM_KEY", raising=False)
+    down = emulator(echo_key_401)
+    router = make_router(
+        dep(down, "wrong-key"),
+        {
+            "provider": "openai",
+            "model": "x",
+            "id": "no-key",
+            "api_base": down.url + "/v1",
+            "api_key_env": "UNSET_TEAM_KEY",
+        },
+    )
+    for _ in range(4):  # the first call tries "wrong-key"; later ones skip both without calling upstream
+        with pytest.raises(openai.AuthenticationError) as caught:
+            call(mode, router)
+        assert caught.value.status_code == 401
+        assert "Incorrect API key" in caught.value.message
+        assert "set UNSET_TEAM_KEY" in caught.value.message
+    assert len(down.requests) == 1
