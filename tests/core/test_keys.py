@@ -240,3 +240,23 @@ def test_every_deployment_failed_or_skipped_for_its_key_is_a_401(
         assert "Incorrect API key" in caught.value.message
         assert "set UNSET_TEAM_KEY" in caught.value.message
     assert len(down.requests) == 1
+
+
+def test_keys_are_redacted_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    inline = "c0ffee00deadbeef1234567890abcdef"
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp-0123456789abcdefghijklmnop")
+    Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"provider": "azure", "model": "x", "api_base": "https://r.example", "api_key": inline},
+                        {"provider": "together", "model": "y"},
+                    ],
+                }
+            ]
+        }
+    )
+    text = f"keys {inline} and tgp-0123456789abcdefghijklmnop"
+    assert redact(text) == "keys [redacted] and [redacted]"

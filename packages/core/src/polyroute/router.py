@@ -89,6 +89,8 @@ class Router:
 
     def _build_route(self, route: ModelRoute) -> Route:
         built = Route(route.name, route, tuple(self._target(route.name, d) for d in route.deployments))
+        for target in built.targets:
+            _ = target.api_key  # resolved once now too, so redaction and the cassette guard know it before any call
         with self._lock:
             for target in built.targets:
                 self._attach(target)
