@@ -8,7 +8,8 @@ An adapter is a module with four verbs, all pure (no I/O):
 - ``classify_error(status, headers, content, target) -> UpstreamStatusError``: a native error → OpenAI status,
   type, message, ``retry_after``;
 
-plus ``stream_decoder() -> StreamDecoder`` (SSE for every provider today). Endpoint and auth are data on the :class:`Target`.
+plus ``stream_decoder() -> StreamDecoder`` (SSE for every provider today). Endpoint and auth are data on the
+:class:`Target`.
 """
 
 from __future__ import annotations
