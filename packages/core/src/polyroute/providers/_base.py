@@ -188,6 +188,8 @@ _NOT_FORWARDED = frozenset(
         "user-agent",
         "via",
         "forwarded",
+        # the adapter translates the body for its own version (set one with the deployment's api_version)
+        "anthropic-version",
     }
 )
 _NOT_FORWARDED_PREFIXES = ("x-stainless-", "x-polyroute-", "accept-", "content-", "sec-", "x-forwarded-", "proxy-")
