@@ -260,3 +260,8 @@ def test_keys_are_redacted_before_any_call(monkeypatch: pytest.MonkeyPatch) -> N
     )
     text = f"keys {inline} and tgp-0123456789abcdefghijklmnop"
     assert redact(text) == "keys [redacted] and [redacted]"
+
+
+def test_short_secret_header_values_are_not_redacted_words() -> None:
+    Deployment(provider="openai", model="x", headers={"X-Auth-Mode": "standard", "X-Api-Key": "short-key"})
+    assert redact("the standard tier; short-key") == "the standard tier; short-key"

@@ -27,6 +27,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
+_MIN_HEADER_SECRET = 16
+
+
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """``headers`` with credential values replaced, for reprs."""
     return {name: "**********" if is_secret_header(name) else value for name, value in headers.items()}
@@ -131,12 +134,13 @@ class Deployment(_Model):
 
     @model_validator(mode="after")
     def _remember_secret_headers(self) -> Deployment:
+        # Only long values: a credential is, and a short one ("X-Auth-Mode: standard") would redact common words.
         for name, value in self.headers.items():
             if is_secret_header(name):
-                remember_secret(value)
                 scheme, _, token = value.partition(" ")
-                if token and scheme.isalpha():  # "Bearer <token>": the token alone may be echoed too
-                    remember_secret(token.strip())
+                for secret in (value, token.strip() if scheme.isalpha() else ""):  # "Bearer <token>": either
+                    if len(secret) >= _MIN_HEADER_SECRET:
+                        remember_secret(secret)
         return self
 
     def __repr_args__(self) -> Any:
