@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polyroute._sse import JSONLinesDecoder, SSEDecoder, SSEEvent
+from polyroute._sse import SSEDecoder, SSEEvent
 
 STREAM = (
     b": keep-alive comment\n\n"
@@ -50,14 +50,3 @@ def test_last_event_without_blank_line_is_flushed() -> None:
 def test_data_without_space_and_unknown_fields() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"id: 7\nretry: 10\ndata:x\n\n") == [SSEEvent("", "x")]
-
-
-@pytest.mark.parametrize("size", [1, 4, 100])
-def test_json_lines(size: int) -> None:
-    data = b'{"a":1}\n\n{"b":2}\n{"c":3}'
-    decoder = JSONLinesDecoder()
-    events: list[SSEEvent] = []
-    for i in range(0, len(data), size):
-        events.extend(decoder.feed(data[i : i + size]))
-    events += decoder.flush()
-    assert [e.data for e in events] == ['{"a":1}', '{"b":2}', '{"c":3}']

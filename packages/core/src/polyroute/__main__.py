@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(t.label for t in route.targets)
             + (f" → fallbacks {route.fallbacks}" if route.fallbacks else "")
         )
+    for name in router.model_names:
+        for target in router.route(name).targets:
+            missing = target.missing_key_error()
+            if missing is not None:
+                print(f"warning: model {name!r}: {missing.message}", file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,4 @@
-r"""Incremental decoders for streamed upstream bodies: SSE, JSON lines.
+r"""An incremental decoder for streamed upstream bodies (SSE), and the encoder for the caller's stream.
 
 Sans-I/O: ``feed(bytes) -> list[event]``. Byte boundaries may fall anywhere, including inside a UTF-8 sequence
 or between ``\r`` and ``\n``, so undecoded bytes are carried to the next call (tests feed one byte at a time).
@@ -98,26 +98,6 @@ class SSEDecoder:
         elif name == "event":
             self._event = value
         return None
-
-
-class JSONLinesDecoder:
-    """Decodes newline-delimited JSON (Ollama's native stream) into one text line per event."""
-
-    __slots__ = ("_buffer",)
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Add bytes; return each completed non-empty line as an event with that line as data."""
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return [SSEEvent("", line.decode("utf-8", errors="replace")) for line in lines if line.strip()]
-
-    def flush(self) -> list[SSEEvent]:
-        """End of stream: the last line, if it had no newline."""
-        rest, self._buffer = self._buffer, b""
-        return [SSEEvent("", rest.decode("utf-8", errors="replace"))] if rest.strip() else []
 
 
 def encode_event(data: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +82,11 @@ def for_deployment(spec: ProviderSpec, deployment: Deployment) -> ModelInfo:
     return info
 
 
-@cache
+LOOKUP_CACHE_SIZE = 1024
+"""Catalog rows kept: callers may send any model name, so the cache is bounded (least recently used dropped)."""
+
+
+@lru_cache(maxsize=LOOKUP_CACHE_SIZE)
 def _lookup(provider_id: str, model: str) -> ModelInfo:
     own = _own_rows().get(f"{provider_id}/{model}")
     if own is not None:

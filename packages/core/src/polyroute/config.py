@@ -16,13 +16,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from polyroute.errors import ConfigError
+from polyroute.errors import ConfigError, is_secret_header, remember_secret
 
 Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validation errors never echo input: a deployment's headers or api_key may be in it. load_config names the
+    # bad values itself, except secret ones.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+_MIN_HEADER_SECRET = 16
+
+
+def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with credential values replaced, for reprs."""
+    return {name: "**********" if is_secret_header(name) else value for name, value in headers.items()}
 
 
 class Capabilities(_Model):
@@ -64,7 +74,6 @@ class Deployment(_Model):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     api_version: str | None = Field(default=None, description="Azure's api-version; Anthropic's anthropic-version.")
-    region: str | None = Field(default=None, description="AWS region (Bedrock).")
     weight: float = Field(default=1.0, ge=0)
     timeout: float | None = Field(default=None, gt=0, description="Seconds for the whole upstream call.")
     ttft_timeout: float | None = Field(default=None, gt=0, description="Seconds to the first streamed token.")
@@ -73,7 +82,7 @@ class Deployment(_Model):
     max_parallel: int | None = Field(default=None, gt=0)
     capabilities: Capabilities | None = None
     prices: Prices | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every upstream request.")
     params: dict[str, Any] = Field(default_factory=dict, description="Native body fields merged into each request.")
     drop_params: list[str] = Field(
         default_factory=list,
@@ -141,6 +150,22 @@ class Deployment(_Model):
                 raise ValueError(f"{', '.join(used)} only apply to provider 'mock' (this one is {self.provider!r})")
         return self
 
+    @model_validator(mode="after")
+    def _remember_secret_headers(self) -> Deployment:
+        # Only long values: a credential is, and a short one ("X-Auth-Mode: standard") would redact common words.
+        for name, value in self.headers.items():
+            if is_secret_header(name):
+                scheme, _, token = value.partition(" ")
+                for secret in (value, token.strip() if scheme.isalpha() else ""):  # "Bearer <token>": either
+                    if len(secret) >= _MIN_HEADER_SECRET:
+                        remember_secret(secret)
+        return self
+
+    def __repr_args__(self) -> Any:
+        """Credential header values never show in a repr (``api_key`` is a ``SecretStr`` already)."""
+        for name, value in super().__repr_args__():
+            yield name, masked_headers(value) if name == "headers" else value
+
     @property
     def label(self) -> str:
         """``id`` if given, else ``provider/model``: how logs, headers and errors name this deployment."""
@@ -162,6 +187,8 @@ KEY_LISTENERS: list[Callable[[str], None]] = []
 
 
 def _resolved(key: str) -> str:
+    """Every key used is remembered for :func:`~polyroute.errors.redact` (cheap once known)."""
+    remember_secret(key)
     for listener in KEY_LISTENERS:
         listener(key)
     return key
@@ -234,7 +261,14 @@ def load_config(source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str
 def _read_file(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -268,7 +302,8 @@ def _format_validation_error(exc: ValidationError) -> str:
         loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        if error["type"] in ("extra_forbidden", "missing") or "api_key" in loc or isinstance(value, dict | list):
+        secret = "api_key" in loc or ".headers" in loc
+        if error["type"] in ("extra_forbidden", "missing") or secret or isinstance(value, dict | list):
             lines.append(f"{loc or 'config'}: {message}")
         else:
             lines.append(f"{loc or 'config'}: {message} (got {value!r})")

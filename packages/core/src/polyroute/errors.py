@@ -14,14 +14,16 @@ PolyrouteError
 └── AllTargetsFailedError (ExceptionGroup) → best status, x-should-retry: false
 ```
 
-Messages never carry API keys: adapters build them from provider error bodies, which do not echo credentials,
-and :func:`redact` scrubs anything that looks like one before it leaves the router.
+Messages never carry API keys: :func:`redact` replaces every key the router has used (:func:`remember_secret`:
+inline and environment keys, secret header values, whatever their shape) and anything shaped like a known
+vendor's key; provider error messages are redacted when the error is built, bodies again when rendered.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,10 +38,50 @@ _KEY_PATTERN = re.compile(
 )
 
 
+MIN_SECRET_LENGTH = 8
+"""Shorter values (``ollama``, ``none``) are placeholders, not keys, and would match ordinary words."""
+
+MAX_SECRETS = 256
+"""Secrets remembered at most (the oldest are forgotten first): keys rotate, memory must not grow with them."""
+
+_secrets: tuple[str, ...] = ()
+"""Longest first, so a secret that contains another is removed whole; replaced whole, so readers need no lock."""
+_remembered: dict[str, None] = {}
+"""The same secrets in the order they were learnt, to forget the oldest."""
+_secrets_lock = threading.Lock()
+
+
+def remember_secret(value: str) -> None:
+    """Add a key (or secret header value) to those :func:`redact` removes, whatever its shape."""
+    global _secrets
+    if len(value) < MIN_SECRET_LENGTH or value in _remembered:
+        return
+    with _secrets_lock:
+        if value not in _remembered:
+            _remembered[value] = None
+            while len(_remembered) > MAX_SECRETS:
+                del _remembered[next(iter(_remembered))]
+            _secrets = tuple(sorted(_remembered, key=len, reverse=True))
+
+
+_SECRET_HEADER = re.compile(r"key|token|secret|auth|cookie|passw|signature|credential", re.IGNORECASE)
+"""Header names whose values are credentials (``Authorization``, ``api-key``, ``x-api-key``, ``X-Auth-Token``…)."""
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header's value is a credential, to be kept out of reprs, errors and logs."""
+    return _SECRET_HEADER.search(name) is not None
+
+
+def known_secrets() -> tuple[str, ...]:
+    """The secrets :func:`redact` removes (for tests and for guards that scan other outputs)."""
+    return _secrets
+
+
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """Remove known secrets and anything shaped like an API key from ``text``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
+    """Remove ``secrets``, every remembered secret and anything shaped like an API key from ``text``."""
+    for secret in (*secrets, *_secrets) if secrets else _secrets:
+        if len(secret) >= MIN_SECRET_LENGTH and secret in text:
             text = text.replace(secret, "[redacted]")
     return _KEY_PATTERN.sub("[redacted]", text)
 

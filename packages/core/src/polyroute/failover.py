@@ -518,10 +518,12 @@ class Attempts:
                 code="rate_limit_exceeded" if limited else "deployment_unavailable",
                 retry_after=retry_after,
             )
+            if s.kind != "auth"  # its key is missing or was rejected: a 401, whatever else was skipped
+            else UpstreamStatusError(s.reason, deployment=s.deployment, status=401, error_type="authentication_error")
             for s in self.skipped
             if s.kind not in ("capability", "context")
         ]
-        what = "at its rate limit" if limited else "available"
+        what = "at its rate limit" if limited else "available" if kinds - {"auth"} else "usable (no valid API key)"
         return AllTargetsFailedError(f"no deployment of {self.model!r} is {what}: {lines}", errors)
 
     def _budget_note(self) -> str:

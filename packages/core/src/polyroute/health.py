@@ -18,8 +18,9 @@ from typing import Literal
 
 from polyroute.providers._base import parse_duration
 
-SkipKind = Literal["circuit", "cooldown", "limit", "busy"]
-"""Why a deployment is unavailable now: an open circuit, an upstream ``retry-after``, a rate limit, ``max_parallel``."""
+SkipKind = Literal["circuit", "cooldown", "limit", "busy", "auth"]
+"""Why a deployment is unavailable now: an open circuit, an upstream ``retry-after``, a rate limit, ``max_parallel``,
+its key missing or rejected (``auth``, decided by the router)."""
 
 LATENCY_ALPHA = 0.3
 """Weight of the newest sample in the latency moving average."""

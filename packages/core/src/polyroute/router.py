@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from polyroute import catalog
 from polyroute._thinking import ThinkingStore
 from polyroute.config import Deployment, ModelRoute, RouterConfig, load_config
-from polyroute.errors import ConfigError, NoRouteError, UpstreamError
+from polyroute.errors import ConfigError, InvalidRequestError, NoRouteError, UpstreamError
 from polyroute.health import DeploymentState, Unavailable
 from polyroute.providers import PROVIDERS
 from polyroute.providers._base import Target
@@ -28,6 +31,12 @@ _BASE_URL = "http://polyroute.local/v1"
 
 EXPLORE = 0.1
 """How often the ``latency`` strategy tries a random deployment first, so a slow-then-recovered one is re-measured."""
+
+MAX_DIRECT_ROUTES = 1024
+"""Direct ``provider/model`` routes kept (least recently used dropped first): callers may send any name."""
+
+_MISSING_KEY_HOLD = 3600.0
+"""How long, within one call, a deployment without a key stays skipped (the next call reads the key again)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,12 @@ class Router:
         self._states: dict[Target, DeploymentState] = {}
         self.thinking_store = ThinkingStore()
         """Thinking blocks and thought signatures by tool-call id, re-attached when a client drops them."""
+        self._shared: dict[Hashable, tuple[DeploymentState, int]] = {}
+        """One state per distinct deployment (see :func:`_identity`), with the number of targets using it."""
+        self._rejected: dict[DeploymentState, tuple[str, float, str]] = {}
+        """Deployments whose key got a 401: (key digest, until, reason); skipped while the key is unchanged."""
         self._routes: dict[str, Route] = {route.name: self._build_route(route) for route in self.config.models}
+        self._direct: OrderedDict[str, Route] = OrderedDict()
         self._transport: RouterTransport | None = None
 
     @classmethod
@@ -79,8 +93,31 @@ class Router:
     def _build_route(self, route: ModelRoute) -> Route:
         built = Route(route.name, route, tuple(self._target(route.name, d) for d in route.deployments))
         for target in built.targets:
-            self._states[target] = _new_state(target)
+            _ = target.api_key  # resolved once now too, so redaction and the cassette guard know it before any call
+        with self._lock:
+            for target in built.targets:
+                self._attach(target)
         return built
+
+    def _attach(self, target: Target) -> None:
+        """Give ``target`` the state of the same deployment under another name, or a new one (lock held)."""
+        identity = _identity(target)
+        state, users = self._shared.get(identity) or (_new_state(target), 0)
+        self._shared[identity] = (state, users + 1)
+        self._states[target] = state
+
+    def _detach(self, target: Target) -> None:
+        """``target``'s route was dropped: forget its state once no other route uses it (lock held)."""
+        state = self._states.pop(target, None)
+        identity = _identity(target)
+        found = self._shared.get(identity)
+        if state is None or found is None:
+            return
+        if found[1] <= 1:
+            del self._shared[identity]
+            self._rejected.pop(state, None)
+        else:
+            self._shared[identity] = (state, found[1] - 1)
 
     def _target(self, route: str, deployment: Deployment) -> Target:
         spec = PROVIDERS[deployment.provider]
@@ -90,14 +127,11 @@ class Router:
                 f"model {route!r}: deployment {deployment.label} needs api_base (provider "
                 f"{deployment.provider!r} has no default)"
             )
-        if spec.key == "azure" and deployment.api_base is None:  # pragma: no cover - guarded above
-            raise ConfigError("azure deployments need api_base")
         return Target(
             route=route,
             deployment=deployment,
             spec=spec,
             api_base=base,
-            api_key=deployment.resolve_api_key(spec.key_envs),
             timeout=deployment.timeout or self.config.timeout,
             info=catalog.for_deployment(spec, deployment),
             thinking_store=self.thinking_store,
@@ -113,6 +147,12 @@ class Router:
         found = self._routes.get(name)
         if found is not None:
             return found
+        direct = self._direct
+        found = direct.get(name)
+        if found is not None:
+            with contextlib.suppress(KeyError):  # dropped by another thread meanwhile: still good for this call
+                direct.move_to_end(name)
+            return found
         provider, model = _split_direct(name)
         if provider is None or not self.config.direct_routes:
             known = ", ".join(self.model_names) or "none configured"
@@ -121,11 +161,23 @@ class Router:
                 f"directly as 'provider/model' (providers: {', '.join(sorted(PROVIDERS))})",
                 param="model",
             )
+        if PROVIDERS[provider].default_base is None:
+            raise InvalidRequestError(
+                f"the model {name!r} names provider {provider!r} directly, but {provider!r} needs an api_base: "
+                f"configure a model with a {provider!r} deployment that sets api_base, and call it by that name",
+                param="model",
+                code="model_needs_config",
+            )
         config = ModelRoute(name=name, deployments=[Deployment(provider=provider, model=model)])
         built = self._build_route(config)
         with self._lock:
-            self._routes.setdefault(name, built)
-        return built
+            kept = direct.setdefault(name, built)
+            dropped = [] if kept is built else list(built.targets)
+            while len(direct) > MAX_DIRECT_ROUTES:
+                dropped.extend(direct.popitem(last=False)[1].targets)
+            for target in dropped:
+                self._detach(target)
+        return kept
 
     def model_info(self, name: str) -> catalog.ModelInfo:
         """What a model name can do, across its deployments: a capability any deployment has (the router sends
@@ -196,22 +248,46 @@ class Router:
     # -- health -------------------------------------------------------------------------------------------------
 
     def state(self, target: Target) -> DeploymentState:
-        """The shared state of one deployment (circuit, cooldown, limits, load, latency)."""
+        """The shared state of one deployment (circuit, cooldown, limits, load, latency).
+
+        Deployments that are the same (provider, base URL, model, key source, headers) share one state, whichever
+        routes name them. A target whose direct route was dropped meanwhile gets the live state of its deployment,
+        or a fresh one that is not kept.
+        """
         found = self._states.get(target)
         if found is None:
-            with self._lock:
-                found = self._states.setdefault(target, _new_state(target))
+            shared = self._shared.get(_identity(target))
+            return shared[0] if shared is not None else _new_state(target)
         return found
 
     def unavailable(self, target: Target, tokens: int = 0) -> Unavailable | None:
-        """Why a deployment must be skipped now (circuit open, cooling down, at a limit, busy), or None."""
-        return self.state(target).unavailable(tokens, time.monotonic())
+        """Why a deployment must be skipped now (no key, key rejected, circuit open, cooling down, at a limit,
+        busy), or None.
+        """
+        now = time.monotonic()
+        return self._auth_problem(target, self.state(target), now) or self.state(target).unavailable(tokens, now)
+
+    def _auth_problem(self, target: Target, state: DeploymentState, now: float) -> Unavailable | None:
+        """No key for this call, or the same key that this deployment rejected with a 401 a moment ago."""
+        missing = target.missing_key_error()
+        if missing is not None:
+            return Unavailable("auth", missing.message, now + _MISSING_KEY_HOLD)
+        if self._rejected:
+            rejected = self._rejected.get(state)
+            if rejected is not None:
+                digest, until, reason = rejected
+                if now < until and digest == _key_digest(target.api_key):
+                    return Unavailable("auth", reason, until)
+        return None
 
     def try_acquire(self, target: Target, tokens: int = 0, now: float | None = None) -> Unavailable | None:
         """Claim a deployment for a call (in flight, rate-limit tokens, half-open probe), or say why not."""
         state = self.state(target)
         if now is None:
             now = time.monotonic()
+        auth = self._auth_problem(target, state, now)
+        if auth is not None:
+            return auth
         with self._lock:
             skip = state.unavailable(tokens, now)
             if skip is None:
@@ -225,12 +301,23 @@ class Router:
             state.release(extra_tokens, time.monotonic())
 
     def report_failure(self, target: Target, error: UpstreamError, counts: bool = True) -> None:
-        """Count a failure (toward the circuit when ``counts``); honour ``retry-after`` on rate limits."""
+        """Count a failure (toward the circuit when ``counts``); honour ``retry-after`` on rate limits.
+
+        An auth failure never counts toward the circuit (an open circuit would answer 503 for a wrong key): a
+        missing key is not the deployment's fault, and a rejected key (401) is remembered instead, so the
+        deployment is skipped with its 401 while that same key is in use, for ``retry.cooldown`` seconds.
+        """
         settings = self.config.retry
         retry_after = error.retry_after
         if retry_after is not None:
             retry_after = min(retry_after, settings.max_retry_after)
         state = self.state(target)
+        if is_auth_failure(error):
+            counts = False
+            if error.code != "missing_api_key" and settings.cooldown > 0:
+                reason = f"401 {error.message[:300]}"
+                with self._lock:
+                    self._rejected[state] = (_key_digest(target.api_key), time.monotonic() + settings.cooldown, reason)
         with self._lock:
             state.failure(
                 f"{error.status} {error.message[:160]}",
@@ -249,6 +336,8 @@ class Router:
         state = self.state(target)
         now = time.monotonic()
         with self._lock:
+            if self._rejected:
+                self._rejected.pop(state, None)
             state.success(elapsed, now)
             if release:
                 state.release(extra_tokens, now)
@@ -304,6 +393,43 @@ class Router:
         """Close upstream connection pools."""
         if self._transport is not None:
             self._transport.close()
+
+
+def is_auth_failure(error: UpstreamError) -> bool:
+    """A 401: the deployment's key is missing or wrong (not the deployment being down)."""
+    return error.status == 401 or error.code == "missing_api_key"
+
+
+def _key_digest(key: str | None) -> str:
+    """A short fingerprint of a key, to notice it changed without holding it."""
+    return hashlib.blake2b((key or "").encode(), digest_size=16).hexdigest()
+
+
+def _identity(target: Target) -> Hashable:
+    """What makes two targets the same deployment, sharing one health state: provider, base URL, model, where the
+    key comes from, version, headers and ``id`` (deployments labelled apart are kept apart); the first route's
+    limits apply. A mock deployment is also its behaviour.
+    """
+    d = target.deployment
+    source: Hashable = ("inline", _key_digest(d.api_key.get_secret_value())) if d.api_key else target.key_envs
+    headers = tuple(sorted(d.headers.items())) if d.headers else ()
+    behaviour = d.model_dump_json(include=_MOCK_BEHAVIOUR) if target.provider == "mock" else None
+    return (target.provider, target.api_base, d.model, source, d.api_version, headers, d.id, behaviour)
+
+
+_MOCK_BEHAVIOUR = {
+    "response",
+    "tool_calls",
+    "error",
+    "error_message",
+    "fail_times",
+    "retry_after",
+    "latency",
+    "chunk_delay",
+    "chunk_size",
+    "broken_stream",
+    "params",
+}
 
 
 def _new_state(target: Target) -> DeploymentState:

@@ -1,7 +1,8 @@
 """The provider registry: each provider as a data row; adapter modules load on first use.
 
-OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks`; native APIs have a
-module each (``anthropic``, ``gemini``, ``bedrock``). ``import polyroute`` loads no adapter and no SDK.
+OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks` (data, never
+``if provider == ...`` in an adapter); native APIs have a module each (``anthropic``, ``gemini``). ``import polyroute``
+loads no adapter and no SDK.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ _COMMON_UNSUPPORTED = frozenset({"logit_bias", "top_logprobs", "logprobs", "audi
 PROVIDERS: Mapping[str, ProviderSpec] = {
     spec.key: spec
     for spec in (
-        ProviderSpec("openai", "openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",), "bearer", "openai"),
+        ProviderSpec(
+            "openai",
+            "openai",
+            "https://api.openai.com/v1",
+            ("OPENAI_API_KEY",),
+            "bearer",
+            "openai",
+            header_prefixes=("openai-",),
+        ),
         ProviderSpec(
             # https://learn.microsoft.com/azure/ai-foundry/openai/reference: deployment URLs, api-version, api-key.
             "azure",
@@ -35,6 +44,8 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
             "api-key",
             "azure",
+            Quirks(deployment_urls=True, default_api_version="2024-10-21"),
+            header_prefixes=("openai-",),
         ),
         ProviderSpec(
             # https://api-docs.deepseek.com: max_tokens, no developer role, n must be 1, reasoning_content.
@@ -49,6 +60,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
                 developer_role=False,
                 n=False,
                 parallel_tool_calls=False,
+                reasoning_in_history=True,
                 unsupported=frozenset({"audio", "modalities", "prediction", "logit_bias", "service_tier"}),
             ),
         ),
@@ -134,6 +146,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("ANTHROPIC_API_KEY",),
             "x-api-key",
             "anthropic",
+            header_prefixes=("anthropic-",),
         ),
         ProviderSpec(
             "gemini",
@@ -142,6 +155,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
             "x-goog-api-key",
             "google",
+            header_prefixes=("x-goog-",),
         ),
         ProviderSpec("mock", "mock", "http://mock.polyroute.invalid/v1", (), "none", None, key_required=False),
     )

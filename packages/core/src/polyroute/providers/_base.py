@@ -8,7 +8,8 @@ An adapter is a module with four verbs, all pure (no I/O):
 - ``classify_error(status, headers, content, target) -> UpstreamStatusError``: a native error → OpenAI status,
   type, message, ``retry_after``;
 
-plus ``stream_decoder() -> StreamDecoder`` (SSE for most). Endpoint and auth are data on the :class:`Target`.
+plus ``stream_decoder() -> StreamDecoder`` (SSE for every provider today). Endpoint and auth are data on the
+:class:`Target`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from polyroute._sse import SSEEvent
-from polyroute.errors import UpstreamStatusError, status_error_type
+from polyroute.errors import UpstreamStatusError, is_secret_header, redact, status_error_type
 from polyroute.types.openai import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from polyroute.catalog import ModelInfo
     from polyroute.config import Deployment
 
-AuthStyle = Literal["bearer", "x-api-key", "api-key", "x-goog-api-key", "sigv4", "none"]
+AuthStyle = Literal["bearer", "x-api-key", "api-key", "x-goog-api-key", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,12 @@ class Quirks:
     seed_field: str = "seed"
     unsupported: frozenset[str] = frozenset()
     """Request fields this API rejects: a request using one gets a 400 naming it and the deployment."""
+    reasoning_in_history: bool = False
+    """Assistant messages keep ``reasoning_content`` when sent back (DeepSeek wants it within a tool loop)."""
+    deployment_urls: bool = False
+    """Azure's ``{base}/openai/deployments/{model}/chat/completions?api-version=…`` (unless the base is already
+    the ``/openai/v1`` surface), with ``api_version`` or :attr:`default_api_version`."""
+    default_api_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,7 @@ class ProviderSpec:
     """A provider as data: which adapter speaks its wire format, where it lives, how it authenticates."""
 
     key: str
-    adapter: Literal["openai", "anthropic", "gemini", "bedrock", "mock"]
+    adapter: Literal["openai", "anthropic", "gemini", "mock"]
     default_base: str | None
     key_envs: tuple[str, ...]
     auth: AuthStyle
@@ -69,25 +76,67 @@ class ProviderSpec:
     quirks: Quirks = field(default_factory=Quirks)
     key_required: bool = True
     path: str = "/chat/completions"
+    header_prefixes: tuple[str, ...] = ()
+    """Caller headers with these prefixes are meant for this provider (``anthropic-``, ``x-goog-``, ``openai-``) and
+    forwarded to it; other providers' prefixed headers are not (:func:`forwarded_headers`)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Target:
-    """One deployment, resolved: the config, the provider spec, the base URL, the key and the model's catalog row.
+    """One deployment, resolved: the config, the provider spec, the base URL and the model's catalog row.
 
-    The key is held here and only here; ``repr`` never shows it.
+    The key is not held: :attr:`api_key` reads it on each call (inline ``api_key``, else the environment), so a
+    variable set after the router was built is used, and no ``repr`` can show it.
     """
 
     route: str
     deployment: Deployment
     spec: ProviderSpec
     api_base: str
-    api_key: str | None = field(repr=False)
     timeout: float
     info: ModelInfo
     thinking_store: ThinkingStore | None = field(default=None, repr=False)
     """The router's store of thinking blocks / thought signatures by tool-call id (see ``polyroute._thinking``);
     None for a target built outside a router: then nothing is remembered."""
+
+    @property
+    def api_key(self) -> str | None:
+        """The key for this call: inline ``api_key``, else the first of :attr:`key_envs` that is set."""
+        return self.deployment.resolve_api_key(self.spec.key_envs)
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """The environment variables this deployment reads its key from: ``api_key_env``, else the provider's."""
+        env = self.deployment.api_key_env
+        return (env,) if env else self.spec.key_envs
+
+    @property
+    def key_required(self) -> bool:
+        """Whether a call needs a key: the provider wants one, or the deployment named one."""
+        d = self.deployment
+        return self.spec.key_required or d.api_key_env is not None or d.api_key is not None
+
+    def missing_key_error(self) -> UpstreamStatusError | None:
+        """The 401 to answer when this call needs a key and none is set, naming the variable to set; else None."""
+        if not self.key_required or self.api_key:
+            return None
+        d = self.deployment
+        if d.api_key is not None:
+            fix = "its inline api_key is empty"
+        elif d.api_key_env:
+            fix = f"set {d.api_key_env} (its api_key_env)"
+        else:
+            envs = " or ".join(self.spec.key_envs) or "a key"
+            fix = f"set {envs}, or api_key / api_key_env in its deployment"
+        return UpstreamStatusError(
+            f"no API key for {self.label}: {fix}",
+            provider=self.provider,
+            deployment=self.label,
+            status=401,
+            error_type="authentication_error",
+            code="missing_api_key",
+            retryable=False,
+        )
 
     @property
     def provider(self) -> str:
@@ -105,7 +154,7 @@ class Target:
         return self.deployment.label
 
     def auth_headers(self) -> dict[str, str]:
-        """The provider's auth header for this key (empty when the provider needs none, or signs instead)."""
+        """The provider's auth header for this key (empty when the provider needs none)."""
         key = self.api_key
         if not key:
             return {}
@@ -118,13 +167,64 @@ class Target:
                 return {"api-key": key}
             case "x-goog-api-key":
                 return {"x-goog-api-key": key}
-            case "sigv4" | "none":
+            case "none":
                 return {}
+
+
+_NOT_FORWARDED = frozenset(
+    {
+        # the SDK's and HTTP's own: they describe the caller's hop to polyroute, not the call upstream
+        "accept",
+        "connection",
+        "content-length",
+        "content-type",
+        "expect",
+        "host",
+        "idempotency-key",
+        "keep-alive",
+        "origin",
+        "proxy-connection",
+        "referer",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "via",
+        "forwarded",
+        # the adapter translates the body for its own version (set one with the deployment's api_version)
+        "anthropic-version",
+    }
+)
+_NOT_FORWARDED_PREFIXES = ("x-stainless-", "x-polyroute-", "accept-", "content-", "sec-", "x-forwarded-", "proxy-")
+PROVIDER_HEADER_PREFIXES = ("anthropic-", "x-goog-", "openai-")
+"""Headers meant for one provider: forwarded only to a provider whose :attr:`ProviderSpec.header_prefixes` has it."""
+
+
+def forwarded_headers(incoming: Mapping[str, str], target: Target) -> dict[str, str]:
+    """The caller's request headers meant for ``target``'s provider, lower-cased.
+
+    What the caller added (``extra_headers``, ``default_headers``) goes through; the SDK's and HTTP's own headers
+    (``user-agent``, ``accept*``, ``content-*``, ``x-stainless-*``, ``idempotency-key``, ``host``…) and
+    polyroute's (``x-polyroute-*``) do not. Provider-prefixed headers (``anthropic-beta``, ``x-goog-*``,
+    ``openai-organization``…) reach only their own provider. Credentials never do (``authorization``,
+    ``x-api-key``, ``cookie``, anything named like a key, token or secret): the deployment's key is the one sent.
+    """
+    out: dict[str, str] = {}
+    own = target.spec.header_prefixes
+    for raw, value in incoming.items():
+        name = raw.lower()
+        if name in _NOT_FORWARDED or name.startswith(_NOT_FORWARDED_PREFIXES) or is_secret_header(name):
+            continue
+        if name.startswith(PROVIDER_HEADER_PREFIXES) and not name.startswith(own):
+            continue
+        out[name] = value
+    return out
 
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    """A native HTTP request, before auth signing (SigV4 signs the final bytes in the adapter)."""
+    """A native HTTP request, as the adapter built it (auth headers included)."""
 
     method: str
     url: str
@@ -134,7 +234,7 @@ class UpstreamRequest:
 
 
 class StreamDecoder(Protocol):
-    """Turns upstream body bytes into events (SSE, JSON lines, AWS event stream)."""
+    """Turns upstream body bytes into events (SSE for every provider today)."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete."""
@@ -349,6 +449,7 @@ def upstream_status_error(
     (LangChain and others match the phrase); the request id and ``retry-after`` read from the headers if not given.
     """
     mapped = 503 if status == 529 else status
+    message = redact(message)  # a provider may echo the key it refused, in any shape
     if is_context_overflow(message) or code == "context_length_exceeded":
         code = "context_length_exceeded"
         if "context_length_exceeded" not in message:

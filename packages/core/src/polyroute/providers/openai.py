@@ -35,7 +35,6 @@ from polyroute.providers._base import (
 )
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Message, Usage
 
-_AZURE_API_VERSION = "2024-10-21"
 _POLYROUTE_MESSAGE_FIELDS = ("thinking_blocks", "provider_specific_fields")
 
 
@@ -89,8 +88,9 @@ def _endpoint(target: Target) -> tuple[str, dict[str, str]]:
     headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
     headers.update(target.deployment.headers)
     base = target.api_base
-    if target.spec.key == "azure" and "/openai/v1" not in base:
-        version = target.deployment.api_version or _AZURE_API_VERSION
+    quirks = target.spec.quirks
+    if quirks.deployment_urls and "/openai/v1" not in base:
+        version = target.deployment.api_version or quirks.default_api_version
         return f"{base}/openai/deployments/{target.model}/chat/completions?api-version={version}", headers
     return base + target.spec.path, headers
 
@@ -128,7 +128,7 @@ def _tool_for(tool: Mapping[str, Any], strict_ok: bool, target: Target) -> Mappi
 
 def _to_vendor_messages(messages: list[Message], target: Target) -> list[dict[str, Any]]:
     quirks = target.spec.quirks
-    keep_reasoning = target.spec.key == "deepseek"  # DeepSeek wants reasoning_content back within a tool loop
+    keep_reasoning = quirks.reasoning_in_history
     out: list[dict[str, Any]] = []
     for message in messages:
         m: dict[str, Any] = {k: v for k, v in message.items() if k not in _POLYROUTE_MESSAGE_FIELDS}
