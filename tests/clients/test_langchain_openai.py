@@ -67,6 +67,7 @@ def ask(model: Any, messages: list[BaseMessage], mode: str) -> AIMessage:
     total = chunks[0]
     for chunk in chunks[1:]:
         total += chunk
+    assert total.usage_metadata and total.usage_metadata["input_tokens"] == 10, "stream_usage: no usage chunk"
     return AIMessage(content=total.content, tool_calls=total.tool_calls, additional_kwargs=total.additional_kwargs)
 
 
@@ -77,6 +78,7 @@ async def aask(model: Any, messages: list[BaseMessage], mode: str) -> AIMessage:
     total = chunks[0]
     for chunk in chunks[1:]:
         total += chunk
+    assert total.usage_metadata and total.usage_metadata["input_tokens"] == 10, "stream_usage: no usage chunk"
     return AIMessage(content=total.content, tool_calls=total.tool_calls, additional_kwargs=total.additional_kwargs)
 
 

@@ -44,6 +44,15 @@ def options(up: Upstream) -> dict[str, Any]:
     return {"model": up.route, **({"reasoning_effort": up.effort} if up.effort else {})}
 
 
+USAGE: dict[str, Any] = {"stream_options": {"include_usage": True}}
+
+
+def checked_usage(completion: Any) -> Any:
+    """A streamed completion that asked for usage carries the upstream's token counts."""
+    assert completion.usage is not None and completion.usage.prompt_tokens == 10, completion.usage
+    return completion
+
+
 def replay(message: Any) -> list[dict[str, Any]]:
     """The assistant turn as a hand-written loop resends it, then each tool's result."""
     calls = message.tool_calls or []
@@ -69,10 +78,10 @@ def test_tool_loop_sync(emulator: StartEmulator, provider: str, thinking: bool, 
     messages: list[Any] = [{"role": "user", "content": PROMPT}]
     for _ in range(4):
         if helper == "stream":
-            with client.chat.completions.stream(messages=messages, tools=tools, **options(up)) as stream:
+            with client.chat.completions.stream(messages=messages, tools=tools, **options(up), **USAGE) as stream:
                 for _event in stream:
                     pass
-                message = stream.get_final_completion().choices[0].message
+                message = checked_usage(stream.get_final_completion()).choices[0].message
         else:
             message = client.chat.completions.parse(messages=messages, tools=tools, **options(up)).choices[0].message
         if not message.tool_calls:
@@ -90,10 +99,10 @@ async def test_tool_loop_async(emulator: StartEmulator, provider: str, thinking:
     messages: list[Any] = [{"role": "user", "content": PROMPT}]
     for _ in range(4):
         if helper == "stream":
-            async with client.chat.completions.stream(messages=messages, tools=tools, **options(up)) as stream:
+            async with client.chat.completions.stream(messages=messages, tools=tools, **options(up), **USAGE) as stream:
                 async for _event in stream:
                     pass
-                message = (await stream.get_final_completion()).choices[0].message
+                message = checked_usage(await stream.get_final_completion()).choices[0].message
         else:
             completion = await client.chat.completions.parse(messages=messages, tools=tools, **options(up))
             message = completion.choices[0].message
