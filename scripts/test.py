@@ -5,7 +5,9 @@
 1. the workspace (uv.lock): every package and test, openai 3.x with httpx and httpx2 installed;
 2. core on openai 2.x + httpx (what openai 2.x and several frameworks are built on);
 3. core on openai 3.x + httpx2 only (no legacy httpx at all);
-4. the ag2 (AutoGen 0.2 API) config_list tests, in their own environment, when present.
+4. the ag2 (AutoGen 0.2 API) config_list tests, in their own environment, when present;
+5. the third-party client matrix (tests/clients: the openai SDK's helpers, langchain-openai, openai-agents,
+   pydantic-ai, instructor) in its own environments, where a skipped case fails.
 
 Needs only Python and uv (``python -m pip install uv``). Extra arguments go to every pytest run.
 """
@@ -31,6 +33,16 @@ TEST_DEPS = [
 ENVS = {
     "openai2-httpx": ["openai>=2.44,<3", "httpx>=0.28"],
     "openai3-httpx2-only": ["openai>=3", "httpx2>=2.16"],
+}
+
+CLIENT_ENVS = {
+    # name: (client libraries, test modules). The openai SDK's helpers run in the workspace (its openai) and again
+    # beside instructor, whose jiter<0.15 pin holds openai at 3.3.
+    "clients": (
+        ["openai>=3.3,<4", "langchain-openai>=1.7,<2", "openai-agents>=0.24,<1", "pydantic-ai-slim[openai]>=2.38,<3"],
+        ["test_langchain_openai.py", "test_openai_agents.py", "test_pydantic_ai.py"],
+    ),
+    "clients-instructor": (["instructor>=1.17,<2", "openai>=3,<4"], ["test_instructor.py", "test_openai_helpers.py"]),
 }
 
 
@@ -59,6 +71,25 @@ def core_env(name: str, deps: list[str], extra: list[str]) -> int:
     return run([str(python), "-m", "pytest", "tests/core", "-q", "-p", "no:randomly", *extra], env=env)
 
 
+def client_env(name: str, extra: list[str]) -> int:
+    """A fresh venv with core, one set of client libraries and the test tools; that part of tests/clients there.
+
+    ``POLYROUTE_CLIENT_MATRIX=1`` makes a missing library or a skipped case a failure.
+    """
+    deps, modules = CLIENT_ENVS[name]
+    venv = ROOT / ".venvs" / name
+    if venv.exists():
+        shutil.rmtree(venv)
+    python = venv / "bin" / "python"
+    if run([*UV, "venv", "-q", "--python", sys.executable, str(venv)]):
+        return 1
+    if run([*UV, "pip", "install", "-q", "--python", str(python), "-e", "packages/core", *deps, *TEST_DEPS]):
+        return 1
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "POLYROUTE_TEST_ENV": name, "POLYROUTE_CLIENT_MATRIX": "1"}
+    tests = [f"tests/clients/{module}" for module in modules]
+    return run([str(python), "-m", "pytest", *tests, "-q", "-p", "no:randomly", *extra], env=env)
+
+
 def main() -> int:
     """Every step; failures are listed at the end, not fatal at once, except a workspace that will not sync."""
     extra = sys.argv[1:]
@@ -76,6 +107,9 @@ def main() -> int:
     ag2 = ROOT / "tests" / "autogen_ag2" / "run.sh"
     if ag2.is_file() and run(["bash", str(ag2), *extra]):
         failures.append("ag2")
+    for name in CLIENT_ENVS:
+        if client_env(name, extra):
+            failures.append(name)
     print("test environments failed: " + ", ".join(failures) if failures else "all test environments passed")
     return 1 if failures else 0
 
