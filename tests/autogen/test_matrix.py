@@ -28,7 +28,7 @@ from tests.emulators.server import Handler
 Start = Callable[[Handler], Emulator]
 KEY = "sk-matrix-autogen-0123456789"
 
-PROVIDERS = {"anthropic": ("anthropic", "claude-sonnet-4-5"), "gemini": ("gemini", "gemini-2.5-flash")}
+PROVIDERS = {"anthropic": ("anthropic", "claude-sonnet-4-5"), "gemini": ("gemini", "gemini-3-flash-preview")}
 CASES = [
     pytest.param(provider, reasoning, stream, id=f"{provider}-{'reasoning' if reasoning else 'plain'}-{s}")
     for provider in sorted(PROVIDERS)

@@ -25,7 +25,7 @@ from tests.emulators.server import Handler  # noqa: E402
 
 Start = Callable[[Handler], Emulator]
 KEY = "sk-matrix-ag2-0123456789"
-PROVIDERS = {"anthropic": ("anthropic", "claude-sonnet-4-5"), "gemini": ("gemini", "gemini-2.5-flash")}
+PROVIDERS = {"anthropic": ("anthropic", "claude-sonnet-4-5"), "gemini": ("gemini", "gemini-3-flash-preview")}
 
 
 @tool

@@ -262,14 +262,17 @@ def unsupported_keywords(schema: Any, path: str = "schema") -> list[str]:
 class AnthropicUpstream:
     """A Messages API handler answering what ``brain`` decides, thinking when asked (see the module docstring)."""
 
-    def __init__(self, brain: Brain, *, usage: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, brain: Brain, *, usage: Mapping[str, Any] | None = None, signed_elsewhere: tuple[str, ...] = ()
+    ) -> None:
+        """``signed_elsewhere``: signatures Anthropic issued in recorded traffic, accepted as if issued here."""
         self.brain = brain
         self.usage = dict(
             usage
             or {"input_tokens": 20, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 7, "output_tokens": 9}
         )
         self.bodies: list[dict[str, Any]] = []
-        self.signatures: set[str] = set()
+        self.signatures: set[str] = set(signed_elsewhere)
         self._lock = threading.Lock()
 
     def __call__(self, request: Request) -> Reply:
@@ -362,7 +365,7 @@ class GeminiUpstream:
         self.streamed: list[bool] = []
         self.issued: dict[str, str] = {}
         """thoughtSignature → the function call name it was issued with."""
-        self._checks = gemini.GeminiEmulator(gemini.response("unused"), chunk_size=chunk_size)
+        self._checks = gemini.GeminiEmulator(gemini.response("unused"), chunk_size=chunk_size, check_signatures=False)
         self._lock = threading.Lock()
 
     def __call__(self, request: Request) -> Reply:
@@ -377,7 +380,7 @@ class GeminiUpstream:
             self.bodies.append(body)
             self.streamed.append(match.group("method") == "streamGenerateContent")
             index = len(self.bodies)
-        problem = self._check(body)
+        problem = self._check(body, model)
         if problem:
             return gemini.rpc_error(400, "INVALID_ARGUMENT", problem)
         view = gemini_view(body, model)
@@ -414,17 +417,32 @@ class GeminiUpstream:
         pieces = gemini.split(data, self.chunk_size) if self.chunk_size else [data]
         return Reply(chunks=pieces, headers={"content-type": "text/event-stream"})
 
-    def _check(self, body: Mapping[str, Any]) -> str | None:
-        for i, content in enumerate(body["contents"]):
+    def _check(self, body: Mapping[str, Any], model: str) -> str | None:
+        """Thought signatures (ai.google.dev/gemini-api/docs/thought-signatures): a replayed signature must be one
+        this emulator issued (or Google's documented placeholder for calls no Gemini model made); Gemini 3 models
+        also require one on the first function call of every model step."""
+        contents = body["contents"]
+        current = 0  # Gemini 3 validates the current turn only: after the last user message that is not all results
+        for i, content in enumerate(contents):
+            if content["role"] == "user" and any("functionResponse" not in p for p in content.get("parts") or ()):
+                current = i + 1
+        for i, content in enumerate(contents):
             calls = [p for p in content.get("parts") or () if "functionCall" in p]
             if content["role"] == "model" and calls:
                 signature = calls[0].get("thoughtSignature")
-                if self.issued.get(signature or "") != calls[0]["functionCall"]["name"]:
+                if signature is None and model.startswith("gemini-3") and i >= current:
+                    return f"Function call is missing a thought_signature in functionCall parts. contents[{i}].parts"
+                name = calls[0]["functionCall"]["name"]
+                if signature is not None and signature not in DUMMY_SIGNATURES and self.issued.get(signature) != name:
                     return f"Corrupted thought signature. contents[{i}].parts[0].thoughtSignature"
             for j, part in enumerate(content.get("parts") or ()):
                 if "text" in part and not part["text"] and len(content["parts"]) == 1:
                     return f"contents[{i}].parts[{j}]: a part must not be empty"
         return None
+
+
+DUMMY_SIGNATURES = ("context_engineering_is_the_way_to_go", "skip_thought_signature_validator")
+"""The placeholders Google documents for function calls that no Gemini model issued (thought-signatures, "FAQs")."""
 
 
 # -- what the upstream received -----------------------------------------------------------------------------------
