@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import openai
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
@@ -94,6 +95,16 @@ async def test_create_agent_tool_loop(emulator: Start, provider: str, reasoning:
     prompted.check_calculator_traffic(upstream, reasoning=reasoning, stream=stream)
 
 
+async def run_structured(structured: Any, mode: str) -> Any:
+    if mode == "invoke":
+        return structured.invoke(REVIEW_PROMPT)
+    if mode == "ainvoke":
+        return await structured.ainvoke(REVIEW_PROMPT)
+    if mode == "stream":
+        return list(structured.stream(REVIEW_PROMPT))[-1]
+    return [chunk async for chunk in structured.astream(REVIEW_PROMPT)][-1]
+
+
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 @pytest.mark.parametrize("reasoning", [False, True], ids=["plain", "reasoning"])
 @pytest.mark.parametrize("method", ["function_calling", "json_schema", "json_mode"])
@@ -102,24 +113,34 @@ async def test_with_structured_output(emulator: Start, provider: str, reasoning:
     upstream = upstream_for(provider, prompted.structured(REVIEW))
     model = model_for(emulator, provider, upstream, **reasoning_kwargs(reasoning))
     structured = model.with_structured_output(Review, method=method)
-    if mode == "invoke":
-        result = structured.invoke(REVIEW_PROMPT)
-    elif mode == "ainvoke":
-        result = await structured.ainvoke(REVIEW_PROMPT)
-    elif mode == "stream":
-        result = list(structured.stream(REVIEW_PROMPT))[-1]
+    if provider == "anthropic" and reasoning and method == "json_mode":
+        # No schema to give Claude's native structured outputs, and thinking cannot force a tool: issue 12 allows a
+        # JSON answer, or polyroute's own 400 before sending that names both parameters (the deployment once).
+        try:
+            result = await run_structured(structured, mode)
+        except openai.BadRequestError as exc:
+            message = str(exc)
+            assert "reasoning_effort" in message and "response_format" in message, message
+            assert message.count("anthropic/claude-sonnet-4-5") <= 1, message
+            assert "claude-sonnet-4-5 lacks" not in message, message  # a 4.5 model has native structured outputs
+            assert upstream.bodies == []
+            return
     else:
-        result = [chunk async for chunk in structured.astream(REVIEW_PROMPT)][-1]
+        result = await run_structured(structured, mode)
     assert result == Review.model_validate(REVIEW)
     assert len(upstream.bodies) == 1
     assert prompted.streamed(upstream) == [mode in ("stream", "astream")]
     assert prompted.thinking_on(upstream) == [reasoning]
     (view,) = prompted.views(upstream)
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in view.get("tools") or ()}
+    native = (view.get("response_format") or {}).get("json_schema", {}).get("schema")
     if method == "json_schema":  # the provider's native structured output, with the schema's fields
-        schema = view["response_format"]["json_schema"]["schema"]
-        assert set(schema["properties"]) == {"title", "stars", "tags"}
-    elif method == "function_calling":  # the schema went as a tool
-        assert [t["function"]["name"] for t in view["tools"] or ()] == ["Review"]
+        assert set(native["properties"]) == {"title", "stars", "tags"}
+    elif method == "function_calling" and not (provider == "anthropic" and reasoning):
+        assert set(tools) == {"Review"} and set(tools["Review"]["properties"]) == {"title", "stars", "tags"}
+    elif method == "function_calling":  # thinking cannot force a tool: an unforced tool, or native structured output
+        schema = tools.get("Review") or native
+        assert schema is not None and set(schema["properties"]) == {"title", "stars", "tags"}
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
