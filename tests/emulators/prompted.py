@@ -12,7 +12,8 @@ way the provider does:
   :func:`anthropic_format.check_request` refuses; ``output_config.format`` and strict tools may not use the JSON
   Schema keywords Anthropic's structured outputs reject.
 - :class:`GeminiUpstream`: function calls carry a ``thoughtSignature`` (Gemini 2.5+ thinks by default), thought
-  summaries come with ``includeThoughts``; a replayed function call without the signature issued for it is refused.
+  summaries come with ``includeThoughts``; a replayed signature must be one issued for that call (or Google's
+  documented placeholder), and on Gemini 3 models the current turn's function calls must carry one.
 
 Brains: :func:`calculator` (two tool calls, then the answer), :func:`structured` (a fixed object, through the forced
 tool or as JSON text), and :func:`follow_prompt` (LangChain's standard suites).
