@@ -156,3 +156,18 @@ def test_structured_output_include_raw_after_history(emulator: Start, provider: 
     assert out["parsed"] == Verdict(title="Alien", stars=5)
     assert isinstance(out["raw"], AIMessage | AIMessageChunk)
     assert len(upstream.bodies) == 1
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_v1_stream_keeps_reasoning_and_tool_call_blocks_apart(emulator: Start, provider: str) -> None:
+    """Streamed v1 output with thinking: the reasoning block and the tool call are separate content blocks."""
+    upstream = upstream_for(provider, prompted.calculator)
+    model = model_for(emulator, provider, upstream, reasoning_effort="high", output_version="v1")
+    full: AIMessageChunk | None = None
+    for chunk in model.bind_tools([add, multiply]).stream(prompted.CALC_TASK):
+        full = chunk if full is None else full + chunk
+    assert full is not None
+    assert [c["name"] for c in full.tool_calls] == ["add"]
+    blocks = full.content_blocks
+    assert [b["type"] for b in blocks] == ["reasoning", "tool_call"], blocks
+    assert blocks[1]["name"] == "add" and blocks[1]["args"] == {"a": 3, "b": 4}
