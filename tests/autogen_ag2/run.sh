@@ -19,15 +19,15 @@ setup() {  # $1: venv dir, $2: ag2 requirement
     uv pip install -q -p "$venv" --no-deps -e packages/core -e packages/autogen
 }
 
-run() {  # $1: venv dir, $2: test file
-    "$1/bin/python" -m pytest "tests/autogen_ag2/$2" -q "${@:3}"
+run() {  # $1: venv dir, $2: ag2 major (0x or 1x): runs tests/autogen_ag2/test_*_<major>.py
+    "$1/bin/python" -m pytest tests/autogen_ag2/test_*_"$2".py -q "${@:3}"
 }
 
 if [[ "$which" == "0x" || "$which" == "all" ]]; then
     setup .venvs/ag2 "ag2[openai]==0.14.*"
-    run .venvs/ag2 test_ag2_0x.py "$@"
+    run .venvs/ag2 0x "$@"
 fi
 if [[ "$which" == "1x" || "$which" == "all" ]]; then
     setup .venvs/ag2-1 "ag2[openai]>=1.2,<2"
-    run .venvs/ag2-1 test_ag2_1x.py "$@"
+    run .venvs/ag2-1 1x "$@"
 fi
