@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
-from polyroute import Router
+from polyroute import Router, RouterConfig
 
 __all__ = ["PolyrouteModelClient", "config_list", "model_client_config_list", "openai_config"]
 
@@ -112,19 +113,26 @@ class PolyrouteModelClient:
     """An ag2 ``ModelClient`` that sends through a polyroute :class:`~polyroute.Router` with the openai SDK.
 
     ag2 builds it as ``PolyrouteModelClient(entry, **kwargs)`` with the kwargs of ``register_model_client``:
-    ``router=`` (a live router to share) or ``config=`` (a router config); with neither, ``Router()`` routes
-    direct ``provider/model`` names with keys from the environment.
+    ``router=`` (a live router to share) or ``config=`` (a router config: ``RouterConfig``, dict, or a YAML /
+    TOML / JSON path); with neither, ``Router()`` routes direct ``provider/model`` names with keys from the
+    environment. Other kwargs go to the ``openai.OpenAI`` client (``timeout``...).
     """
 
     RESPONSE_USAGE_KEYS: ClassVar[list[str]] = ["prompt_tokens", "completion_tokens", "total_tokens", "cost", "model"]
 
     def __init__(
-        self, config: dict[str, Any], *, router: Router | None = None, config_source: Any = None, **kwargs: Any
+        self,
+        entry: dict[str, Any],
+        /,
+        *,
+        router: Router | None = None,
+        config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        **kwargs: Any,
     ) -> None:
-        if router is not None and config_source is not None:
-            raise ValueError("pass either router= or config_source=, not both")
-        self.router = router if router is not None else Router(config_source)
-        self.model: str = config["model"]
+        if router is not None and config is not None:
+            raise ValueError("pass either router= or config=, not both")
+        self.router = router if router is not None else Router(config)
+        self.model: str = entry["model"]
         self.router.route(self.model)  # fail at registration on an unknown name
         self._client = self.router.openai_client(**kwargs)
 
