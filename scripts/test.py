@@ -5,7 +5,8 @@
 1. the workspace (uv.lock): every package and test, openai 3.x with httpx and httpx2 installed;
 2. core on openai 2.x + httpx (what openai 2.x and several frameworks are built on);
 3. core on openai 3.x + httpx2 only (no legacy httpx at all);
-4. the ag2 (AutoGen 0.2 API) config_list tests, in their own environment, when present.
+4. the ag2 (AutoGen 0.2 API) config_list tests, in their own environment, when present;
+5. every install command the READMEs give, each in a fresh venv (``scripts/install_commands.py``, about a minute).
 
 Needs only Python and uv (``python -m pip install uv``). Extra arguments go to every pytest run.
 """
@@ -76,6 +77,8 @@ def main() -> int:
     ag2 = ROOT / "tests" / "autogen_ag2" / "run.sh"
     if ag2.is_file() and run(["bash", str(ag2), *extra]):
         failures.append("ag2")
+    if run([sys.executable, str(ROOT / "scripts" / "install_commands.py")]):
+        failures.append("install-commands")
     print("test environments failed: " + ", ".join(failures) if failures else "all test environments passed")
     return 1 if failures else 0
 
