@@ -185,6 +185,18 @@ async def test_closing_one_client_leaves_the_shared_router_working(
     await first.close()
 
 
+@pytest.mark.parametrize(
+    ("providers", "expected"),
+    [(["anthropic"], True), (["gemini"], True), (["openai", "anthropic"], True), (["mistral"], False),
+     (["anthropic", "mistral"], False)],
+)  # fmt: skip
+def test_multiple_system_messages_where_every_deployment_takes_them(providers: list[str], expected: bool) -> None:
+    """Mistral answers 400 to a system message after an assistant turn: autogen-ext must merge or refuse first."""
+    deployments = [{"provider": p, "model": f"{p}-model"} for p in providers]
+    router = Router({"models": [{"name": "r", "deployments": deployments}]})
+    assert PolyrouteChatCompletionClient(model="r", router=router).model_info["multiple_system_messages"] is expected
+
+
 def test_unknown_model_fails_at_construction() -> None:
     with pytest.raises(Exception, match="does not exist"):
         PolyrouteChatCompletionClient(model="nope", router=mock_router())

@@ -220,9 +220,9 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
 def model_info_for(router: Router, model: str) -> ModelInfo:
     """The AutoGen ``ModelInfo`` of a router model name, from its deployments' catalog rows and config.
 
-    ``multiple_system_messages`` is true: Anthropic and Gemini take every ``system`` message, wherever it stands,
-    into their top-level system prompt (in order), and OpenAI-compatible APIs accept several. Without it
-    autogen-ext refuses a second, non-adjacent system message (``AssistantAgent(memory=[...])`` adds one).
+    ``multiple_system_messages`` is true when every deployment takes system messages anywhere in the history
+    (see :data:`_SYSTEM_ANYWHERE`); ``AssistantAgent(memory=[...])`` adds a second, non-adjacent one, which
+    autogen-ext refuses before sending when the flag is false (it merges adjacent ones itself).
     """
     info = router.model_info(model)
     return ModelInfo(
@@ -231,8 +231,15 @@ def model_info_for(router: Router, model: str) -> ModelInfo:
         json_output=info.json_schema,
         structured_output=info.json_schema,
         family=_family(router, model),
-        multiple_system_messages=True,
+        multiple_system_messages=all(t.spec.key in _SYSTEM_ANYWHERE for t in router.route(model).targets),
     )
+
+
+_SYSTEM_ANYWHERE = frozenset({"openai", "azure", "anthropic", "gemini", "mock"})
+"""Providers that take system messages anywhere in the history: OpenAI and Azure accept them; polyroute's Anthropic
+and Gemini adapters move every one, in order, into the top-level system prompt. Not Mistral ("Unexpected role
+'system' after role 'assistant'"), nor, unverified, the other OpenAI-compatible vendors, whose open models'
+chat templates often want the system message first."""
 
 
 def _family(router: Router, model: str) -> str:
