@@ -1,26 +1,38 @@
 #!/usr/bin/env python3
 """Run polyroute's whole test suite, in every environment it must work in.
 
-0. ruff (lint and format) and pyright (strict on core);
-1. the workspace (uv.lock): every package and test, openai 3.x with httpx and httpx2 installed;
-2. core on openai 2.x + httpx (what openai 2.x and several frameworks are built on);
-3. core on openai 3.x + httpx2 only (no legacy httpx at all);
-4. the ag2 (AutoGen 0.2 API) config_list tests, in their own environment, when present;
-5. the third-party client matrix (tests/clients: the openai SDK's helpers, langchain-openai, openai-agents,
-   pydantic-ai, instructor) in its own environments, where a skipped case fails.
+After ``uv sync`` of the workspace, these steps run side by side (``POLYROUTE_TEST_JOBS`` at once, default 3: the
+environments spend much of their time installing, and the CI machine has 2 cores):
 
-Needs only Python and uv (``python -m pip install uv``). Extra arguments go to every pytest run.
+- lint: ruff (lint and format) and pyright (strict on core);
+- workspace: every package and test (uv.lock), openai 3.x with httpx and httpx2 installed;
+- openai2-httpx: core on openai 2.x + httpx (what openai 2.x and several frameworks are built on);
+- openai3-httpx2-only: core on openai 3.x + httpx2 only (no legacy httpx at all);
+- ag2-0x, ag2-1x, ag2-0x-openai3: the ag2 (AutoGen 0.2 API) tests in their own environments (tests/autogen_ag2);
+- clients, clients-instructor: the third-party client matrix (tests/clients: the openai SDK's helpers,
+  langchain-openai, openai-agents, pydantic-ai, instructor), where a skipped case fails;
+- install-commands: every install command the READMEs give, each in a fresh venv (``scripts/install_commands.py``).
+
+Each step's output goes to ``.venvs/logs/<step>.log`` and is printed whole when the step ends; the last line
+adds up every pytest summary. Needs only Python and uv (``python -m pip install uv``). Extra arguments go to every
+pytest run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / ".venvs" / "logs"
 UV = [sys.executable, "-m", "uv"]
 TEST_DEPS = [
     "pytest>=8.4",
@@ -45,72 +57,160 @@ CLIENT_ENVS = {
     "clients-instructor": (["instructor>=1.17,<2", "openai>=3,<4"], ["test_instructor.py", "test_openai_helpers.py"]),
 }
 
-
-def run(cmd: list[str], **kwargs: object) -> int:
-    """Run a command from the repository root, echoing it; its exit code."""
-    print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=ROOT, **kwargs).returncode  # type: ignore[call-overload]
+_SUMMARY = re.compile(r"^=+ (.*\d+ (?:passed|failed|error|errors|skipped).*) in [\d.]+s")
+_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
-def core_env(name: str, deps: list[str], extra: list[str]) -> int:
-    """A fresh venv with core, ``deps`` and the test tools; the core suite's exit code there."""
+def run(cmd: list[str], log: TextIO, env: dict[str, str] | None = None) -> int:
+    """Run a command from the repository root into ``log``, echoing it there; its exit code."""
+    log.write("+ " + " ".join(cmd) + "\n")
+    log.flush()
+    return subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def fresh_venv(name: str, packages: list[str], log: TextIO) -> Path | None:
+    """A new venv under .venvs/ with ``packages`` installed; its python, or None if that failed."""
     venv = ROOT / ".venvs" / name
     if venv.exists():
         shutil.rmtree(venv)
     python = venv / "bin" / "python"
-    if run([*UV, "venv", "-q", "--python", sys.executable, str(venv)]):
-        return 1
-    if run([*UV, "pip", "install", "-q", "--python", str(python), "-e", "packages/core", *deps, *TEST_DEPS]):
-        return 1
-    if name.endswith("httpx2-only"):
-        check = "import importlib.util as u, sys; sys.exit(u.find_spec('httpx') is not None)"
-        if run([str(python), "-c", check]):
-            print(f"{name}: legacy httpx is installed, so this environment does not test httpx2 alone")
+    if run([*UV, "venv", "-q", "--python", sys.executable, str(venv)], log):
+        return None
+    if run([*UV, "pip", "install", "-q", "--python", str(python), *packages], log):
+        return None
+    return python
+
+
+def lint(extra: list[str], log: TextIO) -> int:
+    """Lint: ruff check, ruff format --check and pyright; all three run, any failure fails the step."""
+    codes = [
+        run([*UV, "run", "--frozen", *check], log)
+        for check in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["pyright"])
+    ]
+    return max(codes)
+
+
+def workspace(extra: list[str], log: TextIO) -> int:
+    """Every package and test in the locked workspace."""
+    return run([*UV, "run", "--frozen", "pytest", *extra], log)
+
+
+def core_env(name: str) -> Callable[[list[str], TextIO], int]:
+    """Core's suite in a fresh venv with core, ``ENVS[name]`` and the test tools."""
+
+    def step(extra: list[str], log: TextIO) -> int:
+        python = fresh_venv(name, ["-e", "packages/core", *ENVS[name], *TEST_DEPS], log)
+        if python is None:
             return 1
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "POLYROUTE_TEST_ENV": name}
-    return run([str(python), "-m", "pytest", "tests/core", "-q", "-p", "no:randomly", *extra], env=env)
+        if name.endswith("httpx2-only"):
+            check = "import importlib.util as u, sys; sys.exit(u.find_spec('httpx') is not None)"
+            if run([str(python), "-c", check], log):
+                log.write(f"{name}: legacy httpx is installed, so this environment does not test httpx2 alone\n")
+                return 1
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "POLYROUTE_TEST_ENV": name}
+        return run([str(python), "-m", "pytest", "tests/core", "-q", "-p", "no:randomly", *extra], log, env)
+
+    return step
 
 
-def client_env(name: str, extra: list[str]) -> int:
-    """A fresh venv with core, one set of client libraries and the test tools; that part of tests/clients there.
-
-    ``POLYROUTE_CLIENT_MATRIX=1`` makes a missing library or a skipped case a failure.
+def client_env(name: str) -> Callable[[list[str], TextIO], int]:
+    """One set of client libraries' part of tests/clients, where ``POLYROUTE_CLIENT_MATRIX=1`` makes a missing
+    library or a skipped case a failure.
     """
-    deps, modules = CLIENT_ENVS[name]
-    venv = ROOT / ".venvs" / name
-    if venv.exists():
-        shutil.rmtree(venv)
-    python = venv / "bin" / "python"
-    if run([*UV, "venv", "-q", "--python", sys.executable, str(venv)]):
-        return 1
-    if run([*UV, "pip", "install", "-q", "--python", str(python), "-e", "packages/core", *deps, *TEST_DEPS]):
-        return 1
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "POLYROUTE_TEST_ENV": name, "POLYROUTE_CLIENT_MATRIX": "1"}
-    tests = [f"tests/clients/{module}" for module in modules]
-    return run([str(python), "-m", "pytest", *tests, "-q", "-p", "no:randomly", *extra], env=env)
+
+    def step(extra: list[str], log: TextIO) -> int:
+        deps, modules = CLIENT_ENVS[name]
+        python = fresh_venv(name, ["-e", "packages/core", *deps, *TEST_DEPS], log)
+        if python is None:
+            return 1
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "POLYROUTE_TEST_ENV": name, "POLYROUTE_CLIENT_MATRIX": "1"}
+        tests = [f"tests/clients/{module}" for module in modules]
+        return run([str(python), "-m", "pytest", *tests, "-q", "-p", "no:randomly", *extra], log, env)
+
+    return step
+
+
+def ag2(which: str) -> Callable[[list[str], TextIO], int]:
+    """One of tests/autogen_ag2/run.sh's environments."""
+
+    def step(extra: list[str], log: TextIO) -> int:
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        return run(["bash", "tests/autogen_ag2/run.sh", which, *extra], log, env)
+
+    return step
+
+
+def install_commands(extra: list[str], log: TextIO) -> int:
+    """Every README install command in a fresh venv."""
+    return run([sys.executable, "scripts/install_commands.py"], log)
+
+
+STEPS: dict[str, Callable[[list[str], TextIO], int]] = {
+    # longest first, so the slowest step starts at once
+    "workspace": workspace,
+    "clients": client_env("clients"),
+    "openai2-httpx": core_env("openai2-httpx"),
+    "openai3-httpx2-only": core_env("openai3-httpx2-only"),
+    "clients-instructor": client_env("clients-instructor"),
+    "install-commands": install_commands,
+    "lint": lint,
+    "ag2-0x": ag2("0x"),
+    "ag2-1x": ag2("1x"),
+    "ag2-0x-openai3": ag2("0x-openai3"),
+}
+
+
+def run_step(name: str, extra: list[str]) -> tuple[str, int, float]:
+    """A step with its output in its log file; (name, exit code, seconds)."""
+    started = time.monotonic()
+    with (LOGS / f"{name}.log").open("w") as log:
+        try:
+            code = STEPS[name](extra, log)
+        except Exception as exc:  # a step that cannot even start is a failed step, reported with the others
+            log.write(f"{name}: {type(exc).__name__}: {exc}\n")
+            code = 1
+    return name, code, time.monotonic() - started
+
+
+def tally(text: str) -> dict[str, int]:
+    """Counts from every pytest summary line in a log."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        found = _SUMMARY.match(line.strip())
+        if found:
+            for number, kind in _COUNT.findall(found.group(1)):
+                key = "errors" if kind.startswith("error") else kind
+                counts[key] = counts.get(key, 0) + int(number)
+    return counts
 
 
 def main() -> int:
     """Every step; failures are listed at the end, not fatal at once, except a workspace that will not sync."""
     extra = sys.argv[1:]
-    failures: list[str] = []
-    if run([*UV, "sync", "--frozen", "--all-packages"]):
+    only = os.environ.get("POLYROUTE_TEST_STEPS")
+    names = [n for n in STEPS if not only or n in only.split(",")]
+    print("+ uv sync --frozen --all-packages", flush=True)
+    if subprocess.run([*UV, "sync", "--frozen", "--all-packages"], cwd=ROOT).returncode:
         return 1
-    for check in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["pyright"]):
-        if run([*UV, "run", "--frozen", *check]):
-            failures.append(check[0] + (" format" if "format" in check else ""))
-    if run([*UV, "run", "--frozen", "pytest", *extra]):
-        failures.append("workspace")
-    for name, deps in ENVS.items():
-        if core_env(name, deps, extra):
-            failures.append(name)
-    ag2 = ROOT / "tests" / "autogen_ag2" / "run.sh"
-    if ag2.is_file() and run(["bash", str(ag2), *extra]):
-        failures.append("ag2")
-    for name in CLIENT_ENVS:
-        if client_env(name, extra):
-            failures.append(name)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    jobs = int(os.environ.get("POLYROUTE_TEST_JOBS", "3"))
+    failures: list[str] = []
+    totals: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_step, name, extra) for name in names]
+        for future in as_completed(futures):
+            name, code, seconds = future.result()
+            text = (LOGS / f"{name}.log").read_text(errors="replace")
+            for key, value in tally(text).items():
+                totals[key] = totals.get(key, 0) + value
+            verdict = "passed" if code == 0 else f"FAILED (exit {code})"
+            print(f"\n===== {name}: {verdict} in {seconds:.0f}s =====\n{text}", flush=True)
+            if code:
+                failures.append(name)
     print("test environments failed: " + ", ".join(failures) if failures else "all test environments passed")
+    failed = totals.get("failed", 0) + totals.get("errors", 0)
+    others = "".join(f", {totals[k]} {k}" for k in ("skipped", "xfailed", "xpassed") if totals.get(k))
+    print(f"total: {totals.get('passed', 0)} passed, {failed} failed{others}")
     return 1 if failures else 0
 
 

@@ -112,3 +112,28 @@ async def test_client_usage_accumulates(upstream: tuple[Router, Emulator]) -> No
     total = client.total_usage()
     assert total.prompt_tokens > 0 and total.completion_tokens > 0
     await client.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_memory_adds_a_second_system_message(upstream: tuple[Router, Emulator], stream: bool) -> None:
+    """``memory=[...]`` puts a system message after the task; autogen-ext refused it before any request unless
+    ``model_info`` says ``multiple_system_messages``. Every provider gets both system messages.
+    """
+    from autogen_core.memory import ListMemory, MemoryContent, MemoryMimeType
+
+    router, emu = upstream
+    client = PolyrouteChatCompletionClient(model="smart", router=router)
+    memory = ListMemory()
+    await memory.add(MemoryContent(content="The user lives in Paris.", mime_type=MemoryMimeType.TEXT))
+    agent = AssistantAgent("assistant", client, system_message="Be brief.", memory=[memory], model_client_stream=stream)
+    _, result = await run_agent(agent, "What is the weather where I live?")
+    assert isinstance(result.messages[-1], TextMessage)
+    assert result.messages[-1].content == scripted.FINAL_TEXT
+    sent = emu.requests[0].json()
+    if "system" in sent:  # Anthropic: every system message in the top-level system, in order
+        system = " ".join(block["text"] for block in sent["system"])
+        assert system.index("Be brief.") < system.index("The user lives in Paris.")
+    else:
+        roles = [m["role"] for m in sent["messages"]]
+        assert roles == ["system", "user", "system"] and "Paris" in sent["messages"][2]["content"]
+    await client.close()

@@ -97,6 +97,7 @@ def test_model_info_comes_from_the_route() -> None:
         "json_output": True,
         "structured_output": True,
         "family": ModelFamily.UNKNOWN,
+        "multiple_system_messages": True,  # every provider takes several (Anthropic and Gemini merge them)
     }
     with pytest.warns(DeprecationWarning, match="capabilities is deprecated"):
         assert client.capabilities["vision"] is False  # type: ignore[index]
@@ -137,6 +138,63 @@ def test_family_from_deployment_models() -> None:
     family = {name: PolyrouteChatCompletionClient(model=name, router=router).model_info["family"] for name in "ab"}
     assert family == {"a": ModelFamily.CLAUDE_3_5_SONNET, "b": ModelFamily.GPT_4O}
     assert PolyrouteChatCompletionClient(model="mixed", router=router).model_info["family"] == ModelFamily.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("claude-sonnet-4-5", ModelFamily.CLAUDE_4_SONNET),
+        ("claude-sonnet-4-20250514", ModelFamily.CLAUDE_4_SONNET),
+        ("claude-opus-4-1-20250805", ModelFamily.CLAUDE_4_OPUS),
+        ("claude-opus-4-5", ModelFamily.CLAUDE_4_OPUS),
+        ("claude-haiku-4-5", ModelFamily.CLAUDE_3_5_HAIKU),  # AutoGen has no Claude 4 Haiku: the newest Haiku
+        ("claude-3-7-sonnet-latest", ModelFamily.CLAUDE_3_7_SONNET),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", ModelFamily.CLAUDE_4_SONNET),
+        ("gemini-2.5-pro", ModelFamily.GEMINI_2_5_PRO),
+        ("gemini-2.5-flash-lite", ModelFamily.GEMINI_2_5_FLASH),
+        ("gemini-3-pro-preview", ModelFamily.GEMINI_2_5_PRO),
+        ("gpt-4.1-mini", ModelFamily.GPT_41),
+        ("gpt-5.1", ModelFamily.GPT_5),
+        ("mock-1", ModelFamily.UNKNOWN),
+    ],
+)
+def test_family_of_current_model_ids(model: str, family: str) -> None:
+    """New-style ids (``claude-sonnet-4-5``) get AutoGen's family, so its Claude / Gemini rules run."""
+    provider = "anthropic" if "claude" in model else "gemini" if "gemini" in model else "openai"
+    router = Router({"models": [{"name": "r", "deployments": [{"provider": provider, "model": model}]}]})
+    client = PolyrouteChatCompletionClient(model="r", router=router)
+    assert client.model_info["family"] == family
+    assert ModelFamily.is_claude(family) == ("claude" in model and family != ModelFamily.UNKNOWN)
+
+
+async def test_closing_one_client_leaves_the_shared_router_working(
+    emulator: Callable[..., Emulator], provider_key: str
+) -> None:
+    """Two clients on one router: closing one must not close the router's pools under the other's stream."""
+    emu = emulator(handler("abcdefghijklmnopqrst", pieces=10, chunk_delay=0.02))
+    router = Router(router_config(emu))
+    first = PolyrouteChatCompletionClient(model="smart", router=router)
+    second = PolyrouteChatCompletionClient(model="smart", router=router)
+    stream = first.create_stream(HI)
+    assert await stream.__anext__() == "ab"  # a stream in flight
+    await second.close()
+    rest = [item async for item in stream]
+    assert "".join(t for t in rest if isinstance(t, str)) == "cdefghijklmnopqrst"
+    items = [item async for item in first.create_stream(HI)]  # and new calls still go through
+    assert isinstance(items[-1], CreateResult) and items[-1].content == "abcdefghijklmnopqrst"
+    await first.close()
+
+
+@pytest.mark.parametrize(
+    ("providers", "expected"),
+    [(["anthropic"], True), (["gemini"], True), (["openai", "anthropic"], True), (["mistral"], False),
+     (["anthropic", "mistral"], False)],
+)  # fmt: skip
+def test_multiple_system_messages_where_every_deployment_takes_them(providers: list[str], expected: bool) -> None:
+    """Mistral answers 400 to a system message after an assistant turn: autogen-ext must merge or refuse first."""
+    deployments = [{"provider": p, "model": f"{p}-model"} for p in providers]
+    router = Router({"models": [{"name": "r", "deployments": deployments}]})
+    assert PolyrouteChatCompletionClient(model="r", router=router).model_info["multiple_system_messages"] is expected
 
 
 def test_unknown_model_fails_at_construction() -> None:

@@ -86,3 +86,14 @@ def test_openai_config_needs_ag2_1x() -> None:
             openai_config(mock_router(), "smart")
     else:  # pragma: no cover - the ag2 1.x environment has its own tests
         pytest.skip("ag2 1.x is installed here")
+
+
+def test_model_client_takes_a_router_config() -> None:
+    """``register_model_client(PolyrouteModelClient, config={...})``, as documented: ag2 passes the entry first."""
+    config = {
+        "models": [{"name": "smart", "deployments": [{"provider": "mock", "model": "mock-1", "response": "cfg"}]}]
+    }
+    client = PolyrouteModelClient({"model": "smart"}, config=config)
+    assert client.message_retrieval(client.create({"messages": HI})) == ["cfg"]
+    with pytest.raises(ValueError, match="either"):
+        PolyrouteModelClient({"model": "smart"}, config=config, router=mock_router())

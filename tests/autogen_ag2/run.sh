@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run tests/autogen_ag2 in the ag2 environments: ag2 0.x (openai 2.x + httpx) and ag2 1.x (openai 3.x + httpx2).
 # Their pins conflict with the main environment (see FRAMEWORKS.md §4), so each gets its own venv under .venvs/.
-# Usage: tests/autogen_ag2/run.sh [0x|1x|all] [pytest args...]
+# A third, ag2 0.x beside openai 3.x (httpx2 is that SDK's family), checks config_list() still hands ag2 0.x the
+# httpx.Client its LLMConfig insists on.
+# Usage: tests/autogen_ag2/run.sh [0x|1x|0x-openai3|all] [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,4 +32,10 @@ fi
 if [[ "$which" == "1x" || "$which" == "all" ]]; then
     setup .venvs/ag2-1 "ag2[openai]>=1.2,<2"
     run .venvs/ag2-1 1x "$@"
+fi
+if [[ "$which" == "0x-openai3" || "$which" == "all" ]]; then
+    setup .venvs/ag2-openai3 "ag2==0.14.*"
+    uv pip install -q -p .venvs/ag2-openai3 "openai>=3,<4"
+    .venvs/ag2-openai3/bin/python -c 'import openai, sys; sys.exit(openai.__version__[0] != "3")'
+    .venvs/ag2-openai3/bin/python -m pytest tests/autogen_ag2/test_ag2_0x.py -q "$@"
 fi

@@ -115,3 +115,45 @@ def test_model_client_tool_call(emulator: Callable[..., Emulator]) -> None:
     (message,) = wrapper.extract_text_or_completion_object(response)
     assert message.tool_calls[0].function.name == "get_weather"
     assert json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris"}
+
+
+def test_config_list_cost_is_polyroute_cost() -> None:
+    """ag2 prices responses by model name from its own table (0 for a route name or mock-1); the entry's
+    ``price`` comes from polyroute's catalog, so ag2's cost is the one polyroute put on ``usage.cost``.
+    """
+    wrapper = OpenAIWrapper(config_list=config_list(mock_router(response="priced"), ["smart"]), cache_seed=None)
+    response = wrapper.create(messages=HI)
+    polyroute_cost = (response.usage.model_extra or {})["cost"]
+    assert polyroute_cost > 0
+    assert response.cost == pytest.approx(polyroute_cost, rel=1e-9)
+    assert wrapper.total_usage_summary is not None
+    assert wrapper.total_usage_summary["total_cost"] == pytest.approx(polyroute_cost, rel=1e-9)
+
+
+def test_agent_cost_through_llm_config() -> None:
+    llm_config = LLMConfig(*config_list(mock_router(response="priced"), ["smart"]), cache_seed=None)
+    agent = ConversableAgent("assistant", llm_config=llm_config, human_input_mode="NEVER")
+    agent.generate_reply(messages=HI)
+    assert agent.client is not None and agent.client.total_usage_summary is not None
+    assert agent.client.total_usage_summary["total_cost"] > 0
+
+
+def test_model_client_registered_with_a_router_config() -> None:
+    """``register_model_client(PolyrouteModelClient, config=...)``: the documented keyword reaches the router."""
+    config = {
+        "models": [{"name": "smart", "deployments": [{"provider": "mock", "model": "mock-1", "response": "cfg"}]}]
+    }
+    wrapper = OpenAIWrapper(config_list=model_client_config_list(["smart"]), cache_seed=None)
+    wrapper.register_model_client(PolyrouteModelClient, config=config)
+    response = wrapper.create(messages=HI)
+    assert wrapper.extract_text_or_completion_object(response) == ["cfg"]
+    assert response.cost > 0
+
+
+def test_entries_carry_a_legacy_httpx_client() -> None:
+    """ag2 0.x's LLMConfig accepts only ``httpx.Client``, also beside openai 3.x (whose own family is httpx2)."""
+    import httpx
+
+    (entry,) = config_list(mock_router(), ["smart"])
+    assert isinstance(entry["http_client"], httpx.Client)
+    LLMConfig(entry)  # validates

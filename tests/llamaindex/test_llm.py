@@ -456,3 +456,33 @@ def test_to_dict_holds_no_secret(emulator: Callable[..., Emulator], recorder: Re
     assert KEY not in repr(llm.router) and "router" not in data and "config" not in data
     again = Polyroute.from_dict({**data, "model": "openai/gpt-4o-mini"})  # a fresh Router() from the environment
     assert again.temperature == 0.5 and again.router is not llm.router
+
+
+# -- copies and pickles -----------------------------------------------------------------------------------------
+
+MOCK_CONFIG: dict[str, Any] = {
+    "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1", "response": "pong"}]}]
+}
+
+
+def test_deepcopy_of_a_dict_config_llm_answers_and_shares_the_router() -> None:
+    import copy
+
+    llm = Polyroute(model="m", config=MOCK_CONFIG, temperature=0.2)
+    clone = copy.deepcopy(llm)
+    assert clone is not llm and clone.temperature == 0.2
+    assert clone.router is llm.router  # one router: one set of pools, health and limits
+    assert clone.chat(USER).message.content == "pong"
+    assert "".join(r.delta or "" for r in clone.stream_chat(USER)) == "pong"
+    assert llm.chat(USER).message.content == "pong"
+
+
+@pytest.mark.parametrize("given", ["config", "router"])
+def test_pickle_round_trip(given: str) -> None:
+    import pickle
+
+    kwargs: dict[str, Any] = {"config": MOCK_CONFIG} if given == "config" else {"router": Router(MOCK_CONFIG)}
+    llm = Polyroute(model="m", max_tokens=7, **kwargs)
+    restored = pickle.loads(pickle.dumps(llm))
+    assert restored.max_tokens == 7
+    assert restored.chat(USER).message.content == "pong"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal, get_args
@@ -99,6 +100,7 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
             )
         self._router = router if router is not None else Router(config)
         self._from_env = router is None and config is None
+        self._owns_router = router is None
         info = model_info_for(self._router, model)
         if model_info:
             info.update(model_info)  # type: ignore[typeddict-item]
@@ -182,8 +184,16 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
         return window - self.count_tokens(messages, tools=tools)
 
     async def close(self) -> None:
-        """Close the OpenAI client (and with it this event loop's upstream connections)."""
-        await self._client.close()
+        """Release what this client owns, and nothing a shared router holds.
+
+        The OpenAI client here is a thin layer over the router's transport, whose connection pools belong to the
+        router: closing it would cut every other client's calls, streams in flight included. A router this client
+        built itself (from ``config=`` or the environment) is its own, and closes with it; a ``router=`` given to
+        it stays open for its other users (close it with the router's own ``close()``).
+        """
+        if self._owns_router:
+            self._router.close()
+            await self._router.async_transport().aclose()
 
     def _to_config(self) -> PolyrouteClientConfig:
         return PolyrouteClientConfig(
@@ -208,7 +218,12 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
 
 
 def model_info_for(router: Router, model: str) -> ModelInfo:
-    """The AutoGen ``ModelInfo`` of a router model name, from its deployments' catalog rows and config."""
+    """The AutoGen ``ModelInfo`` of a router model name, from its deployments' catalog rows and config.
+
+    ``multiple_system_messages`` is true when every deployment takes system messages anywhere in the history
+    (see :data:`_SYSTEM_ANYWHERE`); ``AssistantAgent(memory=[...])`` adds a second, non-adjacent one, which
+    autogen-ext refuses before sending when the flag is false (it merges adjacent ones itself).
+    """
     info = router.model_info(model)
     return ModelInfo(
         vision=info.vision,
@@ -216,21 +231,63 @@ def model_info_for(router: Router, model: str) -> ModelInfo:
         json_output=info.json_schema,
         structured_output=info.json_schema,
         family=_family(router, model),
+        multiple_system_messages=all(t.spec.key in _SYSTEM_ANYWHERE for t in router.route(model).targets),
     )
 
 
-def _family(router: Router, model: str) -> str:
-    """AutoGen's model family when every deployment of the route is of the same one, else ``unknown``.
+_SYSTEM_ANYWHERE = frozenset({"openai", "azure", "anthropic", "gemini", "mock"})
+"""Providers that take system messages anywhere in the history: OpenAI and Azure accept them; polyroute's Anthropic
+and Gemini adapters move every one, in order, into the top-level system prompt. Not Mistral ("Unexpected role
+'system' after role 'assistant'"), nor, unverified, the other OpenAI-compatible vendors, whose open models'
+chat templates often want the system message first."""
 
-    Families are AutoGen's own name prefixes (``gpt-4o``, ``claude-3-5-sonnet``, ``r1``...), matched longest first
-    against each deployment's model id.
-    """
-    prefixes = sorted((f for f in get_args(ModelFamily.ANY) if f != ModelFamily.UNKNOWN), key=len, reverse=True)
-    found: set[str] = set()
-    for target in router.route(model).targets:
-        name = target.deployment.model.rsplit("/", 1)[-1].lower()
-        found.add(next((p for p in prefixes if name.startswith(p)), ModelFamily.UNKNOWN))
+
+def _family(router: Router, model: str) -> str:
+    """AutoGen's model family when every deployment of the route is of the same one, else ``unknown``."""
+    found = {family_of(target.deployment.model) for target in router.route(model).targets}
     return found.pop() if len(found) == 1 else ModelFamily.UNKNOWN
+
+
+_VERSIONED = re.compile(r"^(claude|gemini)-(\d+(?:[.-]\d)?)-([a-z]+)$")
+"""AutoGen's Claude and Gemini families: ``claude-3-5-sonnet``, ``claude-4-opus``, ``gemini-2.5-pro``."""
+_CLAUDE_ID = re.compile(
+    r"claude-(?:(?P<tier>haiku|sonnet|opus)-(?P<new>\d+(?:-\d(?!\d))?)|(?P<old>\d+(?:-\d)?)-(?P<old_tier>haiku|sonnet|opus))"
+)
+_GEMINI_ID = re.compile(r"gemini-(?P<version>\d+(?:\.\d+)?)-(?P<tier>pro|flash)")
+
+
+def family_of(model_id: str) -> str:
+    """AutoGen's ``ModelFamily`` of a provider model id (``claude-sonnet-4-5``, ``us.anthropic.claude-...``).
+
+    Claude and Gemini ids map to the family of the same tier with the highest version not above the model's
+    (``claude-sonnet-4-5`` → ``claude-4-sonnet``, ``claude-haiku-4-5`` → ``claude-3-5-haiku``, ``gemini-3-pro``
+    → ``gemini-2.5-pro``): autogen-ext's Claude and Gemini message rules then run, which is what the family is
+    for. Other ids match AutoGen's family names as prefixes (``gpt-4o``, ``gpt-4.1`` → ``gpt-41``, ``o3``).
+    """
+    name = model_id.rsplit("/", 1)[-1].lower()
+    for vendor, pattern in (("claude", _CLAUDE_ID), ("gemini", _GEMINI_ID)):
+        match = pattern.search(name)
+        if match:
+            groups = match.groupdict()
+            tier = groups.get("tier") or groups.get("old_tier") or ""
+            version = _version(groups.get("version") or groups.get("new") or groups.get("old") or "0")
+            return _nearest_family(vendor, tier, version)
+    name = re.sub(r"^gpt-(\d)\.(\d)", r"gpt-\1\2", name)  # AutoGen writes gpt-4.1 as gpt-41, gpt-3.5 as gpt-35
+    prefixes = sorted((f for f in get_args(ModelFamily.ANY) if f != ModelFamily.UNKNOWN), key=len, reverse=True)
+    return next((p for p in prefixes if name.startswith(p)), ModelFamily.UNKNOWN)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.split(r"[.-]", text))
+
+
+def _nearest_family(vendor: str, tier: str, version: tuple[int, ...]) -> str:
+    candidates: list[tuple[tuple[int, ...], str]] = []
+    for family in get_args(ModelFamily.ANY):
+        match = _VERSIONED.match(family)
+        if match and match[1] == vendor and match[3] == tier and _version(match[2]) <= version:
+            candidates.append((_version(match[2]), family))
+    return max(candidates)[1] if candidates else ModelFamily.UNKNOWN
 
 
 def dump_router_config(config: RouterConfig) -> dict[str, Any]:

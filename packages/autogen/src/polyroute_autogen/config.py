@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Iterable
+import importlib.metadata
+import importlib.util
+import os
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
-from polyroute import Router
+from polyroute import Router, RouterConfig
 
 __all__ = ["PolyrouteModelClient", "config_list", "model_client_config_list", "openai_config"]
 
@@ -43,12 +46,14 @@ def config_list(
     Args:
         router: The router to send through.
         models: Model names (routes or direct ``provider/model``); default: every configured route.
-        library: ``"httpx"`` or ``"httpx2"`` for the entries' client; default: the family of the installed openai
-            SDK (openai 2.x: httpx, 3.x: httpx2).
+        library: ``"httpx"`` or ``"httpx2"`` for the entries' client; default: legacy httpx when ag2 0.x is
+            installed (its ``LLMConfig`` accepts nothing else), else the openai SDK's family (2.x: httpx, 3.x:
+            httpx2).
         **extra: Keys added to every entry (``price``, ``tags``, ``temperature``...).
 
-    Each entry holds ``model``, a placeholder ``api_key``, ``base_url``, ``max_retries=0`` and a sync
-    ``http_client`` on the router's transport that deep copies to itself, so
+    Each entry holds ``model``, a placeholder ``api_key``, ``base_url``, ``max_retries=0``, ``price`` (from
+    polyroute's catalog, see :func:`route_price_per_1k`) and a sync ``http_client`` on the router's transport that
+    deep copies to itself, so
     ``ConversableAgent(llm_config={"config_list": ...})`` works. ag2 0.14's ``LLMConfig(*entries)`` takes them
     too, but its ``model_dump_json()`` cannot serialize a client: use :func:`model_client_config_list` for configs
     saved as JSON.
@@ -58,18 +63,56 @@ def config_list(
         raise ValueError("no model names: pass models=[...] or configure routes in the router")
     for name in names:
         router.route(name)  # an unknown name fails here, not on the first call
-    client = shared_http_client(router, library=library)
-    return [
-        {
+    client = shared_http_client(router, library=library or _legacy_ag2_library())
+    entries: list[dict[str, Any]] = []
+    for name in names:
+        entry = {
             "model": name,
             "api_key": _PLACEHOLDER_KEY,
             "base_url": BASE_URL,
             "http_client": client,
             "max_retries": 0,  # the router retries and fails over; SDK retries would rerun the whole chain
-            **extra,
         }
-        for name in names
-    ]
+        price = route_price_per_1k(router, name)
+        if price is not None:
+            entry["price"] = price
+        entries.append({**entry, **extra})
+    return entries
+
+
+def route_price_per_1k(router: Router, model: str) -> list[float] | None:
+    """ag2's ``price`` (USD per 1,000 prompt and completion tokens) from polyroute's catalog, when every deployment
+    of the route has the same known price; else None.
+
+    ag2 0.x prices an OpenAI response from its own table by the answering model's name and reports 0 for any
+    name it lacks (every route name, most non-OpenAI models), whatever polyroute priced. An entry's ``price``
+    replaces that table: ag2's cost then equals polyroute's ``usage.cost`` for calls without prompt caching
+    (ag2 charges cached tokens at the full input price). Routes whose deployments differ in price get no entry
+    price; :class:`PolyrouteModelClient` reports polyroute's own cost in every case.
+    """
+    prices = {(t.info.input_price, t.info.output_price) for t in router.route(model).targets}
+    if len(prices) != 1:
+        return None
+    ((prompt, completion),) = prices
+    if prompt is None or completion is None:
+        return None
+    return [prompt / 1000, completion / 1000]  # the catalog's prices are per million tokens
+
+
+def _legacy_ag2_library() -> str | None:
+    """``"httpx"`` when ag2 0.x is installed beside legacy httpx, else None (the openai SDK's own family).
+
+    ag2 0.x's ``LLMConfig`` validates ``http_client`` as an ``httpx.Client`` whatever openai version is installed;
+    openai 3.x (whose family is httpx2) takes a legacy ``httpx.Client`` too, so that one suits both.
+    """
+    for dist in ("ag2", "autogen"):
+        try:
+            major = importlib.metadata.version(dist).split(".", 1)[0]
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if major == "0" and importlib.util.find_spec("httpx") is not None:
+            return "httpx"
+    return None
 
 
 def shared_http_client(router: Router, *, library: str | None = None, asynchronous: bool = False) -> Any:
@@ -112,19 +155,26 @@ class PolyrouteModelClient:
     """An ag2 ``ModelClient`` that sends through a polyroute :class:`~polyroute.Router` with the openai SDK.
 
     ag2 builds it as ``PolyrouteModelClient(entry, **kwargs)`` with the kwargs of ``register_model_client``:
-    ``router=`` (a live router to share) or ``config=`` (a router config); with neither, ``Router()`` routes
-    direct ``provider/model`` names with keys from the environment.
+    ``router=`` (a live router to share) or ``config=`` (a router config: ``RouterConfig``, dict, or a YAML /
+    TOML / JSON path); with neither, ``Router()`` routes direct ``provider/model`` names with keys from the
+    environment. Other kwargs go to the ``openai.OpenAI`` client (``timeout``...).
     """
 
     RESPONSE_USAGE_KEYS: ClassVar[list[str]] = ["prompt_tokens", "completion_tokens", "total_tokens", "cost", "model"]
 
     def __init__(
-        self, config: dict[str, Any], *, router: Router | None = None, config_source: Any = None, **kwargs: Any
+        self,
+        entry: dict[str, Any],
+        /,
+        *,
+        router: Router | None = None,
+        config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        **kwargs: Any,
     ) -> None:
-        if router is not None and config_source is not None:
-            raise ValueError("pass either router= or config_source=, not both")
-        self.router = router if router is not None else Router(config_source)
-        self.model: str = config["model"]
+        if router is not None and config is not None:
+            raise ValueError("pass either router= or config=, not both")
+        self.router = router if router is not None else Router(config)
+        self.model: str = entry["model"]
         self.router.route(self.model)  # fail at registration on an unknown name
         self._client = self.router.openai_client(**kwargs)
 

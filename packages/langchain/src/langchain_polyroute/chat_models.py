@@ -8,6 +8,8 @@ wire format (``polyroute.types.openai``), kept in ``additional_kwargs`` and sent
 from __future__ import annotations
 
 import inspect
+import json
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
@@ -242,6 +244,57 @@ class ChatPolyroute(BaseChatModel):
         if info.max_output_tokens:
             profile["max_output_tokens"] = info.max_output_tokens
         return profile
+
+    # -- copies and pickles ---------------------------------------------------------------------------------------
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A copy that shares the live router and its clients (pools, health, limits); data fields are copied.
+
+        LangChain and agent frameworks deep-copy models (``with_config``, graph state); a second router would
+        open its own pools and lose the first one's health and rate-limit state.
+        """
+        memo = {} if memo is None else memo
+        for live in (self.router, self._router, self._client, self._async_client):
+            if live is not None:
+                memo[id(live)] = live
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickles carry the router's config, not the live router: unpickling builds a router from it."""
+        state = super().__getstate__()
+        fields = dict(state["__dict__"])
+        if fields.get("router") is not None:
+            fields["config"] = fields["router"].config
+            fields["router"] = None
+        private = {"_router": None, "_client": None, "_async_client": None}
+        return {**state, "__dict__": fields, "__pydantic_private__": private}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._build_clients()
+
+    # -- token estimates ------------------------------------------------------------------------------------------
+
+    def get_num_tokens(self, text: str) -> int:
+        """An offline estimate: about four characters per token (``custom_get_token_ids`` wins when given).
+
+        A route may end at any provider's model, whose tokenizer polyroute does not have; LangChain's default
+        needs ``transformers`` (GPT-2's tokenizer, downloaded), and tiktoken fetches its tables on first use and
+        is exact for OpenAI models only. The estimate never touches the network.
+        """
+        if self.custom_get_token_ids is not None:
+            return len(self.custom_get_token_ids(text))
+        return _estimate_tokens(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """An offline estimate for ``messages`` (and ``tools``) as sent: their Chat Completions JSON, about four
+        characters per token, plus a few tokens of framing per message. ``trim_messages(token_counter=model)``
+        uses this.
+        """
+        text = json.dumps(_to_wire_messages(messages), ensure_ascii=False, default=str)
+        if tools:
+            text += json.dumps([convert_to_openai_tool(tool) for tool in tools], ensure_ascii=False, default=str)
+        return self.get_num_tokens(text) + 3 * len(messages)
 
     # -- LangChain identity ---------------------------------------------------------------------------------------
 
@@ -506,6 +559,11 @@ def _tool_choice(choice: dict[str, Any] | str | bool, tools: list[dict[str, Any]
 
 
 # -- LangChain messages → polyroute's wire format ------------------------------------------------------------------
+
+
+def _estimate_tokens(text: str) -> int:
+    """About four characters per token: the usual rule for English text with current tokenizers."""
+    return math.ceil(len(text) / 4)
 
 
 def _to_wire_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:

@@ -309,6 +309,9 @@ EMPTY: Mapping[str, Any] = MappingProxyType({})
 class ChunkBuilder:
     """Stream bookkeeping every translator shares: ids, the first delta's role, tool-call indexes, the finish
     reason, the usage chunk. Translators say what happened; this builds the OpenAI chunk dicts.
+
+    Usage takes OpenAI's shape: when the caller asked (``stream_options.include_usage``) every chunk carries
+    ``"usage": null`` and one last chunk has ``"choices": []`` and the usage; otherwise no chunk has a usage field.
     """
 
     __slots__ = (
@@ -337,13 +340,16 @@ class ChunkBuilder:
         if not self._role_sent:
             delta = {"role": "assistant", **delta}
             self._role_sent = True
-        return {
+        chunk: ChatCompletionChunk = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
         }
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
 
     def text(self, text: str, index: int = 0) -> ChatCompletionChunk:
         """A content delta."""

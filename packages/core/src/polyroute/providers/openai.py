@@ -239,10 +239,31 @@ def _needs_look(raw: bytes) -> bool:
     return b'"choices":[' not in raw or _LOOK.search(raw) is not None
 
 
-class OpenAIStreamTranslator:
-    """Forwards OpenAI-format chunks, touching only the ones that need it (usage, reasoning, tool ids, finish)."""
+_ENVELOPE = frozenset(
+    ("id", "object", "created", "model", "choices", "system_fingerprint", "service_tier", "obfuscation")
+)
+"""The fields of a chunk that say nothing by themselves."""
 
-    __slots__ = ("_done", "_finished", "_tool_ids", "builder", "include_usage", "target")
+
+class OpenAIStreamTranslator:
+    """Forwards OpenAI-format chunks, touching only the ones that need it (usage, reasoning, tool ids, finish).
+
+    Usage leaves in OpenAI's shape whatever the vendor does (Mistral and Groq put it on the finish chunk, Groq
+    under ``x_groq``; some vendors repeat it): polyroute always asks upstream for it, keeps the last one seen, and
+    when the caller asked gives one chunk with ``"choices": []`` and the usage (where OpenAI sends it, else at the
+    end), every other chunk carrying ``"usage": null``; when the caller did not ask, no chunk has a usage field.
+    """
+
+    __slots__ = (
+        "_done",
+        "_finished",
+        "_tool_ids",
+        "_usage_sent",
+        "_usage_template",
+        "builder",
+        "include_usage",
+        "target",
+    )
 
     def __init__(self, target: Target, include_usage: bool) -> None:
         self.target = target
@@ -251,6 +272,8 @@ class OpenAIStreamTranslator:
         self._done = False
         self._finished = False
         self._tool_ids: dict[tuple[int, int], str] = {}
+        self._usage_template: dict[str, Any] = {}
+        self._usage_sent = False
 
     def feed(self, event: SSEEvent) -> list[ChatCompletionChunk | bytes]:
         """One upstream event → the chunks (or raw bytes) to forward."""
@@ -259,16 +282,15 @@ class OpenAIStreamTranslator:
             return []
         if data == "[DONE]":
             self._done = True
-            return []
+            return self._usage_out()
         raw = data.encode()
         if not _needs_look(raw):
-            return [raw]
+            return [_raw_usage_field(raw, self.include_usage)]
         chunk = _obj(json.loads(data))
         if "error" in chunk and "choices" not in chunk:
             raise classify_error(200, {}, raw, self.target)
-        usage = chunk.get("usage") or _obj(chunk.get("x_groq")).get("usage")
+        usage = chunk.pop("usage", None) or _obj(chunk.pop("x_groq", None)).get("usage")
         chunk.pop("x_groq", None)
-        out: list[ChatCompletionChunk | bytes] = []
         for choice in map(_obj, _list(chunk.get("choices"))):
             delta = _obj(choice.get("delta"))
             _normalize_reasoning(delta)
@@ -283,14 +305,30 @@ class OpenAIStreamTranslator:
                 self.builder.finish_reason = choice["finish_reason"]
         if usage:
             self.builder.usage = cast(Usage, usage)
-            if not self.include_usage:
-                if not chunk.get("choices"):
-                    return out
-                chunk["usage"] = None
-        elif "usage" in chunk and chunk["usage"] is None and not chunk.get("choices"):
-            return out
-        out.append(cast(ChatCompletionChunk, chunk))
-        return out
+            self._usage_template = {k: v for k, v in chunk.items() if k != "choices"}
+            if not chunk.get("choices"):
+                return self._usage_out()  # OpenAI's own usage chunk, where OpenAI sends it
+        elif not chunk.get("choices") and chunk.keys() <= _ENVELOPE:
+            return []  # nothing for the caller; Azure's prompt filters and OpenAI's moderation go through
+        if self.include_usage:
+            chunk["usage"] = None
+        return [cast(ChatCompletionChunk, chunk)]
+
+    def _usage_out(self) -> list[ChatCompletionChunk | bytes]:
+        """The one usage chunk, in OpenAI's shape, when the caller asked and the vendor reported usage."""
+        if self._usage_sent or not self.include_usage or self.builder.usage is None:
+            return []
+        self._usage_sent = True
+        chunk: dict[str, Any] = {
+            "id": self.builder.id,
+            "object": "chat.completion.chunk",
+            "created": self.builder.created,
+            "model": self.builder.model,
+            **self._usage_template,
+            "choices": [],
+            "usage": self.builder.usage,
+        }
+        return [cast(ChatCompletionChunk, chunk)]
 
     def finish(self) -> list[ChatCompletionChunk | bytes]:
         """The stream ended: fine after a finish_reason or ``[DONE]``, an error otherwise."""
@@ -301,7 +339,19 @@ class OpenAIStreamTranslator:
                 deployment=self.target.label,
                 status=502,
             )
-        return []
+        return self._usage_out()
+
+
+def _raw_usage_field(raw: bytes, include_usage: bool) -> bytes:
+    """A chunk forwarded as bytes, with OpenAI's usage field: ``"usage":null`` when the caller asked for usage,
+    none otherwise. A quote after a comma cannot be inside a JSON string (it would be escaped), so the byte
+    edits are safe.
+    """
+    if include_usage:
+        if b'"usage":null' not in raw and raw.endswith(b"}"):
+            return raw[:-1] + b',"usage":null}'
+        return raw
+    return raw.replace(b',"usage":null', b"") if b'"usage":null' in raw else raw
 
 
 def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:

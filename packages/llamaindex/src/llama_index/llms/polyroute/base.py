@@ -42,12 +42,13 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
+from typing_extensions import Self
 
 from polyroute import Router, RouterConfig
 
@@ -88,6 +89,7 @@ class Polyroute(FunctionCallingLLM):
     )
 
     _router: Router = PrivateAttr()
+    _config: Any = PrivateAttr(default=None)
     _client: openai.OpenAI | None = PrivateAttr(default=None)
     _aclient: openai.AsyncOpenAI | None = PrivateAttr(default=None)
 
@@ -102,7 +104,24 @@ class Polyroute(FunctionCallingLLM):
             raise ValueError("pass router= or config=, not both")
         super().__init__(model=model, **kwargs)
         self._router = router if router is not None else Router(config)
+        self._config = config
         self._router.route(model)  # an unknown model name fails here, not on the first call
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A copy that shares the live router and its clients (pools, health, limits); data fields are copied."""
+        memo = {} if memo is None else memo
+        for live in (self._router, self._client, self._aclient):
+            if live is not None:
+                memo[id(live)] = live
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickles carry the router's config, not the live router: unpickling builds a router from it (LlamaIndex
+        unpickles through ``__init__``).
+        """
+        state = BaseModel.__getstate__(self)
+        config = self._config if self._config is not None else self._router.config
+        return {**state, "__dict__": {**state["__dict__"], "config": config}, "__pydantic_private__": {}}
 
     @classmethod
     def class_name(cls) -> str:

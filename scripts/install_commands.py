@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Run every install command the READMEs give, each in a fresh venv, then use what it promised.
+
+The commands are read from the Markdown (``README.md``, ``packages/*/README.md``, ``docs/*.md``) and must each have
+a check in :data:`CHECKS` (a new command without one fails the run, so the list cannot drift from the docs):
+
+- checkout commands (``./packages/...``) run as written from the repository root;
+- published commands (``pip install "polyroute[langchain]"``) run against the four wheels built from this checkout
+  (``uv build``) plus PyPI, as they will once published: the wheels dir is handed to the installer as a find-links
+  source (``PIP_FIND_LINKS`` / ``UV_FIND_LINKS``), the command itself is unchanged;
+- ``python3 -m pip install ...`` commands run with the real pip of the venv (``python3`` resolves to it), the
+  plain ``pip install ...`` ones with ``uv pip``, which is much faster and installs the same packages.
+
+Venvs live under ``.venvs/install-*`` (rebuilt each run), so this can run beside other environments. Needs Python
+and uv (``python -m pip install uv``); registries are the only network used. Exit code 1 if any command fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+UV = [sys.executable, "-m", "uv"]
+VENVS = ROOT / ".venvs"
+WHEELS = VENVS / "install-wheels"
+DOCS = ("README.md", "packages/*/README.md", "docs/*.md")
+
+_COMMAND = re.compile(r"""(?:python3 -m )?pip install (?:[^\s`#&|;]+)(?: [^\s`#&|;]+)*""")
+"""An install command in Markdown, up to the end of its code span, a comment or a ``&&``."""
+
+_MOCK = "mock/mock-1"  # a direct route to the built-in mock provider: no key, no network
+
+CHECKS: dict[str, str] = {
+    # the README's own follow-up, as written: the demo runs on mock deployments through the openai SDK
+    'python3 -m pip install "./packages/core[openai]"': "python3 -m polyroute demo",
+    "python3 -m pip install uv": "python3 -m uv --version",
+    'pip install "polyroute[yaml]"': "python3 -c 'import yaml, polyroute; print(yaml.safe_load(\"a: 1\"))'",
+    'pip install "polyroute[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
+    'pip install "./packages/core[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
+    'pip install "polyroute[langchain]"': (
+        "python3 -c 'from langchain_polyroute import ChatPolyroute as M; "
+        f'print(M(model="{_MOCK}").invoke("hi").content)\''
+    ),
+    "pip install ./packages/core ./packages/langchain": (
+        "python3 -c 'from langchain_polyroute import ChatPolyroute as M; "
+        f'print(M(model="{_MOCK}").invoke("hi").content)\''
+    ),
+    'pip install "polyroute[llamaindex]"': (
+        "python3 -c 'from llama_index.llms.polyroute import Polyroute as M; "
+        f'print(M(model="{_MOCK}").complete("hi").text)\''
+    ),
+    "pip install ./packages/core ./packages/llamaindex": (
+        "python3 -c 'from llama_index.llms.polyroute import Polyroute as M; "
+        f'print(M(model="{_MOCK}").complete("hi").text)\''
+    ),
+    'pip install "polyroute[autogen]"': (
+        "python3 -c 'import asyncio; from autogen_core.models import UserMessage; "
+        "from polyroute_autogen import PolyrouteChatCompletionClient as M; "
+        f'print(asyncio.run(M(model="{_MOCK}").create([UserMessage(content="hi", source="u")])).content)\''
+    ),
+    "pip install ./packages/core ./packages/autogen": (
+        "python3 -c 'import asyncio; from autogen_core.models import UserMessage; "
+        "from polyroute_autogen import PolyrouteChatCompletionClient as M; "
+        f'print(asyncio.run(M(model="{_MOCK}").create([UserMessage(content="hi", source="u")])).content)\''
+    ),
+}
+"""Each documented install command → a shell command, run in its venv afterwards, that uses what it installed."""
+
+
+def documented_commands(root: Path = ROOT) -> dict[str, list[str]]:
+    """Every install command in the docs → the files that give it."""
+    found: dict[str, list[str]] = {}
+    for pattern in DOCS:
+        for path in sorted(root.glob(pattern)):
+            for command in _COMMAND.findall(path.read_text(encoding="utf-8")):
+                found.setdefault(command.strip(), []).append(str(path.relative_to(root)))
+    return found
+
+
+def _version() -> str:
+    text = (ROOT / "packages" / "core" / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
+    assert match, "packages/core/pyproject.toml has no version"
+    return match[1]
+
+
+def _slug(command: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", command.lower().split("install", 1)[1]).strip("-")
+
+
+def run_one(command: str, check: str) -> tuple[str, bool, float, str]:
+    """Install ``command`` in a fresh venv and run its check; (command, ok, seconds, output)."""
+    started = time.perf_counter()
+    venv = VENVS / f"install-{_slug(command)}"
+    shutil.rmtree(venv, ignore_errors=True)
+    log: list[str] = []
+
+    def sh(line: str, env: dict[str, str]) -> bool:
+        done = subprocess.run(["bash", "-c", line], cwd=ROOT, env=env, capture_output=True, text=True)
+        log.append(f"$ {line}\n{done.stdout}{done.stderr}")
+        return done.returncode == 0
+
+    seeded = ["--seed"] if command.startswith("python3 -m pip") else []
+    base = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("PYTHONPATH", "UV_PROJECT_ENVIRONMENT", "UV_INTERNAL__PARENT_INTERPRETER", "UV_PYTHON"):
+        base.pop(name, None)
+    ok = sh(" ".join([*UV, "venv", "-q", *seeded, "--python", sys.executable, str(venv)]), base)
+    install_env = {**base, "PIP_FIND_LINKS": str(WHEELS), "UV_FIND_LINKS": str(WHEELS)}
+    # plain ``pip install`` → ``uv pip install``, told the venv's python outright (``python -m uv`` would otherwise
+    # install into the interpreter that ran it)
+    python = venv / "bin" / "python"
+    installer = (
+        command if seeded else command.replace("pip install", f"{' '.join(UV)} pip install --python {python}", 1)
+    )
+    ok = ok and sh(installer, {**install_env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    # where the check runs: outside the checkout, so only what was installed can be imported
+    ok = ok and sh(f"cd {venv} && {check}", base)
+    wanted = _version()
+    same = f'python3 -c \'import importlib.metadata as m, sys; sys.exit(m.version("polyroute") != "{wanted}")\''
+    if "polyroute" in command or "./packages/" in command:
+        ok = ok and sh(f"cd {venv} && {same}", base)  # this checkout's polyroute, not another index's
+    return command, ok, time.perf_counter() - started, "\n".join(log)
+
+
+def main() -> int:
+    """Check the list against the docs, build the wheels, run each command; failures are printed in full."""
+    documented = documented_commands()
+    unknown = sorted(set(documented) - set(CHECKS))
+    stale = sorted(set(CHECKS) - set(documented))
+    if unknown or stale:
+        for command in unknown:
+            print(f"no check for {command!r} ({', '.join(documented[command])}): add one to CHECKS in {__file__}")
+        for command in stale:
+            print(f"CHECKS has {command!r}, which no README gives any more: remove it")
+        return 1
+    started = time.perf_counter()
+    shutil.rmtree(WHEELS, ignore_errors=True)
+    build = [*UV, "build", "--all-packages", "--wheel", "-q", "-o", str(WHEELS)]
+    if subprocess.run(build, cwd=ROOT).returncode:
+        print("uv build failed")
+        return 1
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("POLYROUTE_INSTALL_JOBS", "3"))) as pool:
+        results = list(pool.map(lambda c: run_one(c, CHECKS[c]), sorted(CHECKS)))
+    failed = 0
+    for command, ok, seconds, output in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {seconds:5.1f}s  {command}   ({', '.join(documented[command])})")
+        if not ok:
+            failed += 1
+            print("    " + output.replace("\n", "\n    "))
+    print(f"install commands: {len(results) - failed}/{len(results)} passed in {time.perf_counter() - started:.0f}s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
