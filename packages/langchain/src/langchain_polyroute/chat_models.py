@@ -703,6 +703,13 @@ class _StreamState:
         self.head: dict[str, Any] = {}
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self._runs = 0
+        """Runs of reasoning or text seen so far (a new run each time the kind changes)."""
+        self._kind = ""
+        self._tool_offset: int | None = None
+        """Added to OpenAI's tool-call indexes: LangChain numbers a v1 stream's blocks by runs of one kind and keeps an
+        index a block already has, so tool calls numbered from 0 would merge into the reasoning or text before them.
+        """
 
     def feed(self, event: dict[str, Any]) -> list[ChatGenerationChunk]:
         self.id = self.id or event.get("id")
@@ -730,6 +737,14 @@ class _StreamState:
         content = delta.get("content") or ""
         if not content and not additional_kwargs:
             return None
+        for kind, present in (("reasoning", delta.get("reasoning_content")), ("text", content)):
+            if present and kind != self._kind:
+                self._kind = kind
+                self._runs += 1
+        if raw_calls and self._tool_offset is None:
+            self._tool_offset = self._runs
+            self._kind = "tool_call"
+        offset = self._tool_offset or 0
         return AIMessageChunk(
             content=content,
             id=self.id,
@@ -739,7 +754,7 @@ class _StreamState:
                     name=(call.get("function") or {}).get("name"),
                     args=(call.get("function") or {}).get("arguments"),
                     id=call.get("id"),
-                    index=call.get("index"),
+                    index=None if call.get("index") is None else call["index"] + offset,
                 )
                 for call in raw_calls
             ],
