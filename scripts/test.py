@@ -57,7 +57,7 @@ CLIENT_ENVS = {
     "clients-instructor": (["instructor>=1.17,<2", "openai>=3,<4"], ["test_instructor.py", "test_openai_helpers.py"]),
 }
 
-_SUMMARY = re.compile(r"^=+ (.*\d+ (?:passed|failed|error|errors|skipped).*) in [\d.]+s")
+_SUMMARY = re.compile(r"^(?:=+ )?(\d+ (?:passed|failed|errors?|skipped|deselected)\b.*) in [\d.]+s")
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
