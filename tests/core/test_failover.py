@@ -389,7 +389,7 @@ async def test_plain_async_client_all_failing(emulator: Start, lib_name: str) ->
     lib: Any = next(m for m in _compat.LIBS if m.__name__ == lib_name)
     async with lib.AsyncClient(transport=router.transport(), base_url="http://x/v1") as client:
         response = await client.post("/chat/completions", json={"model": "m", "messages": MESSAGES})
-    await router.transport().aclose()
+    await router.aclose()
     assert response.status_code == 500
     assert response.headers["x-should-retry"] == "false"
     assert response.json()["error"]["message"]

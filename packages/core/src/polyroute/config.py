@@ -181,6 +181,9 @@ class RouterConfig(_Model):
     models: list[ModelRoute] = Field(default_factory=list[ModelRoute])
     retry: RetrySettings = Field(default_factory=RetrySettings)
     timeout: float = Field(default=600.0, gt=0, description="Default per-deployment timeout in seconds.")
+    stream_idle_timeout: float = Field(
+        default=120.0, gt=0, description="Longest silence between chunks once a stream has begun, in seconds."
+    )
     direct_routes: bool = Field(default=True, description="Also route 'provider/model' names with no config entry.")
 
     @model_validator(mode="after")

@@ -215,6 +215,7 @@ class Attempts:
         "_retry_wait",
         "_seen",
         "_waited",
+        "caller_timeout",
         "errors",
         "hedge_after",
         "model",
@@ -235,6 +236,8 @@ class Attempts:
         self.errors: list[UpstreamError] = []
         self.skipped: list[Skip] = []
         self.started = time.monotonic()
+        self.caller_timeout = caller_timeout
+        """The caller's own SDK timeout (seconds), if it set one."""
         settings = router.config.retry
         self._max_attempts = settings.max_attempts
         budget = settings.deadline
@@ -452,10 +455,13 @@ class Attempts:
         self.router.release(target)
         self._skip(target, "capability", error.message)
 
-    def abandoned(self, target: Target) -> None:
-        """A hedged call that lost the race (cancelled and closed)."""
+    def abandoned(self, target: Target, release: bool = True) -> None:
+        """A hedged call that lost the race (cancelled); ``release=False`` when it is still stopping (the caller
+        releases the deployment with :meth:`Router.release` once it has).
+        """
         self._end(target, None, "cancelled: another deployment answered first")
-        self.router.release(target)
+        if release:
+            self.router.release(target)
         logger.info("polyroute hedge lost: model=%s deployment=%s cancelled", self.model, target.label)
 
     def succeeded(self, target: Target, streaming: bool = False, used_tokens: int = 0) -> float:
