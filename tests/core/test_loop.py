@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from polyroute import Router
 from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, status
 from tests.emulators import Emulator, Reply, Request
+from tests.emulators.openai_format import chunks, completion
 
 Start = Callable[..., Emulator]
 
@@ -122,3 +124,84 @@ def test_probe_stream_closed_early_is_released(emulator: Start, mode: str) -> No
     assert not state.probing
     assert state.in_flight == 0
     _reachable_again(router, switch, state)
+
+
+# -- the router owns its pools -----------------------------------------------------------------------------------
+
+
+def _slow_stream(pieces: int = 8, delay: float = 0.03) -> Callable[[Request], Reply]:
+    """Streams ``pieces`` words slowly; answers a non-streamed call at once."""
+
+    def handle(request: Request) -> Reply:
+        if not request.json().get("stream"):
+            return Reply(body=completion("now"))
+        return Reply.sse(chunks([f"w{i} " for i in range(pieces)]), chunk_delay=delay)
+
+    return handle
+
+
+def test_closing_one_client_leaves_another_clients_stream_working(emulator: Start) -> None:
+    router = make_router(dep(emulator(_slow_stream()), "d"))
+    first, second = router.openai_client(), router.openai_client()
+    first.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]  # its pool is in use
+    with second.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:  # type: ignore[arg-type]
+        pieces = iter(stream)
+        text = [next(pieces).choices[0].delta.content or ""]
+        first.close()
+        text += [c.choices[0].delta.content or "" for c in pieces if c.choices]
+    assert "".join(text) == "".join(f"w{i} " for i in range(8))
+    second.close()
+    router.close()
+
+
+def test_closing_one_async_client_leaves_another_clients_stream_working(emulator: Start) -> None:
+    router = make_router(dep(emulator(_slow_stream()), "d"))
+
+    async def go() -> str:
+        first, second = router.async_openai_client(), router.async_openai_client()
+        await first.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        stream = await second.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        text: list[str] = []
+        async with stream:
+            async for chunk in stream:
+                if chunk.choices:
+                    text.append(chunk.choices[0].delta.content or "")
+                if len(text) == 2:
+                    await first.close()
+        await second.close()
+        return "".join(text)
+
+    assert asyncio.run(go()) == "".join(f"w{i} " for i in range(8))
+
+
+def test_router_is_a_context_manager_that_closes_its_pools(emulator: Start) -> None:
+    emu = emulator(ok("hi"))
+    with make_router(dep(emu, "d")) as router:
+        assert router.openai_client().chat.completions.create(model="m", messages=MESSAGES).choices  # type: ignore[arg-type]
+        transport = router.transport()
+        assert transport._sync_inner is not None  # pyright: ignore[reportPrivateUsage]
+    assert transport._sync_inner is None  # pyright: ignore[reportPrivateUsage]
+
+    async def go() -> None:
+        async with make_router(dep(emu, "d")) as router:
+            client = router.async_openai_client()
+            assert (await client.chat.completions.create(model="m", messages=MESSAGES)).choices  # type: ignore[arg-type]
+
+    asyncio.run(go())
+
+
+def test_transport_is_created_once_under_concurrent_threads(emulator: Start) -> None:
+    router = make_router(dep(emulator(ok("hi")), "d"))
+    barrier = threading.Barrier(16)
+    seen: list[object] = []
+
+    def grab() -> None:
+        barrier.wait()
+        seen.append(router.transport())
+
+    threads = [threading.Thread(target=grab) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(t) for t in seen}) == 1
