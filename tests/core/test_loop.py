@@ -4,6 +4,7 @@ pools, streams commit on real content only, malformed upstream events, deadlines
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -14,9 +15,10 @@ import openai
 import pytest
 
 from polyroute import Router
-from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, status
+from polyroute.transport import _is_content, _raw_is_content  # pyright: ignore[reportPrivateUsage]
+from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, status, stream_text
 from tests.emulators import Emulator, Reply, Request
-from tests.emulators.openai_format import chunks, completion
+from tests.emulators.openai_format import AZURE_PROMPT_FILTER, chunks, completion
 
 Start = Callable[..., Emulator]
 
@@ -205,3 +207,68 @@ def test_transport_is_created_once_under_concurrent_threads(emulator: Start) -> 
     for thread in threads:
         thread.join()
     assert len({id(t) for t in seen}) == 1
+
+
+# -- commit on real content only ---------------------------------------------------------------------------------
+
+
+def _compact(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": choices, **extra}
+
+
+NOT_CONTENT = [
+    AZURE_PROMPT_FILTER,
+    _chunk({"role": "assistant", "content": "", "refusal": None}),
+    _chunk({"role": "assistant", "content": None}),
+    _chunk({"role": "assistant"}, content_filter_results={}),
+    _chunk({}),
+    _chunk({"content": ""}),
+    _chunk({"reasoning_content": ""}),
+    _chunk({"content": None, "refusal": None}),
+    _chunk(None, usage={"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}),
+    _chunk({"content": ""}, usage=None),
+]
+CONTENT = [
+    _chunk({"content": "Hi"}),
+    _chunk({"content": "\\n"}),
+    _chunk({"content": '"'}),
+    _chunk({"role": "assistant", "content": "Hi"}),
+    _chunk({"content": "", "reasoning_content": "thinking"}),
+    _chunk({"content": None, "refusal": "I can't"}),
+    _chunk(
+        {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}
+    ),
+    _chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+    {"choices": [{"content_filter_results": {}, "delta": {"content": " date"}, "finish_reason": None, "index": 0}]},
+]
+
+
+@pytest.mark.parametrize("chunk", NOT_CONTENT + CONTENT)
+def test_raw_and_parsed_paths_agree_on_what_commits(chunk: dict[str, Any]) -> None:
+    expected = chunk in CONTENT
+    assert _is_content(chunk) is expected  # type: ignore[arg-type]
+    assert _raw_is_content(_compact(chunk)) is expected
+    assert _raw_is_content(json.dumps(chunk).encode()) is expected  # spaced JSON, as some vendors write it
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("azure", [False, True], ids=["openai", "azure"])
+def test_a_stream_cut_before_its_first_token_fails_over(emulator: Start, mode: str, azure: bool) -> None:
+    # Only metadata (Azure's prompt filter, the role chunk) came before the cut: nothing reached the caller.
+    cut = emulator(lambda request: Reply.sse(chunks(["never"], azure=azure), cut_after=2 if azure else 1))
+    up = emulator(ok("fine"))
+    text, headers = stream_text(mode, make_router(dep(cut, "cut"), dep(up, "up")))
+    assert text == "fine"
+    assert headers["x-polyroute-deployment"] == "up"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_azure_stream_passes_through_with_its_metadata_chunk(emulator: Start, mode: str) -> None:
+    emu = emulator(lambda request: Reply.sse(chunks(["a", "b"], azure=True)))
+    text, _ = stream_text(mode, make_router(dep(emu, "azure-like")))
+    assert text == "ab"

@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import heapq
+import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -850,29 +852,32 @@ def _stream_error(exc: UpstreamError) -> bytes:
 
 
 def _is_content(chunk: ChatCompletionChunk) -> bool:
-    if not chunk.get("choices"):
-        return chunk.get("usage") is not None
-    for choice in chunk["choices"]:
-        if choice.get("finish_reason"):
-            return True
+    """Whether a chunk carries content: text, reasoning, a tool call or a refusal (the commit signal).
+
+    Metadata does not commit: Azure's prompt-filter chunk (``"choices": []``), a role-only or empty delta, a
+    usage-only chunk. Until content, a failure may still move to another deployment.
+    """
+    for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
             return True
     return False
 
 
+_RAW_CONTENT = re.compile(rb'"(?:content|reasoning_content|refusal)":"[^"]|"tool_calls":\[\{')
+"""Content in a compact chunk: a non-empty string in a content field, or a tool call (escaped quotes inside text
+cannot match: they read ``\\"``)."""
+
+
 def _raw_is_content(raw: bytes) -> bool:
-    """:func:`_is_content` for a chunk forwarded as raw bytes: an empty ``content`` with a reasoning or refusal
-    delta (DeepSeek's reasoning stream) is content too, else reasoning would be held back until the answer.
+    """:func:`_is_content` for a chunk forwarded as raw bytes, without parsing it when it is compact JSON (as OpenAI
+    and most vendors write it); spaced JSON is parsed (this runs only until the commit).
     """
-    if b'"content":""' in raw or b'"content":null' in raw:
-        return (
-            b'"tool_calls"' in raw
-            or b'"finish_reason":"' in raw
-            or (b'"reasoning_content":"' in raw and b'"reasoning_content":""' not in raw)
-            or (b'"refusal":"' in raw and b'"refusal":""' not in raw)
-        )
-    return True
+    if _RAW_CONTENT.search(raw) is not None:
+        return True
+    if b'": ' not in raw:
+        return False
+    return _is_content(json.loads(raw))
 
 
 @contextmanager
