@@ -272,3 +272,35 @@ def test_azure_stream_passes_through_with_its_metadata_chunk(emulator: Start, mo
     emu = emulator(lambda request: Reply.sse(chunks(["a", "b"], azure=True)))
     text, _ = stream_text(mode, make_router(dep(emu, "azure-like")))
     assert text == "ab"
+
+
+# -- malformed upstream events -----------------------------------------------------------------------------------
+
+BAD_LINES = {
+    "not-json": "data: {this is not json\n\n",
+    "truncated": 'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"x"\n\n',
+    "no-choices": 'data: {"id":"c","object":"chat.completion.chunk","choices":7}\n\n',
+}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("bad", list(BAD_LINES))
+def test_malformed_event_before_commit_fails_over(emulator: Start, mode: str, bad: str) -> None:
+    events = chunks(["never"])
+    broken = emulator(lambda request: Reply.sse([events[0], BAD_LINES[bad], *events[1:]]))
+    up = emulator(ok("fine"))
+    text, headers = stream_text(mode, make_router(dep(broken, "broken"), dep(up, "up")))
+    assert text == "fine"
+    assert headers["x-polyroute-deployment"] == "up"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("bad", list(BAD_LINES))
+def test_malformed_event_after_commit_is_an_in_band_api_error(emulator: Start, mode: str, bad: str) -> None:
+    events = chunks(["one ", "two"])
+    broken = emulator(lambda request: Reply.sse([*events[:2], BAD_LINES[bad], *events[2:]]))
+    with pytest.raises(openai.APIError) as caught:
+        stream_text(mode, make_router(dep(broken, "broken")))
+    assert caught.value.partial == "one "  # type: ignore[attr-defined]
+    assert "could not read" in caught.value.message
+    assert not isinstance(caught.value, openai.InternalServerError)

@@ -676,7 +676,7 @@ class StreamCall:
                 else:
                     if chunk.get("usage"):
                         _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-                    out.append(encode_event(dumps(chunk)))
+                    out.append(_encode_chunk(chunk))
         return b"".join(out)
 
     def feed(self, raw: bytes) -> tuple[bytes, bool]:
@@ -693,7 +693,7 @@ class StreamCall:
                 else:
                     if chunk.get("usage"):
                         _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-                    out.append(encode_event(dumps(chunk)))
+                    out.append(_encode_chunk(chunk))
                     substantive = substantive or _is_content(chunk)
         return b"".join(out), substantive
 
@@ -702,11 +702,11 @@ class StreamCall:
         out: list[bytes] = []
         for event in self.decoder.flush():
             for chunk in self.translator.feed(event):
-                out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else encode_event(dumps(chunk)))
+                out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else _encode_chunk(chunk))
         for chunk in self.translator.finish():
             if not isinstance(chunk, bytes) and chunk.get("usage"):
                 _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-            out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else encode_event(dumps(chunk)))
+            out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else _encode_chunk(chunk))
         out.append(DONE)
         return b"".join(out)
 
@@ -835,6 +835,13 @@ def _abody_bytes(response: Any) -> Any:
 def _pool_limits() -> Any:
     """The openai SDK's own pool limits: httpx's default keeps 20 idle connections, fewer than agents in flight."""
     return _compat.UPSTREAM.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
+def _encode_chunk(chunk: ChatCompletionChunk) -> bytes:
+    """A parsed chunk → its SSE event; a chunk whose ``choices`` is not a list would break the caller's loop."""
+    if type(chunk.get("choices")) is not list:
+        raise ValueError(f"'choices' is {type(chunk.get('choices')).__name__}, not a list")
+    return encode_event(dumps(chunk))
 
 
 def _stream_error(exc: UpstreamError) -> bytes:
