@@ -190,17 +190,16 @@ def test_deadline_bounds_all_attempts(emulator: Start, mode: str) -> None:
     hung = [emulator(lambda request: Reply(hang=2.0)) for _ in range(3)]
     router = make_router(*(dep(e, f"h{i}") for i, e in enumerate(hung)), retry={"deadline": 0.4})
     started = time.monotonic()
-    with pytest.raises(openai.APIStatusError) as caught:
+    with pytest.raises(openai.APITimeoutError):  # every attempt timed out: the SDK's own timeout error
         call(mode, router)
     assert time.monotonic() - started < 1.2
-    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
 def test_callers_timeout_is_the_budget(emulator: Start, mode: str) -> None:
     hung = [emulator(lambda request: Reply(hang=2.0)) for _ in range(3)]
     router = make_router(*(dep(e, f"h{i}") for i, e in enumerate(hung)))
     started = time.monotonic()
-    with pytest.raises(openai.APIStatusError):
+    with pytest.raises(openai.APITimeoutError):
         call(mode, router, client={"timeout": 0.3})
     assert time.monotonic() - started < 1.0
 

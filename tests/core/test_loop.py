@@ -304,3 +304,94 @@ def test_malformed_event_after_commit_is_an_in_band_api_error(emulator: Start, m
     assert caught.value.partial == "one "  # type: ignore[attr-defined]
     assert "could not read" in caught.value.message
     assert not isinstance(caught.value, openai.InternalServerError)
+
+
+# -- deadlines ---------------------------------------------------------------------------------------------------
+
+
+def _trickle_json(request: Request) -> Reply:
+    body = json.dumps(completion("late")).encode()
+    pieces = [body[i : i + 8] for i in range(0, len(body), 8)]
+    return Reply(chunks=pieces, chunk_delay=0.05, headers={"content-type": "application/json"})
+
+
+def _whitespace_then_answer(request: Request) -> Reply:
+    events = chunks(["late"])
+    return Reply.sse([events[0], *[": keep-alive\n\n"] * 40, "\n" * 5, *events[1:]], chunk_delay=0.05)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_trickling_body_times_out_at_the_deployment_timeout(emulator: Start, mode: str) -> None:
+    slow = emulator(_trickle_json)  # ~20 pieces, 50 ms apart: each read is quick, the whole is 1 s
+    up = emulator(ok("fast"))
+    router = make_router(dep(slow, "slow", timeout=0.3), dep(up, "fast"))
+    started = time.monotonic()
+    result, headers = call(mode, router)
+    assert result.choices[0].message.content == "fast"
+    assert headers["x-polyroute-attempts"] == "2"
+    assert time.monotonic() - started < 0.7
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_keep_alive_whitespace_before_the_first_token_times_out(emulator: Start, mode: str) -> None:
+    slow = emulator(_whitespace_then_answer)
+    up = emulator(ok("fast"))
+    router = make_router(dep(slow, "slow", timeout=0.3), dep(up, "fast"))
+    started = time.monotonic()
+    text, headers = stream_text(mode, router)
+    assert text == "fast"
+    assert headers["x-polyroute-attempts"] == "2"
+    assert time.monotonic() - started < 0.7
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_ttft_holds_when_headers_arrive_and_the_body_stalls(emulator: Start, mode: str) -> None:
+    # The role chunk comes at once, the content after 1.5 s: no first token within ttft_timeout=0.2.
+    slow = emulator(lambda request: Reply.sse(chunks(["late"]), chunk_delay=1.5))
+    up = emulator(ok("fast"))
+    router = make_router(dep(slow, "slow", ttft_timeout=0.2), dep(up, "fast"))
+    started = time.monotonic()
+    text, _ = stream_text(mode, router)
+    assert text == "fast"
+    assert time.monotonic() - started < 0.6
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_idle_after_its_commit_ends_with_an_in_band_error(emulator: Start, mode: str) -> None:
+    events = chunks(["one ", "two"])
+    stalled = emulator(lambda request: Reply.sse(events, chunk_delay=0.5))
+    router = Router({"models": [{"name": "m", "deployments": [dep(stalled, "d")]}], "stream_idle_timeout": 0.2})
+    started = time.monotonic()
+    with pytest.raises(openai.APIError) as caught:
+        stream_text(mode, router)
+    assert "timed out" in caught.value.message
+    assert time.monotonic() - started < 0.6
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_every_attempt_timing_out_is_the_sdks_timeout_error(emulator: Start, mode: str) -> None:
+    hung = emulator(lambda request: Reply(hang=1.0))
+    router = make_router(dep(hung, "a", timeout=0.2), dep(hung, "b", timeout=0.2))
+    with pytest.raises(openai.APITimeoutError) as caught:
+        call(mode, router)
+    assert "a timed out" in str(caught.value.__cause__) and "b timed out" in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_every_attempt_unreachable_is_the_sdks_connection_error(emulator: Start, mode: str) -> None:
+    reset = emulator(lambda request: Reply(reset=True))
+    router = make_router(dep(reset, "a"), dep("http://127.0.0.1:9/v1", "b"))
+    with pytest.raises(openai.APIConnectionError) as caught:
+        call(mode, router)
+    assert not isinstance(caught.value, openai.APITimeoutError)
+    assert "a could not be reached" in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_callers_timeout_bounds_everything(emulator: Start, mode: str) -> None:
+    slow = emulator(_trickle_json)
+    router = make_router(dep(slow, "a"), dep(slow, "b"))
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        call(mode, router, client={"timeout": 0.4})
+    assert time.monotonic() - started < 0.8

@@ -40,6 +40,7 @@ from typing import Any, TypeAlias
 from polyroute import _compat
 from polyroute._sse import DONE, encode_event
 from polyroute.errors import (
+    AllTargetsFailedError,
     InvalidRequestError,
     NotFoundPathError,
     PolyrouteError,
@@ -1229,8 +1230,23 @@ def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] 
     return lib.Response(status, headers={"content-type": "application/json", **(headers or {})}, content=dumps(body))
 
 
+def _unreachable(exc: PolyrouteError) -> str | None:
+    """The name of the caller library's ``ReadTimeout`` / ``ConnectError`` when every attempt timed out or could not
+    connect (the SDK then raises ``APITimeoutError`` / ``APIConnectionError``, as for a direct call), else None.
+    """
+    if not isinstance(exc, AllTargetsFailedError) or not exc.errors:
+        return None
+    if all(isinstance(e, UpstreamTimeout) for e in exc.errors):
+        return "ReadTimeout"
+    if all(isinstance(e, UpstreamTimeout | UpstreamConnectionError) for e in exc.errors):
+        return "ConnectError"
+    return None
+
+
 def _error_response(lib: Any, request: Any, exc: PolyrouteError, attempts: Attempts | None) -> Any:
-    del request
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        raise getattr(lib, unreachable)(f"polyroute: {exc.message}", request=request)
     headers = {"x-should-retry": "false", **exc.headers()}
     if attempts is not None:
         headers["x-polyroute-attempts"] = str(attempts.count)
