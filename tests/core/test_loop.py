@@ -8,7 +8,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -16,7 +16,7 @@ import pytest
 
 from polyroute import Router
 from polyroute.transport import _is_content, _raw_is_content  # pyright: ignore[reportPrivateUsage]
-from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, status, stream_text
+from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, sequence, status, stream_text
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import AZURE_PROMPT_FILTER, chunks, completion
 
@@ -359,12 +359,19 @@ def test_ttft_holds_when_headers_arrive_and_the_body_stalls(emulator: Start, mod
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_stream_idle_after_its_commit_ends_with_an_in_band_error(emulator: Start, mode: str) -> None:
     events = chunks(["one ", "two"])
-    stalled = emulator(lambda request: Reply.sse(events, chunk_delay=0.5))
+
+    def stall_after_commit() -> Iterator[str]:
+        yield from events[:2]  # the role chunk, then "one ": committed
+        time.sleep(1.0)
+        yield from events[2:]
+
+    stalled = emulator(lambda request: Reply.sse(stall_after_commit()))
     router = Router({"models": [{"name": "m", "deployments": [dep(stalled, "d")]}], "stream_idle_timeout": 0.2})
     started = time.monotonic()
     with pytest.raises(openai.APIError) as caught:
         stream_text(mode, router)
-    assert "timed out" in caught.value.message
+    assert "stream_idle_timeout=0.2" in caught.value.message
+    assert caught.value.partial == "one "  # type: ignore[attr-defined]
     assert time.monotonic() - started < 0.6
 
 
@@ -395,3 +402,47 @@ def test_the_callers_timeout_bounds_everything(emulator: Start, mode: str) -> No
     with pytest.raises(openai.APITimeoutError):
         call(mode, router, client={"timeout": 0.4})
     assert time.monotonic() - started < 0.8
+
+
+# -- one deployment: retries -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("first", [529, 503, 429])
+def test_a_lone_deployment_is_retried_after_a_transient_failure(emulator: Start, mode: str, first: int) -> None:
+    lone = emulator(sequence(status(first), status(503), ok("third time")))
+    router = make_router(dep(lone, "lone"), retry={"backoff": 0.01})
+    result, headers = call(mode, router)
+    assert result.choices[0].message.content == "third time"
+    assert headers["x-polyroute-attempts"] == "3"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_lone_deployment_honours_retry_after_ms(emulator: Start, mode: str) -> None:
+    lone = emulator(sequence(status(429, **{"retry-after-ms": "150"}), ok("later")))
+    router = make_router(dep(lone, "lone"))
+    started = time.monotonic()
+    result, _ = call(mode, router)
+    assert result.choices[0].message.content == "later"
+    assert time.monotonic() - started >= 0.15
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_lone_deployment_gives_up_after_its_retries_and_says_so(emulator: Start, mode: str) -> None:
+    lone = emulator(status(503))
+    router = make_router(dep(lone, "lone"), retry={"backoff": 0.01, "allowed_fails": 10})
+    with pytest.raises(openai.InternalServerError) as caught:
+        call(mode, router, client={"max_retries": 2})
+    assert len(lone.requests) == 3  # the first call and 2 retries; the SDK does not re-run them
+    assert caught.value.response.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_long_retry_after_is_not_waited_for(emulator: Start, mode: str) -> None:
+    lone = emulator(status(429, **{"retry-after": "30"}))
+    router = make_router(dep(lone, "lone"))
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError):
+        call(mode, router)
+    assert len(lone.requests) == 1
+    assert time.monotonic() - started < 0.5

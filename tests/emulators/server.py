@@ -13,7 +13,7 @@ import socketserver
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -58,8 +58,10 @@ class Reply:
 
     @classmethod
     def sse(cls, events: Iterable[str | bytes], **kwargs: Any) -> Reply:
-        """A streamed ``text/event-stream`` answer, one chunk per given piece."""
-        return cls(chunks=list(events), headers={"content-type": "text/event-stream"}, **kwargs)
+        """A streamed ``text/event-stream`` answer, one chunk per given piece (a generator is read as it is sent,
+        so it can pause mid-stream)."""
+        pieces = events if isinstance(events, Iterator) else list(events)
+        return cls(chunks=pieces, headers={"content-type": "text/event-stream"}, **kwargs)
 
 
 Handler = Callable[[Request], Reply]

@@ -14,7 +14,8 @@ the first to free up, at most ``retry.limit_wait`` in all.
 A failure is one of (:func:`classify`):
 
 - ``next``: the deployment failed (connection, timeout, 408, 409, 429, 5xx, 529; 401/403/404 = its own key or
-  model): retry it (``retry.same_deployment_retries``, jittered exponential backoff) or try the next one;
+  model): retry it (``retry.same_deployment_retries``; ``retry.last_resort_retries`` when it is the last one
+  left; jittered exponential backoff or ``retry-after``) or try the next one;
 - ``context`` / ``content_policy``: the request does not fit this model: its specific fallbacks, else return;
 - ``return``: the request itself is wrong (400, 413, 422 …): answer the caller now.
 """
@@ -430,13 +431,22 @@ class Attempts:
         return go_on
 
     def _plan_retry(self, target: Target, error: UpstreamError) -> bool:
+        """Retry ``target`` after a transient failure: up to ``same_deployment_retries`` before moving on, or
+        ``last_resort_retries`` when it is the only deployment tried and left (a lone deployment is then no less
+        resilient than the bare SDK); after a jittered exponential backoff or the upstream's ``retry-after``,
+        within the deadline.
+        """
         settings = self.router.config.retry
-        if not settings.same_deployment_retries or not _retry_same(error):
+        allowed = settings.same_deployment_retries
+        alone = not self._queue and not self._models and not self._deferred
+        if alone and all(record.deployment == target.label for record in self.records):
+            allowed = max(allowed, settings.last_resort_retries)
+        if not allowed or not _retry_same(error):
             return False
         retries = self._retries if self._retries is not None else {}
         self._retries = retries
         done = retries.get(target, 0)
-        if done >= settings.same_deployment_retries or self.router.state(target).circuit != "closed":
+        if done >= allowed or self.router.state(target).circuit != "closed":
             return False
         if error.retry_after is not None:
             if error.retry_after > settings.max_backoff:
@@ -444,6 +454,8 @@ class Attempts:
             delay = error.retry_after + 0.01
         else:
             delay = backoff(done, settings.backoff, settings.max_backoff)
+        if self._deadline is not None and time.monotonic() + delay >= self._deadline:
+            return False  # no time left for another try
         retries[target] = done + 1
         self._retry = target
         self._retry_wait = delay

@@ -297,10 +297,12 @@ class RouterTransport(_compat.TransportBase):
                 if not stream:
                     content = yield _ReadAll(response, deadline)
                     return _parse(adapter, content, target, body)
-                # httpcore fixes a body's read timeout when the body starts: make it the limit after the commit;
-                # the runner enforces the deadline before it.
-                req.extensions["timeout"] = _timeouts(self._idle_timeout(attempts))
+                # httpcore fixes a body's read timeout when the body starts, for every read: make it a backstop no
+                # shorter than the time to the commit; the runner's deadline and the idle alarm are the limits.
+                idle = self._idle_timeout(attempts)
+                req.extensions["timeout"] = _timeouts(max(idle, deadline - time.monotonic()))
                 call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
+                call.idle = idle
                 while True:
                     raw = yield _Read(call, deadline)
                     if raw is None:
@@ -635,6 +637,7 @@ class StreamCall:
         "decoder",
         "ended",
         "estimate",
+        "idle",
         "iter",
         "response",
         "router",
@@ -664,6 +667,8 @@ class StreamCall:
         """The upstream byte iterator (sync or async), made by the runner at the first read."""
         self.ended = False
         """The whole upstream stream was read while priming."""
+        self.idle = 0.0
+        """Seconds of upstream silence allowed between chunks once committed."""
 
     def forward(self, raw: bytes) -> bytes:
         """Upstream bytes → the SSE bytes to send, once committed (no need to look for content any more)."""
@@ -770,19 +775,27 @@ class RouterStream(_compat.ByteStreamBase):
             yield head
         if call.ended:
             return self.close()
+        alarm = _idle_alarm(call)
         try:
             with _map_transport_errors(call.target, None, None):
                 for raw in call.iter:
                     data = call.forward(raw)
                     if data:
+                        if alarm is not None:
+                            alarm.paused = True  # the caller's time with a chunk is not upstream silence
                         yield data
+                        if alarm is not None:
+                            alarm.at = time.monotonic() + call.idle
+                            alarm.paused = False
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield _stream_error(exc)
+            yield _stream_error(_idle_error(call) if alarm is not None and alarm.fired else exc)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             yield _stream_error(_malformed(call.target, exc))
         finally:
+            if alarm is not None:
+                alarm.done = True
             self.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -793,19 +806,27 @@ class RouterStream(_compat.ByteStreamBase):
         if call.ended:
             await self.aclose()
             return
+        alarm = _idle_alarm(call)
         try:
             with _map_transport_errors(call.target, None, None):
                 async for raw in call.iter:
                     data = call.forward(raw)
                     if data:
+                        if alarm is not None:
+                            alarm.paused = True
                         yield data
+                        if alarm is not None:
+                            alarm.at = time.monotonic() + call.idle
+                            alarm.paused = False
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield _stream_error(exc)
+            yield _stream_error(_idle_error(call) if alarm is not None and alarm.fired else exc)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             yield _stream_error(_malformed(call.target, exc))
         finally:
+            if alarm is not None:
+                alarm.done = True
             await self.aclose()
 
     def close(self) -> None:
@@ -1119,41 +1140,50 @@ else:  # pragma: no cover - Python 3.10
 
 
 class _Alarm:
-    """One armed deadline of the :class:`_Watchdog`."""
+    """One deadline of the :class:`_Watchdog`. ``at`` may only move later; ``paused`` holds it off (a stream's
+    caller is busy with a chunk: that time is not upstream silence).
+    """
 
-    __slots__ = ("at", "done", "fired", "sock")
+    __slots__ = ("at", "done", "fired", "paused", "period", "sock")
 
-    def __init__(self, sock: socket.socket, at: float) -> None:
+    def __init__(self, sock: Any, at: float, period: float) -> None:
         self.sock = sock
         self.at = at
+        self.period = period
         self.done = False
         self.fired = False
-
-    def __lt__(self, other: _Alarm) -> bool:
-        return self.at < other.at
+        self.paused = False
 
 
 class _Watchdog:
-    """Deadlines for blocking sync reads.
+    """Deadlines for reads that httpcore cannot bound: one thread, one heap.
 
-    httpcore fixes a body's read timeout when the body starts and applies it to each read, so a body that trickles
-    never times out, and the limit cannot change at the commit. At the deadline this one thread shuts the socket
-    down: the blocked read returns at once and the reader sees that its alarm fired.
+    httpcore (and httpcore2) fix a body's read timeout when the body starts and apply it to each read, so a body
+    that trickles never times out, and the limit cannot change at the commit. At an alarm's deadline this thread
+    shuts the socket down: the blocked read returns at once (sync or async) and the reader sees its alarm fired.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[_Alarm] = []
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._seq = 0
+        self._compact_at = 1024
         self._thread: threading.Thread | None = None
 
-    def arm(self, sock: socket.socket, at: float) -> _Alarm:
-        alarm = _Alarm(sock, at)
+    def arm(self, sock: Any, at: float, period: float = 0.0) -> _Alarm:
+        alarm = _Alarm(sock, at, period)
         with self._cond:
-            heapq.heappush(self._heap, alarm)
+            heap = self._heap
+            if len(heap) >= self._compact_at:  # ended alarms far in the future: drop them now and then
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._compact_at = max(1024, 2 * len(heap))
+            self._seq += 1
+            heapq.heappush(heap, (at, self._seq, alarm))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="polyroute-deadlines", daemon=True)
                 self._thread.start()
-            elif self._heap[0] is alarm:
+            elif heap[0][2] is alarm:
                 self._cond.notify()
         return alarm
 
@@ -1162,18 +1192,41 @@ class _Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                while heap and (heap[0].done or heap[0].at <= now):
-                    alarm = heapq.heappop(heap)
-                    if not alarm.done:
+                while heap and heap[0][0] <= now:
+                    _, seq, alarm = heapq.heappop(heap)
+                    if alarm.done:
+                        continue
+                    if alarm.paused or alarm.at > now:  # moved on: look again later
+                        heapq.heappush(heap, (max(alarm.at, now + alarm.period), seq, alarm))
+                    else:
                         alarm.fired = True
                         _shutdown_socket(alarm.sock)
-                self._cond.wait(heap[0].at - now if heap else None)
+                self._cond.wait(heap[0][0] - now if heap else None)
 
 
 _WATCHDOG = _Watchdog()
 
 
-def _socket_of(response: Any) -> socket.socket | None:
+def _idle_alarm(call: StreamCall) -> _Alarm | None:
+    """The watchdog's alarm for silence between a committed stream's chunks (None without a socket)."""
+    sock = _socket_of(call.response)
+    if sock is None:
+        return None
+    return _WATCHDOG.arm(sock, time.monotonic() + call.idle, call.idle)
+
+
+def _idle_error(call: StreamCall) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"{call.target.label} timed out: sent nothing for stream_idle_timeout={call.idle:g}s mid-stream",
+        provider=call.target.provider,
+        deployment=call.target.label,
+    )
+
+
+def _socket_of(response: Any) -> Any:
+    """The socket under an upstream response (sync: a ``socket.socket``; async: asyncio's ``TransportSocket`` or
+    anyio's raw socket), for the watchdog to shut down; None for the in-process mock.
+    """
     stream = response.extensions.get("network_stream")
     if stream is None:
         return None
@@ -1181,7 +1234,7 @@ def _socket_of(response: Any) -> socket.socket | None:
         sock = stream.get_extra_info("socket")
     except Exception:  # pragma: no cover - a backend without it
         return None
-    return sock if isinstance(sock, socket.socket) else None
+    return sock if hasattr(sock, "shutdown") else None
 
 
 def _alarm(response: Any, at: float) -> _Alarm | None:
@@ -1198,7 +1251,7 @@ def _shutdown(response: Any) -> None:
         _shutdown_socket(sock)
 
 
-def _shutdown_socket(sock: socket.socket) -> None:
+def _shutdown_socket(sock: Any) -> None:
     with suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
 
