@@ -446,3 +446,37 @@ def test_a_long_retry_after_is_not_waited_for(emulator: Start, mode: str) -> Non
         call(mode, router)
     assert len(lone.requests) == 1
     assert time.monotonic() - started < 0.5
+
+
+# -- hedging: the loser really stops ----------------------------------------------------------------------------
+
+
+def test_sync_hedge_loser_is_closed_at_once(emulator: Start) -> None:
+    closed_at: list[float] = []
+
+    def pinging(request: Request) -> Reply:
+        def events() -> Iterator[str]:
+            try:
+                yield chunks(["x"])[0]  # headers and the role chunk, then keep-alive pings and no token
+                for _ in range(60):
+                    time.sleep(0.05)
+                    yield ": ping\n\n"
+            finally:
+                closed_at.append(time.monotonic())
+
+        return Reply.sse(events())
+
+    slow = emulator(pinging)
+    fast = emulator(ok("fast"))
+    router = make_router(dep(slow, "slow"), dep(fast, "fast"), hedge_after_ms=150)
+    slow_state = router.state(router.route("m").targets[0])
+    text, headers = stream_text("sync", router)
+    answered = time.monotonic()
+    assert text == "fast"
+    assert headers["x-polyroute-deployment"] == "fast"
+    deadline = answered + 2.0
+    while not closed_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert closed_at and closed_at[0] - answered < 0.5  # not when the pings run out, 3 s later
+    time.sleep(0.1)
+    assert slow_state.in_flight == 0
