@@ -73,6 +73,9 @@ class Emulator:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[Request] = []
+        self.open_connections = 0
+        """Client connections open on the server side right now (to see that none is left behind)."""
+        self._count_lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -89,8 +92,16 @@ class Emulator:
 
         class _Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                while emulator._serve_one(self):
+                with emulator._count_lock:
+                    emulator.open_connections += 1
+                try:
+                    while emulator._serve_one(self):
+                        pass
+                except OSError:  # the client reset the connection
                     pass
+                finally:
+                    with emulator._count_lock:
+                        emulator.open_connections -= 1
 
         class _Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
