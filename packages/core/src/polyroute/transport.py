@@ -517,7 +517,7 @@ class RouterTransport(_compat.TransportBase):
         """The adapter, the upstream request and whether it streams. ``incoming``: the caller's request headers
         (what a provider may be forwarded is decided here, from them and the target).
         """
-        del incoming  # not forwarded yet
+        del incoming  # to forward: headers={**upstream.headers, **forwarded_headers(incoming, target)} below
         if target.spec.key_required and not target.api_key:
             envs = " or ".join(target.spec.key_envs) or "api_key"
             raise UpstreamStatusError(
