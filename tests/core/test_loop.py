@@ -480,3 +480,17 @@ def test_sync_hedge_loser_is_closed_at_once(emulator: Start) -> None:
     assert closed_at and closed_at[0] - answered < 0.5  # not when the pings run out, 3 s later
     time.sleep(0.1)
     assert slow_state.in_flight == 0
+
+
+def test_sync_hedge_loser_waiting_for_headers_is_stopped(emulator: Start) -> None:
+    slow = emulator(lambda request: Reply(hang=2.0))  # accepts, then says nothing: no headers
+    fast = emulator(ok("fast"))
+    router = make_router(dep(slow, "slow"), dep(fast, "fast"), hedge_after_ms=150)
+    slow_state = router.state(router.route("m").targets[0])
+    result, headers = call("sync", router)
+    answered = time.monotonic()
+    assert result.choices[0].message.content == "fast"
+    assert headers["x-polyroute-deployment"] == "fast"
+    while slow_state.in_flight and time.monotonic() - answered < 2.5:
+        time.sleep(0.02)
+    assert time.monotonic() - answered < 0.5  # its thread stopped and freed the slot, not when the hang ended

@@ -344,6 +344,8 @@ class RouterTransport(_compat.TransportBase):
                         case _Read():
                             result = _read(step)
                         case _Send():
+                            if cancel is not None:
+                                step.request.extensions["trace"] = cancel.trace
                             result = self._inner_sync(step.target).handle_request(step.request)
                             if cancel is not None:
                                 cancel.watch(result)
@@ -976,13 +978,27 @@ class _Cancelled(Exception):
 
 
 class _Cancel:
-    """The winner's handle on a hedged attempt running in a worker thread."""
+    """The winner's handle on a hedged attempt running in a worker thread.
 
-    __slots__ = ("cancelled", "response")
+    Cancelling shuts the attempt's socket down, so a read blocked on it returns at once: the response's socket
+    once headers came, or before that the socket of a connection opened for it (httpcore's ``trace`` extension
+    reports it). A request waiting for headers on a reused pooled connection cannot be reached and ends at its
+    deadline.
+    """
+
+    __slots__ = ("cancelled", "response", "stream")
 
     def __init__(self) -> None:
         self.cancelled = False
         self.response: Any = None
+        self.stream: Any = None
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """Httpcore's trace hook: remember the network stream of a new connection."""
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            self.stream = info.get("return_value")
+            if self.cancelled:
+                self.cancel()
 
     def watch(self, response: Any) -> None:
         self.response = response
@@ -990,10 +1006,15 @@ class _Cancel:
             _shutdown(response)
 
     def cancel(self) -> None:
-        """Stop the attempt: a read blocked on its socket returns at once (the socket is shut down)."""
+        """Stop the attempt (see the class docstring)."""
         self.cancelled = True
         if self.response is not None:
             _shutdown(self.response)
+        elif self.stream is not None:
+            with suppress(Exception):
+                sock = self.stream.get_extra_info("socket")
+                if sock is not None:
+                    _shutdown_socket(sock)
 
 
 class _ThreadHedges:
