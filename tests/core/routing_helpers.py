@@ -82,7 +82,7 @@ def call(mode: str, router: Router, *, client: dict[str, Any] | None = None, **k
             raw = await router.async_openai_client(**options).chat.completions.with_raw_response.create(**kwargs)
             return raw.parse(), raw.headers
         finally:
-            await router.transport().aclose()
+            await router.aclose()
 
     return asyncio.run(go())
 
@@ -116,7 +116,7 @@ def stream_text(mode: str, router: Router, **kwargs: Any) -> tuple[str, Any]:
                         take(chunk)
                 return raw.headers
             finally:
-                await router.transport().aclose()
+                await router.aclose()
 
         headers = asyncio.run(go())
         return "".join(received), headers

@@ -190,17 +190,16 @@ def test_deadline_bounds_all_attempts(emulator: Start, mode: str) -> None:
     hung = [emulator(lambda request: Reply(hang=2.0)) for _ in range(3)]
     router = make_router(*(dep(e, f"h{i}") for i, e in enumerate(hung)), retry={"deadline": 0.4})
     started = time.monotonic()
-    with pytest.raises(openai.APIStatusError) as caught:
+    with pytest.raises(openai.APITimeoutError):  # every attempt timed out: the SDK's own timeout error
         call(mode, router)
     assert time.monotonic() - started < 1.2
-    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
 def test_callers_timeout_is_the_budget(emulator: Start, mode: str) -> None:
     hung = [emulator(lambda request: Reply(hang=2.0)) for _ in range(3)]
     router = make_router(*(dep(e, f"h{i}") for i, e in enumerate(hung)))
     started = time.monotonic()
-    with pytest.raises(openai.APIStatusError):
+    with pytest.raises(openai.APITimeoutError):
         call(mode, router, client={"timeout": 0.3})
     assert time.monotonic() - started < 1.0
 
@@ -389,7 +388,7 @@ async def test_plain_async_client_all_failing(emulator: Start, lib_name: str) ->
     lib: Any = next(m for m in _compat.LIBS if m.__name__ == lib_name)
     async with lib.AsyncClient(transport=router.transport(), base_url="http://x/v1") as client:
         response = await client.post("/chat/completions", json={"model": "m", "messages": MESSAGES})
-    await router.transport().aclose()
+    await router.aclose()
     assert response.status_code == 500
     assert response.headers["x-should-retry"] == "false"
     assert response.json()["error"]["message"]

@@ -89,7 +89,7 @@ async def test_concurrent_calls_share_rpm(emulator: Start) -> None:
     served = [r.headers["x-polyroute-deployment"] for r in results]
     assert served.count("limited") == 3
     assert len(limited.requests) == 3 and len(other.requests) == 7
-    await router.transport().aclose()
+    await router.aclose()
 
 
 async def test_concurrent_calls_respect_max_parallel(emulator: Start) -> None:
@@ -103,7 +103,7 @@ async def test_concurrent_calls_respect_max_parallel(emulator: Start) -> None:
     served = [r.headers["x-polyroute-deployment"] for r in results]
     assert served.count("slow") == 2
     assert router.state(router.route("m").targets[0]).in_flight == 0
-    await router.transport().aclose()
+    await router.aclose()
 
 
 async def test_concurrent_calls_share_a_cooldown(emulator: Start) -> None:
@@ -118,7 +118,7 @@ async def test_concurrent_calls_share_a_cooldown(emulator: Start) -> None:
     )
     assert {r.headers["x-polyroute-deployment"] for r in results} == {"other"}
     assert len(limited.requests) == 1
-    await router.transport().aclose()
+    await router.aclose()
 
 
 async def test_half_open_lets_exactly_one_probe_through(emulator: Start) -> None:
@@ -134,4 +134,4 @@ async def test_half_open_lets_exactly_one_probe_through(emulator: Start) -> None
     served = [r.headers["x-polyroute-deployment"] for r in results]
     assert served.count("flaky") == 1
     assert len(flaky.requests) == 2
-    await router.transport().aclose()
+    await router.aclose()

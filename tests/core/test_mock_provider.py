@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from polyroute import Router
-from polyroute.providers.mock import CREATED, DEFAULT_TEXT
+from polyroute.mock import CREATED, DEFAULT_TEXT
 
 MESSAGES: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 TOOLS: Any = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]

@@ -66,7 +66,7 @@ async def test_least_busy_sends_concurrent_calls_apart(emulator: Start) -> None:
     client = router.async_openai_client()
     await asyncio.gather(*(client.chat.completions.create(model="m", messages=MESSAGES) for _ in range(6)))  # type: ignore[arg-type]
     assert [len(e.requests) for e in slow] == [2, 2, 2]
-    await router.transport().aclose()
+    await router.aclose()
 
 
 @pytest.mark.parametrize("mode", MODES)

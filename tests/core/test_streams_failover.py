@@ -56,7 +56,7 @@ async def test_headers_fast_but_first_token_late_fails_over_async(emulator: Star
     async with raw.parse() as stream:  # type: ignore[attr-defined]
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "fast"
-    await router.transport().aclose()
+    await router.aclose()
 
 
 def test_headers_fast_but_first_token_late_sync(emulator: Start) -> None:
@@ -181,7 +181,7 @@ async def test_cancelling_mid_stream_closes_upstream_async(emulator: Start) -> N
     count = len(sent)
     await asyncio.sleep(0.2)
     assert len(sent) - count < 3, "upstream kept streaming after the caller was cancelled"
-    await router.transport().aclose()
+    await router.aclose()
 
 
 # -- hedging ------------------------------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_upstream_errors_become_sdk_errors(emulator: Callable[..., Emulator], st
         client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert f"upstream says {status}" in caught.value.message
     assert caught.value.response.headers["x-should-retry"] == "false"
-    assert len(emu.requests) == 1
+    assert len(emu.requests) == (3 if status in (429, 500, 529) else 1)  # a lone deployment: 2 router retries
     if status == 529:
         assert caught.value.status_code == 503
 

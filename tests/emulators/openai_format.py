@@ -1,11 +1,43 @@
-"""An OpenAI Chat Completions emulator: scripted text or tool calls, JSON or SSE, as OpenAI sends them."""
+"""An OpenAI Chat Completions emulator: scripted text or tool calls, JSON or SSE, as OpenAI sends them.
+
+Stream chunks are compact JSON (``{"id":"…","object":"chat.completion.chunk",…}``), as OpenAI writes them; the
+first is a role-only delta (``"content":""``) as OpenAI's, and with ``azure=True`` it is preceded by Azure's
+prompt-filter chunk (``"choices":[]`` with ``prompt_filter_results``), as Azure OpenAI sends it (shape from
+AbanteAI/archive-old-cli-mentat issue #429).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from tests.emulators.server import Reply, Request, sse_events
+from tests.emulators.server import Reply, Request
+
+AZURE_PROMPT_FILTER: dict[str, Any] = {
+    "id": "",
+    "choices": [],
+    "created": 0,
+    "model": "",
+    "object": "",
+    "system_fingerprint": None,
+    "prompt_filter_results": [
+        {
+            "prompt_index": 0,
+            "content_filter_results": {
+                name: {"filtered": False, "severity": "safe"} for name in ("hate", "self_harm", "sexual", "violence")
+            },
+        }
+    ],
+}
+"""Azure OpenAI's first stream chunk: the prompt's content-filter verdict, no choices."""
+
+
+def compact_events(payloads: list[Any]) -> list[str]:
+    """``data:`` events of compact JSON (strings such as ``[DONE]`` as they are), as OpenAI writes them."""
+    return [
+        f"data: {p if isinstance(p, str) else json.dumps(p, separators=(',', ':'), ensure_ascii=False)}\n\n"
+        for p in payloads
+    ]
 
 
 def completion(
@@ -44,6 +76,7 @@ def chunks(
     usage: dict[str, Any] | None = None,
     done: bool = True,
     finish: bool = True,
+    azure: bool = False,
 ) -> list[str]:
     """SSE events streaming ``pieces`` as OpenAI does: role delta, content deltas, finish, usage, [DONE]."""
 
@@ -60,7 +93,8 @@ def chunks(
             **extra,
         }
 
-    payloads: list[Any] = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    payloads: list[Any] = [AZURE_PROMPT_FILTER] if azure else []
+    payloads.append(chunk({"role": "assistant", "content": "", "refusal": None}))
     payloads += [chunk({"content": p}) for p in pieces]
     if finish:
         payloads.append(chunk({}, "stop"))
@@ -73,7 +107,7 @@ def chunks(
         )
     if done:
         payloads.append("[DONE]")
-    return sse_events(payloads)
+    return compact_events(payloads)
 
 
 def handler(text: str = "Hello from the emulator!", pieces: int = 5, **reply: Any):

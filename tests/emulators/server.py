@@ -13,7 +13,7 @@ import socketserver
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -58,8 +58,10 @@ class Reply:
 
     @classmethod
     def sse(cls, events: Iterable[str | bytes], **kwargs: Any) -> Reply:
-        """A streamed ``text/event-stream`` answer, one chunk per given piece."""
-        return cls(chunks=list(events), headers={"content-type": "text/event-stream"}, **kwargs)
+        """A streamed ``text/event-stream`` answer, one chunk per given piece (a generator is read as it is sent,
+        so it can pause mid-stream)."""
+        pieces = events if isinstance(events, Iterator) else list(events)
+        return cls(chunks=pieces, headers={"content-type": "text/event-stream"}, **kwargs)
 
 
 Handler = Callable[[Request], Reply]
@@ -71,6 +73,9 @@ class Emulator:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[Request] = []
+        self.open_connections = 0
+        """Client connections open on the server side right now (to see that none is left behind)."""
+        self._count_lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -87,8 +92,16 @@ class Emulator:
 
         class _Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                while emulator._serve_one(self):
+                with emulator._count_lock:
+                    emulator.open_connections += 1
+                try:
+                    while emulator._serve_one(self):
+                        pass
+                except OSError:  # the client reset the connection
                     pass
+                finally:
+                    with emulator._count_lock:
+                        emulator.open_connections -= 1
 
         class _Server(socketserver.ThreadingTCPServer):
             daemon_threads = True

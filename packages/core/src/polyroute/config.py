@@ -211,6 +211,12 @@ class RetrySettings(_Model):
 
     max_attempts: int = Field(default=8, ge=1, description="Upstream calls per request, fallbacks included.")
     same_deployment_retries: int = Field(default=0, ge=0, description="Retries on one deployment before moving.")
+    last_resort_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of a lone deployment (the only one tried and left) after a transient failure "
+        "(429, 5xx, 529, timeout), as the openai SDK itself would retry.",
+    )
     backoff: float = Field(default=0.25, ge=0, description="First backoff in seconds; doubles, with jitter.")
     max_backoff: float = Field(default=4.0, ge=0)
     deadline: float | None = Field(default=None, gt=0, description="Seconds for the whole call, all attempts.")
@@ -226,6 +232,9 @@ class RouterConfig(_Model):
     models: list[ModelRoute] = Field(default_factory=list[ModelRoute])
     retry: RetrySettings = Field(default_factory=RetrySettings)
     timeout: float = Field(default=600.0, gt=0, description="Default per-deployment timeout in seconds.")
+    stream_idle_timeout: float = Field(
+        default=120.0, gt=0, description="Longest silence between chunks once a stream has begun, in seconds."
+    )
     direct_routes: bool = Field(default=True, description="Also route 'provider/model' names with no config entry.")
 
     @model_validator(mode="after")

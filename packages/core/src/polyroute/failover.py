@@ -14,7 +14,8 @@ the first to free up, at most ``retry.limit_wait`` in all.
 A failure is one of (:func:`classify`):
 
 - ``next``: the deployment failed (connection, timeout, 408, 409, 429, 5xx, 529; 401/403/404 = its own key or
-  model): retry it (``retry.same_deployment_retries``, jittered exponential backoff) or try the next one;
+  model): retry it (``retry.same_deployment_retries``; ``retry.last_resort_retries`` when it is the last one
+  left; jittered exponential backoff or ``retry-after``) or try the next one;
 - ``context`` / ``content_policy``: the request does not fit this model: its specific fallbacks, else return;
 - ``return``: the request itself is wrong (400, 413, 422 …): answer the caller now.
 """
@@ -215,6 +216,7 @@ class Attempts:
         "_retry_wait",
         "_seen",
         "_waited",
+        "caller_timeout",
         "errors",
         "hedge_after",
         "model",
@@ -235,6 +237,8 @@ class Attempts:
         self.errors: list[UpstreamError] = []
         self.skipped: list[Skip] = []
         self.started = time.monotonic()
+        self.caller_timeout = caller_timeout
+        """The caller's own SDK timeout (seconds), if it set one."""
         settings = router.config.retry
         self._max_attempts = settings.max_attempts
         budget = settings.deadline
@@ -427,13 +431,22 @@ class Attempts:
         return go_on
 
     def _plan_retry(self, target: Target, error: UpstreamError) -> bool:
+        """Retry ``target`` after a transient failure: up to ``same_deployment_retries`` before moving on, or
+        ``last_resort_retries`` when it is the only deployment tried and left (a lone deployment is then no less
+        resilient than the bare SDK); after a jittered exponential backoff or the upstream's ``retry-after``,
+        within the deadline.
+        """
         settings = self.router.config.retry
-        if not settings.same_deployment_retries or not _retry_same(error):
+        allowed = settings.same_deployment_retries
+        alone = not self._queue and not self._models and not self._deferred
+        if alone and all(record.deployment == target.label for record in self.records):
+            allowed = max(allowed, settings.last_resort_retries)
+        if not allowed or not _retry_same(error):
             return False
         retries = self._retries if self._retries is not None else {}
         self._retries = retries
         done = retries.get(target, 0)
-        if done >= settings.same_deployment_retries or self.router.state(target).circuit != "closed":
+        if done >= allowed or self.router.state(target).circuit != "closed":
             return False
         if error.retry_after is not None:
             if error.retry_after > settings.max_backoff:
@@ -441,6 +454,8 @@ class Attempts:
             delay = error.retry_after + 0.01
         else:
             delay = backoff(done, settings.backoff, settings.max_backoff)
+        if self._deadline is not None and time.monotonic() + delay >= self._deadline:
+            return False  # no time left for another try
         retries[target] = done + 1
         self._retry = target
         self._retry_wait = delay
@@ -452,10 +467,13 @@ class Attempts:
         self.router.release(target)
         self._skip(target, "capability", error.message)
 
-    def abandoned(self, target: Target) -> None:
-        """A hedged call that lost the race (cancelled and closed)."""
+    def abandoned(self, target: Target, release: bool = True) -> None:
+        """A hedged call that lost the race (cancelled); ``release=False`` when it is still stopping (the caller
+        releases the deployment with :meth:`Router.release` once it has).
+        """
         self._end(target, None, "cancelled: another deployment answered first")
-        self.router.release(target)
+        if release:
+            self.router.release(target)
         logger.info("polyroute hedge lost: model=%s deployment=%s cancelled", self.model, target.label)
 
     def succeeded(self, target: Target, streaming: bool = False, used_tokens: int = 0) -> float:

@@ -154,9 +154,16 @@ class DeploymentState:
             self.probing = True
 
     def release(self, extra_tokens: int, now: float) -> None:
-        """A call ended; ``extra_tokens`` are used tokens beyond the estimate spent at :meth:`acquire`."""
+        """A call ended; ``extra_tokens`` are used tokens beyond the estimate spent at :meth:`acquire`.
+
+        A half-open probe that ends with no verdict (refused before it was sent, cancelled, interrupted) frees
+        the probe too, so the next call probes again: otherwise the deployment would answer "probe in flight"
+        forever. (A verdict, :meth:`success` or :meth:`failure`, has already cleared it.)
+        """
         if self.in_flight > 0:
             self.in_flight -= 1
+        if self.circuit == "half-open":
+            self.probing = False
         if extra_tokens > 0 and self.tpm is not None:
             self.tpm.take(extra_tokens, now)
 

@@ -352,12 +352,20 @@ class Router:
     # -- clients ------------------------------------------------------------------------------------------------
 
     def transport(self) -> RouterTransport:
-        """The in-process transport: give it to an ``httpx`` / ``httpx2`` client, sync or async."""
-        if self._transport is None:
+        """The in-process transport: give it to an ``httpx`` / ``httpx2`` client, sync or async.
+
+        One per router, shared by every client on it; a client's ``close()`` does not close it (the upstream pools
+        are the router's: :meth:`close`).
+        """
+        transport = self._transport
+        if transport is None:
             from polyroute.transport import RouterTransport
 
-            self._transport = RouterTransport(self)
-        return self._transport
+            with self._lock:
+                transport = self._transport
+                if transport is None:
+                    transport = self._transport = RouterTransport(self)
+        return transport
 
     def async_transport(self) -> RouterTransport:
         """The same transport, for async clients (one object serves both)."""
@@ -367,7 +375,7 @@ class Router:
         """An ``httpx``/``httpx2`` client on the router's transport, of the family the openai SDK here uses."""
         lib = _client_library(library)
         cls = lib.AsyncClient if asynchronous else lib.Client
-        return cls(transport=self.transport(), base_url=_BASE_URL, **kwargs)
+        return cls(transport=self.transport().client_view(), base_url=_BASE_URL, **kwargs)
 
     def openai_client(self, **kwargs: Any) -> openai.OpenAI:
         """An ``openai.OpenAI`` that talks to this router in-process; ``max_retries=0`` unless given."""
@@ -390,9 +398,26 @@ class Router:
         return openai.AsyncOpenAI(**kwargs)
 
     def close(self) -> None:
-        """Close upstream connection pools."""
+        """Close the router's upstream connection pools (clients on it then open new ones if used again)."""
         if self._transport is not None:
-            self._transport.close()
+            self._transport.close_pools()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and close the running event loop's async pool."""
+        if self._transport is not None:
+            await self._transport.aclose_pools()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def is_auth_failure(error: UpstreamError) -> bool:

@@ -1,27 +1,46 @@
 """The in-process transport: the openai SDK (or any httpx / httpx2 client) sends its request here as if to an
 OpenAI server, and gets an OpenAI answer back, with routing, translation and failover in between.
 
-This is the only module that does I/O. The request loop is written twice (sync and async) and differs only in
-``await``; everything it decides comes from :mod:`polyroute.failover`, :mod:`polyroute.router` and the adapters.
+This is the only module that does I/O, and it does it in one place. The request loop is written once, as a
+generator (:meth:`RouterTransport._drive`) that decides every step of a call: which deployment next (from
+:class:`~polyroute.failover.Attempts`), the upstream request, what a status or a body means, when a stream commits,
+retries, failover, hedging. It performs no I/O: it *yields* what it needs done (:class:`_Send`, :class:`_Read`,
+:class:`_ReadAll`, :class:`_Close`, :class:`_Sleep`; for hedging :class:`_Launch`, :class:`_Wait`) and is sent the
+result back. Two short runners, :meth:`RouterTransport._run` (sync) and :meth:`RouterTransport._arun` (async),
+perform those steps with their deadlines and nothing else, as httpcore keeps h11's state machine apart from its
+sockets: sync and async cannot drift, because there is only one loop.
 
-A stream is committed once its first content chunk is ready: until then a failure moves to the next deployment;
-after it, an upstream failure becomes one in-band ``data: {"error": …}`` event, which the SDK raises.
+A stream is committed once its first content chunk (text, reasoning, a tool call, a refusal) is ready: until then
+a failure moves to the next deployment; after it, an upstream failure becomes one in-band
+``data: {"error": …}`` event, which the SDK raises as ``openai.APIError``.
+
+Deadlines: a deployment's ``timeout`` bounds a non-streamed call and a stream up to its commit (``ttft_timeout``
+when set), whatever the upstream trickles; after the commit, ``stream_idle_timeout`` bounds each silence between
+chunks; all within the caller's own SDK timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
+import json
 import logging
+import re
+import socket
+import sys
+import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from polyroute import _compat
 from polyroute._sse import DONE, encode_event
 from polyroute.errors import (
+    AllTargetsFailedError,
     InvalidRequestError,
     NotFoundPathError,
     PolyrouteError,
@@ -36,7 +55,7 @@ from polyroute.errors import (
 )
 from polyroute.failover import Attempts
 from polyroute.providers import adapter_for
-from polyroute.providers._base import StreamDecoder, StreamTranslator, Target, dumps
+from polyroute.providers._base import StreamDecoder, StreamTranslator, Target, dumps, forwarded_headers
 from polyroute.router import Router
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage
 from polyroute.validation import parse_body
@@ -50,16 +69,88 @@ _PASSTHROUGH = ("CannotOverwriteExistingCassetteException",)
 """Exceptions that are not upstream failures and must reach the test that caused them (vcrpy's no-match)."""
 
 
+# -- the driver's I/O steps --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Send:
+    """Send ``request`` to ``target``'s upstream; the result is the response (headers read). ``deadline`` is
+    monotonic.
+    """
+
+    target: Target
+    request: Any
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Read:
+    """The next piece of a streamed body (None at its end), before ``deadline``."""
+
+    call: StreamCall
+    deadline: float
+
+
+@dataclass(slots=True)
+class _ReadAll:
+    """The whole body of ``response`` before ``deadline``; the response is closed afterwards, whatever happens."""
+
+    response: Any
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Close:
+    """Close ``response`` (a failed attempt's)."""
+
+    response: Any
+
+
+@dataclass(slots=True)
+class _Sleep:
+    seconds: float
+
+
+@dataclass(slots=True)
+class _Launch:
+    """Hedging: run one attempt's driver concurrently (a worker thread, a task)."""
+
+    target: Target
+    attempt: Generator[Any, Any, Outcome]
+
+
+@dataclass(slots=True)
+class _Wait:
+    """Hedging: the next launched attempt to finish, as ``(target, outcome, error)``; None after ``timeout``."""
+
+    timeout: float | None
+
+
+class _Expired(Exception):
+    """A runner's deadline passed (thrown into the driver, which names the limit)."""
+
+
+_IO: TypeAlias = "_Send | _Read | _ReadAll | _Close | _Sleep | _Launch | _Wait"
+Driver: TypeAlias = "Generator[_IO, Any, Any]"
+
+
 class RouterTransport(_compat.TransportBase):
-    """An httpx / httpx2 transport (sync and async) that serves OpenAI's API from a :class:`Router`."""
+    """An httpx / httpx2 transport (sync and async) that serves OpenAI's API from a :class:`Router`.
+
+    Its upstream pools belong to the router, which may serve many clients at once, so :meth:`close` and
+    :meth:`aclose` (what an httpx client calls when *it* closes) close nothing: closing one client must not cut
+    another client's stream in flight. :meth:`Router.close` / :meth:`Router.aclose` close the pools.
+    """
 
     def __init__(self, router: Router) -> None:
         self.router = router
+        self._lock = threading.Lock()
         self._sync_inner: Any = None
         self._async_inner: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._mock: Any = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._urls: dict[str, Any] = {}
+        self._clients = 0
 
     def __repr__(self) -> str:
         return f"RouterTransport({self.router!r})"
@@ -76,13 +167,10 @@ class RouterTransport(_compat.TransportBase):
                 return _json_response(lib, *early)
             body = parse_body(request.read())
             attempts = Attempts(self.router, body, _caller_timeout(request))
-            if attempts.hedge_after is None:
-                target, outcome = self._serve(body, attempts)
-            else:
-                target, outcome = self._serve_hedged(body, attempts)
+            target, outcome = self._run(self._drive(body, attempts, request.headers), attempts)
             return self._respond(lib, outcome, target, attempts)
         except PolyrouteError as exc:
-            return _error_response(lib, exc, attempts)
+            return _error_response(lib, request, exc, attempts)
         except Exception as exc:
             if type(exc).__name__ in _PASSTHROUGH:
                 raise
@@ -99,181 +187,303 @@ class RouterTransport(_compat.TransportBase):
                 return _json_response(lib, *early)
             body = parse_body(await request.aread())
             attempts = Attempts(self.router, body, _caller_timeout(request))
-            if attempts.hedge_after is None:
-                target, outcome = await self._aserve(body, attempts)
-            else:
-                target, outcome = await self._aserve_hedged(body, attempts)
+            target, outcome = await self._arun(self._drive(body, attempts, request.headers), attempts)
             return self._respond(lib, outcome, target, attempts)
         except PolyrouteError as exc:
-            return _error_response(lib, exc, attempts)
+            return _error_response(lib, request, exc, attempts)
         except Exception as exc:
             if type(exc).__name__ in _PASSTHROUGH:
                 raise
             logger.exception("polyroute internal error")
             return _internal_error(lib, exc)
 
-    # -- the request loops (the only part written twice) ---------------------------------------------------------
+    # -- the driver: every decision of one request, no I/O -----------------------------------------------------
 
-    def _serve(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
-        while True:
-            step = attempts.next()
-            if step is None:
-                raise attempts.final_error()
-            if not isinstance(step, Target):
-                time.sleep(step)
-                continue
-            try:
-                outcome = self._call(step, body, attempts)
-            except UnsupportedFeatureError as exc:
-                attempts.unsupported(step, exc)
-                continue
-            except UpstreamError as exc:
-                if attempts.failed(step, exc):
-                    continue
-                raise attempts.final_error() from None
-            except BaseException:
-                self.router.release(step)
-                raise
-            _succeeded(attempts, step, outcome)
-            return step, outcome
+    def _drive(self, body: ChatCompletionRequest, attempts: Attempts, headers: Mapping[str, str]) -> Driver:
+        """The request loop: deployments from ``attempts`` until one answers (a stream: its first content chunk).
 
-    async def _aserve(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
-        while True:
-            step = attempts.next()
-            if step is None:
-                raise attempts.final_error()
-            if not isinstance(step, Target):
-                await asyncio.sleep(step)
-                continue
-            try:
-                outcome = await self._acall(step, body, attempts)
-            except UnsupportedFeatureError as exc:
-                attempts.unsupported(step, exc)
-                continue
-            except UpstreamError as exc:
-                if attempts.failed(step, exc):
-                    continue
-                raise attempts.final_error() from None
-            except BaseException:
-                self.router.release(step)
-                raise
-            _succeeded(attempts, step, outcome)
-            return step, outcome
-
-    def _serve_hedged(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
-        """:meth:`_serve` with hedging: calls run in worker threads; when the one in flight has not answered (for
-        a stream: no first token) within ``hedge_after_ms``, the next deployment starts too. The first answer
-        wins; a loser still running is closed as soon as its call returns.
+        Every claimed deployment is reported (:meth:`Attempts.succeeded`, ``failed``, ``unsupported``) or
+        released, whatever ends the attempt: an ``UnsupportedFeatureError``, a bug, a cancelled caller.
         """
-        pool = self._hedge_pool()
-        running: dict[concurrent.futures.Future[Outcome], Target] = {}
-        hedged = False
-        try:
-            while True:
-                if not running:
-                    hedged = False
-                    step = attempts.next()
-                    if step is None:
-                        raise attempts.final_error()
-                    if not isinstance(step, Target):
-                        time.sleep(step)
-                        continue
-                    running[pool.submit(self._call, step, body, attempts)] = step
-                timeout = attempts.hedge_after if not hedged else None
-                done, _ = concurrent.futures.wait(running, timeout, concurrent.futures.FIRST_COMPLETED)
-                if not done:
-                    hedged = True
-                    step = attempts.next(wait=False)
-                    if isinstance(step, Target):
-                        running[pool.submit(self._call, step, body, attempts)] = step
+        while True:
+            step = attempts.next()
+            if step is None:
+                raise attempts.final_error()
+            if not isinstance(step, Target):
+                yield _Sleep(step)
+                continue
+            if attempts.hedge_after is not None:
+                return (yield from self._race(step, body, attempts, headers))
+            try:
+                outcome = yield from self._attempt(step, body, attempts, headers)
+            except UnsupportedFeatureError as exc:
+                attempts.unsupported(step, exc)
+                continue
+            except UpstreamError as exc:
+                if attempts.failed(step, exc):
                     continue
-                for future in done:
-                    target = running.pop(future)
-                    exc = future.exception()
-                    if exc is None:
-                        outcome = future.result()
-                        _succeeded(attempts, target, outcome)
-                        return target, outcome
-                    if isinstance(exc, UnsupportedFeatureError):
-                        attempts.unsupported(target, exc)
-                    elif isinstance(exc, UpstreamError):
-                        if not attempts.failed(target, exc):
-                            raise attempts.final_error() from None
-                    else:
-                        self.router.release(target)
-                        raise exc
-        finally:
-            for future, target in running.items():
-                future.cancel()
-                future.add_done_callback(_close_outcome)
-                attempts.abandoned(target)
+                raise attempts.final_error() from None
+            except BaseException:
+                self.router.release(step)
+                raise
+            _succeeded(attempts, step, outcome)
+            return step, outcome
 
-    async def _aserve_hedged(self, body: ChatCompletionRequest, attempts: Attempts) -> tuple[Target, Outcome]:
-        """Async :meth:`_serve_hedged`: calls run as tasks; losers are cancelled, awaited and closed."""
-        running: dict[asyncio.Future[Outcome], Target] = {}
+    def _race(
+        self, first: Target, body: ChatCompletionRequest, attempts: Attempts, headers: Mapping[str, str]
+    ) -> Driver:
+        """:meth:`_drive` with hedging: when the attempt in flight has not answered (a stream: no first token)
+        within ``hedge_after_ms``, the next deployment starts too. The first answer wins; the runner cancels the
+        others and releases each deployment once its call has really stopped.
+        """
+        yield _Launch(first, self._attempt(first, body, attempts, headers))
+        running = 1
         hedged = False
+        while True:
+            if not running:
+                hedged = False
+                step = attempts.next()
+                if step is None:
+                    raise attempts.final_error()
+                if not isinstance(step, Target):
+                    yield _Sleep(step)
+                    continue
+                yield _Launch(step, self._attempt(step, body, attempts, headers))
+                running += 1
+            done: tuple[Target, Any, BaseException | None] | None = yield _Wait(
+                None if hedged else attempts.hedge_after
+            )
+            if done is None:
+                hedged = True
+                step = attempts.next(wait=False)
+                if isinstance(step, Target):
+                    yield _Launch(step, self._attempt(step, body, attempts, headers))
+                    running += 1
+                continue
+            running -= 1
+            target, outcome, exc = done
+            if exc is None:
+                _succeeded(attempts, target, outcome)
+                return target, outcome
+            if isinstance(exc, UnsupportedFeatureError):
+                attempts.unsupported(target, exc)
+            elif isinstance(exc, UpstreamError):
+                if not attempts.failed(target, exc):
+                    raise attempts.final_error() from None
+            else:
+                self.router.release(target)
+                raise exc
+
+    def _attempt(
+        self, target: Target, body: ChatCompletionRequest, attempts: Attempts, headers: Mapping[str, str]
+    ) -> Generator[_IO, Any, Outcome]:
+        """One upstream call; a stream is returned primed: read until its first content chunk (the commit).
+
+        ``timeout`` (or ``ttft_timeout`` for a stream) is a deadline for all of it, however the upstream trickles;
+        after the commit each read waits at most ``stream_idle_timeout``.
+        """
+        timeout, ttft = attempts.timeouts(target)
+        limit = ttft or timeout
+        started = time.monotonic()
+        deadline = started + limit
+        adapter, req, stream = self._prepare(target, body, limit, headers)
+        with _map_transport_errors(target, ttft, timeout):
+            response = yield _Send(target, req, deadline)
+            try:
+                self.router.observe(target, response.headers)
+                if response.status_code >= 400:
+                    content = yield _ReadAll(response, deadline)
+                    raise adapter.classify_error(response.status_code, response.headers, content, target)
+                if not stream:
+                    content = yield _ReadAll(response, deadline)
+                    return _parse(adapter, content, target, body)
+                # httpcore fixes a body's read timeout when the body starts, for every read: make it a backstop no
+                # shorter than the time to the commit; the runner's deadline and the idle alarm are the limits.
+                idle = self._idle_timeout(attempts)
+                req.extensions["timeout"] = _timeouts(max(idle, deadline - time.monotonic()))
+                call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
+                call.idle = idle
+                while True:
+                    raw = yield _Read(call, deadline)
+                    if raw is None:
+                        call.ended = True
+                        call.hold(_read_event(call, call.end))
+                        return call
+                    if _read_event(call, call.prime, raw):
+                        return call
+                    if time.monotonic() >= deadline:  # a trickle (or keep-alive whitespace) is not an answer
+                        raise _Expired
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    yield _Close(response)
+                raise
+
+    def _idle_timeout(self, attempts: Attempts) -> float:
+        idle = self.router.config.stream_idle_timeout
+        left = attempts.caller_timeout
+        return min(idle, left) if left is not None else idle
+
+    # -- the runners: the driver's I/O, sync and async ---------------------------------------------------------
+
+    def _run(self, driver: Driver, attempts: Attempts | None = None, cancel: _Cancel | None = None) -> Any:
+        """Perform the driver's steps in this thread; returns what the driver returns."""
+        result: Any = None
+        error: BaseException | None = None
+        hedges: _ThreadHedges | None = None
         try:
             while True:
-                if not running:
-                    hedged = False
-                    step = attempts.next()
-                    if step is None:
-                        raise attempts.final_error()
-                    if not isinstance(step, Target):
-                        await asyncio.sleep(step)
-                        continue
-                    running[asyncio.ensure_future(self._acall(step, body, attempts))] = step
-                timeout = attempts.hedge_after if not hedged else None
-                done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    hedged = True
-                    step = attempts.next(wait=False)
-                    if isinstance(step, Target):
-                        running[asyncio.ensure_future(self._acall(step, body, attempts))] = step
-                    continue
-                for task in done:
-                    target = running.pop(task)
-                    exc = task.exception()
-                    if exc is None:
-                        outcome = task.result()
-                        _succeeded(attempts, target, outcome)
-                        return target, outcome
-                    if isinstance(exc, UnsupportedFeatureError):
-                        attempts.unsupported(target, exc)
-                    elif isinstance(exc, UpstreamError):
-                        if not attempts.failed(target, exc):
-                            raise attempts.final_error() from None
-                    else:
-                        self.router.release(target)
-                        raise exc
+                try:
+                    step = driver.send(result) if error is None else driver.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                result = error = None
+                try:
+                    if cancel is not None and cancel.cancelled:
+                        raise _Cancelled
+                    match step:
+                        case _Read():
+                            result = _read(step)
+                        case _Send():
+                            if cancel is not None:
+                                step.request.extensions["trace"] = cancel.trace
+                            result = self._inner_sync(step.target).handle_request(step.request)
+                            if cancel is not None:
+                                cancel.watch(result)
+                        case _ReadAll():
+                            result = _read_all(step)
+                        case _Close():
+                            step.response.close()
+                        case _Sleep():
+                            time.sleep(step.seconds)
+                        case _Launch():
+                            hedges = hedges or _ThreadHedges(self._hedge_pool())
+                            hedges.launch(self, step)
+                        case _Wait():
+                            assert hedges is not None
+                            result = hedges.wait(step.timeout)
+                except BaseException as exc:
+                    error = exc
         finally:
-            if running:
-                for task in running:
-                    task.cancel()
-                results = await asyncio.gather(*running, return_exceptions=True)
-                for result, target in zip(results, running.values(), strict=True):
-                    if isinstance(result, StreamCall):
-                        await result.response.aclose()
-                    attempts.abandoned(target)
+            if hedges is not None and attempts is not None:
+                hedges.abandon(attempts)
+
+    async def _arun(self, driver: Driver, attempts: Attempts | None = None) -> Any:
+        """Perform the driver's steps in this task; returns what the driver returns."""
+        result: Any = None
+        error: BaseException | None = None
+        hedges: _TaskHedges | None = None
+        try:
+            while True:
+                try:
+                    step = driver.send(result) if error is None else driver.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                result = error = None
+                try:
+                    match step:
+                        case _Read():
+                            result = await _aread(step)
+                        case _Send():
+                            inner = self._inner_async(step.target)
+                            result = await _within(inner.handle_async_request(step.request), step.deadline)
+                        case _ReadAll():
+                            result = await _aread_all(step)
+                        case _Close():
+                            await step.response.aclose()
+                        case _Sleep():
+                            await asyncio.sleep(step.seconds)
+                        case _Launch():
+                            hedges = hedges or _TaskHedges()
+                            hedges.launch(self, step)
+                        case _Wait():
+                            assert hedges is not None
+                            result = await hedges.wait(step.timeout)
+                except BaseException as exc:
+                    error = exc
+        finally:
+            if hedges is not None and attempts is not None:
+                await hedges.abandon(attempts)
+
+    # -- pools ----------------------------------------------------------------------------------------------
 
     def _hedge_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="polyroute-hedge")
+            with self._lock:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=64, thread_name_prefix="polyroute-hedge"
+                    )
         return self._pool
 
+    def _inner_sync(self, target: Target) -> Any:
+        if target.spec.adapter == "mock":
+            return self._mock_upstream().bind(target)
+        inner = self._sync_inner
+        if inner is None:
+            with self._lock:
+                inner = self._sync_inner
+                if inner is None:
+                    inner = self._sync_inner = _compat.UPSTREAM.HTTPTransport(limits=_pool_limits())
+        return inner
+
+    def _inner_async(self, target: Target) -> Any:
+        if target.spec.adapter == "mock":
+            return self._mock_upstream().bind(target)
+        loop = asyncio.get_running_loop()
+        inner = self._async_inner.get(loop)
+        if inner is None:
+            with self._lock:
+                inner = self._async_inner.get(loop)
+                if inner is None:
+                    inner = self._async_inner[loop] = _compat.UPSTREAM.AsyncHTTPTransport(limits=_pool_limits())
+        return inner
+
+    def _mock_upstream(self) -> Any:
+        if self._mock is None:
+            with self._lock:
+                if self._mock is None:
+                    from polyroute.mock import MockUpstream
+
+                    self._mock = MockUpstream()
+        return self._mock
+
     def close(self) -> None:
-        """Close the sync upstream pool (async pools close with :meth:`aclose`)."""
-        if self._sync_inner is not None:
-            self._sync_inner.close()
-            self._sync_inner = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Nothing: an httpx client calls this when it closes, and the pools are the router's (:meth:`Router.close`)."""
 
     async def aclose(self) -> None:
-        """Close the upstream pool of the running event loop."""
+        """Nothing, as :meth:`close` (the pools are the router's: :meth:`Router.aclose`)."""
+
+    def client_view(self) -> ClientTransport:
+        """A transport for one client (:meth:`Router.http_client`): its ``close()`` closes the pools only when no
+        other client on the router is open.
+        """
+        with self._lock:
+            self._clients += 1
+        return ClientTransport(self)
+
+    def _client_closed(self) -> bool:
+        """A client view closed; True when it was the last one open (the pools may close)."""
+        with self._lock:
+            self._clients -= 1
+            return self._clients == 0
+
+    def close_pools(self) -> None:
+        """Close the sync upstream pool and the hedging threads; forget async pools (:meth:`aclose_pools`)."""
+        with self._lock:
+            inner, self._sync_inner = self._sync_inner, None
+            pool, self._pool = self._pool, None
+            self._async_inner.clear()
+        if inner is not None:
+            inner.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose_pools(self) -> None:
+        """:meth:`close_pools`, and close the running event loop's async pool."""
         loop = asyncio.get_running_loop()
-        inner = self._async_inner.pop(loop, None)
+        with self._lock:
+            inner = self._async_inner.pop(loop, None)
+        self.close_pools()
         if inner is not None:
             await inner.aclose()
 
@@ -303,17 +513,15 @@ class RouterTransport(_compat.TransportBase):
 
     # -- one upstream call ----------------------------------------------------------------------------------
 
-    def _prepare(self, target: Target, body: ChatCompletionRequest, timeout: float) -> tuple[Any, Any, bool]:
-        if target.spec.key_required and not target.api_key:
-            envs = " or ".join(target.spec.key_envs) or "api_key"
-            raise UpstreamStatusError(
-                f"no API key for {target.label}: set {envs}, or api_key / api_key_env in its deployment",
-                provider=target.provider,
-                deployment=target.label,
-                status=401,
-                error_type="authentication_error",
-                code="missing_api_key",
-            )
+    def _prepare(
+        self, target: Target, body: ChatCompletionRequest, timeout: float, incoming: Mapping[str, str]
+    ) -> tuple[Any, Any, bool]:
+        """The adapter, the upstream request and whether it streams. ``incoming``: the caller's request headers
+        (what a provider may be forwarded is decided here, from them and the target).
+        """
+        missing = target.missing_key_error()
+        if missing is not None:
+            raise missing
         adapter = adapter_for(target.spec)
         upstream = adapter.build_request(body, target)
         url = self._urls.get(upstream.url)
@@ -324,96 +532,11 @@ class RouterTransport(_compat.TransportBase):
         req = _compat.UPSTREAM.Request(
             upstream.method,
             url,
-            headers=upstream.headers,
+            headers=_with_forwarded(upstream.headers, forwarded_headers(incoming, target)),
             content=upstream.content,
             extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
         )
         return adapter, req, upstream.stream
-
-    def _call(self, target: Target, body: ChatCompletionRequest, attempts: Attempts) -> Outcome:
-        """One upstream call; a stream is returned primed (its first content chunk read)."""
-        inner = self._inner_sync(target)  # a new pool loads certificates: not part of the time to first token
-        timeout, ttft = attempts.timeouts(target)
-        started = time.monotonic()
-        adapter, req, stream = self._prepare(target, body, ttft or timeout)
-        with _map_transport_errors(target, ttft or timeout):
-            response = inner.handle_request(req)
-            self.router.observe(target, response.headers)
-            if response.status_code >= 400:
-                content = response.read()
-                response.close()
-                raise adapter.classify_error(response.status_code, response.headers, content, target)
-            if not stream:
-                content = response.read()
-                response.close()
-                return _parse(adapter, content, target, body)
-        if ttft is not None:
-            # The body's reads take the timeout set when the body starts: after the first token, the long one.
-            req.extensions["timeout"] = _timeouts(timeout)
-        call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
-        call.prime(started + ttft if ttft is not None else None)
-        return call
-
-    async def _acall(self, target: Target, body: ChatCompletionRequest, attempts: Attempts) -> Outcome:
-        """Async :meth:`_call`; the time to first token is enforced as a whole (headers + first chunk)."""
-        inner = self._inner_async(target)  # a new pool loads certificates: not part of the time to first token
-        timeout, ttft = attempts.timeouts(target)
-        if ttft is None:
-            return await self._acall_inner(inner, target, body, attempts, timeout, None)
-        try:
-            return await asyncio.wait_for(self._acall_inner(inner, target, body, attempts, timeout, ttft), ttft)
-        except asyncio.TimeoutError:
-            raise _ttft_error(target, ttft) from None
-
-    async def _acall_inner(
-        self,
-        inner: Any,
-        target: Target,
-        body: ChatCompletionRequest,
-        attempts: Attempts,
-        timeout: float,
-        ttft: float | None,
-    ) -> Outcome:
-        adapter, req, stream = self._prepare(target, body, ttft or timeout)
-        with _map_transport_errors(target, ttft or timeout):
-            response = await inner.handle_async_request(req)
-            self.router.observe(target, response.headers)
-            if response.status_code >= 400:
-                content = await response.aread()
-                await response.aclose()
-                raise adapter.classify_error(response.status_code, response.headers, content, target)
-            if not stream:
-                content = await response.aread()
-                await response.aclose()
-                return _parse(adapter, content, target, body)
-        if ttft is not None:
-            req.extensions["timeout"] = _timeouts(timeout)
-        call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
-        await call.aprime()
-        return call
-
-    def _inner_sync(self, target: Target) -> Any:
-        if target.spec.adapter == "mock":
-            return self._mock_upstream().bind(target)
-        if self._sync_inner is None:
-            self._sync_inner = _compat.UPSTREAM.HTTPTransport(limits=_pool_limits())
-        return self._sync_inner
-
-    def _inner_async(self, target: Target) -> Any:
-        if target.spec.adapter == "mock":
-            return self._mock_upstream().bind(target)
-        loop = asyncio.get_running_loop()
-        inner = self._async_inner.get(loop)
-        if inner is None:
-            inner = self._async_inner[loop] = _compat.UPSTREAM.AsyncHTTPTransport(limits=_pool_limits())
-        return inner
-
-    def _mock_upstream(self) -> Any:
-        if self._mock is None:
-            from polyroute.providers.mock import MockUpstream
-
-            self._mock = MockUpstream()
-        return self._mock
 
     # -- answers --------------------------------------------------------------------------------------------
 
@@ -430,6 +553,40 @@ class RouterTransport(_compat.TransportBase):
                 headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
         headers["content-type"] = "application/json"
         return lib.Response(200, headers=headers, content=dumps(outcome))
+
+
+class ClientTransport(_compat.TransportBase):
+    """One client's view of the router's :class:`RouterTransport`.
+
+    Why a view: an httpx client closes its transport when it closes, but the upstream pools are the router's,
+    shared by every client built on it. Two clients, one closed: the other's stream in flight must go on, so a
+    view's ``close()`` closes the pools only when it is the last client open (they reopen if used again), and a
+    client left open keeps them until :meth:`Router.close`. Requests go straight to the shared transport's bound
+    methods: no cost per call.
+    """
+
+    def __init__(self, shared: RouterTransport) -> None:
+        self.shared = shared
+        self.handle_request = shared.handle_request  # type: ignore[method-assign]
+        self.handle_async_request = shared.handle_async_request  # type: ignore[method-assign]
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ClientTransport({self.shared.router!r})"
+
+    def close(self) -> None:
+        """This client is done: close the pools if no other client is open."""
+        if not self._closed:
+            self._closed = True
+            if self.shared._client_closed():  # pyright: ignore[reportPrivateUsage]
+                self.shared.close_pools()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close` (also closes the running event loop's pool)."""
+        if not self._closed:
+            self._closed = True
+            if self.shared._client_closed():  # pyright: ignore[reportPrivateUsage]
+                await self.shared.aclose_pools()
 
 
 def _parse(adapter: Any, content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
@@ -461,9 +618,9 @@ def _price(target: Target, usage: Usage) -> float | None:
 
 
 class StreamCall:
-    """One committed-or-priming upstream stream: decoder + translator over the upstream response.
+    r"""One committed-or-priming upstream stream: decoder + translator over the upstream response.
 
-    :meth:`prime` reads until the first content chunk (failures before it may fail over); the
+    The driver :meth:`prime`\ s it until the first content chunk (failures before it may fail over); the
     :class:`RouterStream` then forwards the rest, and :meth:`close` closes upstream and frees the deployment.
     """
 
@@ -472,7 +629,9 @@ class StreamCall:
         "_closed",
         "body",
         "decoder",
+        "ended",
         "estimate",
+        "idle",
         "iter",
         "response",
         "router",
@@ -499,7 +658,11 @@ class StreamCall:
         self._buffer: list[bytes] = []
         self._closed = False
         self.iter: Any = None
-        """The upstream byte iterator once primed; None when the whole stream was read while priming."""
+        """The upstream byte iterator (sync or async), made by the runner at the first read."""
+        self.ended = False
+        """The whole upstream stream was read while priming."""
+        self.idle = 0.0
+        """Seconds of upstream silence allowed between chunks once committed."""
 
     def forward(self, raw: bytes) -> bytes:
         """Upstream bytes → the SSE bytes to send, once committed (no need to look for content any more)."""
@@ -507,11 +670,13 @@ class StreamCall:
         for event in self.decoder.feed(raw):
             for chunk in self.translator.feed(event):
                 if isinstance(chunk, bytes):
+                    if not chunk.endswith(b"}"):
+                        raise ValueError("a data line that is not a JSON object")
                     out.append(b"data: " + chunk + b"\n\n")
                 else:
                     if chunk.get("usage"):
                         _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-                    out.append(encode_event(dumps(chunk)))
+                    out.append(_encode_chunk(chunk))
         return b"".join(out)
 
     def feed(self, raw: bytes) -> tuple[bytes, bool]:
@@ -521,12 +686,14 @@ class StreamCall:
         for event in self.decoder.feed(raw):
             for chunk in self.translator.feed(event):
                 if isinstance(chunk, bytes):
+                    if not chunk.endswith(b"}"):
+                        raise ValueError("a data line that is not a JSON object")
                     out.append(b"data: " + chunk + b"\n\n")
                     substantive = substantive or _raw_is_content(chunk)
                 else:
                     if chunk.get("usage"):
                         _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-                    out.append(encode_event(dumps(chunk)))
+                    out.append(_encode_chunk(chunk))
                     substantive = substantive or _is_content(chunk)
         return b"".join(out), substantive
 
@@ -535,53 +702,24 @@ class StreamCall:
         out: list[bytes] = []
         for event in self.decoder.flush():
             for chunk in self.translator.feed(event):
-                out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else encode_event(dumps(chunk)))
+                out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else _encode_chunk(chunk))
         for chunk in self.translator.finish():
             if not isinstance(chunk, bytes) and chunk.get("usage"):
                 _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-            out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else encode_event(dumps(chunk)))
+            out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else _encode_chunk(chunk))
         out.append(DONE)
         return b"".join(out)
 
-    def prime(self, ttft_deadline: float | None = None) -> None:
-        """Read until the first content chunk; an error here closes upstream and may fail over.
+    def prime(self, raw: bytes) -> bool:
+        """Before the commit: take upstream bytes into the buffer; True once they hold content (commit now)."""
+        data, committed = self.feed(raw)
+        if data:
+            self._buffer.append(data)
+        return committed
 
-        ``ttft_deadline`` (monotonic): no content by then is a timeout. Sync reads cannot be interrupted, so
-        this is checked as bytes arrive; a silent upstream is bounded by the read timeout.
-        """
-        try:
-            with _map_transport_errors(self.target, None):
-                self.iter = iter(_body_bytes(self.response))
-                for raw in self.iter:
-                    data, committed = self.feed(raw)
-                    if data:
-                        self._buffer.append(data)
-                    if committed:
-                        return
-                    if ttft_deadline is not None and time.monotonic() > ttft_deadline:
-                        raise _ttft_error(self.target, None)
-                self._buffer.append(self.end())
-                self.iter = None
-        except BaseException:
-            self.response.close()
-            raise
-
-    async def aprime(self) -> None:
-        """Async :meth:`prime` (the transport bounds the time to first token with a timer)."""
-        try:
-            with _map_transport_errors(self.target, None):
-                self.iter = _abody_bytes(self.response).__aiter__()
-                async for raw in self.iter:
-                    data, committed = self.feed(raw)
-                    if data:
-                        self._buffer.append(data)
-                    if committed:
-                        return
-                self._buffer.append(self.end())
-                self.iter = None
-        except BaseException:
-            await self.response.aclose()
-            raise
+    def hold(self, data: bytes) -> None:
+        """Keep bytes to send once the stream is handed to the caller."""
+        self._buffer.append(data)
 
     def take_buffer(self) -> bytes:
         """The bytes read while priming."""
@@ -615,7 +753,11 @@ class StreamCall:
 
 
 class RouterStream(_compat.ByteStreamBase):
-    """The SSE body handed to the caller. Closing it early closes the upstream response."""
+    """The SSE body handed to the caller. Closing it early closes the upstream response.
+
+    After the commit nothing fails over: an upstream failure, a silence longer than ``stream_idle_timeout`` or an
+    event polyroute cannot read ends the stream with one in-band ``data: {"error": …}`` event.
+    """
 
     def __init__(self, call: StreamCall) -> None:
         self._call = call
@@ -625,19 +767,29 @@ class RouterStream(_compat.ByteStreamBase):
         head = call.take_buffer()
         if head:
             yield head
-        if call.iter is None:  # the whole stream was read while priming
+        if call.ended:
             return self.close()
+        alarm = _idle_alarm(call)
         try:
-            with _map_transport_errors(call.target, None):
+            with _map_transport_errors(call.target, None, None):
                 for raw in call.iter:
                     data = call.forward(raw)
                     if data:
+                        if alarm is not None:
+                            alarm.paused = True  # the caller's time with a chunk is not upstream silence
                         yield data
+                        if alarm is not None:
+                            alarm.at = time.monotonic() + call.idle
+                            alarm.paused = False
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield _stream_error(exc)
+            yield _stream_error(_idle_error(call) if alarm is not None and alarm.fired else exc)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            yield _stream_error(_malformed(call.target, exc))
         finally:
+            if alarm is not None:
+                alarm.done = True
             self.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -645,20 +797,30 @@ class RouterStream(_compat.ByteStreamBase):
         head = call.take_buffer()
         if head:
             yield head
-        if call.iter is None:
+        if call.ended:
             await self.aclose()
             return
+        alarm = _idle_alarm(call)
         try:
-            with _map_transport_errors(call.target, None):
+            with _map_transport_errors(call.target, None, None):
                 async for raw in call.iter:
                     data = call.forward(raw)
                     if data:
+                        if alarm is not None:
+                            alarm.paused = True
                         yield data
+                        if alarm is not None:
+                            alarm.at = time.monotonic() + call.idle
+                            alarm.paused = False
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield _stream_error(exc)
+            yield _stream_error(_idle_error(call) if alarm is not None and alarm.fired else exc)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            yield _stream_error(_malformed(call.target, exc))
         finally:
+            if alarm is not None:
+                alarm.done = True
             await self.aclose()
 
     def close(self) -> None:
@@ -686,9 +848,29 @@ def _abody_bytes(response: Any) -> Any:
     return response.aiter_bytes()
 
 
+def _with_forwarded(native: dict[str, str], forwarded: dict[str, str]) -> dict[str, str]:
+    """The adapter's headers (auth, content type, deployment ``headers:``) over the caller's forwarded ones; beta
+    flags from both are joined, as Anthropic takes a comma-separated list.
+    """
+    if not forwarded:
+        return native
+    merged = {**forwarded, **native}
+    beta = forwarded.get("anthropic-beta")
+    if beta and native.get("anthropic-beta") and beta != native["anthropic-beta"]:
+        merged["anthropic-beta"] = f"{native['anthropic-beta']},{beta}"
+    return merged
+
+
 def _pool_limits() -> Any:
     """The openai SDK's own pool limits: httpx's default keeps 20 idle connections, fewer than agents in flight."""
     return _compat.UPSTREAM.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
+def _encode_chunk(chunk: ChatCompletionChunk) -> bytes:
+    """A parsed chunk → its SSE event; a chunk whose ``choices`` is not a list would break the caller's loop."""
+    if type(chunk.get("choices")) is not list:
+        raise ValueError(f"'choices' is {type(chunk.get('choices')).__name__}, not a list")
+    return encode_event(dumps(chunk))
 
 
 def _stream_error(exc: UpstreamError) -> bytes:
@@ -706,42 +888,55 @@ def _stream_error(exc: UpstreamError) -> bytes:
 
 
 def _is_content(chunk: ChatCompletionChunk) -> bool:
-    if not chunk.get("choices"):
-        return chunk.get("usage") is not None
-    for choice in chunk["choices"]:
-        if choice.get("finish_reason"):
-            return True
+    """Whether a chunk carries content: text, reasoning, a tool call or a refusal (the commit signal).
+
+    Metadata does not commit: Azure's prompt-filter chunk (``"choices": []``), a role-only or empty delta, a
+    usage-only chunk. Until content, a failure may still move to another deployment.
+    """
+    for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
             return True
     return False
 
 
+_RAW_CONTENT = re.compile(rb'"(?:content|reasoning_content|refusal)":"[^"]|"tool_calls":\[\{')
+"""Content in a compact chunk: a non-empty string in a content field, or a tool call (escaped quotes inside text
+cannot match: they read ``\\"``)."""
+
+
 def _raw_is_content(raw: bytes) -> bool:
-    """:func:`_is_content` for a chunk forwarded as raw bytes: an empty ``content`` with a reasoning or refusal
-    delta (DeepSeek's reasoning stream) is content too, else reasoning would be held back until the answer.
+    """:func:`_is_content` for a chunk forwarded as raw bytes, without parsing it when it is compact JSON (as OpenAI
+    and most vendors write it); spaced JSON is parsed (this runs only until the commit).
     """
-    if b'"content":""' in raw or b'"content":null' in raw:
-        return (
-            b'"tool_calls"' in raw
-            or b'"finish_reason":"' in raw
-            or (b'"reasoning_content":"' in raw and b'"reasoning_content":""' not in raw)
-            or (b'"refusal":"' in raw and b'"refusal":""' not in raw)
-        )
-    return True
+    if _RAW_CONTENT.search(raw) is not None:
+        return True
+    if b'": ' not in raw:
+        return False
+    return _is_content(json.loads(raw))
 
 
 @contextmanager
-def _map_transport_errors(target: Target, timeout: float | None) -> Generator[None]:
-    """Connection and timeout errors of either HTTP library → :class:`UpstreamError` (fails over)."""
+def _map_transport_errors(target: Target, ttft: float | None, timeout: float | None) -> Generator[None]:
+    """Connection and timeout errors of either HTTP library, and a runner's deadline → :class:`UpstreamError`."""
     try:
         yield
+    except _Expired:
+        if ttft is not None:
+            raise _ttft_error(target, ttft) from None
+        raise UpstreamTimeout(
+            f"{target.label} timed out: no complete answer within timeout={timeout:g}s",
+            provider=target.provider,
+            deployment=target.label,
+        ) from None
     except _compat.timeout_exceptions() as exc:
-        after = f" after {timeout:g}s" if timeout is not None else ""
+        limit = ttft or timeout
+        after = f" after {limit:g}s" if limit is not None else " (stream_idle_timeout)"
         raise UpstreamTimeout(
             f"{target.label} timed out ({type(exc).__name__}){after}",
             provider=target.provider,
             deployment=target.label,
+            code="ttft_timeout" if ttft is not None else None,
         ) from exc
     except _compat.transport_exceptions() as exc:
         raise UpstreamConnectionError(
@@ -751,14 +946,340 @@ def _map_transport_errors(target: Target, timeout: float | None) -> Generator[No
         ) from exc
 
 
-def _ttft_error(target: Target, ttft: float | None) -> UpstreamTimeout:
-    limit = ttft if ttft is not None else target.deployment.ttft_timeout
+def _ttft_error(target: Target, ttft: float) -> UpstreamTimeout:
     return UpstreamTimeout(
-        f"{target.label} sent no first token within ttft_timeout={limit:g}s",
+        f"{target.label} sent no first token within ttft_timeout={ttft:g}s",
         provider=target.provider,
         deployment=target.label,
         code="ttft_timeout",
     )
+
+
+def _malformed(target: Target, exc: BaseException) -> UpstreamStatusError:
+    """An upstream event polyroute cannot read: before the commit it fails over, after it ends the stream."""
+    return UpstreamStatusError(
+        f"{target.label} sent a stream event polyroute could not read: {type(exc).__name__}: {redact(str(exc))[:200]}",
+        provider=target.provider,
+        deployment=target.label,
+        status=502,
+    )
+
+
+def _read_event(call: StreamCall, step: Any, *args: Any) -> Any:
+    """``step(*args)`` on a priming stream; an unreadable upstream event is an upstream failure (fails over)."""
+    try:
+        return step(*args)
+    except (PolyrouteError, AssertionError):
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise _malformed(call.target, exc) from exc
+
+
+# -- the runners' I/O helpers ------------------------------------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    """A hedged attempt that lost: its thread stops at its next step."""
+
+
+class _Cancel:
+    """The winner's handle on a hedged attempt running in a worker thread.
+
+    Cancelling shuts the attempt's socket down, so a read blocked on it returns at once: the response's socket
+    once headers came, or before that the socket of a connection opened for it (httpcore's ``trace`` extension
+    reports it). A request waiting for headers on a reused pooled connection cannot be reached and ends at its
+    deadline.
+    """
+
+    __slots__ = ("cancelled", "response", "stream")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.response: Any = None
+        self.stream: Any = None
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """Httpcore's trace hook: remember the network stream of a new connection."""
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            self.stream = info.get("return_value")
+            if self.cancelled:
+                self.cancel()
+
+    def watch(self, response: Any) -> None:
+        self.response = response
+        if self.cancelled:
+            _shutdown(response)
+
+    def cancel(self) -> None:
+        """Stop the attempt (see the class docstring)."""
+        self.cancelled = True
+        if self.response is not None:
+            _shutdown(self.response)
+        elif self.stream is not None:
+            with suppress(Exception):
+                sock = self.stream.get_extra_info("socket")
+                if sock is not None:
+                    _shutdown_socket(sock)
+
+
+class _ThreadHedges:
+    """Hedged attempts in worker threads (sync)."""
+
+    def __init__(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self.running: dict[concurrent.futures.Future[Outcome], tuple[Target, _Cancel]] = {}
+
+    def launch(self, transport: RouterTransport, step: _Launch) -> None:
+        cancel = _Cancel()
+        future = self.pool.submit(transport._run, step.attempt, None, cancel)  # pyright: ignore[reportPrivateUsage]
+        self.running[future] = (step.target, cancel)
+
+    def wait(self, timeout: float | None) -> tuple[Target, Any, BaseException | None] | None:
+        done, _ = concurrent.futures.wait(self.running, timeout, concurrent.futures.FIRST_COMPLETED)
+        if not done:
+            return None
+        future = next(iter(done))
+        target, _ = self.running.pop(future)
+        exc = future.exception()
+        return (target, None, exc) if exc is not None else (target, future.result(), None)
+
+    def abandon(self, attempts: Attempts) -> None:
+        """Cancel the losers; each deployment is released when its thread has really stopped."""
+        for future, (target, cancel) in self.running.items():
+            cancel.cancel()
+            attempts.abandoned(target, release=False)
+            future.add_done_callback(lambda f, t=target: _stopped(attempts.router, t, f))
+        self.running.clear()
+
+
+def _stopped(router: Router, target: Target, future: concurrent.futures.Future[Outcome]) -> None:
+    """A cancelled hedge's thread has returned: close what it got, free its deployment."""
+    try:
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            if isinstance(result, StreamCall):
+                result.response.close()
+    finally:
+        router.release(target)
+
+
+class _TaskHedges:
+    """Hedged attempts as tasks (async)."""
+
+    def __init__(self) -> None:
+        self.running: dict[asyncio.Future[Outcome], Target] = {}
+
+    def launch(self, transport: RouterTransport, step: _Launch) -> None:
+        task = asyncio.ensure_future(transport._arun(step.attempt))  # pyright: ignore[reportPrivateUsage]
+        self.running[task] = step.target
+
+    async def wait(self, timeout: float | None) -> tuple[Target, Any, BaseException | None] | None:
+        done, _ = await asyncio.wait(self.running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            return None
+        task = next(iter(done))
+        target = self.running.pop(task)
+        exc = task.exception()
+        return (target, None, exc) if exc is not None else (target, task.result(), None)
+
+    async def abandon(self, attempts: Attempts) -> None:
+        """Cancel the losers, wait for them to stop (each closes its response), release their deployments."""
+        if not self.running:
+            return
+        for task in self.running:
+            task.cancel()
+        results = await asyncio.gather(*self.running, return_exceptions=True)
+        for result, target in zip(results, self.running.values(), strict=True):
+            if isinstance(result, StreamCall):
+                await result.response.aclose()
+            attempts.abandoned(target)
+        self.running.clear()
+
+
+def _read(step: _Read) -> bytes | None:
+    """The next piece of a priming stream (sync), within the step's deadline."""
+    call = step.call
+    if call.iter is None:
+        call.iter = iter(_body_bytes(call.response))
+    alarm = _alarm(call.response, step.deadline)
+    try:
+        return next(call.iter, None)
+    except _compat.transport_exceptions():
+        if alarm is not None and alarm.fired:
+            raise _Expired from None
+        raise
+    finally:
+        if alarm is not None:
+            alarm.done = True
+
+
+def _read_all(step: _ReadAll) -> bytes:
+    """A whole body (sync), within the step's deadline; the response is closed."""
+    response = step.response
+    alarm = _alarm(response, step.deadline)
+    try:
+        return response.read()
+    except _compat.transport_exceptions():
+        if alarm is not None and alarm.fired:
+            raise _Expired from None
+        raise
+    finally:
+        if alarm is not None:
+            alarm.done = True
+        response.close()
+
+
+async def _aread(step: _Read) -> bytes | None:
+    """Async :func:`_read`."""
+    call = step.call
+    if call.iter is None:
+        call.iter = _abody_bytes(call.response).__aiter__()
+    return await _within(anext(call.iter, None), step.deadline)
+
+
+async def _aread_all(step: _ReadAll) -> bytes:
+    """Async :func:`_read_all`."""
+    try:
+        return await _within(step.response.aread(), step.deadline)
+    finally:
+        await step.response.aclose()
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[Any], at: float) -> Any:
+        """``await awaitable`` until ``at`` (monotonic: the event loop's clock), else :class:`_Expired`."""
+        try:
+            async with asyncio.timeout_at(at):
+                return await awaitable
+        except TimeoutError:
+            raise _Expired from None
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(awaitable: Awaitable[Any], at: float) -> Any:
+        """``await awaitable`` until ``at`` (monotonic), else :class:`_Expired`."""
+        try:
+            return await asyncio.wait_for(awaitable, max(at - time.monotonic(), 0.0))
+        except asyncio.TimeoutError:
+            raise _Expired from None
+
+
+class _Alarm:
+    """One deadline of the :class:`_Watchdog`. ``at`` may only move later; ``paused`` holds it off (a stream's
+    caller is busy with a chunk: that time is not upstream silence).
+    """
+
+    __slots__ = ("at", "done", "fired", "paused", "period", "sock")
+
+    def __init__(self, sock: Any, at: float, period: float) -> None:
+        self.sock = sock
+        self.at = at
+        self.period = period
+        self.done = False
+        self.fired = False
+        self.paused = False
+
+
+class _Watchdog:
+    """Deadlines for reads that httpcore cannot bound: one thread, one heap.
+
+    httpcore (and httpcore2) fix a body's read timeout when the body starts and apply it to each read, so a body
+    that trickles never times out, and the limit cannot change at the commit. At an alarm's deadline this thread
+    shuts the socket down: the blocked read returns at once (sync or async) and the reader sees its alarm fired.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._seq = 0
+        self._compact_at = 1024
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: Any, at: float, period: float = 0.0) -> _Alarm:
+        alarm = _Alarm(sock, at, period)
+        with self._cond:
+            heap = self._heap
+            if len(heap) >= self._compact_at:  # ended alarms far in the future: drop them now and then
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._compact_at = max(1024, 2 * len(heap))
+            self._seq += 1
+            heapq.heappush(heap, (at, self._seq, alarm))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="polyroute-deadlines", daemon=True)
+                self._thread.start()
+            elif heap[0][2] is alarm:
+                self._cond.notify()
+        return alarm
+
+    def _loop(self) -> None:
+        heap = self._heap
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while heap and heap[0][0] <= now:
+                    _, seq, alarm = heapq.heappop(heap)
+                    if alarm.done:
+                        continue
+                    if alarm.paused or alarm.at > now:  # moved on: look again later
+                        heapq.heappush(heap, (max(alarm.at, now + alarm.period), seq, alarm))
+                    else:
+                        alarm.fired = True
+                        _shutdown_socket(alarm.sock)
+                self._cond.wait(heap[0][0] - now if heap else None)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _idle_alarm(call: StreamCall) -> _Alarm | None:
+    """The watchdog's alarm for silence between a committed stream's chunks (None without a socket)."""
+    sock = _socket_of(call.response)
+    if sock is None:
+        return None
+    return _WATCHDOG.arm(sock, time.monotonic() + call.idle, call.idle)
+
+
+def _idle_error(call: StreamCall) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"{call.target.label} timed out: sent nothing for stream_idle_timeout={call.idle:g}s mid-stream",
+        provider=call.target.provider,
+        deployment=call.target.label,
+    )
+
+
+def _socket_of(response: Any) -> Any:
+    """The socket under an upstream response (sync: a ``socket.socket``; async: asyncio's ``TransportSocket`` or
+    anyio's raw socket), for the watchdog to shut down; None for the in-process mock.
+    """
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return None
+    try:
+        sock = stream.get_extra_info("socket")
+    except Exception:  # pragma: no cover - a backend without it
+        return None
+    return sock if hasattr(sock, "shutdown") else None
+
+
+def _alarm(response: Any, at: float) -> _Alarm | None:
+    """Arm the watchdog for a read of ``response`` (None when there is no socket: the in-process mock)."""
+    if at <= time.monotonic():
+        raise _Expired
+    sock = _socket_of(response)
+    return _WATCHDOG.arm(sock, at) if sock is not None else None
+
+
+def _shutdown(response: Any) -> None:
+    sock = _socket_of(response)
+    if sock is not None:
+        _shutdown_socket(sock)
+
+
+def _shutdown_socket(sock: Any) -> None:
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _timeouts(seconds: float) -> dict[str, float]:
@@ -784,20 +1305,27 @@ def _succeeded(attempts: Attempts, target: Target, outcome: Outcome) -> None:
     attempts.succeeded(target, used_tokens=usage.get("total_tokens", 0) if usage else 0)
 
 
-def _close_outcome(future: concurrent.futures.Future[Outcome]) -> None:
-    """A hedged call that lost: close its stream when its thread returns."""
-    if future.cancelled() or future.exception() is not None:
-        return
-    result = future.result()
-    if isinstance(result, StreamCall):
-        result.response.close()
-
-
 def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Any:
     return lib.Response(status, headers={"content-type": "application/json", **(headers or {})}, content=dumps(body))
 
 
-def _error_response(lib: Any, exc: PolyrouteError, attempts: Attempts | None) -> Any:
+def _unreachable(exc: PolyrouteError) -> str | None:
+    """The name of the caller library's ``ReadTimeout`` / ``ConnectError`` when every attempt timed out or could not
+    connect (the SDK then raises ``APITimeoutError`` / ``APIConnectionError``, as for a direct call), else None.
+    """
+    if not isinstance(exc, AllTargetsFailedError) or not exc.errors:
+        return None
+    if all(isinstance(e, UpstreamTimeout) for e in exc.errors):
+        return "ReadTimeout"
+    if all(isinstance(e, UpstreamTimeout | UpstreamConnectionError) for e in exc.errors):
+        return "ConnectError"
+    return None
+
+
+def _error_response(lib: Any, request: Any, exc: PolyrouteError, attempts: Attempts | None) -> Any:
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        raise getattr(lib, unreachable)(f"polyroute: {exc.message}", request=request)
     headers = {"x-should-retry": "false", **exc.headers()}
     if attempts is not None:
         headers["x-polyroute-attempts"] = str(attempts.count)
