@@ -397,3 +397,12 @@ async def test_plain_async_client_all_failing(emulator: Start, lib_name: str) ->
 def test_router_repr_and_errors_hold_no_key(emulator: Start) -> None:
     router = Router({"models": [{"name": "m", "deployments": [dep("http://127.0.0.1:9/v1", "a")]}]})
     assert KEY not in repr(router) and KEY not in repr(router.route("m").targets)
+
+
+def test_the_final_error_names_each_deployment_once_per_attempt(emulator: Any) -> None:
+    down = emulator(status(503, "overloaded"))
+    router = make_router(dep(down, "dep-a"), dep(down, "dep-b"), retry={"backoff": 0})
+    with pytest.raises(openai.InternalServerError) as info:
+        call("sync", router)
+    message = str(info.value)
+    assert message.count("dep-a") == 1 and message.count("dep-b") == 1, message

@@ -58,6 +58,8 @@ def test_a_parameter_no_deployment_honours_is_a_400_naming_it(emulator: Start, p
     message = str(info.value)
     assert f"'{param}'" in message and "anthropic/claude-sonnet-4-5" in message and "drop_params" in message
     assert info.value.code == "unsupported_feature"
+    assert info.value.param == param
+    assert message.count("anthropic/claude-sonnet-4-5") == 1  # named once, not by the router and the adapter both
     assert script.bodies == []
 
 

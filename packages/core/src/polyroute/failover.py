@@ -199,6 +199,17 @@ class Skip:
     kind: str
     """``capability``, ``context``, ``circuit``, ``cooldown``, ``limit`` or ``busy``."""
     reason: str
+    param: str | None = None
+    """The request parameter that made the deployment unable to serve it, when one did."""
+
+
+def _line(deployment: str, reason: str, status: str = "") -> str:
+    """``deployment: [status ]reason`` for the final error, naming the deployment once: adapter messages often
+    start with its label already.
+    """
+    if reason.startswith(deployment):
+        reason = reason[len(deployment) :].lstrip(": ")
+    return f"{deployment}: {status}{reason}"
 
 
 class Attempts:
@@ -384,8 +395,8 @@ class Attempts:
         self._models[:0] = fresh
         return True
 
-    def _skip(self, target: Target, kind: str, reason: str) -> None:
-        self.skipped.append(Skip(target.label, kind, reason))
+    def _skip(self, target: Target, kind: str, reason: str, param: str | None = None) -> None:
+        self.skipped.append(Skip(target.label, kind, reason, param))
         logger.debug("polyroute skipped %s: %s", target.label, reason)
 
     def _defer(self, target: Target, kind: str, reason: str, ready_at: float) -> None:
@@ -465,7 +476,7 @@ class Attempts:
         """The adapter cannot carry this request to ``target``: skip it without counting an upstream attempt."""
         self._begun.pop(target, None)
         self.router.release(target)
-        self._skip(target, "capability", error.message)
+        self._skip(target, "capability", error.message, error.param)
 
     def abandoned(self, target: Target, release: bool = True) -> None:
         """A hedged call that lost the race (cancelled); ``release=False`` when it is still stopping (the caller
@@ -503,15 +514,17 @@ class Attempts:
             if classify(last) != "next":
                 return last
             lines = "; ".join(
-                f"{r.deployment}: {r.status if r.status is not None else 'error'} {r.reason} ({r.elapsed:.2f}s)"
+                _line(
+                    r.deployment, f"{r.reason} ({r.elapsed:.2f}s)", f"{r.status if r.status is not None else 'error'} "
+                )
                 for r in self.records
             )
-            skipped = "".join(f"; {s.deployment}: skipped, {s.reason}" for s in self.skipped)
+            skipped = "".join("; " + _line(s.deployment, s.reason, "skipped, ") for s in self.skipped)
             budget = self._budget_note()
             return AllTargetsFailedError(
                 f"all {len(self.records)} attempts for {self.model!r} failed{budget}: {lines}{skipped}", self.errors
             )
-        lines = "; ".join(f"{s.deployment}: {s.reason}" for s in self.skipped)
+        lines = "; ".join(_line(s.deployment, s.reason) for s in self.skipped)
         kinds = {s.kind for s in self.skipped}
         if not kinds:
             return AllTargetsFailedError(f"no deployment of {self.model!r} could be tried{self._budget_note()}", [])
@@ -522,7 +535,11 @@ class Attempts:
                     code="context_length_exceeded",
                     param="messages",
                 )
-            return UnsupportedFeatureError(f"no deployment of {self.model!r} can serve this request: {lines}")
+            params = {s.param for s in self.skipped}
+            return UnsupportedFeatureError(
+                f"no deployment of {self.model!r} can serve this request: {lines}",
+                param=params.pop() if len(params) == 1 else None,
+            )
         limited = kinds <= {"limit", "cooldown", "busy", "capability", "context"}
         status = 429 if limited else 503
         ready = [at for _, at in self._deferred]
