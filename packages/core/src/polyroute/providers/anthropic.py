@@ -148,6 +148,16 @@ def _obj(value: Any) -> Mapping[str, Any]:
     return cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
 
 
+def _event_obj(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A stream event's required object: Anthropic always sends it, so its absence is a malformed event (the
+    transport fails over before the commit, and ends the stream with an in-band error after it).
+    """
+    value = data[key]
+    if not isinstance(value, dict):
+        raise TypeError(f"{data.get('type')} event: {key!r} is not an object")
+    return cast(Mapping[str, Any], value)
+
+
 def stream_decoder() -> SSEDecoder:
     """Anthropic streams are SSE with ``event:`` lines (build-with-claude/streaming)."""
     return SSEDecoder()
@@ -1021,11 +1031,11 @@ class AnthropicStreamTranslator:
         kind = data.get("type") or event.event
         match kind:
             case "message_start":
-                return self._message_start(data.get("message") or {})
+                return self._message_start(_event_obj(data, "message"))
             case "content_block_start":
-                return self._block_start(int(data["index"]), data.get("content_block") or {})
+                return self._block_start(int(data["index"]), _event_obj(data, "content_block"))
             case "content_block_delta":
-                return self._block_delta(int(data["index"]), data.get("delta") or {})
+                return self._block_delta(int(data["index"]), _event_obj(data, "delta"))
             case "content_block_stop":
                 return self._block_stop(int(data["index"]))
             case "message_delta":
