@@ -246,31 +246,6 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"
 """The placeholder Gemini documents for function calls whose signature is unknown (thought-signatures FAQ)."""
 
 
-_PART_FIELDS = {
-    "text",
-    "inlineData",
-    "inline_data",
-    "functionCall",
-    "function_call",
-    "functionResponse",
-    "function_response",
-    "fileData",
-    "file_data",
-    "executableCode",
-    "executable_code",
-    "codeExecutionResult",
-    "code_execution_result",
-    "videoMetadata",
-    "video_metadata",
-    "thought",
-    "thoughtSignature",
-    "thought_signature",
-    "partMetadata",
-    "part_metadata",
-}
-"""Part's fields (v1beta content.proto). The corpus has Gemini refusing ``mediaResolution`` on a part."""
-
-
 _DATA_FIELDS = (
     "text",
     "inlineData",
@@ -288,6 +263,18 @@ _DATA_FIELDS = (
 )
 """The ``Part.data`` oneof: one must be set (Gemini answers an empty text part with the oneof error, as users report
 in router-for-me/CLIProxyAPI#1292)."""
+
+_PART_FIELDS = {
+    *_DATA_FIELDS,
+    "videoMetadata",
+    "video_metadata",
+    "thought",
+    "thoughtSignature",
+    "thought_signature",
+    "partMetadata",
+    "part_metadata",
+}
+"""Part's fields (v1beta content.proto). The corpus has Gemini refusing ``mediaResolution`` on a part."""
 
 
 def _unknown_field(body: Mapping[str, Any]) -> Reply | None:

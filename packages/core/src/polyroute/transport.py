@@ -1101,24 +1101,28 @@ def _read(step: _Read) -> bytes | None:
     call = step.call
     if call.iter is None:
         call.iter = iter(_body_bytes(call.response))
-    alarm = _alarm(call.response, step.deadline)
-    try:
+    with _watched(call.response, step.deadline):
         return next(call.iter, None)
-    except _compat.transport_exceptions():
-        if alarm is not None and alarm.fired:
-            raise _Expired from None
-        raise
-    finally:
-        if alarm is not None:
-            alarm.done = True
 
 
 def _read_all(step: _ReadAll) -> bytes:
     """A whole body (sync), within the step's deadline; the response is closed."""
     response = step.response
-    alarm = _alarm(response, step.deadline)
     try:
-        return response.read()
+        with _watched(response, step.deadline):
+            return response.read()
+    finally:
+        response.close()
+
+
+@contextmanager
+def _watched(response: Any, deadline: float) -> Generator[None]:
+    """A blocking read of ``response`` that the watchdog ends at ``deadline``: the transport error it causes is
+    :class:`_Expired`.
+    """
+    alarm = _alarm(response, deadline)
+    try:
+        yield
     except _compat.transport_exceptions():
         if alarm is not None and alarm.fired:
             raise _Expired from None
@@ -1126,7 +1130,6 @@ def _read_all(step: _ReadAll) -> bytes:
     finally:
         if alarm is not None:
             alarm.done = True
-        response.close()
 
 
 async def _aread(step: _Read) -> bytes | None:
