@@ -70,6 +70,16 @@ CHECKS: dict[str, str] = {
         "from polyroute_autogen import PolyrouteChatCompletionClient as M; "
         f'print(asyncio.run(M(model="{_MOCK}").create([UserMessage(content="hi", source="u")])).content)\''
     ),
+    'pip install "polyroute[autogen]" "ag2[openai]<1"': (
+        "python3 -c 'from autogen import OpenAIWrapper; from polyroute import Router; "
+        "from polyroute_autogen import config_list; "
+        f'c = OpenAIWrapper(config_list=config_list(Router(), ["{_MOCK}"])); '
+        'print(c.extract_text_or_completion_object(c.create(messages=[{"role": "user", "content": "hi"}]))[0])\''
+    ),
+    'pip install "polyroute[autogen]" "ag2[openai]>=1.2,<2"': (
+        "python3 -c 'from ag2 import Agent; from polyroute import Router; from polyroute_autogen import openai_config; "
+        f'print(type(openai_config(Router(), "{_MOCK}")).__name__)\''
+    ),
 }
 """Each documented install command → a shell command, run in its venv afterwards, that uses what it installed."""
 

@@ -265,3 +265,15 @@ def test_keys_are_redacted_before_any_call(monkeypatch: pytest.MonkeyPatch) -> N
 def test_short_secret_header_values_are_not_redacted_words() -> None:
     Deployment(provider="openai", model="x", headers={"X-Auth-Mode": "standard", "X-Api-Key": "short-key"})
     assert redact("the standard tier; short-key") == "the standard tier; short-key"
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_without_echoing_it(capsys: pytest.CaptureFixture[str]) -> None:
+    pasted = "sk-ant-api03-PASTEDSECRET0123456789"
+    config = {
+        "models": [{"name": "m", "deployments": [{"provider": "anthropic", "model": "c", "api_key_env": pasted}]}]
+    }
+    with pytest.raises(ConfigError) as info:
+        Router(config)
+    assert "api_key_env must name an environment variable" in str(info.value)
+    assert "PASTEDSECRET" not in str(info.value) and "PASTEDSECRET" not in repr(info.value)
+    assert "PASTEDSECRET" not in redact(f"echoed by someone: {pasted}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -123,6 +124,17 @@ class Deployment(_Model):
             )
         return value
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and _ENV_NAME.fullmatch(value) is None:
+            remember_secret(value)  # most likely the key itself, pasted in the wrong field: never echo it
+            raise ValueError(
+                "api_key_env must name an environment variable (letters, digits and _, e.g. ANTHROPIC_API_KEY), not "
+                "hold the key; put a literal key in api_key"
+            )
+        return value
+
     @field_validator("api_base")
     @classmethod
     def _http_base(cls, value: str | None) -> str | None:
@@ -181,6 +193,8 @@ class Deployment(_Model):
                 return _resolved(value)
         return None
 
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 KEY_LISTENERS: list[Callable[[str], None]] = []
 """Called with every API key a deployment resolves; ``polyroute.testing`` listens to keep keys out of cassettes."""

@@ -209,17 +209,40 @@ def forwarded_headers(incoming: Mapping[str, str], target: Target) -> dict[str, 
     polyroute's (``x-polyroute-*``) do not. Provider-prefixed headers (``anthropic-beta``, ``x-goog-*``,
     ``openai-organization``…) reach only their own provider. Credentials never do (``authorization``,
     ``x-api-key``, ``cookie``, anything named like a key, token or secret): the deployment's key is the one sent.
+
+    This runs on every call: an httpx / httpx2 ``Headers`` is read through its raw bytes, and the verdict on each
+    header name is cached, so the SDK's usual dozen headers cost a dict lookup each and nothing is decoded.
     """
-    out: dict[str, str] = {}
     own = target.spec.header_prefixes
-    for raw, value in incoming.items():
-        name = raw.lower()
-        if name in _NOT_FORWARDED or name.startswith(_NOT_FORWARDED_PREFIXES) or is_secret_header(name):
-            continue
-        if name.startswith(PROVIDER_HEADER_PREFIXES) and not name.startswith(own):
-            continue
-        out[name] = value
+    raw: Any = getattr(incoming, "raw", None)
+    pairs: Any = raw if raw is not None else incoming.items()
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        name = _FORWARDED_NAMES.get((own, key), _UNSEEN)
+        if name is _UNSEEN:
+            name = _forwarded_name(key, own)
+        if name is not None:
+            out[name] = value.decode("latin-1") if isinstance(value, bytes) else value
     return out
+
+
+_UNSEEN = ""
+_FORWARDED_NAMES: dict[tuple[tuple[str, ...], str | bytes], str | None] = {}
+"""(provider prefixes, header name as sent) → the lower-cased name to forward, or None; at most 4096 names."""
+
+
+def _forwarded_name(key: str | bytes, own: tuple[str, ...]) -> str | None:
+    name = (key.decode("latin-1") if isinstance(key, bytes) else key).lower()
+    keep = not (
+        name in _NOT_FORWARDED
+        or name.startswith(_NOT_FORWARDED_PREFIXES)
+        or is_secret_header(name)
+        or (name.startswith(PROVIDER_HEADER_PREFIXES) and not name.startswith(own))
+    )
+    verdict = name if keep else None
+    if len(_FORWARDED_NAMES) < 4096:  # callers choose header names: remember a bounded number
+        _FORWARDED_NAMES[(own, key)] = verdict
+    return verdict
 
 
 @dataclass(slots=True)
