@@ -73,6 +73,7 @@ def test_missing_key_error_names_api_key_env(emulator: Start, mode: str, monkeyp
     with pytest.raises(openai.AuthenticationError, match="set MY_KEY") as caught:
         call(mode, router)
     assert "OPENAI_API_KEY" not in caught.value.message
+    assert caught.value.code == "missing_api_key"
     assert not up.requests
     monkeypatch.setenv("MY_KEY", "sk-set-after-the-first-call-0123")
     result, _ = call(mode, router)

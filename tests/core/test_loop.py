@@ -392,6 +392,8 @@ def test_every_attempt_unreachable_is_the_sdks_connection_error(emulator: Start,
         call(mode, router)
     assert not isinstance(caught.value, openai.APITimeoutError)
     assert "a could not be reached" in str(caught.value.__cause__)
+    # the attempts are in that one message: their own chained tracebacks are not shown under it
+    assert caught.value.__cause__.__suppress_context__ and caught.value.__cause__.__cause__ is None
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

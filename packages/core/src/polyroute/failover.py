@@ -208,8 +208,14 @@ def _line(deployment: str, reason: str, status: str = "") -> str:
     start with its label already.
     """
     if reason.startswith(deployment):
+        if not status:
+            return reason  # "a could not be reached: …" reads as it is
         reason = reason[len(deployment) :].lstrip(": ")
     return f"{deployment}: {status}{reason}"
+
+
+def _attempts(count: int) -> str:
+    return "the only attempt" if count == 1 else f"all {count} attempts"
 
 
 class Attempts:
@@ -514,15 +520,13 @@ class Attempts:
             if classify(last) != "next":
                 return last
             lines = "; ".join(
-                _line(
-                    r.deployment, f"{r.reason} ({r.elapsed:.2f}s)", f"{r.status if r.status is not None else 'error'} "
-                )
+                _line(r.deployment, f"{r.reason} ({r.elapsed:.2f}s)", f"{r.status} " if r.status is not None else "")
                 for r in self.records
             )
             skipped = "".join("; " + _line(s.deployment, s.reason, "skipped, ") for s in self.skipped)
             budget = self._budget_note()
             return AllTargetsFailedError(
-                f"all {len(self.records)} attempts for {self.model!r} failed{budget}: {lines}{skipped}", self.errors
+                f"{_attempts(len(self.records))} for {self.model!r} failed{budget}: {lines}{skipped}", self.errors
             )
         lines = "; ".join(_line(s.deployment, s.reason) for s in self.skipped)
         kinds = {s.kind for s in self.skipped}
@@ -554,7 +558,14 @@ class Attempts:
                 retry_after=retry_after,
             )
             if s.kind != "auth"  # its key is missing or was rejected: a 401, whatever else was skipped
-            else UpstreamStatusError(s.reason, deployment=s.deployment, status=401, error_type="authentication_error")
+            else UpstreamStatusError(
+                s.reason,
+                deployment=s.deployment,
+                status=401,
+                error_type="authentication_error",
+                # Target.missing_key_error's wording; otherwise the key this deployment just had refused
+                code="missing_api_key" if s.reason.startswith("no API key") else "invalid_api_key",
+            )
             for s in self.skipped
             if s.kind not in ("capability", "context")
         ]

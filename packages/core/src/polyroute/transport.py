@@ -1327,7 +1327,8 @@ def _unreachable(exc: PolyrouteError) -> str | None:
 def _error_response(lib: Any, request: Any, exc: PolyrouteError, attempts: Attempts | None) -> Any:
     unreachable = _unreachable(exc)
     if unreachable is not None:
-        raise getattr(lib, unreachable)(f"polyroute: {exc.message}", request=request)
+        # from None: the attempts are in the message; their chained tracebacks would bury it under hundreds of lines
+        raise getattr(lib, unreachable)(f"polyroute: {exc.message}", request=request) from None
     headers = {"x-should-retry": "false", **exc.headers()}
     if attempts is not None:
         headers["x-polyroute-attempts"] = str(attempts.count)
