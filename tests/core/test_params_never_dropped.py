@@ -146,3 +146,29 @@ def test_drop_params_also_lets_an_openai_compatible_vendor_drop_what_it_refuses(
         adapter.build_request(body, deployment())
     sent = json.loads(adapter.build_request(body, deployment(drop_params=["store"])).content)
     assert "store" not in sent and sent["seed"] == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_false_is_honoured_on_gemini(emulator: Start, stream: bool) -> None:
+    """Gemini cannot be told to make one call: its later calls are left out of the answer instead of the flag."""
+    two_calls = response(None, calls=[{"name": "f", "args": {"x": 1}}, {"name": "g", "args": {"y": 2}}])
+    upstream = emulator(GeminiEmulator(two_calls))
+    tools: Any = [
+        {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}} for name in ("f", "g")
+    ]
+    deployment = {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": upstream.url, "api_key": KEY}
+    client = _router(deployment).openai_client()
+
+    def names(**extra: Any) -> list[str]:
+        if not stream:
+            answer = client.chat.completions.create(model="m", messages=HI, tools=tools, **extra)
+            return [call.function.name for call in answer.choices[0].message.tool_calls or []]
+        seen: dict[int, str] = {}
+        for chunk in client.chat.completions.create(model="m", messages=HI, tools=tools, stream=True, **extra):
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                if call.function and call.function.name:
+                    seen[call.index] = call.function.name
+        return [seen[i] for i in sorted(seen)]
+
+    assert names() == ["f", "g"]
+    assert names(parallel_tool_calls=False) == ["f"]

@@ -32,8 +32,11 @@ Requests (OpenAI → Gemini):
   ``frequency_penalty``; ``response_format`` ``json_schema`` → ``responseMimeType: application/json`` +
   ``responseJsonSchema`` (cut like ``parametersJsonSchema``), ``json_object`` → ``responseMimeType`` only;
   ``reasoning_effort`` → ``thinkingConfig`` (:func:`_to_thinking_config`).
-- Dropped (Gemini has no equivalent, and nothing the caller reads changes): ``parallel_tool_calls`` (Gemini decides
-  how many calls to make), ``stream_options`` (Gemini always reports usage), ``user``, ``safety_identifier``,
+- ``parallel_tool_calls: false`` cannot be sent (Gemini decides how many functions to call), so it is honoured on the
+  way back: a candidate's function calls after its first are left out of the answer, streamed or not (LangChain's
+  ``with_structured_output`` and others send it with one forced tool).
+- Dropped (Gemini has no equivalent, and nothing the caller reads changes): ``parallel_tool_calls: true``,
+  ``stream_options`` (Gemini always reports usage), ``user``, ``safety_identifier``,
   ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key``, ``prompt_cache_retention``. Rejected with a 400
   (the answer would silently differ): ``logprobs`` / ``top_logprobs``, ``logit_bias``, audio output (``audio``,
   ``modalities`` other than text), ``prediction``, ``web_search_options``, ``verbosity``, legacy ``functions`` /
@@ -238,6 +241,8 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
         index = _candidate_index(candidate)
         parts = _parts(candidate)
         text, reasoning, calls, text_signature = _from_native_parts(parts, response_id, index)
+        if body.get("parallel_tool_calls") is False:
+            calls = calls[:1]  # the caller allows one call a turn; Gemini cannot be told so (see the docstring)
         finish = _from_native_finish(candidate.get("finishReason"), bool(calls))
         message: ResponseMessage = {"role": "assistant", "content": text if (text or not calls) else None}
         if finish == "content_filter" and not text and not calls:
@@ -277,7 +282,7 @@ def _remember_signatures(calls: Sequence[ToolCall], target: Target) -> None:
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> GeminiStreamTranslator:
     """A translator for ``streamGenerateContent?alt=sse`` events."""
-    return GeminiStreamTranslator(target, include_usage(body))
+    return GeminiStreamTranslator(target, include_usage(body), one_call=body.get("parallel_tool_calls") is False)
 
 
 def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
@@ -1214,10 +1219,22 @@ class GeminiStreamTranslator:
     last event, ``usageMetadata`` (cumulative: the last one counts). Byte splitting is the SSE decoder's concern.
     """
 
-    __slots__ = ("_blocked", "_calls", "_finished", "_pending", "_response_id", "_seen", "builder", "target")
+    __slots__ = (
+        "_blocked",
+        "_calls",
+        "_finished",
+        "_one_call",
+        "_pending",
+        "_response_id",
+        "_seen",
+        "builder",
+        "target",
+    )
 
-    def __init__(self, target: Target, include_usage: bool) -> None:
+    def __init__(self, target: Target, include_usage: bool, one_call: bool = False) -> None:
         self.target = target
+        self._one_call = one_call
+        """``parallel_tool_calls: false``: a candidate's calls after its first are left out."""
         self.builder = ChunkBuilder(model=target.model, include_usage=include_usage)
         self._response_id = ""
         self._seen: set[int] = set()
@@ -1295,6 +1312,8 @@ class GeminiStreamTranslator:
         if name:
             out.extend(self._close_pending(index))
             position = self._calls.get(index, 0)
+            if self._one_call and position:
+                return out  # its partialArgs pieces, if any, find no pending call and are ignored too
             self._calls[index] = position + 1
             key = (index, position)
             base_id = _native_call_id(fc, self._response_id, index, position)
