@@ -103,7 +103,6 @@ def test_mistral_seed_stream_options_and_tool_ids() -> None:
         ("groq", {"n": 3}, "n"),
         ("groq", {"logit_bias": {"1": 2}}, "logit_bias"),
         ("mistral", {"user": "u1"}, "user"),
-        ("deepseek", {"parallel_tool_calls": False}, "parallel_tool_calls"),
         (
             "mistral",
             {"tools": [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {}}}]},
@@ -120,6 +119,7 @@ def test_unsupported_parameters_are_refused_not_dropped(provider: str, extra: di
 
 def test_parallel_tool_calls_true_is_dropped_only_where_it_is_the_only_behaviour() -> None:
     assert "parallel_tool_calls" not in sent("deepseek", {**BODY, "parallel_tool_calls": True})
+    assert "parallel_tool_calls" not in sent("deepseek", {**BODY, "parallel_tool_calls": False})  # honoured on return
     assert sent("openai", {**BODY, "parallel_tool_calls": False})["parallel_tool_calls"] is False
 
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from polyroute import ConfigError, Router
-from tests.emulators import Emulator, openai_format
+from tests.emulators import Emulator, Reply, openai_format
 from tests.emulators import anthropic_format as claude
 from tests.emulators.gemini_format import GeminiEmulator, response
 from tests.emulators.server import Handler
@@ -172,3 +172,45 @@ def test_parallel_tool_calls_false_is_honoured_on_gemini(emulator: Start, stream
 
     assert names() == ["f", "g"]
     assert names(parallel_tool_calls=False) == ["f"]
+
+
+def _two_calls_openai_format(request: Any) -> Any:
+    """Two tool calls, as a vendor that cannot be held to one sends them (whole or streamed)."""
+    calls = [{"id": f"call_{n}", "type": "function", "function": {"name": n, "arguments": "{}"}} for n in ("f", "g")]
+    if not request.json().get("stream"):
+        return Reply.json(openai_format.completion(None, tool_calls=calls))
+    head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    payloads: list[Any] = [
+        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]}
+    ]
+    for i, call in enumerate(calls):
+        delta = {"tool_calls": [{"index": i, **call}]}
+        payloads.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    payloads += [{**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}, "[DONE]"]
+    return Reply.sse(openai_format.compact_events(payloads))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_false_is_honoured_on_deepseek(emulator: Start, stream: bool) -> None:
+    """DeepSeek takes no parallel_tool_calls field: false is honoured by leaving later calls out of the answer."""
+    upstream = emulator(_two_calls_openai_format)
+    tools: Any = [
+        {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}} for name in ("f", "g")
+    ]
+    deployment = {"provider": "deepseek", "model": "deepseek-chat", "api_base": upstream.url + "/v1", "api_key": KEY}
+    client = _router(deployment).openai_client()
+
+    def names(**extra: Any) -> list[str]:
+        if not stream:
+            answer = client.chat.completions.create(model="m", messages=HI, tools=tools, **extra)
+            return [call.function.name for call in answer.choices[0].message.tool_calls or []]
+        seen: dict[int, str] = {}
+        for chunk in client.chat.completions.create(model="m", messages=HI, tools=tools, stream=True, **extra):
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                if call.function and call.function.name:
+                    seen[call.index] = call.function.name
+        return [seen[i] for i in sorted(seen)]
+
+    assert names() == ["f", "g"]
+    assert names(parallel_tool_calls=False) == ["f"]
+    assert all("parallel_tool_calls" not in request.json() for request in upstream.requests)

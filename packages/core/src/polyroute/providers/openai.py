@@ -57,13 +57,10 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
             )
     if out.get("n") not in (None, 1) and not quirks.n:
         raise UnsupportedFeatureError(f"{target.label} does not support n > 1", param="n")
-    if out.get("parallel_tool_calls") is False and not quirks.parallel_tool_calls:
-        raise UnsupportedFeatureError(
-            f"{target.label} cannot disable parallel tool calls (parallel_tool_calls: false)",
-            param="parallel_tool_calls",
-        )
     if not quirks.parallel_tool_calls:
-        out.pop("parallel_tool_calls", None)  # true is these vendors' only behaviour: nothing is lost
+        # These vendors take no such field. true is their only behaviour; false (LangChain's with_structured_output
+        # sends it) is honoured on the way back: an answer's calls after its first are left out.
+        out.pop("parallel_tool_calls", None)
     _move_max_tokens(out, quirks.max_tokens_field)
     if quirks.seed_field != "seed" and "seed" in out:
         out[quirks.seed_field] = out.pop("seed")
@@ -188,6 +185,8 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             if not call.get("id"):
                 call["id"] = tool_call_id()
             call.setdefault("type", "function")
+        if body.get("parallel_tool_calls") is False and len(_list(message.get("tool_calls"))) > 1:
+            message["tool_calls"] = _list(message["tool_calls"])[:1]
     return cast(ChatCompletion, completion)
 
 
@@ -225,7 +224,7 @@ def _split_content_chunks(parts: list[Any]) -> tuple[str, str]:
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> OpenAIStreamTranslator:
     """A translator for the vendor's SSE chunks."""
-    return OpenAIStreamTranslator(target, include_usage(body))
+    return OpenAIStreamTranslator(target, include_usage(body), one_call=body.get("parallel_tool_calls") is False)
 
 
 _LOOK = re.compile(rb'"(?:finish_reason":"|tool_calls"|reasoning"|content":\[|error"|x_groq"|usage":[^n])')
@@ -257,6 +256,7 @@ class OpenAIStreamTranslator:
     __slots__ = (
         "_done",
         "_finished",
+        "_one_call",
         "_tool_ids",
         "_usage_sent",
         "_usage_template",
@@ -265,9 +265,11 @@ class OpenAIStreamTranslator:
         "target",
     )
 
-    def __init__(self, target: Target, include_usage: bool) -> None:
+    def __init__(self, target: Target, include_usage: bool, one_call: bool = False) -> None:
         self.target = target
         self.include_usage = include_usage
+        self._one_call = one_call
+        """``parallel_tool_calls: false``: tool-call deltas after a choice's first call are left out."""
         self.builder = ChunkBuilder(model=target.model, include_usage=include_usage)
         self._done = False
         self._finished = False
@@ -294,6 +296,12 @@ class OpenAIStreamTranslator:
         for choice in map(_obj, _list(chunk.get("choices"))):
             delta = _obj(choice.get("delta"))
             _normalize_reasoning(delta)
+            if self._one_call and delta.get("tool_calls"):
+                first = [c for c in map(_obj, _list(delta["tool_calls"])) if c.get("index", 0) == 0]
+                if first:
+                    delta["tool_calls"] = first
+                else:
+                    del delta["tool_calls"]
             for position, call in enumerate(map(_obj, _list(delta.get("tool_calls")))):
                 call.setdefault("index", position)
                 key = (int(choice.get("index", 0)), int(call["index"]))
