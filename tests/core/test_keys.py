@@ -61,7 +61,7 @@ def test_direct_route_names_the_provider_variables(monkeypatch: pytest.MonkeyPat
     (target,) = router.route("gemini/gemini-2.5-flash").targets
     error = target.missing_key_error()
     assert error is not None and "set GEMINI_API_KEY or GOOGLE_API_KEY" in error.message
-    monkeypatch.setenv("GOOGLE_API_KEY", "AIza-later-0123456789abcdefghij")
+    monkeypatch.setenv("GOOGLE_API_KEY", "google-key-set-later-0123456789")
     assert target.missing_key_error() is None
     assert Router().route("ollama/llama3").targets[0].missing_key_error() is None  # no key needed
 
