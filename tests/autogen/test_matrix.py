@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from polyroute import Router
 from polyroute_autogen import PolyrouteChatCompletionClient
+from tests.autogen.test_agent import run_agent
 from tests.emulators import Emulator, prompted
 from tests.emulators.server import Handler
 
@@ -70,18 +71,6 @@ def client_for(
     return PolyrouteChatCompletionClient(model="m", router=router, **extra), upstream
 
 
-async def run(agent: AssistantAgent, task: str) -> tuple[list[Any], TaskResult]:
-    items: list[Any] = []
-    result: TaskResult | None = None
-    async for item in agent.run_stream(task=task):
-        if isinstance(item, TaskResult):
-            result = item
-        else:
-            items.append(item)
-    assert result is not None
-    return items, result
-
-
 def check_calculator(items: list[Any], result: TaskResult) -> None:
     executed = [r.content for e in items if isinstance(e, ToolCallExecutionEvent) for r in e.content]
     assert executed == ["7", "35"]
@@ -96,7 +85,7 @@ async def test_tool_loop(emulator: Start, provider: str, reasoning: bool, stream
     agent = AssistantAgent(
         "calculator", client, tools=[add, multiply], max_tool_iterations=5, model_client_stream=stream
     )
-    items, result = await run(agent, prompted.CALC_TASK)
+    items, result = await run_agent(agent, prompted.CALC_TASK)
     check_calculator(items, result)
     prompted.check_calculator_traffic(upstream, reasoning=reasoning, stream=stream)
     await client.close()
@@ -115,7 +104,7 @@ async def test_tool_loop_with_memory(emulator: Start, provider: str, reasoning: 
         model_client_stream=stream,
         memory=[memory],
     )
-    items, result = await run(agent, prompted.CALC_TASK)
+    items, result = await run_agent(agent, prompted.CALC_TASK)
     check_calculator(items, result)
     prompted.check_calculator_traffic(upstream, reasoning=reasoning, stream=stream)
     system = " ".join(prompted.text_of(m) for m in prompted.views(upstream)[0]["messages"] if m["role"] == "system")
@@ -127,7 +116,7 @@ async def test_tool_loop_with_memory(emulator: Start, provider: str, reasoning: 
 async def test_structured_output(emulator: Start, provider: str, reasoning: bool, stream: bool) -> None:
     client, upstream = client_for(emulator, provider, prompted.structured(REVIEW), reasoning)
     agent = AssistantAgent("critic", client, output_content_type=Review, model_client_stream=stream)
-    _, result = await run(agent, "Review the film Alien.")
+    _, result = await run_agent(agent, "Review the film Alien.")
     final = result.messages[-1]
     assert isinstance(final, StructuredMessage)
     assert final.content == Review.model_validate(REVIEW)

@@ -148,6 +148,19 @@ def test_drop_params_also_lets_an_openai_compatible_vendor_drop_what_it_refuses(
     assert "store" not in sent and sent["seed"] == 3
 
 
+def _tool_call_names(client: Any, tools: Any, stream: bool, **extra: Any) -> list[str]:
+    """The names of the tool calls in one answer, whole or streamed."""
+    if not stream:
+        answer = client.chat.completions.create(model="m", messages=HI, tools=tools, **extra)
+        return [call.function.name for call in answer.choices[0].message.tool_calls or []]
+    seen: dict[int, str] = {}
+    for chunk in client.chat.completions.create(model="m", messages=HI, tools=tools, stream=True, **extra):
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            if call.function and call.function.name:
+                seen[call.index] = call.function.name
+    return [seen[i] for i in sorted(seen)]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_parallel_tool_calls_false_is_honoured_on_gemini(emulator: Start, stream: bool) -> None:
     """Gemini cannot be told to make one call: its later calls are left out of the answer instead of the flag."""
@@ -159,19 +172,8 @@ def test_parallel_tool_calls_false_is_honoured_on_gemini(emulator: Start, stream
     deployment = {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": upstream.url, "api_key": KEY}
     client = _router(deployment).openai_client()
 
-    def names(**extra: Any) -> list[str]:
-        if not stream:
-            answer = client.chat.completions.create(model="m", messages=HI, tools=tools, **extra)
-            return [call.function.name for call in answer.choices[0].message.tool_calls or []]
-        seen: dict[int, str] = {}
-        for chunk in client.chat.completions.create(model="m", messages=HI, tools=tools, stream=True, **extra):
-            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                if call.function and call.function.name:
-                    seen[call.index] = call.function.name
-        return [seen[i] for i in sorted(seen)]
-
-    assert names() == ["f", "g"]
-    assert names(parallel_tool_calls=False) == ["f"]
+    assert _tool_call_names(client, tools, stream) == ["f", "g"]
+    assert _tool_call_names(client, tools, stream, parallel_tool_calls=False) == ["f"]
 
 
 def _two_calls_openai_format(request: Any) -> Any:
@@ -200,17 +202,6 @@ def test_parallel_tool_calls_false_is_honoured_on_deepseek(emulator: Start, stre
     deployment = {"provider": "deepseek", "model": "deepseek-chat", "api_base": upstream.url + "/v1", "api_key": KEY}
     client = _router(deployment).openai_client()
 
-    def names(**extra: Any) -> list[str]:
-        if not stream:
-            answer = client.chat.completions.create(model="m", messages=HI, tools=tools, **extra)
-            return [call.function.name for call in answer.choices[0].message.tool_calls or []]
-        seen: dict[int, str] = {}
-        for chunk in client.chat.completions.create(model="m", messages=HI, tools=tools, stream=True, **extra):
-            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                if call.function and call.function.name:
-                    seen[call.index] = call.function.name
-        return [seen[i] for i in sorted(seen)]
-
-    assert names() == ["f", "g"]
-    assert names(parallel_tool_calls=False) == ["f"]
+    assert _tool_call_names(client, tools, stream) == ["f", "g"]
+    assert _tool_call_names(client, tools, stream, parallel_tool_calls=False) == ["f"]
     assert all("parallel_tool_calls" not in request.json() for request in upstream.requests)

@@ -17,6 +17,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_polyroute import ChatPolyroute
 from tests.emulators import Emulator, prompted
+from tests.langchain.test_standard import _invoke
 
 UsageDetail = Literal["audio_input", "audio_output", "reasoning_output", "cache_read_input", "cache_creation_input"]
 
@@ -59,16 +60,6 @@ def _config(provider: str, models: tuple[str, str]) -> dict[str, Any]:
         }
 
     return {"models": [route(m) for m in models]}
-
-
-def _invoke(model: ChatPolyroute, prompt: str, stream: bool) -> AIMessage:
-    if not stream:
-        return model.invoke(prompt)
-    full = None
-    for chunk in model.stream(prompt):
-        full = chunk if full is None else full + chunk
-    assert full is not None
-    return full
 
 
 class _NativeIntegration(ChatModelIntegrationTests):
