@@ -55,7 +55,14 @@ from polyroute.errors import (
 )
 from polyroute.failover import Attempts
 from polyroute.providers import adapter_for
-from polyroute.providers._base import StreamDecoder, StreamTranslator, Target, dumps, forwarded_headers
+from polyroute.providers._base import (
+    StreamDecoder,
+    StreamTranslator,
+    Target,
+    dumps,
+    forwarded_headers,
+    with_forwarded,
+)
 from polyroute.router import Router
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage
 from polyroute.validation import parse_body
@@ -531,7 +538,7 @@ class RouterTransport(_compat.TransportBase):
         req = _compat.UPSTREAM.Request(
             upstream.method,
             url,
-            headers=_with_forwarded(upstream.headers, forwarded_headers(incoming, target)),
+            headers=with_forwarded(upstream.headers, forwarded_headers(incoming, target)),
             content=upstream.content,
             extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
         )
@@ -845,19 +852,6 @@ def _abody_bytes(response: Any) -> Any:
     if response.headers.get("content-encoding", "identity") == "identity":
         return response.stream
     return response.aiter_bytes()
-
-
-def _with_forwarded(native: dict[str, str], forwarded: dict[str, str]) -> dict[str, str]:
-    """The adapter's headers (auth, content type, deployment ``headers:``) over the caller's forwarded ones; beta
-    flags from both are joined, as Anthropic takes a comma-separated list.
-    """
-    if not forwarded:
-        return native
-    merged = {**forwarded, **native}
-    beta = forwarded.get("anthropic-beta")
-    if beta and native.get("anthropic-beta") and beta != native["anthropic-beta"]:
-        merged["anthropic-beta"] = f"{native['anthropic-beta']},{beta}"
-    return merged
 
 
 def _pool_limits() -> Any:

@@ -226,6 +226,19 @@ def forwarded_headers(incoming: Mapping[str, str], target: Target) -> dict[str, 
     return out
 
 
+def with_forwarded(native: dict[str, str], forwarded: dict[str, str]) -> dict[str, str]:
+    """The adapter's headers (auth, content type, deployment ``headers:``) over the caller's forwarded ones; beta
+    flags from both are joined, as Anthropic takes a comma-separated list.
+    """
+    if not forwarded:
+        return native
+    merged = {**forwarded, **native}
+    beta = forwarded.get("anthropic-beta")
+    if beta and native.get("anthropic-beta") and beta != native["anthropic-beta"]:
+        merged["anthropic-beta"] = f"{native['anthropic-beta']},{beta}"
+    return merged
+
+
 _UNSEEN = ""
 _FORWARDED_NAMES: dict[tuple[tuple[str, ...], str | bytes], str | None] = {}
 """(provider prefixes, header name as sent) → the lower-cased name to forward, or None; at most 4096 names."""
