@@ -15,7 +15,8 @@ import openai
 import pytest
 
 from polyroute import Router
-from polyroute.transport import _is_content, _raw_is_content  # pyright: ignore[reportPrivateUsage]
+from polyroute.api import is_content_chunk as _is_content
+from polyroute.api import is_raw_content as _raw_is_content
 from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, sequence, status, stream_text
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import AZURE_PROMPT_FILTER, chunks, completion

@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import heapq
-import json
 import logging
-import re
 import socket
 import sys
 import threading
@@ -38,13 +36,11 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from polyroute import _compat
-from polyroute._sse import DONE, encode_event
+from polyroute.api import Api, StreamFormat, api_for, served
 from polyroute.errors import (
     AllTargetsFailedError,
-    InvalidRequestError,
     NotFoundPathError,
     PolyrouteError,
-    StreamInterruptedError,
     UnsupportedFeatureError,
     UpstreamConnectionError,
     UpstreamError,
@@ -54,7 +50,6 @@ from polyroute.errors import (
     redact,
 )
 from polyroute.failover import Attempts
-from polyroute.providers import adapter_for
 from polyroute.providers._base import (
     StreamDecoder,
     StreamTranslator,
@@ -64,8 +59,7 @@ from polyroute.providers._base import (
     with_forwarded,
 )
 from polyroute.router import Router
-from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage
-from polyroute.validation import parse_body
+from polyroute.types.openai import ChatCompletion
 
 logger = logging.getLogger("polyroute")
 
@@ -169,13 +163,16 @@ class RouterTransport(_compat.TransportBase):
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
         try:
-            early = self._early_answer(request)
-            if early is not None:
-                return _json_response(lib, *early)
-            body = parse_body(request.read())
-            attempts = Attempts(self.router, body, _caller_timeout(request))
-            target, outcome = self._run(self._drive(body, attempts, request.headers), attempts)
-            return self._respond(lib, outcome, target, attempts)
+            api = self._dispatch(request)
+            if isinstance(api, tuple):
+                return _json_response(lib, *api)
+            body = api.parse(request.read(), self)
+            parts = api.split(body, self)
+            if parts is not None:
+                return self._run_parts(lib, api, parts, request)
+            attempts = Attempts(self.router, api.routing_body(body), _caller_timeout(request))
+            target, outcome = self._run(self._drive(api, body, attempts, request.headers), attempts)
+            return self._respond(lib, api, outcome, target, attempts)
         except PolyrouteError as exc:
             return _error_response(lib, request, exc, attempts)
         except Exception as exc:
@@ -189,13 +186,16 @@ class RouterTransport(_compat.TransportBase):
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
         try:
-            early = self._early_answer(request)
-            if early is not None:
-                return _json_response(lib, *early)
-            body = parse_body(await request.aread())
-            attempts = Attempts(self.router, body, _caller_timeout(request))
-            target, outcome = await self._arun(self._drive(body, attempts, request.headers), attempts)
-            return self._respond(lib, outcome, target, attempts)
+            api = self._dispatch(request)
+            if isinstance(api, tuple):
+                return _json_response(lib, *api)
+            body = api.parse(await request.aread(), self)
+            parts = api.split(body, self)
+            if parts is not None:
+                return await self._arun_parts(lib, api, parts, request)
+            attempts = Attempts(self.router, api.routing_body(body), _caller_timeout(request))
+            target, outcome = await self._arun(self._drive(api, body, attempts, request.headers), attempts)
+            return self._respond(lib, api, outcome, target, attempts)
         except PolyrouteError as exc:
             return _error_response(lib, request, exc, attempts)
         except Exception as exc:
@@ -204,9 +204,35 @@ class RouterTransport(_compat.TransportBase):
             logger.exception("polyroute internal error")
             return _internal_error(lib, exc)
 
+    def _run_parts(self, lib: Any, api: Api, parts: list[Any], request: Any) -> Any:
+        """A request the API splits (an embeddings batch larger than a provider takes): each part is a request of
+        its own through the loop, run concurrently on the hedging threads; the answer merges them in order.
+        """
+        timeout = _caller_timeout(request)
+
+        def one(part: Any) -> tuple[Target, Any, Attempts]:
+            attempts = Attempts(self.router, api.routing_body(part), timeout)
+            target, outcome = self._run(self._drive(api, part, attempts, request.headers), attempts)
+            return target, outcome, attempts
+
+        done = [one(parts[0])] if len(parts) == 1 else list(self._hedge_pool().map(one, parts))
+        return self._respond_merged(lib, api, done)
+
+    async def _arun_parts(self, lib: Any, api: Api, parts: list[Any], request: Any) -> Any:
+        """Async :meth:`_run_parts`: the parts run as tasks of this event loop."""
+        timeout = _caller_timeout(request)
+
+        async def one(part: Any) -> tuple[Target, Any, Attempts]:
+            attempts = Attempts(self.router, api.routing_body(part), timeout)
+            target, outcome = await self._arun(self._drive(api, part, attempts, request.headers), attempts)
+            return target, outcome, attempts
+
+        done = list(await asyncio.gather(*(one(part) for part in parts)))
+        return self._respond_merged(lib, api, done)
+
     # -- the driver: every decision of one request, no I/O -----------------------------------------------------
 
-    def _drive(self, body: ChatCompletionRequest, attempts: Attempts, headers: Mapping[str, str]) -> Driver:
+    def _drive(self, api: Api, body: Any, attempts: Attempts, headers: Mapping[str, str]) -> Driver:
         """The request loop: deployments from ``attempts`` until one answers (a stream: its first content chunk).
 
         Every claimed deployment is reported (:meth:`Attempts.succeeded`, ``failed``, ``unsupported``) or
@@ -220,9 +246,9 @@ class RouterTransport(_compat.TransportBase):
                 yield _Sleep(step)
                 continue
             if attempts.hedge_after is not None:
-                return (yield from self._race(step, body, attempts, headers))
+                return (yield from self._race(api, step, body, attempts, headers))
             try:
-                outcome = yield from self._attempt(step, body, attempts, headers)
+                outcome = yield from self._attempt(api, step, body, attempts, headers)
             except UnsupportedFeatureError as exc:
                 attempts.unsupported(step, exc)
                 continue
@@ -236,14 +262,12 @@ class RouterTransport(_compat.TransportBase):
             _succeeded(attempts, step, outcome)
             return step, outcome
 
-    def _race(
-        self, first: Target, body: ChatCompletionRequest, attempts: Attempts, headers: Mapping[str, str]
-    ) -> Driver:
+    def _race(self, api: Api, first: Target, body: Any, attempts: Attempts, headers: Mapping[str, str]) -> Driver:
         """:meth:`_drive` with hedging: when the attempt in flight has not answered (a stream: no first token)
         within ``hedge_after_ms``, the next deployment starts too. The first answer wins; the runner cancels the
         others and releases each deployment once its call has really stopped.
         """
-        yield _Launch(first, self._attempt(first, body, attempts, headers))
+        yield _Launch(first, self._attempt(api, first, body, attempts, headers))
         running = 1
         hedged = False
         while True:
@@ -255,7 +279,7 @@ class RouterTransport(_compat.TransportBase):
                 if not isinstance(step, Target):
                     yield _Sleep(step)
                     continue
-                yield _Launch(step, self._attempt(step, body, attempts, headers))
+                yield _Launch(step, self._attempt(api, step, body, attempts, headers))
                 running += 1
             done: tuple[Target, Any, BaseException | None] | None = yield _Wait(
                 None if hedged else attempts.hedge_after
@@ -264,7 +288,7 @@ class RouterTransport(_compat.TransportBase):
                 hedged = True
                 step = attempts.next(wait=False)
                 if isinstance(step, Target):
-                    yield _Launch(step, self._attempt(step, body, attempts, headers))
+                    yield _Launch(step, self._attempt(api, step, body, attempts, headers))
                     running += 1
                 continue
             running -= 1
@@ -282,7 +306,7 @@ class RouterTransport(_compat.TransportBase):
                 raise exc
 
     def _attempt(
-        self, target: Target, body: ChatCompletionRequest, attempts: Attempts, headers: Mapping[str, str]
+        self, api: Api, target: Target, body: Any, attempts: Attempts, headers: Mapping[str, str]
     ) -> Generator[_IO, Any, Outcome]:
         """One upstream call; a stream is returned primed: read until its first content chunk (the commit).
 
@@ -293,7 +317,7 @@ class RouterTransport(_compat.TransportBase):
         limit = ttft or timeout
         started = time.monotonic()
         deadline = started + limit
-        adapter, req, stream = self._prepare(target, body, limit, headers)
+        adapter, req, stream = self._prepare(api, target, body, limit, headers)
         with _map_transport_errors(target, ttft, timeout):
             response = yield _Send(target, req, deadline)
             try:
@@ -308,7 +332,9 @@ class RouterTransport(_compat.TransportBase):
                 # shorter than the time to the commit; the runner's deadline and the idle alarm are the limits.
                 idle = self._idle_timeout(attempts)
                 req.extensions["timeout"] = _timeouts(max(idle, deadline - time.monotonic()))
-                call = StreamCall(adapter, target, body, response, self.router, attempts.profile.tokens)
+                call = StreamCall(
+                    adapter, target, body, response, self.router, attempts.profile.tokens, api.stream_format
+                )
                 call.idle = idle
                 while True:
                     raw = yield _Read(call, deadline)
@@ -496,13 +522,15 @@ class RouterTransport(_compat.TransportBase):
 
     # -- routing-independent answers -------------------------------------------------------------------------
 
-    def _early_answer(self, request: Any) -> tuple[int, Any] | None:
-        """Answers that need no upstream: ``/models``, unknown paths. None for a chat completion."""
+    def _dispatch(self, request: Any) -> Api | tuple[int, Any]:
+        """The API serving the request, or an answer that needs no upstream: ``/models``, an API's local answers
+        (``GET /responses/{id}``), a 404 for a path polyroute does not serve.
+        """
         path: str = request.url.path
-        if path.endswith("/chat/completions"):
-            if request.method != "POST":
-                raise InvalidRequestError(f"{request.method} {path} is not allowed; use POST")
-            return None
+        api = api_for(path)
+        if api is not None:
+            local = api.local(request.method, path, self)
+            return api if local is None else local
         if path.endswith("/models") and request.method == "GET":
             data = [
                 {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
@@ -514,21 +542,20 @@ class RouterTransport(_compat.TransportBase):
             self.router.route(name)
             return 200, {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
         raise NotFoundPathError(
-            f"polyroute serves POST /v1/chat/completions and GET /v1/models; {request.method} {path} is not served "
-            "(use the Chat Completions API)"
+            f"polyroute serves {served()} (POST) and GET /v1/models; {request.method} {path} is not served"
         )
 
     # -- one upstream call ----------------------------------------------------------------------------------
 
     def _prepare(
-        self, target: Target, body: ChatCompletionRequest, timeout: float, incoming: Mapping[str, str]
+        self, api: Api, target: Target, body: Any, timeout: float, incoming: Mapping[str, str]
     ) -> tuple[Any, Any, bool]:
         """The adapter, the upstream request and whether it streams. ``incoming``: the caller's request headers
         (what a provider may be forwarded is decided here, from them and the target).
         """
         # A deployment with no key for this call is skipped before it is claimed (Router.try_acquire), with a 401
         # that names the variable to set: no second check here.
-        adapter = adapter_for(target.spec)
+        adapter = api.adapter(target, body)
         upstream = adapter.build_request(body, target)
         url = self._urls.get(upstream.url)
         if url is None:  # parsing a URL costs more than the rest of the request build: parse each once
@@ -546,17 +573,32 @@ class RouterTransport(_compat.TransportBase):
 
     # -- answers --------------------------------------------------------------------------------------------
 
-    def _respond(self, lib: Any, outcome: Outcome, target: Target, attempts: Attempts) -> Any:
+    def _respond_merged(self, lib: Any, api: Api, done: list[tuple[Target, Any, Attempts]]) -> Any:
+        """The answer to a split request: the API merges the parts' answers (in the request's order)."""
+        cost: float | None = None
+        for target, outcome, _ in done:
+            part_cost = api.finish(outcome, target)
+            if part_cost is not None:
+                cost = (cost or 0.0) + part_cost
+        labels = list(dict.fromkeys(target.label for target, _, _ in done))
+        headers = {
+            "x-polyroute-deployment": ",".join(labels),
+            "x-polyroute-attempts": str(sum(attempts.count for _, _, attempts in done)),
+            "content-type": "application/json",
+        }
+        if cost is not None:
+            headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
+        return lib.Response(200, headers=headers, content=dumps(api.merge([outcome for _, outcome, _ in done])))
+
+    def _respond(self, lib: Any, api: Api, outcome: Outcome, target: Target, attempts: Attempts) -> Any:
         headers = {"x-polyroute-deployment": target.label, "x-polyroute-attempts": str(attempts.count)}
         if isinstance(outcome, StreamCall):
             headers["content-type"] = "text/event-stream"
             headers["cache-control"] = "no-cache"
             return lib.Response(200, headers=headers, stream=RouterStream(outcome))
-        usage = outcome.get("usage")
-        if usage:
-            cost = _price(target, usage)
-            if cost is not None:
-                headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
+        cost = api.finish(outcome, target)
+        if cost is not None:
+            headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
         headers["content-type"] = "application/json"
         return lib.Response(200, headers=headers, content=dumps(outcome))
 
@@ -595,7 +637,7 @@ class ClientTransport(_compat.TransportBase):
                 await self.shared.aclose_pools()
 
 
-def _parse(adapter: Any, content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
+def _parse(adapter: Any, content: bytes, target: Target, body: Any) -> ChatCompletion:
     try:
         return adapter.parse_response(content, target, body)
     except (PolyrouteError, AssertionError):
@@ -607,20 +649,6 @@ def _parse(adapter: Any, content: bytes, target: Target, body: ChatCompletionReq
             deployment=target.label,
             status=502,
         ) from exc
-
-
-def _price(target: Target, usage: Usage) -> float | None:
-    """Price the call from the catalog; the cost rides on ``usage.cost`` and the ``x-polyroute-cost`` header."""
-    details = usage.get("prompt_tokens_details") or {}
-    cost = target.info.cost(
-        usage.get("prompt_tokens", 0),
-        usage.get("completion_tokens", 0),
-        details.get("cached_tokens", 0) or 0,
-        details.get("cache_creation_tokens", 0) or 0,
-    )
-    if cost is not None:
-        usage["cost"] = cost
-    return cost
 
 
 class StreamCall:
@@ -637,6 +665,7 @@ class StreamCall:
         "decoder",
         "ended",
         "estimate",
+        "format",
         "idle",
         "iter",
         "response",
@@ -649,16 +678,18 @@ class StreamCall:
         self,
         adapter: Any,
         target: Target,
-        body: ChatCompletionRequest,
+        body: Any,
         response: Any,
         router: Router | None = None,
         estimate: int = 0,
+        format: StreamFormat | None = None,
     ) -> None:
         self.target = target
         self.body = body
         self.response = response
         self.router = router
         self.estimate = estimate
+        self.format: StreamFormat = format or _chat_format()
         self.decoder: StreamDecoder = adapter.stream_decoder()
         self.translator: StreamTranslator = adapter.stream_translator(target, body)
         self._buffer: list[bytes] = []
@@ -671,49 +702,29 @@ class StreamCall:
         """Seconds of upstream silence allowed between chunks once committed."""
 
     def forward(self, raw: bytes) -> bytes:
-        """Upstream bytes → the SSE bytes to send, once committed (no need to look for content any more)."""
-        out: list[bytes] = []
-        for event in self.decoder.feed(raw):
-            for chunk in self.translator.feed(event):
-                if isinstance(chunk, bytes):
-                    if not chunk.endswith(b"}"):
-                        raise ValueError("a data line that is not a JSON object")
-                    out.append(b"data: " + chunk + b"\n\n")
-                else:
-                    if chunk.get("usage"):
-                        _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-                    out.append(_encode_chunk(chunk))
-        return b"".join(out)
+        """Upstream bytes → the bytes to send, once committed (no need to look for content any more)."""
+        encode, target = self.format.encode, self.target
+        return b"".join(
+            encode(item, target) for event in self.decoder.feed(raw) for item in self.translator.feed(event)
+        )
 
     def feed(self, raw: bytes) -> tuple[bytes, bool]:
-        """Upstream bytes → the SSE bytes to send, and whether any of it is content (the commit signal)."""
+        """Upstream bytes → the bytes to send, and whether any of it is content (the commit signal)."""
         out: list[bytes] = []
         substantive = False
+        fmt, target = self.format, self.target
         for event in self.decoder.feed(raw):
-            for chunk in self.translator.feed(event):
-                if isinstance(chunk, bytes):
-                    if not chunk.endswith(b"}"):
-                        raise ValueError("a data line that is not a JSON object")
-                    out.append(b"data: " + chunk + b"\n\n")
-                    substantive = substantive or _raw_is_content(chunk)
-                else:
-                    if chunk.get("usage"):
-                        _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-                    out.append(_encode_chunk(chunk))
-                    substantive = substantive or _is_content(chunk)
+            for item in self.translator.feed(event):
+                out.append(fmt.encode(item, target))
+                substantive = substantive or fmt.is_content(item)
         return b"".join(out), substantive
 
     def end(self) -> bytes:
-        """The upstream body ended: the last chunks, then ``[DONE]``; raises if the stream was cut short."""
-        out: list[bytes] = []
-        for event in self.decoder.flush():
-            for chunk in self.translator.feed(event):
-                out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else _encode_chunk(chunk))
-        for chunk in self.translator.finish():
-            if not isinstance(chunk, bytes) and chunk.get("usage"):
-                _price(self.target, chunk["usage"])  # type: ignore[arg-type]
-            out.append(b"data: " + chunk + b"\n\n" if isinstance(chunk, bytes) else _encode_chunk(chunk))
-        out.append(DONE)
+        """The upstream body ended: the last items, then the API's end (``[DONE]``); raises if it was cut short."""
+        fmt, target = self.format, self.target
+        out = [fmt.encode(item, target) for event in self.decoder.flush() for item in self.translator.feed(event)]
+        out.extend(fmt.encode(item, target) for item in self.translator.finish())
+        out.append(fmt.done())
         return b"".join(out)
 
     def prime(self, raw: bytes) -> bool:
@@ -790,9 +801,9 @@ class RouterStream(_compat.ByteStreamBase):
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield _stream_error(_idle_error(call) if alarm is not None and alarm.fired else exc)
+            yield call.format.error(_idle_error(call) if alarm is not None and alarm.fired else exc)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            yield _stream_error(_malformed(call.target, exc))
+            yield call.format.error(_malformed(call.target, exc))
         finally:
             if alarm is not None:
                 alarm.done = True
@@ -821,9 +832,9 @@ class RouterStream(_compat.ByteStreamBase):
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield _stream_error(_idle_error(call) if alarm is not None and alarm.fired else exc)
+            yield call.format.error(_idle_error(call) if alarm is not None and alarm.fired else exc)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            yield _stream_error(_malformed(call.target, exc))
+            yield call.format.error(_malformed(call.target, exc))
         finally:
             if alarm is not None:
                 alarm.done = True
@@ -859,54 +870,10 @@ def _pool_limits() -> Any:
     return _compat.UPSTREAM.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
-def _encode_chunk(chunk: ChatCompletionChunk) -> bytes:
-    """A parsed chunk → its SSE event; a chunk whose ``choices`` is not a list would break the caller's loop."""
-    if type(chunk.get("choices")) is not list:
-        raise ValueError(f"'choices' is {type(chunk.get('choices')).__name__}, not a list")
-    return encode_event(dumps(chunk))
+def _chat_format() -> StreamFormat:
+    from polyroute.api import CHAT
 
-
-def _stream_error(exc: UpstreamError) -> bytes:
-    logger.warning("polyroute stream failed after commit: deployment=%s: %s", exc.deployment, exc.message)
-    if not isinstance(exc, StreamInterruptedError):
-        exc = StreamInterruptedError(
-            exc.message,
-            provider=exc.provider,
-            deployment=exc.deployment,
-            status=exc.status,
-            error_type=exc.error_type,
-            code=exc.code,
-        )
-    return encode_event(dumps(exc.to_body()))
-
-
-def _is_content(chunk: ChatCompletionChunk) -> bool:
-    """Whether a chunk carries content: text, reasoning, a tool call or a refusal (the commit signal).
-
-    Metadata does not commit: Azure's prompt-filter chunk (``"choices": []``), a role-only or empty delta, a
-    usage-only chunk. Until content, a failure may still move to another deployment.
-    """
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
-            return True
-    return False
-
-
-_RAW_CONTENT = re.compile(rb'"(?:content|reasoning_content|refusal)":"[^"]|"tool_calls":\[\{')
-"""Content in a compact chunk: a non-empty string in a content field, or a tool call (escaped quotes inside text
-cannot match: they read ``\\"``)."""
-
-
-def _raw_is_content(raw: bytes) -> bool:
-    """:func:`_is_content` for a chunk forwarded as raw bytes, without parsing it when it is compact JSON (as OpenAI
-    and most vendors write it); spaced JSON is parsed (this runs only until the commit).
-    """
-    if _RAW_CONTENT.search(raw) is not None:
-        return True
-    if b'": ' not in raw:
-        return False
-    return _is_content(json.loads(raw))
+    return CHAT.stream_format
 
 
 @contextmanager

@@ -1,0 +1,266 @@
+"""The APIs the transport serves, each as what the one request loop needs to know of it.
+
+The loop in :mod:`polyroute.transport` is written once; an API (Chat Completions here; Responses and embeddings in
+their own modules) says how to read its request, what to route on, which adapter speaks it to a deployment, how its
+stream is framed and when that stream commits, and how its answer is priced. Modules load on first use of their
+path, so ``import polyroute`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+from typing import Any, Protocol
+
+from polyroute._sse import DONE, encode_event
+from polyroute.errors import InvalidRequestError, StreamInterruptedError, UpstreamError
+from polyroute.providers import adapter_for
+from polyroute.providers._base import Target, dumps
+from polyroute.types.openai import ChatCompletionChunk, ChatCompletionRequest, Usage
+from polyroute.validation import parse_body
+
+logger = logging.getLogger("polyroute")
+
+
+class StreamFormat(Protocol):
+    """How an API's stream goes to the caller: the bytes of each translated item, which items commit the stream,
+    its last bytes and an in-band error after the commit.
+    """
+
+    def encode(self, item: Any, target: Target) -> bytes:
+        """One item from the adapter's translator → the bytes to send (pricing any usage it carries)."""
+        ...
+
+    def is_content(self, item: Any) -> bool:
+        """Whether the item commits the stream (content, not metadata)."""
+        ...
+
+    def done(self) -> bytes:
+        """What ends a stream that ended well."""
+        ...
+
+    def error(self, exc: UpstreamError) -> bytes:
+        """The in-band event for a failure after the commit."""
+        ...
+
+
+class Api(Protocol):
+    """One API served through the request loop."""
+
+    name: str
+    stream_format: StreamFormat
+
+    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+        """An answer that needs no upstream (``GET /responses/{id}``, say), else None; raises for a bad method."""
+        ...
+
+    def parse(self, raw: bytes, transport: Any) -> Any:
+        """The request body, validated (:class:`~polyroute.errors.InvalidRequestError` says what to fix)."""
+        ...
+
+    def routing_body(self, body: Any) -> ChatCompletionRequest:
+        """What :class:`~polyroute.failover.Attempts` routes on: ``model``, ``stream`` and the needs of the call."""
+        ...
+
+    def adapter(self, target: Target, body: Any) -> Any:
+        """What speaks this API to the target: ``build_request``, ``parse_response``, ``classify_error``,
+        ``stream_decoder`` and ``stream_translator``, as a provider adapter module does for chat.
+        """
+        ...
+
+    def finish(self, answer: Any, target: Target) -> float | None:
+        """A non-streamed answer is final: price it (the cost rides in the answer's usage), and return the cost."""
+        ...
+
+    def split(self, body: Any, transport: Any) -> list[Any] | None:
+        """Requests to run instead of ``body``, each through the loop and concurrently (an embeddings batch larger
+        than a provider takes), or None to run ``body`` as it is. Not for streams.
+        """
+        ...
+
+    def merge(self, answers: list[Any]) -> Any:
+        """The answer to a split request, from its parts' answers in order."""
+        ...
+
+
+# -- Chat Completions ---------------------------------------------------------------------------------------------
+
+
+def price(target: Target, usage: Usage) -> float | None:
+    """Price a call from the catalog; the cost rides on ``usage.cost`` and the ``x-polyroute-cost`` header."""
+    details = usage.get("prompt_tokens_details") or {}
+    cost = target.info.cost(
+        usage.get("prompt_tokens", 0),
+        usage.get("completion_tokens", 0),
+        details.get("cached_tokens", 0) or 0,
+        details.get("cache_creation_tokens", 0) or 0,
+    )
+    if cost is not None:
+        usage["cost"] = cost
+    return cost
+
+
+def encode_chunk(chunk: ChatCompletionChunk) -> bytes:
+    """A parsed chunk → its SSE event; a chunk whose ``choices`` is not a list would break the caller's loop."""
+    if type(chunk.get("choices")) is not list:
+        raise ValueError(f"'choices' is {type(chunk.get('choices')).__name__}, not a list")
+    return encode_event(dumps(chunk))
+
+
+def is_content_chunk(chunk: ChatCompletionChunk) -> bool:
+    """Whether a chunk carries content: text, reasoning, a tool call or a refusal (the commit signal).
+
+    Metadata does not commit: Azure's prompt-filter chunk (``"choices": []``), a role-only or empty delta, a
+    usage-only chunk. Until content, a failure may still move to another deployment.
+    """
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("refusal"):
+            return True
+    return False
+
+
+_RAW_CONTENT = re.compile(rb'"(?:content|reasoning_content|refusal)":"[^"]|"tool_calls":\[\{')
+"""Content in a compact chunk: a non-empty string in a content field, or a tool call (escaped quotes inside text
+cannot match: they read ``\\"``)."""
+
+
+def is_raw_content(raw: bytes) -> bool:
+    """:func:`is_content_chunk` for a chunk forwarded as raw bytes, without parsing it when it is compact JSON (as
+    OpenAI and most vendors write it); spaced JSON is parsed (this runs only until the commit).
+    """
+    if _RAW_CONTENT.search(raw) is not None:
+        return True
+    if b'": ' not in raw:
+        return False
+    return is_content_chunk(json.loads(raw))
+
+
+def stream_error_event(exc: UpstreamError) -> bytes:
+    """A failure after the commit → one ``data: {"error": …}`` event, which the openai SDK raises as ``APIError``."""
+    logger.warning("polyroute stream failed after commit: deployment=%s: %s", exc.deployment, exc.message)
+    if not isinstance(exc, StreamInterruptedError):
+        exc = StreamInterruptedError(
+            exc.message,
+            provider=exc.provider,
+            deployment=exc.deployment,
+            status=exc.status,
+            error_type=exc.error_type,
+            code=exc.code,
+        )
+    return encode_event(dumps(exc.to_body()))
+
+
+class ChatStreamFormat:
+    """Chat Completions SSE: ``data: {chunk}`` events, ``data: [DONE]`` at the end.
+
+    Items are parsed chunks (dicts) from translating adapters, or the upstream's own JSON as bytes from
+    pass-through (checked only for being an object, and for content by a pattern: no parse per chunk).
+    """
+
+    def encode(self, item: Any, target: Target) -> bytes:
+        """A chunk → its ``data:`` event, priced when it carries usage."""
+        if isinstance(item, bytes):
+            if not item.endswith(b"}"):
+                raise ValueError("a data line that is not a JSON object")
+            return b"data: " + item + b"\n\n"
+        if item.get("usage"):
+            price(target, item["usage"])
+        return encode_chunk(item)
+
+    def is_content(self, item: Any) -> bool:
+        """Text, reasoning, a tool call or a refusal."""
+        return is_raw_content(item) if isinstance(item, bytes) else is_content_chunk(item)
+
+    def done(self) -> bytes:
+        """``data: [DONE]``."""
+        return DONE
+
+    def error(self, exc: UpstreamError) -> bytes:
+        """One ``data: {"error": …}`` event."""
+        return stream_error_event(exc)
+
+
+class ChatApi:
+    """``POST /v1/chat/completions``: the provider adapters speak it natively."""
+
+    name = "chat.completions"
+    stream_format: StreamFormat = ChatStreamFormat()
+
+    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+        """Nothing is local; only POST is allowed."""
+        if method != "POST":
+            raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+        return None
+
+    def parse(self, raw: bytes, transport: Any) -> ChatCompletionRequest:
+        """The validated chat request."""
+        return parse_body(raw)
+
+    def routing_body(self, body: ChatCompletionRequest) -> ChatCompletionRequest:
+        """The request itself."""
+        return body
+
+    def adapter(self, target: Target, body: ChatCompletionRequest) -> Any:
+        """The provider's adapter module."""
+        return adapter_for(target.spec)
+
+    def finish(self, answer: Any, target: Target) -> float | None:
+        """Price the completion's usage."""
+        usage = answer.get("usage")
+        return price(target, usage) if usage else None
+
+    def split(self, body: ChatCompletionRequest, transport: Any) -> list[Any] | None:
+        """A completion is never split."""
+        return None
+
+    def merge(self, answers: list[Any]) -> Any:
+        """Never called (nothing is split)."""
+        raise NotImplementedError
+
+
+CHAT: Api = ChatApi()
+
+_APIS: dict[str, tuple[str, str]] = {
+    "/chat/completions": ("polyroute.api", "CHAT"),
+}
+"""Path (after ``/v1``) → (module, attribute) of its :class:`Api`; a module is imported on the first request."""
+
+_PREFIXES: list[str] = []
+"""Paths served under a prefix (``/responses/{id}``), matched when no exact path does."""
+
+
+def register(path: str, module: str, attribute: str, *, prefix: bool = False) -> None:
+    """Serve ``path`` with the :class:`Api` at ``module.attribute`` (``prefix``: also paths under it)."""
+    _APIS[path] = (module, attribute)
+    if prefix and path not in _PREFIXES:
+        _PREFIXES.append(path)
+
+
+_LOADED: dict[str, Api] = {}
+
+
+def api_for(path: str) -> Api | None:
+    """The API serving a request path (``/v1/chat/completions``, ``/openai/v1/responses/resp_1``…), or None."""
+    for suffix, (module, attribute) in _APIS.items():
+        if path.endswith(suffix):
+            return _load(suffix, module, attribute)
+    for prefix in _PREFIXES:
+        if prefix + "/" in path:
+            module, attribute = _APIS[prefix]
+            return _load(prefix, module, attribute)
+    return None
+
+
+def _load(key: str, module: str, attribute: str) -> Api:
+    api = _LOADED.get(key)
+    if api is None:
+        api = _LOADED[key] = getattr(importlib.import_module(module), attribute)
+    return api
+
+
+def served() -> str:
+    """The paths served, for the 404 of any other."""
+    return ", ".join(f"/v1{path}" for path in _APIS)
