@@ -240,11 +240,46 @@ class RetrySettings(_Model):
     limit_wait: float = Field(default=2.0, ge=0, description="Longest wait when every deployment is at its limit.")
 
 
+class StateSettings(_Model):
+    """Where routing state lives: this process's memory (the default), or Redis shared by every process using the
+    same ``url`` and ``prefix`` (cooldowns, circuits and their half-open probe, rpm/tpm buckets, in-flight counts,
+    latency averages). Needs ``pip install 'polyroute[redis]'``.
+    """
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: SecretStr | None = Field(
+        default=None, description="redis://, rediss:// or unix:// URL, as redis-py takes it (may hold a password)."
+    )
+    cluster: bool = Field(default=False, description="The URL names a node of a Redis Cluster.")
+    prefix: str = Field(default="polyroute:", description="Start of every key, to keep apart fleets on one Redis.")
+    timeout: float = Field(
+        default=0.05, gt=0, description="Seconds one Redis operation may take before the call goes on without it."
+    )
+    refresh: float = Field(
+        default=0.5, gt=0, description="Seconds between background reads of fleet latency, load and cooldowns."
+    )
+    reconnect: float = Field(
+        default=1.0, gt=0, description="Seconds between checks whether an unreachable Redis is back."
+    )
+    probe_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a half-open probe holds its claim if its process dies mid-call."
+    )
+
+    @model_validator(mode="after")
+    def _url_for_redis(self) -> StateSettings:
+        if self.backend == "redis" and self.url is None:
+            raise ValueError("backend 'redis' needs url (redis://host:6379/0)")
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("state.prefix must not contain braces: they mark Redis Cluster hash tags")
+        return self
+
+
 class RouterConfig(_Model):
     """The whole router: models, retry policy, defaults."""
 
     models: list[ModelRoute] = Field(default_factory=list[ModelRoute])
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     timeout: float = Field(default=600.0, gt=0, description="Default per-deployment timeout in seconds.")
     stream_idle_timeout: float = Field(
         default=120.0, gt=0, description="Longest silence between chunks once a stream has begun, in seconds."

@@ -78,6 +78,7 @@ class DeploymentState:
         "latency_at",
         "max_parallel",
         "open_until",
+        "others_in_flight",
         "probing",
         "requests_left",
         "requests_reset_at",
@@ -95,6 +96,8 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.last_error = ""
         self.in_flight = 0
+        self.others_in_flight = 0
+        """Calls in flight in other processes, as last read from the shared state (``least-busy`` counts them)."""
         self.max_parallel = max_parallel
         self.latency: float | None = None
         self.latency_at = 0.0

@@ -21,6 +21,7 @@ from polyroute.errors import ConfigError, InvalidRequestError, NoRouteError, Ups
 from polyroute.health import DeploymentState, Unavailable
 from polyroute.providers import PROVIDERS
 from polyroute.providers._base import Target
+from polyroute.state import SharedState, open_shared_state
 
 if TYPE_CHECKING:
     import openai
@@ -69,6 +70,8 @@ class Router:
     def __init__(self, config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> None:
         self.config = load_config(config if config is not None else {})
         self._lock = threading.Lock()
+        self._shared_state: SharedState | None = open_shared_state(self.config.state, self._lock)
+        """The fleet's view of each deployment (``state: {backend: redis}``); None: this process's state only."""
         self._states: dict[Target, DeploymentState] = {}
         self.thinking_store = ThinkingStore()
         """Thinking blocks and thought signatures by tool-call id, re-attached when a client drops them."""
@@ -102,7 +105,10 @@ class Router:
     def _attach(self, target: Target) -> None:
         """Give ``target`` the state of the same deployment under another name, or a new one (lock held)."""
         identity = _identity(target)
-        state, users = self._shared.get(identity) or (_new_state(target), 0)
+        found = self._shared.get(identity)
+        state, users = found or (_new_state(target), 0)
+        if found is None and self._shared_state is not None:
+            self._shared_state.register(state, _shared_name(target, identity))
         self._shared[identity] = (state, users + 1)
         self._states[target] = state
 
@@ -116,6 +122,8 @@ class Router:
         if found[1] <= 1:
             del self._shared[identity]
             self._rejected.pop(state, None)
+            if self._shared_state is not None:
+                self._shared_state.unregister(state)
         else:
             self._shared[identity] = (state, found[1] - 1)
 
@@ -227,7 +235,7 @@ class Router:
         states = self._states
         if strategy == "least-busy":
             rand = random.random
-            keyed_busy = [(states[t].in_flight, rand(), i) for i, t in enumerate(targets)]
+            keyed_busy = [(states[t].in_flight + states[t].others_in_flight, rand(), i) for i, t in enumerate(targets)]
             keyed_busy.sort()
             return [targets[i] for _, _, i in keyed_busy]
         if strategy == "latency":
@@ -281,24 +289,37 @@ class Router:
         return None
 
     def try_acquire(self, target: Target, tokens: int = 0, now: float | None = None) -> Unavailable | None:
-        """Claim a deployment for a call (in flight, rate-limit tokens, half-open probe), or say why not."""
+        """Claim a deployment for a call (in flight, rate-limit tokens, half-open probe), or say why not.
+
+        With shared state, this process's own state is checked first (no round trip when it already says no), then
+        the fleet's claim decides (one round trip), then the claim is recorded here too, as the fallback's view.
+        """
         state = self.state(target)
         if now is None:
             now = time.monotonic()
         auth = self._auth_problem(target, state, now)
         if auth is not None:
             return auth
+        shared = self._shared_state
         with self._lock:
             skip = state.unavailable(tokens, now)
-            if skip is None:
+            if skip is None and shared is None:
                 state.acquire(tokens, now)
+        if skip is not None or shared is None:
             return skip
+        skip = shared.acquire(state, tokens, now)
+        if skip is None:
+            with self._lock:
+                state.acquire(tokens, now)
+        return skip
 
     def release(self, target: Target, extra_tokens: int = 0) -> None:
         """A call claimed with :meth:`try_acquire` ended (``extra_tokens``: used beyond the estimate)."""
         state = self.state(target)
         with self._lock:
             state.release(extra_tokens, time.monotonic())
+        if self._shared_state is not None:
+            self._shared_state.release(state, extra_tokens)
 
     def report_failure(self, target: Target, error: UpstreamError, counts: bool = True) -> None:
         """Count a failure (toward the circuit when ``counts``); honour ``retry-after`` on rate limits.
@@ -318,15 +339,11 @@ class Router:
                 reason = f"401 {error.message[:300]}"
                 with self._lock:
                     self._rejected[state] = (_key_digest(target.api_key), time.monotonic() + settings.cooldown, reason)
+        reason = f"{error.status} {error.message[:160]}"
         with self._lock:
-            state.failure(
-                f"{error.status} {error.message[:160]}",
-                retry_after,
-                counts,
-                settings.allowed_fails,
-                settings.cooldown,
-                time.monotonic(),
-            )
+            state.failure(reason, retry_after, counts, settings.allowed_fails, settings.cooldown, time.monotonic())
+        if self._shared_state is not None:
+            self._shared_state.failure(state, reason, retry_after, counts, settings.allowed_fails, settings.cooldown)
 
     def report_success(self, target: Target, elapsed: float, release: bool = False, extra_tokens: int = 0) -> None:
         """A success closes the deployment's circuit and feeds its latency average.
@@ -341,6 +358,8 @@ class Router:
             state.success(elapsed, now)
             if release:
                 state.release(extra_tokens, now)
+        if self._shared_state is not None:
+            self._shared_state.success(state, elapsed, release, extra_tokens)
 
     def observe(self, target: Target, headers: Mapping[str, str]) -> None:
         """Upstream rate-limit headers of a response (``x-ratelimit-remaining-*``)."""
@@ -398,14 +417,20 @@ class Router:
         return openai.AsyncOpenAI(**kwargs)
 
     def close(self) -> None:
-        """Close the router's upstream connection pools (clients on it then open new ones if used again)."""
+        """Close the router's upstream connection pools and its shared-state connection (clients on it then open
+        new ones if used again).
+        """
         if self._transport is not None:
             self._transport.close_pools()
+        if self._shared_state is not None:
+            self._shared_state.close()
 
     async def aclose(self) -> None:
         """:meth:`close`, and close the running event loop's async pool."""
         if self._transport is not None:
             await self._transport.aclose_pools()
+        if self._shared_state is not None:
+            self._shared_state.close()
 
     def __enter__(self) -> Router:
         return self
@@ -455,6 +480,12 @@ _MOCK_BEHAVIOUR = {
     "broken_stream",
     "params",
 }
+
+
+def _shared_name(target: Target, identity: Hashable) -> str:
+    """The deployment's name in shared state: readable, and the same in every process with the same config."""
+    digest = hashlib.blake2b(repr(identity).encode(), digest_size=6).hexdigest()
+    return f"{target.provider}/{target.deployment.model}#{digest}"
 
 
 def _new_state(target: Target) -> DeploymentState:

@@ -1,0 +1,68 @@
+"""Routing state shared between processes (``state:`` in the config).
+
+Each process keeps its own :class:`~polyroute.health.DeploymentState` per deployment; that in-memory state is the
+default and needs nothing here (:func:`open_shared_state` gives ``None``). With ``state: {backend: redis}`` a
+:class:`SharedState` adds the fleet's view: the router asks it once per claim (:meth:`SharedState.acquire`, the
+only call that may wait on the network) and tells it outcomes, which it sends in the background. When the shared
+store cannot answer in time the process routes on its own state, as with the default.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from polyroute.config import StateSettings
+    from polyroute.health import DeploymentState, Unavailable
+
+
+class SharedState(Protocol):
+    """The fleet-wide part of routing state, beside each process's own :class:`DeploymentState`."""
+
+    def register(self, state: DeploymentState, name: str) -> None:
+        """Share ``state`` under ``name``: the same deployment has the same name in every process."""
+        ...
+
+    def unregister(self, state: DeploymentState) -> None:
+        """Stop sharing ``state`` (its route was dropped)."""
+        ...
+
+    def acquire(self, state: DeploymentState, tokens: int, now: float) -> Unavailable | None:
+        """Claim a call fleet-wide (rpm/tpm, in flight, the half-open probe) or say why not; at most one round trip."""
+        ...
+
+    def release(self, state: DeploymentState, extra_tokens: int) -> None:
+        """A claimed call ended (``extra_tokens``: used beyond the estimate)."""
+        ...
+
+    def failure(
+        self,
+        state: DeploymentState,
+        reason: str,
+        retry_after: float | None,
+        counts: bool,
+        allowed_fails: int,
+        cooldown: float,
+    ) -> None:
+        """A failed call: a ``retry-after`` cooldown for all, and a count toward the shared circuit."""
+        ...
+
+    def success(self, state: DeploymentState, latency: float, release: bool, extra_tokens: int) -> None:
+        """A successful call: closes the shared circuit, feeds the shared latency average."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work and drop connections (used again, it reconnects)."""
+        ...
+
+
+def open_shared_state(settings: StateSettings, lock: threading.Lock) -> SharedState | None:
+    """The shared state ``settings`` ask for, or ``None`` for the in-memory default. ``lock`` guards the
+    router's :class:`DeploymentState` objects, which background refreshes update.
+    """
+    if settings.backend == "memory":
+        return None
+    from polyroute.state.redis import RedisState
+
+    return RedisState(settings, lock)

@@ -1,0 +1,502 @@
+"""Routing state on Redis, shared by every process configured with the same ``url`` and ``prefix``.
+
+Keys of one deployment share a Redis Cluster slot through the hash tag ``{name}``::
+
+    <prefix>{<name>}:s      hash: circuit, open_until, failures, last_error, cool_until, rpm, rpm_at, tpm, tpm_at,
+                            latency
+    <prefix>{<name>}:probe  the fleet's one half-open probe (SET NX PX: its call's id, expiring if its process dies)
+    <prefix>{<name>}:busy   sorted set of calls in flight, scored by lease expiry (a dead process's calls expire)
+
+Times are the Redis server's (``TIME`` inside the scripts, in ms), so hosts with skewed clocks agree. A claim is one
+script, one round trip (:meth:`RedisState.acquire`); outcomes are queued and sent in order by a background thread,
+which also refreshes local copies where staleness is harmless: the fleet's latency average, its calls in flight,
+and cooldowns or open circuits learned by other processes (held locally until they end, without asking again).
+
+When Redis is slow or down, an operation gives up after ``timeout``; the process logs it once, routes on its own
+state, and the background thread checks every ``reconnect`` seconds whether Redis answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from polyroute.health import LATENCY_ALPHA, SkipKind, Unavailable
+
+if TYPE_CHECKING:
+    from polyroute.config import StateSettings
+    from polyroute.health import DeploymentState
+
+_log = logging.getLogger("polyroute.state")
+
+IN_FLIGHT_LEASE = 60.0
+"""Seconds a call counts as in flight unless its process renews it (each refresh): a dead process's calls expire."""
+
+KEY_TTL_MS = 86_400_000
+"""A deployment's keys expire a day after their last claim or failure, so retired deployments leave nothing behind."""
+
+# A claim: circuit, probe, cooldown, max_parallel, rpm, tpm, in that order (as DeploymentState.unavailable).
+# KEYS: state hash, probe, busy. ARGV: rpm, tpm, tokens, max_parallel, probe ms, call id, lease ms, key ttl ms.
+# Reply: {0, probe?} admitted; {code, wait ms, detail} refused (codes in _REFUSED).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = KEYS[1]
+local f = redis.call('HMGET', h, 'circuit', 'open_until', 'cool_until', 'rpm', 'rpm_at', 'tpm', 'tpm_at', 'last_error')
+local half_open = false
+if f[1] == 'open' then
+  local open_until = tonumber(f[2]) or 0
+  if now < open_until then return {1, open_until - now, f[8] or ''} end
+  half_open = true
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 50, ''} end
+end
+local cool = tonumber(f[3]) or 0
+if now < cool then return {3, cool - now, ''} end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local maxp = tonumber(ARGV[4])
+if maxp > 0 then
+  local n = redis.call('ZCARD', KEYS[3])
+  if n >= maxp then return {4, 20, tostring(n)} end
+end
+local rpm = tonumber(ARGV[1])
+local rpm_have = 0
+if rpm > 0 then
+  rpm_have = tonumber(f[4]) or rpm
+  local at = tonumber(f[5]) or now
+  if now > at then rpm_have = math.min(rpm, rpm_have + (now - at) * rpm / 60000) end
+  if rpm_have < 1 then return {5, math.ceil((1 - rpm_have) * 60000 / rpm), ''} end
+end
+local tpm = tonumber(ARGV[2])
+local tokens = tonumber(ARGV[3])
+local tpm_have = 0
+if tpm > 0 then
+  tpm_have = tonumber(f[6]) or tpm
+  local at = tonumber(f[7]) or now
+  if now > at then tpm_have = math.min(tpm, tpm_have + (now - at) * tpm / 60000) end
+  local need = math.min(tokens, tpm)
+  if tokens > 0 and tpm_have < need then return {6, math.ceil((need - tpm_have) * 60000 / tpm), ''} end
+end
+local probe = 0
+if half_open then
+  if not redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[5]) then return {2, 50, ''} end
+  probe = 1
+end
+local at = string.format('%d', now)
+if rpm > 0 then redis.call('HSET', h, 'rpm', tostring(rpm_have - 1), 'rpm_at', at) end
+if tpm > 0 then redis.call('HSET', h, 'tpm', tostring(tpm_have - tokens), 'tpm_at', at) end
+redis.call('ZADD', KEYS[3], string.format('%d', now + tonumber(ARGV[7])), ARGV[6])
+redis.call('PEXPIRE', h, ARGV[8])
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
+return {0, probe}
+"""
+
+# KEYS: state hash, probe, busy. ARGV: call id ('' if none), extra tokens, probe id ('' if none).
+_RELEASE = """
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+local extra = tonumber(ARGV[2])
+if extra > 0 and redis.call('HEXISTS', KEYS[1], 'tpm') == 1 then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'tpm', -extra)
+end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 0
+"""
+
+# KEYS: state hash, probe. ARGV: retry-after ms, counts (1/0), allowed fails, cooldown ms, reason, probe id, ttl ms.
+_FAILURE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = KEYS[1]
+redis.call('HSET', h, 'last_error', ARGV[5])
+local ra = tonumber(ARGV[1])
+if ra > 0 then
+  local cool = tonumber(redis.call('HGET', h, 'cool_until')) or 0
+  if now + ra > cool then redis.call('HSET', h, 'cool_until', string.format('%d', now + ra)) end
+end
+if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('DEL', KEYS[2]) end
+if ARGV[2] == '1' then
+  local fails = redis.call('HINCRBY', h, 'failures', 1)
+  local lat = tonumber(redis.call('HGET', h, 'latency')) or 0.5
+  redis.call('HSET', h, 'latency', tostring(math.min(lat * 2, 30)))
+  local cooldown = tonumber(ARGV[4])
+  if cooldown > 0 and (redis.call('HGET', h, 'circuit') == 'open' or fails >= tonumber(ARGV[3])) then
+    redis.call('HSET', h, 'circuit', 'open', 'open_until', string.format('%d', now + cooldown))
+  end
+end
+redis.call('PEXPIRE', h, ARGV[7])
+return 0
+"""
+
+# KEYS: state hash, probe, busy. ARGV: latency s, alpha, call id ('' unless the call ends too), extra tokens.
+_SUCCESS = """
+local h = KEYS[1]
+redis.call('HSET', h, 'failures', 0, 'circuit', 'closed')
+redis.call('DEL', KEYS[2])
+local x = tonumber(ARGV[1])
+local lat = tonumber(redis.call('HGET', h, 'latency'))
+if lat then x = lat + tonumber(ARGV[2]) * (x - lat) end
+redis.call('HSET', h, 'latency', tostring(x))
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[3]) end
+local extra = tonumber(ARGV[4])
+if extra > 0 and redis.call('HEXISTS', h, 'tpm') == 1 then redis.call('HINCRBYFLOAT', h, 'tpm', -extra) end
+return 0
+"""
+
+# KEYS: state hash, busy. ARGV: lease ms, then this process's calls in flight (their leases renewed).
+# Reply: latency ('' unknown), calls in flight fleet-wide, ms of cooldown left, ms of open circuit left, last error.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ms = string.format('%d', now + tonumber(ARGV[1]))
+for i = 2, #ARGV do redis.call('ZADD', KEYS[2], 'XX', until_ms, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local f = redis.call('HMGET', KEYS[1], 'latency', 'cool_until', 'circuit', 'open_until', 'last_error')
+local cool = math.max(0, (tonumber(f[2]) or 0) - now)
+local open = 0
+if f[3] == 'open' then open = math.max(0, (tonumber(f[4]) or 0) - now) end
+return {f[1] or '', redis.call('ZCARD', KEYS[2]), cool, open, f[5] or ''}
+"""
+
+_REFUSED: dict[int, tuple[SkipKind, str]] = {
+    1: ("circuit", "circuit open fleet-wide after: {detail}"),
+    2: ("circuit", "circuit half-open, another process's probe call is in flight"),
+    3: ("cooldown", "rate limited upstream (seen by another process) for {wait:.2f}s more"),
+    4: ("busy", "{detail} calls in flight fleet-wide (max_parallel {max_parallel})"),
+    5: ("limit", "at its rpm limit fleet-wide ({rpm:g}/min)"),
+    6: ("limit", "at its tpm limit fleet-wide ({tpm:g}/min)"),
+}
+_HELD = frozenset({1, 3, 5, 6})
+"""Refusals that hold until their wait ends whatever else happens: the process skips without asking Redis again."""
+
+
+@dataclass(eq=False)
+class _Entry:
+    """One shared deployment as this process sees it."""
+
+    name: str
+    keys: tuple[str, str, str]
+    calls: deque[str] = field(default_factory=deque[str])
+    """This process's calls in flight there (ids in the busy set); any one is released when a call ends."""
+    probe: str | None = None
+    """The id of this process's half-open probe call, while it holds the fleet's probe."""
+    hold: Unavailable | None = None
+    """A refusal learned from the fleet, honoured until its ``ready_at`` without a round trip."""
+
+
+def keys_for(prefix: str, name: str) -> tuple[str, str, str]:
+    """The keys of deployment ``name``: one hash tag, so one Redis Cluster slot (tests check the layout)."""
+    tag = "{" + name.replace("{", "(").replace("}", ")") + "}"
+    return (f"{prefix}{tag}:s", f"{prefix}{tag}:probe", f"{prefix}{tag}:busy")
+
+
+class RedisState:
+    """:class:`~polyroute.state.SharedState` on Redis (or Valkey, or a Redis Cluster)."""
+
+    def __init__(self, settings: StateSettings, lock: threading.Lock) -> None:
+        self._settings = settings
+        self._router_lock = lock
+        self._entries: dict[DeploymentState, _Entry] = {}
+        self._reset()
+
+    def __repr__(self) -> str:
+        return f"RedisState(prefix={self._settings.prefix!r}, up={self._down_since is None})"
+
+    def _reset(self) -> None:
+        """Per-process parts (a forked child starts its own connection and thread, and owns no calls)."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._queue: deque[tuple[str, Sequence[str], Sequence[str]]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._down_since: float | None = None
+        self._last_refresh = 0.0
+        self._ids = 0
+        self._process = f"{os.getpid()}-{secrets.token_hex(4)}"
+        for entry in self._entries.values():
+            entry.calls.clear()
+            entry.probe = None
+
+    # -- SharedState --------------------------------------------------------------------------------------------
+
+    def register(self, state: DeploymentState, name: str) -> None:  # noqa: D102 (the protocol's docstring)
+        self._entries[state] = _Entry(name, keys_for(self._settings.prefix, name))
+
+    def unregister(self, state: DeploymentState) -> None:  # noqa: D102
+        self._entries.pop(state, None)
+
+    def acquire(self, state: DeploymentState, tokens: int, now: float) -> Unavailable | None:  # noqa: D102
+        entry = self._entries.get(state)
+        if entry is None:
+            return None
+        hold = entry.hold
+        if hold is not None:
+            if now < hold.ready_at:
+                return hold
+            entry.hold = None
+        client = self._ready()
+        if client is None:
+            return None
+        with self._lock:
+            self._ids += 1
+            call = f"{self._process}-{self._ids}"
+        rpm = state.rpm.capacity if state.rpm else 0
+        tpm = state.tpm.capacity if state.tpm else 0
+        args = (
+            f"{rpm:g}",
+            f"{tpm:g}",
+            str(tokens),
+            str(state.max_parallel or 0),
+            str(int(self._settings.probe_timeout * 1000)),
+            call,
+            str(int(IN_FLIGHT_LEASE * 1000)),
+            str(KEY_TTL_MS),
+        )
+        try:
+            reply = self._run(client, _ACQUIRE, entry.keys, args)
+        except Exception as exc:  # a call never fails because Redis did
+            self._went_down(exc)
+            return None
+        code = int(reply[0])
+        if code == 0:
+            entry.calls.append(call)
+            if int(reply[1]):
+                entry.probe = call
+            return None
+        wait = int(reply[1]) / 1000
+        detail = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+        kind, template = _REFUSED[code]
+        reason = template.format(detail=detail, wait=wait, max_parallel=state.max_parallel, rpm=rpm, tpm=tpm)
+        skip = Unavailable(kind, reason, now + wait)
+        if code in _HELD:
+            entry.hold = skip
+        return skip
+
+    def release(self, state: DeploymentState, extra_tokens: int) -> None:  # noqa: D102
+        entry = self._entries.get(state)
+        if entry is None or self._down_since is not None:
+            return
+        call = _pop(entry.calls)
+        probe, entry.probe = entry.probe, None
+        if call or probe or extra_tokens > 0:
+            self._send(_RELEASE, entry.keys, (call, str(max(extra_tokens, 0)), probe or ""))
+
+    def failure(  # noqa: D102
+        self,
+        state: DeploymentState,
+        reason: str,
+        retry_after: float | None,
+        counts: bool,
+        allowed_fails: int,
+        cooldown: float,
+    ) -> None:
+        entry = self._entries.get(state)
+        if entry is None or self._down_since is not None:
+            return
+        probe, entry.probe = entry.probe, None
+        args = (
+            str(int((retry_after or 0) * 1000)),
+            "1" if counts else "0",
+            str(allowed_fails),
+            str(int(cooldown * 1000)),
+            reason,
+            probe or "",
+            str(KEY_TTL_MS),
+        )
+        self._send(_FAILURE, entry.keys[:2], args)
+
+    def success(self, state: DeploymentState, latency: float, release: bool, extra_tokens: int) -> None:  # noqa: D102
+        entry = self._entries.get(state)
+        if entry is None or self._down_since is not None:
+            return
+        entry.probe = None
+        call = _pop(entry.calls) if release else ""
+        self._send(_SUCCESS, entry.keys, (repr(latency), repr(LATENCY_ALPHA), call, str(max(extra_tokens, 0))))
+
+    def close(self) -> None:
+        """Send what is queued, stop the background thread, drop the connection (used again, it reconnects)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stop.set()
+        self._wake.set()
+        thread.join(timeout=max(1.0, self._settings.timeout * 4))
+        with self._lock:
+            self._thread = None
+            self._stop = threading.Event()
+            client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    # -- connection ---------------------------------------------------------------------------------------------
+
+    def _ready(self) -> Any:
+        """The client, with the background thread running; None while Redis is unreachable."""
+        if self._pid != os.getpid():
+            self._reset()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._background, name="polyroute-state", daemon=True)
+                    self._thread.start()
+        if self._down_since is not None:
+            return None
+        client = self._client
+        if client is None:
+            try:
+                client = self._connect()
+            except Exception as exc:
+                self._went_down(exc)
+                return None
+        return client
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._client is not None:
+                return self._client
+            settings = self._settings
+            assert settings.url is not None  # StateSettings checks it
+            url = settings.url.get_secret_value()
+            # No retries: a slow or absent Redis must cost one short timeout, then the process goes on alone.
+            options: dict[str, Any] = {
+                "socket_timeout": settings.timeout,
+                "socket_connect_timeout": settings.timeout,
+                "retry": Retry(NoBackoff(), 0),
+            }
+            if settings.cluster:
+                from redis.cluster import RedisCluster
+
+                self._client = RedisCluster.from_url(url, **options)  # pyright: ignore[reportUnknownMemberType]
+            else:
+                self._client = redis.Redis.from_url(url, **options)  # pyright: ignore[reportUnknownMemberType]
+            return self._client
+
+    def _run(self, client: Any, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """One script, one round trip (EVALSHA; EVAL once after the server started without it)."""
+        try:
+            return client.evalsha(_sha1(script), len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(script, len(keys), *keys, *args)
+
+    def _send(self, script: str, keys: Sequence[str], args: Sequence[str]) -> None:
+        """Queue an outcome for the background thread (the caller does not wait on Redis)."""
+        if self._pid != os.getpid() or self._thread is None:
+            self._ready()
+        self._queue.append((script, keys, args))
+        self._wake.set()
+
+    def _went_down(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+            self._queue.clear()
+            for entry in self._entries.values():
+                entry.calls.clear()
+                entry.probe = None
+        _log.warning(
+            "shared routing state on Redis unreachable (%s); this process routes on its own state until it answers",
+            type(exc).__name__,
+        )
+
+    # -- background ---------------------------------------------------------------------------------------------
+
+    def _background(self) -> None:
+        settings = self._settings
+        stop = self._stop
+        while True:
+            down = self._down_since is not None
+            self._wake.wait(settings.reconnect if down else settings.refresh)
+            self._wake.clear()
+            if self._down_since is not None:
+                if stop.is_set():
+                    return
+                self._try_reconnect()
+                continue
+            try:
+                self._flush()
+                now = time.monotonic()
+                if now - self._last_refresh >= settings.refresh:
+                    self._last_refresh = now
+                    self._refresh()
+            except Exception as exc:
+                self._went_down(exc)
+            if stop.is_set():
+                return
+
+    def _try_reconnect(self) -> None:
+        try:
+            client = self._connect()
+            client.ping()
+        except Exception:
+            return
+        with self._lock:
+            self._down_since = None
+        _log.warning("shared routing state on Redis reachable again; sharing resumed")
+
+    def _flush(self) -> None:
+        """Send queued outcomes, in order, in one pipeline."""
+        queue = self._queue
+        if not queue:
+            return
+        client = self._client or self._connect()
+        pipe = client.pipeline(transaction=False)
+        while queue:
+            script, keys, args = queue.popleft()
+            pipe.eval(script, len(keys), *keys, *args)
+        pipe.execute()
+
+    def _refresh(self) -> None:
+        """Read the fleet's latency, calls in flight and holds into local copies (one pipeline)."""
+        entries = list(self._entries.items())
+        if not entries:
+            return
+        client = self._client or self._connect()
+        pipe = client.pipeline(transaction=False)
+        lease = str(int(IN_FLIGHT_LEASE * 1000))
+        for _, entry in entries:
+            pipe.eval(_REFRESH, 2, entry.keys[0], entry.keys[2], lease, *list(entry.calls))
+        replies = pipe.execute()
+        now = time.monotonic()
+        with self._router_lock:
+            for (state, entry), reply in zip(entries, replies, strict=True):
+                latency, busy, cool, open_, last_error = reply
+                if latency:
+                    state.latency = float(latency)
+                state.others_in_flight = max(0, int(busy) - len(entry.calls))
+                hold = entry.hold
+                if int(open_) > 0:
+                    error = last_error.decode() if isinstance(last_error, bytes) else str(last_error)
+                    reason = _REFUSED[1][1].format(detail=error)
+                    entry.hold = Unavailable("circuit", reason, now + int(open_) / 1000)
+                elif int(cool) > 0 and (hold is None or hold.ready_at < now + int(cool) / 1000):
+                    wait = int(cool) / 1000
+                    entry.hold = Unavailable("cooldown", _REFUSED[3][1].format(wait=wait), now + wait)
+
+
+@functools.cache
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _pop(calls: deque[str]) -> str:
+    try:
+        return calls.popleft()
+    except IndexError:
+        return ""
