@@ -30,12 +30,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
+from polyroute.errors import redact
 from polyroute.health import LATENCY_ALPHA, SkipKind, Unavailable
 
 if TYPE_CHECKING:
@@ -411,9 +413,19 @@ class RedisState:
                 entry.calls.clear()
                 entry.probe = None
         _log.warning(
-            "shared routing state on Redis unreachable (%s); this process routes on its own state until it answers",
+            "shared routing state on Redis unreachable (%s: %s); this process routes on its own state until it answers",
             type(exc).__name__,
+            self._scrub(str(exc))[:200],
         )
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's password (redis-py's messages name hosts, not credentials, but be sure)."""
+        assert self._settings.url is not None
+        url = self._settings.url.get_secret_value()
+        password = urlsplit(url).password
+        if password:
+            text = text.replace(password, "[redacted]")
+        return redact(text.replace(url, "[redis url]"))
 
     # -- background ---------------------------------------------------------------------------------------------
 
@@ -459,7 +471,7 @@ class RedisState:
         pipe = client.pipeline(transaction=False)
         while queue:
             script, keys, args = queue.popleft()
-            pipe.eval(script, len(keys), *keys, *args)
+            pipe.execute_command("EVAL", script, len(keys), *keys, *args)  # a cluster pipeline has no .eval()
         pipe.execute()
 
     def _refresh(self) -> None:
@@ -471,7 +483,7 @@ class RedisState:
         pipe = client.pipeline(transaction=False)
         lease = str(int(IN_FLIGHT_LEASE * 1000))
         for _, entry in entries:
-            pipe.eval(_REFRESH, 2, entry.keys[0], entry.keys[2], lease, *list(entry.calls))
+            pipe.execute_command("EVAL", _REFRESH, 2, entry.keys[0], entry.keys[2], lease, *list(entry.calls))
         replies = pipe.execute()
         now = time.monotonic()
         with self._router_lock:
