@@ -49,6 +49,9 @@ _log = logging.getLogger("polyroute.state")
 IN_FLIGHT_LEASE = 60.0
 """Seconds a call counts as in flight unless its process renews it (each refresh): a dead process's calls expire."""
 
+BATCH_WINDOW = 0.005
+"""Seconds the background thread waits after the first queued outcome, to send it with those that follow."""
+
 KEY_TTL_MS = 86_400_000
 """A deployment's keys expire a day after their last claim or failure, so retired deployments leave nothing behind."""
 
@@ -401,7 +404,8 @@ class RedisState:
         if self._pid != os.getpid() or self._thread is None:
             self._ready()
         self._queue.append((script, keys, args))
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _went_down(self, exc: BaseException) -> None:
         with self._lock:
@@ -434,7 +438,8 @@ class RedisState:
         stop = self._stop
         while True:
             down = self._down_since is not None
-            self._wake.wait(settings.reconnect if down else settings.refresh)
+            if self._wake.wait(settings.reconnect if down else settings.refresh) and not stop.is_set():
+                stop.wait(BATCH_WINDOW)  # let outcomes gather: one pipeline for many calls, less GIL contention
             self._wake.clear()
             if self._down_since is not None:
                 if stop.is_set():
