@@ -268,3 +268,54 @@ def test_rpm_limit_holds_on_a_redis_cluster(emulator: Start, cluster: list[Redis
         router.close()
     assert sorted(served) == sorted([f"limited-{i}" for i in range(4)] * 2 + ["other"] * 4)
     assert len(limited.requests) == 8
+
+
+def test_latency_averages_of_other_processes_order_the_latency_strategy(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    slow = emulator(lambda request: Reply(body=completion("slow"), first_byte_delay=0.3))
+    fast = emulator(ok("fast"))
+    cfg = config(redis_server.url, dep(slow, "slow"), dep(fast, "fast"), refresh=0.05)
+    cfg["models"][0]["strategy"] = "latency"
+    cfg["models"] += [
+        {"name": "s", "deployments": [dep(slow, "slow")]},
+        {"name": "f", "deployments": [dep(fast, "fast")]},
+    ]
+    measured = Router(cfg)
+    call("sync", measured, model="s")
+    call("sync", measured, model="f")
+    measured.close()
+    fresh = Router(cfg)  # has measured nothing itself: untried deployments would come in config order
+    time.sleep(0.3)
+    route = fresh.route("m")
+    firsts = [fresh.order(route)[0].deployment.id for _ in range(40)]
+    fresh.close()
+    assert firsts.count("fast") >= 30  # the rest: the strategy's random exploration
+
+
+def test_least_busy_counts_calls_in_flight_in_other_processes(emulator: Start, redis_server: RedisServer) -> None:
+    release = threading.Event()
+    busy = emulator(lambda request: (release.wait(10), Reply(body=completion("busy")))[1])
+    idle = emulator(ok("idle"))
+    cfg = config(redis_server.url, dep(busy, "busy"), dep(idle, "idle"), refresh=0.05)
+    cfg["models"][0]["strategy"] = "least-busy"
+    cfg["models"] += [{"name": "b", "deployments": [dep(busy, "busy")]}]
+    holder = Router(cfg)
+    calls = [threading.Thread(target=call, args=("sync", holder), kwargs={"model": "b"}) for _ in range(2)]
+    for thread in calls:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(busy.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other = Router(cfg)
+        time.sleep(0.3)
+        route = other.route("m")
+        firsts = {other.order(route)[0].deployment.id for _ in range(20)}
+        other.close()
+    finally:
+        release.set()
+        for thread in calls:
+            thread.join()
+        holder.close()
+    assert firsts == {"idle"}

@@ -241,6 +241,7 @@ class RedisState:
 
     def register(self, state: DeploymentState, name: str) -> None:  # noqa: D102 (the protocol's docstring)
         self._entries[state] = _Entry(name, keys_for(self._settings.prefix, name))
+        self._ready()  # the background refresh starts now, so the first order() already sees the fleet's view
 
     def unregister(self, state: DeploymentState) -> None:  # noqa: D102
         self._entries.pop(state, None)
