@@ -319,3 +319,17 @@ def test_least_busy_counts_calls_in_flight_in_other_processes(emulator: Start, r
             thread.join()
         holder.close()
     assert firsts == {"idle"}
+
+
+def test_redis_backend_without_redis_py_is_a_config_error() -> None:
+    script = (
+        "import sys; sys.modules['redis'] = None\n"  # as if redis-py were not installed
+        "from polyroute import Router\n"
+        "from polyroute.errors import ConfigError\n"
+        "try:\n"
+        "    Router({'state': {'backend': 'redis', 'url': 'redis://127.0.0.1:1/0'}})\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "polyroute[redis]" in done.stdout

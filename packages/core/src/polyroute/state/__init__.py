@@ -63,6 +63,12 @@ def open_shared_state(settings: StateSettings, lock: threading.Lock) -> SharedSt
     """
     if settings.backend == "memory":
         return None
-    from polyroute.state.redis import RedisState
+    try:
+        from polyroute.state.redis import RedisState
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith("redis"):
+            raise
+        from polyroute.errors import ConfigError
 
+        raise ConfigError("state: backend 'redis' needs redis-py: install the redis extra, polyroute[redis]") from None
     return RedisState(settings, lock)
