@@ -1,4 +1,4 @@
-"""One process of a fleet sharing routing state: ``python -m tests.core.state_worker '<json>'``.
+"""One process of a fleet sharing routing state: ``python -m tests.redis.worker '<json>'``.
 
 The JSON names a router ``config`` and ``calls`` (how many chat calls to make, one after the other). The worker
 builds its router, prints ``ready``, waits for a line on stdin (so the test starts all workers at once), makes its

@@ -21,10 +21,10 @@ import pytest
 from polyroute import Router
 from polyroute.errors import ConfigError
 from polyroute.state.redis import keys_for
-from tests.core.redis_server import RedisServer, cluster_nodes, require_redis
 from tests.core.routing_helpers import call, dep, ok, status
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import completion
+from tests.redis.server import RedisServer, cluster_nodes, require_redis
 
 Start = Callable[..., Emulator]
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def run_fleet(router_config: dict[str, Any], calls: list[int]) -> list[list[str]
     """Start one worker process per entry of ``calls``, let them all go at once, and return what each was served."""
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.core.state_worker", json.dumps({"config": router_config, "calls": n})],
+            [sys.executable, "-m", "tests.redis.worker", json.dumps({"config": router_config, "calls": n})],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
