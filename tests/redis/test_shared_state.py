@@ -4,6 +4,7 @@ them; a Redis killed mid-run costs no call, and sharing resumes when it is back.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -333,3 +334,18 @@ def test_redis_backend_without_redis_py_is_a_config_error() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "polyroute[redis]" in done.stdout
+
+
+def test_a_router_dropped_without_close_takes_its_background_thread_along(redis_server: RedisServer) -> None:
+    def state_threads() -> int:
+        return sum(t.name == "polyroute-state" for t in threading.enumerate())
+
+    before = state_threads()
+    router = Router(config(redis_server.url, dep("http://127.0.0.1:9/v1", "d"), refresh=0.05))
+    assert state_threads() == before + 1
+    del router
+    gc.collect()
+    deadline = time.monotonic() + 3
+    while state_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert state_threads() == before

@@ -26,6 +26,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -359,7 +360,12 @@ class RedisState:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._background, name="polyroute-state", daemon=True)
+                    self._thread = threading.Thread(
+                        target=_background,
+                        args=(weakref.ref(self), self._wake, self._stop),
+                        name="polyroute-state",
+                        daemon=True,
+                    )
                     self._thread.start()
         if self._down_since is not None:
             return None
@@ -434,29 +440,24 @@ class RedisState:
 
     # -- background ---------------------------------------------------------------------------------------------
 
-    def _background(self) -> None:
-        settings = self._settings
-        stop = self._stop
-        while True:
-            down = self._down_since is not None
-            if self._wake.wait(settings.reconnect if down else settings.refresh) and not stop.is_set():
-                stop.wait(BATCH_WINDOW)  # let outcomes gather: one pipeline for many calls, less GIL contention
-            self._wake.clear()
-            if self._down_since is not None:
-                if stop.is_set():
-                    return
+    def _background_step(self) -> bool:
+        """One turn of the background thread after its wait: send outcomes, refresh, or check a down Redis.
+        False once the thread should end.
+        """
+        stop = self._stop.is_set()
+        if self._down_since is not None:
+            if not stop:
                 self._try_reconnect()
-                continue
-            try:
-                self._flush()
-                now = time.monotonic()
-                if now - self._last_refresh >= settings.refresh:
-                    self._last_refresh = now
-                    self._refresh()
-            except Exception as exc:
-                self._went_down(exc)
-            if stop.is_set():
-                return
+            return not stop
+        try:
+            self._flush()
+            now = time.monotonic()
+            if now - self._last_refresh >= self._settings.refresh:
+                self._last_refresh = now
+                self._refresh()
+        except Exception as exc:
+            self._went_down(exc)
+        return not stop
 
     def _try_reconnect(self) -> None:
         try:
@@ -506,6 +507,25 @@ class RedisState:
                 elif int(cool) > 0 and (hold is None or hold.ready_at < now + int(cool) / 1000):
                     wait = int(cool) / 1000
                     entry.hold = Unavailable("cooldown", _REFUSED[3][1].format(wait=wait), now + wait)
+
+
+def _background(ref: weakref.ReferenceType[RedisState], wake: threading.Event, stop: threading.Event) -> None:
+    """The background thread: holds its :class:`RedisState` only while working, so a router dropped without
+    ``close()`` takes its thread with it.
+    """
+    while True:
+        state = ref()
+        if state is None:
+            return
+        settings, down = state._settings, state._down_since is not None  # pyright: ignore[reportPrivateUsage]
+        del state
+        if wake.wait(settings.reconnect if down else settings.refresh) and not stop.is_set():
+            stop.wait(BATCH_WINDOW)  # let outcomes gather: one pipeline for many calls, less GIL contention
+        wake.clear()
+        state = ref()
+        if state is None or not state._background_step():  # pyright: ignore[reportPrivateUsage]
+            return
+        del state
 
 
 @functools.cache
