@@ -3,7 +3,9 @@
 Times what the transport asks of the router for one successful call (as ``bench_routing.py``: order the
 deployments, claim the first, record the success), with ``state`` in memory and on a ``redis-server`` this script
 starts on a free loopback port, and counts the Redis commands per call from ``INFO commandstats``: ``evalsha`` is
-the claim on the hot path, ``eval`` the outcomes and refreshes the background thread sends in pipelines.
+the claim on the hot path, ``eval`` the outcomes and refreshes the background thread sends in pipelines (a run of
+one deployment's successes folded into one script). The single-call median is the issue's measure; the mean over a
+round also carries the background thread's share (its CPU, and the GIL it holds now and then).
 Run: ``uv run python bench/bench_state.py`` (needs ``redis-server``, Debian's package).
 """
 
@@ -101,7 +103,7 @@ def main() -> None:
         hot = after.get("evalsha", 0) - before.get("evalsha", 0)
         background = after.get("eval", 0) - before.get("eval", 0)
         med_mem, med_redis = statistics.median(mem_rounds), statistics.median(redis_rounds)
-        print(f"per call, median of {len(mem_rounds)} rounds of {CALLS}:")
+        print(f"per call, mean over a round of {CALLS} back-to-back calls, median of {len(mem_rounds)} rounds:")
         print(f"  memory  {med_mem:8.1f} µs")
         print(f"  redis   {med_redis:8.1f} µs   added {med_redis - med_mem:6.1f} µs")
         q = statistics.quantiles

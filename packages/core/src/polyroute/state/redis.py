@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import redis
@@ -111,14 +111,14 @@ redis.call('PEXPIRE', KEYS[3], ARGV[8])
 return {0, probe}
 """
 
-# KEYS: state hash, probe, busy. ARGV: call id ('' if none), extra tokens, probe id ('' if none).
+# Calls that ended, folded: KEYS: state hash, probe, busy. ARGV: extra tokens (sum), probe id ('' if none), call ids.
 _RELEASE = """
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
-local extra = tonumber(ARGV[2])
+for i = 3, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
+local extra = tonumber(ARGV[1])
 if extra > 0 and redis.call('HEXISTS', KEYS[1], 'tpm') == 1 then
   redis.call('HINCRBYFLOAT', KEYS[1], 'tpm', -extra)
 end
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return 0
 """
 
@@ -147,17 +147,21 @@ redis.call('PEXPIRE', h, ARGV[7])
 return 0
 """
 
-# KEYS: state hash, probe, busy. ARGV: latency s, alpha, call id ('' unless the call ends too), extra tokens.
+# Successes, folded in order: KEYS: state hash, probe, busy. ARGV: alpha, extra tokens (sum), then per success its
+# latency (s) and its call id ('' unless the call ended with it).
 _SUCCESS = """
 local h = KEYS[1]
 redis.call('HSET', h, 'failures', 0, 'circuit', 'closed')
 redis.call('DEL', KEYS[2])
-local x = tonumber(ARGV[1])
+local alpha = tonumber(ARGV[1])
 local lat = tonumber(redis.call('HGET', h, 'latency'))
-if lat then x = lat + tonumber(ARGV[2]) * (x - lat) end
-redis.call('HSET', h, 'latency', tostring(x))
-if ARGV[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[3]) end
-local extra = tonumber(ARGV[4])
+for i = 3, #ARGV, 2 do
+  local x = tonumber(ARGV[i])
+  if lat then lat = lat + alpha * (x - lat) else lat = x end
+  if ARGV[i + 1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[i + 1]) end
+end
+redis.call('HSET', h, 'latency', tostring(lat))
+local extra = tonumber(ARGV[2])
 if extra > 0 and redis.call('HEXISTS', h, 'tpm') == 1 then redis.call('HINCRBYFLOAT', h, 'tpm', -extra) end
 return 0
 """
@@ -203,6 +207,38 @@ class _Entry:
     """A refusal learned from the fleet, honoured until its ``ready_at`` without a round trip."""
 
 
+@dataclass(eq=False, slots=True)
+class _Outcome:
+    """A call's outcome waiting for the background thread."""
+
+    kind: Literal["release", "success", "failure"]
+    entry: _Entry
+    call: str = ""
+    extra_tokens: int = 0
+    probe: str = ""
+    latency: float = 0.0
+    args: Sequence[str] = ()
+    """The failure script's arguments."""
+
+    def folds_with(self, other: _Outcome) -> bool:
+        """Whether ``other`` can go in the same script as this one (same deployment, success or release)."""
+        return self.kind == other.kind and self.entry is other.entry and self.kind != "failure"
+
+
+def _folded(run: list[_Outcome]) -> tuple[str, Sequence[str], Sequence[str]]:
+    """One script for a run of outcomes that fold together (see :meth:`_Outcome.folds_with`)."""
+    first = run[0]
+    keys = first.entry.keys
+    extra = str(sum(o.extra_tokens for o in run))
+    if first.kind == "failure":
+        return _FAILURE, keys[:2], first.args
+    if first.kind == "release":
+        probe = next((o.probe for o in reversed(run) if o.probe), "")
+        return _RELEASE, keys, (extra, probe, *(o.call for o in run if o.call))
+    samples = [value for o in run for value in (repr(o.latency), o.call)]
+    return _SUCCESS, keys, (repr(LATENCY_ALPHA), extra, *samples)
+
+
 def keys_for(prefix: str, name: str) -> tuple[str, str, str]:
     """The keys of deployment ``name``: one hash tag, so one Redis Cluster slot (tests check the layout)."""
     tag = "{" + name.replace("{", "(").replace("}", ")") + "}"
@@ -226,7 +262,7 @@ class RedisState:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._client: Any = None
-        self._queue: deque[tuple[str, Sequence[str], Sequence[str]]] = deque()
+        self._queue: deque[_Outcome] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -301,7 +337,7 @@ class RedisState:
         call = _pop(entry.calls)
         probe, entry.probe = entry.probe, None
         if call or probe or extra_tokens > 0:
-            self._send(_RELEASE, entry.keys, (call, str(max(extra_tokens, 0)), probe or ""))
+            self._send(_Outcome("release", entry, call, max(extra_tokens, 0), probe or ""))
 
     def failure(  # noqa: D102
         self,
@@ -325,7 +361,7 @@ class RedisState:
             probe or "",
             str(KEY_TTL_MS),
         )
-        self._send(_FAILURE, entry.keys[:2], args)
+        self._send(_Outcome("failure", entry, args=args))
 
     def success(self, state: DeploymentState, latency: float, release: bool, extra_tokens: int) -> None:  # noqa: D102
         entry = self._entries.get(state)
@@ -333,7 +369,7 @@ class RedisState:
             return
         entry.probe = None
         call = _pop(entry.calls) if release else ""
-        self._send(_SUCCESS, entry.keys, (repr(latency), repr(LATENCY_ALPHA), call, str(max(extra_tokens, 0))))
+        self._send(_Outcome("success", entry, call, max(extra_tokens, 0), latency=latency))
 
     def close(self) -> None:
         """Send what is queued, stop the background thread, drop the connection (used again, it reconnects)."""
@@ -406,11 +442,11 @@ class RedisState:
         except NoScriptError:
             return client.eval(script, len(keys), *keys, *args)
 
-    def _send(self, script: str, keys: Sequence[str], args: Sequence[str]) -> None:
+    def _send(self, outcome: _Outcome) -> None:
         """Queue an outcome for the background thread (the caller does not wait on Redis)."""
         if self._pid != os.getpid() or self._thread is None:
             self._ready()
-        self._queue.append((script, keys, args))
+        self._queue.append(outcome)
         if not self._wake.is_set():
             self._wake.set()
 
@@ -470,15 +506,23 @@ class RedisState:
         _log.warning("shared routing state on Redis reachable again; sharing resumed")
 
     def _flush(self) -> None:
-        """Send queued outcomes, in order, in one pipeline."""
+        """Send queued outcomes in order, in one pipeline; a run of successes or releases of one deployment is
+        folded into one script (the bench's sequential calls: one script per batch, not per call).
+        """
         queue = self._queue
         if not queue:
             return
         client = self._client or self._connect()
         pipe = client.pipeline(transaction=False)
-        while queue:
-            script, keys, args = queue.popleft()
-            pipe.execute_command("EVAL", script, len(keys), *keys, *args)  # a cluster pipeline has no .eval()
+        run: list[_Outcome] = []
+        while queue or run:
+            outcome = queue.popleft() if queue else None
+            if run and (outcome is None or not run[0].folds_with(outcome)):
+                script, keys, args = _folded(run)
+                pipe.execute_command("EVAL", script, len(keys), *keys, *args)  # a cluster pipeline has no .eval()
+                run = []
+            if outcome is not None:
+                run.append(outcome)
         pipe.execute()
 
     def _refresh(self) -> None:
