@@ -349,3 +349,36 @@ def test_a_router_dropped_without_close_takes_its_background_thread_along(redis_
     while state_threads() > before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert state_threads() == before
+
+
+def test_tpm_limit_holds_across_routers(emulator: Start, redis_server: RedisServer) -> None:
+    limited = emulator(ok("limited"))
+    other = emulator(ok("other"))
+    cfg = config(redis_server.url, dep(limited, "limited", tpm=300), dep(other, "other"))
+    long = [{"role": "user", "content": "x" * 800}]  # ~200 tokens by the chars/4 estimate
+    first, second = Router(cfg), Router(cfg)  # two processes' views
+    assert call("sync", first, messages=long)[1]["x-polyroute-deployment"] == "limited"
+    assert call("sync", second, messages=long)[1]["x-polyroute-deployment"] == "other"
+    first.close()
+    second.close()
+
+
+def test_max_parallel_holds_across_routers(emulator: Start, redis_server: RedisServer) -> None:
+    release = threading.Event()
+    slow = emulator(lambda request: (release.wait(10), Reply(body=completion("slow")))[1])
+    other = emulator(ok("other"))
+    cfg = config(redis_server.url, dep(slow, "slow", max_parallel=1), dep(other, "other"))
+    first, second = Router(cfg), Router(cfg)
+    holding = threading.Thread(target=call, args=("sync", first))
+    holding.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not slow.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert call("sync", second)[1]["x-polyroute-deployment"] == "other"
+    finally:
+        release.set()
+        holding.join()
+    first.close()  # the held call's end reaches Redis: the slot is free again
+    assert call("sync", second)[1]["x-polyroute-deployment"] == "slow"
+    second.close()
