@@ -382,3 +382,18 @@ def test_max_parallel_holds_across_routers(emulator: Start, redis_server: RedisS
     first.close()  # the held call's end reaches Redis: the slot is free again
     assert call("sync", second)[1]["x-polyroute-deployment"] == "slow"
     second.close()
+
+
+def test_a_fleet_wide_counter_reserves_within_a_limit_and_settles(redis_server: RedisServer) -> None:
+    cfg = config(redis_server.url, dep("http://127.0.0.1:9/v1", "d"))
+    one, two = Router(cfg).shared_state, Router(cfg).shared_state
+    assert one is not None and two is not None
+    assert one.add("budget:team", 6.0, limit=10.0, ttl=60) == 6.0
+    assert two.add("budget:team", 6.0, limit=10.0) == -1.0  # refused: 12 > 10, nothing added
+    assert two.add("budget:team", -2.5) == 3.5  # settled below the reservation
+    assert two.add("budget:team", 6.0, limit=10.0) == 9.5
+    assert 0 < int(redis_server.command("pttl", cfg["state"]["prefix"] + "{counter:budget:team}")) <= 60_000
+    redis_server.stop()
+    assert one.add("budget:team", 1.0, limit=10.0) is None  # unreachable: the caller's rule decides
+    one.close()
+    two.close()

@@ -268,6 +268,11 @@ class Router:
             return shared[0] if shared is not None else _new_state(target)
         return found
 
+    @property
+    def shared_state(self) -> SharedState | None:
+        """The state shared with other processes (``state: {backend: redis}``), or None (this process only)."""
+        return self._shared_state
+
     def unavailable(self, target: Target, tokens: int = 0) -> Unavailable | None:
         """Why a deployment must be skipped now (no key, key rejected, circuit open, cooling down, at a limit,
         busy), or None.

@@ -52,6 +52,15 @@ class SharedState(Protocol):
         """A successful call: closes the shared circuit, feeds the shared latency average."""
         ...
 
+    def add(self, name: str, amount: float, limit: float | None = None, ttl: float | None = None) -> float | None:
+        """Add ``amount`` to the fleet-wide counter ``name`` in one atomic step, unless that passes ``limit``.
+
+        For budgets (reserve with a limit, settle with the difference and none): the new total, or ``-1.0`` when
+        refused, or ``None`` when the shared store did not answer (the caller's fail-open or fail-closed rule
+        decides). ``ttl`` (seconds) starts when the counter is created: a budget period.
+        """
+        ...
+
     def close(self) -> None:
         """Stop background work and drop connections (used again, it reconnects)."""
         ...

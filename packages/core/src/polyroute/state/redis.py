@@ -181,6 +181,18 @@ if f[3] == 'open' then open = math.max(0, (tonumber(f[4]) or 0) - now) end
 return {f[1] or '', redis.call('ZCARD', KEYS[2]), cool, open, f[5] or ''}
 """
 
+# KEYS: counter. ARGV: amount, limit ('' none), ttl ms ('' none). Reply: the new total, or -1 when refused.
+_ADD = """
+local amount = tonumber(ARGV[1])
+if ARGV[2] ~= '' and amount > 0 then
+  local total = tonumber(redis.call('GET', KEYS[1])) or 0
+  if total + amount > tonumber(ARGV[2]) then return '-1' end
+end
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return total
+"""
+
 _REFUSED: dict[int, tuple[SkipKind, str]] = {
     1: ("circuit", "circuit open fleet-wide after: {detail}"),
     2: ("circuit", "circuit half-open, another process's probe call is in flight"),
@@ -243,6 +255,11 @@ def keys_for(prefix: str, name: str) -> tuple[str, str, str]:
     """The keys of deployment ``name``: one hash tag, so one Redis Cluster slot (tests check the layout)."""
     tag = "{" + name.replace("{", "(").replace("}", ")") + "}"
     return (f"{prefix}{tag}:s", f"{prefix}{tag}:probe", f"{prefix}{tag}:busy")
+
+
+def counter_key(prefix: str, name: str) -> str:
+    """The key of the counter ``name`` (its own hash tag: counters spread over a Cluster's slots)."""
+    return f"{prefix}{{counter:{name.replace('{', '(').replace('}', ')')}}}"
 
 
 class RedisState:
@@ -370,6 +387,18 @@ class RedisState:
         entry.probe = None
         call = _pop(entry.calls) if release else ""
         self._send(_Outcome("success", entry, call, max(extra_tokens, 0), latency=latency))
+
+    def add(self, name: str, amount: float, limit: float | None = None, ttl: float | None = None) -> float | None:  # noqa: D102
+        client = self._ready()
+        if client is None:
+            return None
+        key = counter_key(self._settings.prefix, name)
+        args = (repr(amount), "" if limit is None else repr(limit), "" if ttl is None else str(int(ttl * 1000)))
+        try:
+            return float(self._run(client, _ADD, (key,), args))
+        except Exception as exc:
+            self._went_down(exc)
+            return None
 
     def close(self) -> None:
         """Send what is queued, stop the background thread, drop the connection (used again, it reconnects)."""
