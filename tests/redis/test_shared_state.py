@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from polyroute import Router
@@ -397,3 +398,23 @@ def test_a_fleet_wide_counter_reserves_within_a_limit_and_settles(redis_server: 
     assert one.add("budget:team", 1.0, limit=10.0) is None  # unreachable: the caller's rule decides
     one.close()
     two.close()
+
+
+def test_a_probe_whose_process_died_expires_and_another_process_probes(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    down = emulator(status(500, "boom"))
+    cfg = config(redis_server.url, dep(down, "down"), retry={"allowed_fails": 1, "cooldown": 0.3}, probe_timeout=0.6)
+    dying, survivor = Router(cfg), Router(cfg)
+    with pytest.raises(openai.APIStatusError, match="boom"):
+        call("sync", dying, client={"max_retries": 0})
+    dying.close()  # its failure reached Redis: the circuit is open for 0.3 s
+    time.sleep(0.4)
+    assert dying.try_acquire(dying.route("m").targets[0]) is None  # the probe, never finished: its process "died"
+    target = survivor.route("m").targets[0]
+    skip = survivor.try_acquire(target)
+    assert skip is not None and "probe" in skip.reason
+    time.sleep(0.7)
+    assert survivor.try_acquire(target) is None  # the claim expired: this process probes now
+    survivor.release(target)
+    survivor.close()
