@@ -113,7 +113,7 @@ def test_only_one_process_probes_a_half_open_deployment(emulator: Start, redis_s
     def down(request: Request) -> Reply:
         if not recovered.is_set():
             return Reply(status=500, body={"error": {"message": "boom", "type": "server_error", "code": None}})
-        return Reply(body=completion("down", model="down"), first_byte_delay=1.5)  # the probe stays in flight
+        return Reply(body=completion("down", model="down"), first_byte_delay=3.0)  # the probe stays in flight
 
     down_emu = emulator(down)
     other = emulator(ok("other"))
@@ -161,7 +161,7 @@ def test_calls_go_on_while_redis_is_down_and_sharing_resumes(
     for _ in range(5):
         started = time.monotonic()
         assert call("sync", first)[1]["x-polyroute-deployment"] == "flaky"
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0
     down = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(down) == 1  # logged once, not per call
 
@@ -193,8 +193,8 @@ def test_a_hung_redis_costs_one_short_timeout(emulator: Start, redis_server: Red
             started = time.monotonic()
             call("sync", router)
             durations.append(time.monotonic() - started)
-        assert max(durations) < 0.5
-        assert sorted(durations)[2] < 0.2  # after the first timeout, calls no longer wait on Redis
+        assert max(durations) < 1.0
+        assert sorted(durations)[2] < 0.3  # after the first timeout, calls no longer wait on Redis
     finally:
         redis_server.process.send_signal(signal.SIGCONT)
         router.close()
