@@ -157,6 +157,29 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             "google",
             header_prefixes=("x-goog-",),
         ),
+        ProviderSpec(
+            # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html: SigV4 (botocore's
+            # credential chain) or a Bedrock API key as a bearer token; the region comes from the deployment.
+            "bedrock",
+            "bedrock",
+            "https://bedrock-runtime.{region}.amazonaws.com",
+            ("AWS_BEARER_TOKEN_BEDROCK",),
+            "bearer",
+            "amazon-bedrock",
+            key_required=False,
+        ),
+        ProviderSpec(
+            # https://cloud.google.com/vertex-ai/generative-ai/docs: Gemini and Claude on {location}-aiplatform,
+            # OAuth bearer tokens from google-auth.
+            "vertex",
+            "vertex",
+            "https://{location}-aiplatform.googleapis.com",
+            (),
+            "none",
+            "google-vertex",
+            key_required=False,
+            header_prefixes=("x-goog-",),
+        ),
         ProviderSpec("mock", "mock", "http://mock.polyroute.invalid/v1", (), "none", None, key_required=False),
     )
 }
