@@ -341,3 +341,73 @@ def test_failover_without_thinking_on_drops_the_blocks(emulator: Start) -> None:
     sent = bedrock_script.bodies[0]["messages"]
     assert not any("reasoningContent" in b for m in sent for b in m["content"])
     assert "additionalModelRequestFields" not in bedrock_script.bodies[0]
+
+
+# -- credentials, region and config -------------------------------------------------------------------------------
+
+
+def test_credentials_and_region_from_the_environment(emulator: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN and AWS_REGION."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", br.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", br.SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", br.SESSION_TOKEN)
+    monkeypatch.setenv("AWS_REGION", br.REGION)
+    monkeypatch.delenv("AWS_BEARER_TOKEN_BEDROCK", raising=False)
+    monkeypatch.setattr(bedrock, "_CREDENTIALS", {})  # resolved once per process: start this test afresh
+    emu = emulator(br.scripted(["from the chain"]))
+    d = {"provider": "bedrock", "model": CLAUDE, "api_base": emu.url}
+    completion = (
+        router(d).openai_client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    )
+    assert completion.choices[0].message.content == "from the chain"
+
+
+def test_missing_region_is_a_clear_401(emulator: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/polyroute-test")
+    monkeypatch.setattr(bedrock, "_SESSIONS", {})
+    d = {"provider": "bedrock", "model": CLAUDE, **{k: v for k, v in SIGV4.items() if k != "aws_region"}}
+    client = router(d).openai_client()
+    with pytest.raises(openai.AuthenticationError, match="no AWS region: set aws_region"):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+
+
+def test_regions_of_one_model_keep_their_own_health(emulator: Start) -> None:
+    """A throttled us-east-1 must not cool down the same model in another region (the template base is shared)."""
+    config = {
+        "models": [
+            {
+                "name": "m",
+                "deployments": [
+                    {"provider": "bedrock", "model": CLAUDE, "aws_region": "us-east-1", "api_key": br.API_KEY},
+                    {"provider": "bedrock", "model": CLAUDE, "aws_region": "us-west-2", "api_key": br.API_KEY},
+                ],
+            }
+        ]
+    }
+    r = Router(config)
+    east, west = r.route("m").targets
+    assert bedrock.endpoint(east, False).startswith("https://bedrock-runtime.us-east-1.amazonaws.com/model/")
+    assert bedrock.endpoint(west, True).startswith("https://bedrock-runtime.us-west-2.amazonaws.com/model/")
+    assert r.state(east) is not r.state(west)
+
+
+def test_cloud_fields_belong_to_their_provider_and_secrets_stay_hidden() -> None:
+    from polyroute.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="aws_region only apply to provider 'bedrock'"):
+        Router({"models": [{"name": "m", "deployments": [{"provider": "anthropic", "model": "x", "aws_region": "a"}]}]})
+    with pytest.raises(ConfigError, match="project only apply to provider 'vertex'"):
+        Router({"models": [{"name": "m", "deployments": [{"provider": "bedrock", "model": "x", "project": "p"}]}]})
+    r = router({"provider": "bedrock", "model": CLAUDE, "api_base": "http://127.0.0.1:9", **SIGV4})
+    shown = repr(r.route("m").targets[0].deployment)
+    assert br.SECRET_KEY not in shown and br.SESSION_TOKEN not in shown
+
+
+def test_a_corrupt_frame_is_an_error_not_a_crash() -> None:
+    frame = bytearray(br.event("messageStart", {"role": "assistant"}))
+    frame[-1] ^= 0xFF  # the message CRC
+    decoder = bedrock.stream_decoder()
+    with pytest.raises(ValueError, match="corrupt event-stream frame"):
+        decoder.feed(bytes(frame))

@@ -466,16 +466,23 @@ class EventStreamDecoder:
     ``SSEEvent(event="exception:<:exception-type>", …)``.
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_error")
 
     def __init__(self) -> None:
-        from botocore.eventstream import EventStreamBuffer
+        from botocore.eventstream import EventStreamBuffer, ParserError
 
         self._buffer: Any = EventStreamBuffer()
+        self._error = ParserError
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Add bytes; return every frame they complete."""
+        """Add bytes; return every frame they complete. A corrupt frame (bad CRC, lengths) raises ``ValueError``."""
         self._buffer.add_data(chunk)
+        try:
+            return self._frames()
+        except self._error as exc:
+            raise ValueError(f"a corrupt event-stream frame: {exc}") from exc
+
+    def _frames(self) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         for message in self._buffer:
             headers = cast(Mapping[str, str], message.headers)
