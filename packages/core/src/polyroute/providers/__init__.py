@@ -113,6 +113,74 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             _HOSTED_OPEN_MODELS,
         ),
         ProviderSpec(
+            # https://openrouter.ai/docs/api-reference/overview: max_tokens; its own `reasoning` ({effort, max_tokens,
+            # exclude}) and `provider` routing preferences ({order, allow_fallbacks, only, sort…}) are body fields
+            # passed through from extra_body or params; answers carry `reasoning`, read as reasoning_content.
+            "openrouter",
+            "openai",
+            "https://openrouter.ai/api/v1",
+            ("OPENROUTER_API_KEY",),
+            "bearer",
+            "openrouter",
+            Quirks(max_tokens_field="max_tokens", developer_role=False),
+        ),
+        ProviderSpec(
+            # https://docs.x.ai/docs/api-reference: OpenAI's surface; no logit_bias, no audio. Its reasoning models
+            # refuse presence/frequency penalties and stop, and say so in a 400 (per model, so not refused here).
+            "xai",
+            "openai",
+            "https://api.x.ai/v1",
+            ("XAI_API_KEY",),
+            "bearer",
+            "xai",
+            Quirks(unsupported=frozenset({"logit_bias", "audio", "modalities", "prediction", "service_tier"})),
+        ),
+        ProviderSpec(
+            # https://inference-docs.cerebras.ai/resources/openai: frequency_penalty, presence_penalty, logit_bias,
+            # parallel_tool_calls and service_tier are refused with a 400.
+            "cerebras",
+            "openai",
+            "https://api.cerebras.ai/v1",
+            ("CEREBRAS_API_KEY",),
+            "bearer",
+            "cerebras",
+            Quirks(
+                developer_role=False,
+                parallel_tool_calls=False,
+                unsupported=frozenset(
+                    {"frequency_penalty", "presence_penalty", "logit_bias", "service_tier", "audio", "modalities"}
+                ),
+            ),
+        ),
+        ProviderSpec(
+            # https://docs.perplexity.ai/guides/chat-completions-guide: Sonar answers with web search (top-level
+            # `citations` / `search_results` pass through); no function tools, n, logprobs or logit_bias; its
+            # search options (search_domain_filter, search_recency_filter, return_images…) are extra_body fields.
+            "perplexity",
+            "openai",
+            "https://api.perplexity.ai",
+            ("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
+            "bearer",
+            "perplexity",
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                n=False,
+                strict_tools=False,
+                unsupported=_COMMON_UNSUPPORTED | {"tools", "tool_choice", "parallel_tool_calls", "service_tier"},
+            ),
+        ),
+        ProviderSpec(
+            # https://deepinfra.com/docs/openai_api: open-weight models behind an OpenAI-compatible surface.
+            "deepinfra",
+            "openai",
+            "https://api.deepinfra.com/v1/openai",
+            ("DEEPINFRA_API_KEY", "DEEPINFRA_TOKEN"),
+            "bearer",
+            "deepinfra",
+            _HOSTED_OPEN_MODELS,
+        ),
+        ProviderSpec(
             # https://github.com/ollama/ollama/blob/main/docs/openai.md: no key, no n, no logprobs.
             "ollama",
             "openai",
