@@ -226,6 +226,15 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             header_prefixes=("x-goog-",),
         ),
         ProviderSpec(
+            # https://docs.cohere.com/reference/chat: the native v2 chat API (polyroute.providers.cohere).
+            "cohere",
+            "cohere",
+            "https://api.cohere.com",
+            ("CO_API_KEY", "COHERE_API_KEY"),
+            "bearer",
+            "cohere",
+        ),
+        ProviderSpec(
             # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html: SigV4 (botocore's
             # credential chain) or a Bedrock API key as a bearer token; the region comes from the deployment.
             "bedrock",
