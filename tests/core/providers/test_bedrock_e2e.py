@@ -411,3 +411,44 @@ def test_a_corrupt_frame_is_an_error_not_a_crash() -> None:
     decoder = bedrock.stream_decoder()
     with pytest.raises(ValueError, match="corrupt event-stream frame"):
         decoder.feed(bytes(frame))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_guardrail_intervention_is_a_content_filter_refusal(emulator: Start, stream: bool) -> None:
+    emu = emulator(br.scripted([[br.text("Sorry, the model cannot answer this.")]], stop="guardrail_intervened"))
+    client = router(deployment(emu, model=NOVA)).openai_client()
+    messages: Any = [{"role": "user", "content": "something blocked"}]
+    if stream:
+        chunks = list(client.chat.completions.create(model="m", messages=messages, stream=True))
+        refusal = "".join(getattr(c.choices[0].delta, "refusal", None) or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        completion = client.chat.completions.create(model="m", messages=messages)
+        refusal, finish = completion.choices[0].message.refusal or "", [completion.choices[0].finish_reason]
+    assert refusal == "Bedrock stopped this answer (stopReason: guardrail_intervened)."
+    assert finish == ["content_filter"]
+
+
+def test_structured_output_goes_as_output_config(emulator: Start) -> None:
+    script = br.scripted(['{"city":"Paris"}'])
+    emu = emulator(script)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    completion = (
+        router(deployment(emu))
+        .openai_client()
+        .chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Capital of France?"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        )
+    )
+    assert json.loads(completion.choices[0].message.content or "") == {"city": "Paris"}
+    text_format = script.bodies[0]["outputConfig"]["textFormat"]
+    assert text_format["type"] == "json_schema"
+    assert json.loads(text_format["structure"]["jsonSchema"]["schema"])["properties"] == schema["properties"]
+
+
+def test_refusals_name_bedrock_not_the_messages_api(emulator: Start) -> None:
+    client = router(deployment(emulator(br.scripted(["never"])), model=NOVA)).openai_client()
+    with pytest.raises(openai.BadRequestError, match=r"\(Bedrock Converse\) has no sampling seed"):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], seed=1)

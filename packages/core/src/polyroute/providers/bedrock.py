@@ -106,7 +106,13 @@ def is_claude(model: str) -> bool:
 
 def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
     """The ``POST /model/{modelId}/converse`` (or ``converse-stream``) request, authenticated."""
-    converse = to_converse(anthropic.native_body(body, target), target)
+    try:
+        native = anthropic.native_body(body, target)
+    except UnsupportedFeatureError as exc:  # the shared rules speak of the Messages API; this deployment is Bedrock
+        raise UnsupportedFeatureError(
+            exc.message.replace("(Anthropic Messages API)", "(Bedrock Converse)"), param=exc.param
+        ) from exc
+    converse = to_converse(native, target)
     stream = bool(body.get("stream"))
     url = endpoint(target, stream)
     content = dumps(converse)
@@ -427,9 +433,16 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
         "usage": _from_converse_usage(data.get("usage") or {}),
     }
     completion = anthropic.from_native_message(native, target, body)
+    if native["stop_reason"] == "refusal":
+        completion["choices"][0]["message"]["refusal"] = refusal_text(str(data.get("stopReason")))
     if not completion["id"]:
         completion["id"] = completion_id()
     return completion
+
+
+def refusal_text(stop_reason: str) -> str:
+    """``message.refusal`` when a guardrail or the model's content filter stopped the answer."""
+    return f"Bedrock stopped this answer (stopReason: {stop_reason})."
 
 
 def _from_converse_block(block: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -525,7 +538,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
     chunks go out on ``metadata``, or at the end of the body if it never came.
     """
 
-    __slots__ = ("_kinds", "_stop_seen")
+    __slots__ = ("_converse_stop", "_kinds", "_stop_seen")
 
     def __init__(
         self, target: Target, include_usage: bool, json_tool: str | None = None, output_tool: str | None = None
@@ -533,6 +546,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
         super().__init__(target, include_usage, json_tool, output_tool)
         self._kinds: dict[int, str] = {}
         self._stop_seen = False
+        self._converse_stop = ""
 
     def feed(self, event: SSEEvent) -> list[ChatCompletionChunk]:
         """One ConverseStream event → the chunks it completes."""
@@ -558,11 +572,12 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
                 return self._block_stop(int(data["contentBlockIndex"]))
             case "messageStop":
                 self._stop_seen = True
-                self._stop_reason = _STOP_REASONS.get(str(data.get("stopReason")), "end_turn")
+                self._converse_stop = str(data.get("stopReason"))
+                self._stop_reason = _STOP_REASONS.get(self._converse_stop, "end_turn")
                 return []
             case "metadata":
                 self._merge_usage(_from_converse_usage(cast(Mapping[str, Any], data.get("usage") or {})))
-                return self._message_stop() if self._stop_seen and not self._stopped else []
+                return self._stop() if self._stop_seen and not self._stopped else []
             case _:
                 return []
 
@@ -593,10 +608,19 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
         self._kinds[index] = kind
         return self._block_start(index, block)
 
+    def _stop(self) -> list[ChatCompletionChunk]:
+        """The Messages ``message_stop``, with Bedrock's words for a guardrail or filter refusal."""
+        out = self._message_stop()
+        for chunk in out:
+            for choice in chunk["choices"]:
+                if "refusal" in choice["delta"]:
+                    choice["delta"]["refusal"] = refusal_text(self._converse_stop)
+        return out
+
     def finish(self) -> list[ChatCompletionChunk]:
         """The body ended: after ``messageStop`` without ``metadata``, finish without usage; else interrupted."""
         if self._stop_seen and not self._stopped:
-            return self._message_stop()
+            return self._stop()
         return super().finish()
 
 
