@@ -452,3 +452,33 @@ def test_refusals_name_bedrock_not_the_messages_api(emulator: Start) -> None:
     client = router(deployment(emulator(br.scripted(["never"])), model=NOVA)).openai_client()
     with pytest.raises(openai.BadRequestError, match=r"\(Bedrock Converse\) has no sampling seed"):
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], seed=1)
+
+
+def test_named_profile_from_the_shared_files(emulator: Start, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """``aws_profile``: credentials and region from the profile, through botocore's own config loading."""
+    (tmp_path / "credentials").write_text(
+        f"[bedrock-prod]\naws_access_key_id = {br.ACCESS_KEY}\naws_secret_access_key = {br.SECRET_KEY}\n"
+        f"aws_session_token = {br.SESSION_TOKEN}\n"
+    )
+    (tmp_path / "config").write_text(f"[profile bedrock-prod]\nregion = {br.REGION}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(bedrock, "_CREDENTIALS", {})
+    monkeypatch.setattr(bedrock, "_SESSIONS", {})
+    emu = emulator(br.scripted(["from the profile"]))
+    d = {"provider": "bedrock", "model": CLAUDE, "api_base": emu.url, "aws_profile": "bedrock-prod"}
+    completion = (
+        router(d).openai_client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    )
+    assert completion.choices[0].message.content == "from the profile"
+
+
+def test_stream_without_metadata_still_finishes(emulator: Start) -> None:
+    frames = br.stream_frames(br.response([br.text("done")], "end_turn"))[:-1]  # no metadata frame
+    reply = Reply(chunks=frames, headers={"content-type": "application/vnd.amazon.eventstream"})
+    client = router(deployment(emulator(br.scripted([reply])))).openai_client()
+    chunks = list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "done"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]

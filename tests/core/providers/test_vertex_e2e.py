@@ -210,3 +210,19 @@ def test_credentials_info_never_shows_in_a_repr(emulator: Start) -> None:
     _, emu, info = start_vertex(emulator)
     shown = repr(router(deployment(emu, info)).route("m").targets[0])
     assert "PRIVATE KEY" not in shown
+
+
+def test_application_default_credentials(emulator: Start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ``credentials``: google-auth's ADC (here GOOGLE_APPLICATION_CREDENTIALS), its project used."""
+    handler, emu, info = start_vertex(emulator, gemini=vx.gemini_emulator(gem.response("via ADC")))
+    path = tmp_path / "adc.json"
+    path.write_text(json.dumps(info))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.setattr(vertex, "_SOURCES", {})
+    d = {"provider": "vertex", "model": "gemini-2.5-flash", "api_base": emu.url, "location": "us-east5"}
+    completion = (
+        router(d).openai_client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    )
+    assert completion.choices[0].message.content == "via ADC"
+    assert handler.token_requests == 1
