@@ -1,8 +1,9 @@
 """The provider registry: each provider as a data row; adapter modules load on first use.
 
 OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks` (data, never
-``if provider == ...`` in an adapter); native APIs have a module each (``anthropic``, ``gemini``). ``import polyroute``
-loads no adapter and no SDK.
+``if provider == ...`` in an adapter); native APIs have a module each (``anthropic``, ``gemini``, ``bedrock``,
+``vertex``, ``cohere``). ``import polyroute`` loads no adapter and no SDK (botocore and google-auth load with the first
+Bedrock or Vertex call).
 """
 
 from __future__ import annotations
