@@ -482,3 +482,23 @@ def test_stream_without_metadata_still_finishes(emulator: Start) -> None:
     chunks = list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "done"
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_false_keeps_the_first_call(emulator: Start, stream: bool) -> None:
+    """Converse cannot say it; the answer's second call is left out, as LangChain's with_structured_output expects."""
+    turn = [br.tool_use("get_weather", {"city": "Oslo"}), br.tool_use("get_weather", {"city": "Rome"})]
+    client = router(deployment(emulator(br.scripted([turn])))).openai_client()
+    messages: Any = [{"role": "user", "content": "Weather in Oslo and Rome?"}]
+    if stream:
+        chunks = client.chat.completions.create(
+            model="m", messages=messages, tools=[WEATHER], parallel_tool_calls=False, stream=True
+        )
+        calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or [] if tc.id]
+        names = [tc.function.name for tc in calls]  # type: ignore[union-attr]
+    else:
+        answer = client.chat.completions.create(
+            model="m", messages=messages, tools=[WEATHER], parallel_tool_calls=False
+        )
+        names = [tc.function.name for tc in answer.choices[0].message.tool_calls or []]  # type: ignore[union-attr]
+    assert names == ["get_weather"]

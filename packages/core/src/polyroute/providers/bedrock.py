@@ -425,6 +425,9 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     data = cast(Mapping[str, Any], data)
     message = cast(Mapping[str, Any], cast(Mapping[str, Any], data["output"])["message"])
     blocks = [b for block in message.get("content") or () if (b := _from_converse_block(block)) is not None]
+    if body.get("parallel_tool_calls") is False:  # Converse has no such switch: honoured here, first call kept
+        uses = [b for b in blocks if b["type"] == "tool_use"]
+        blocks = [b for b in blocks if b["type"] != "tool_use" or b is uses[0]]
     native = {
         "id": "",
         "model": target.model,
@@ -522,12 +525,14 @@ def stream_decoder() -> EventStreamDecoder:
 
 def stream_translator(target: Target, body: ChatCompletionRequest) -> BedrockStreamTranslator:
     """A translator for one ConverseStream answer."""
-    return BedrockStreamTranslator(
+    translator = BedrockStreamTranslator(
         target,
         include_usage(body),
         anthropic.json_tool_name(body, target),
         anthropic.forced_output_tool(body, target),
     )
+    translator.one_call = body.get("parallel_tool_calls") is False
+    return translator
 
 
 class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
@@ -538,7 +543,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
     chunks go out on ``metadata``, or at the end of the body if it never came.
     """
 
-    __slots__ = ("_converse_stop", "_kinds", "_stop_seen")
+    __slots__ = ("_converse_stop", "_kinds", "_stop_seen", "one_call")
 
     def __init__(
         self, target: Target, include_usage: bool, json_tool: str | None = None, output_tool: str | None = None
@@ -547,6 +552,8 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
         self._kinds: dict[int, str] = {}
         self._stop_seen = False
         self._converse_stop = ""
+        self.one_call = False
+        """``parallel_tool_calls: false``, which Converse cannot carry: tool calls after the first are left out."""
 
     def feed(self, event: SSEEvent) -> list[ChatCompletionChunk]:
         """One ConverseStream event → the chunks it completes."""
@@ -563,6 +570,9 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
                 start = cast(Mapping[str, Any], data.get("start") or {})
                 use = start.get("toolUse")
                 if use is None:
+                    return []
+                if self.one_call and "tool_use" in self._kinds.values():
+                    self._kinds[index] = "skipped"  # never started: its deltas and stop find no block
                     return []
                 self._kinds[index] = "tool_use"
                 return self._block_start(index, {"type": "tool_use", "id": use["toolUseId"], "name": use["name"]})
