@@ -17,7 +17,8 @@ text documents → ``document`` (with the ``name`` Converse requires); ``tool_us
 ``toolUse`` / ``toolResult``; thinking and redacted thinking → ``reasoningContent`` (``reasoningText`` with its
 ``signature``, ``redactedContent``); ``max_tokens``, ``temperature``, ``top_p``, ``stop_sequences`` →
 ``inferenceConfig``; ``tools`` → ``toolConfig`` (``tool_choice`` none → no ``toolChoice``, and no tools unless the
-history uses some, which Converse then requires declared); ``thinking``, ``top_k`` and any other model field →
+history uses some, which Converse then requires declared; ``parallel_tool_calls: false``, which Converse cannot
+carry, keeps an answer's first call); ``thinking``, ``top_k`` and any other model field →
 ``additionalModelRequestFields``; structured output → ``outputConfig.textFormat``. Converse's own fields
 (``guardrailConfig``, ``performanceConfig``, ``serviceTier``, ``requestMetadata``…) pass through from the SDK's
 ``extra_body`` or the deployment's ``params`` (guardrails by config: ``params: {guardrailConfig: {...}}``).
