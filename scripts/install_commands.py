@@ -42,6 +42,10 @@ CHECKS: dict[str, str] = {
     'python3 -m pip install "./packages/core[openai]"': "python3 -m polyroute demo",
     "python3 -m pip install uv": "python3 -m uv --version",
     'pip install "polyroute[yaml]"': "python3 -c 'import yaml, polyroute; print(yaml.safe_load(\"a: 1\"))'",
+    'pip install "polyroute[bedrock]"': (
+        "python3 -c 'import botocore.auth, polyroute.providers.bedrock as b; print(b.stream_decoder().feed(bytes()))'"
+    ),
+    'pip install "polyroute[vertex]"': "python3 -c 'import google.oauth2.service_account, polyroute.providers.vertex'",
     'pip install "polyroute[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
     'pip install "./packages/core[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
     'pip install "polyroute[langchain]"': (

@@ -88,7 +88,7 @@ t = time.perf_counter()
 import polyroute
 from polyroute import Router
 elapsed = time.perf_counter() - t
-heavy = [m for m in ("openai", "botocore", "anthropic", "langchain_core", "llama_index", "autogen_core",
+heavy = [m for m in ("openai", "botocore", "google.auth", "anthropic", "langchain_core", "llama_index", "autogen_core",
                      "yaml", "genai_prices", "polyroute.providers.anthropic", "polyroute.providers.gemini",
                      "polyroute.transport", "polyroute.testing") if m in sys.modules]
 import json; print(json.dumps({"heavy": heavy, "elapsed": elapsed}))

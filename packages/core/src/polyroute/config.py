@@ -90,6 +90,19 @@ class Deployment(_Model):
         description="OpenAI request parameters this deployment may drop when it cannot honour them (e.g. seed); "
         "without this opt-in such a request is routed elsewhere or refused with a 400 naming the parameter.",
     )
+    # AWS Bedrock (provider: bedrock): without these, botocore's credential chain (environment, profile, SSO,
+    # container and instance roles) and region; a Bedrock API key (api_key / AWS_BEARER_TOKEN_BEDROCK) wins.
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_profile: str | None = None
+    aws_region: str | None = None
+    # Google Vertex AI (provider: vertex): without credentials, application default credentials.
+    project: str | None = Field(default=None, description="Vertex: the Google Cloud project id.")
+    location: str | None = Field(default=None, description="Vertex: a region (us-east5) or 'global'.")
+    credentials: str | dict[str, Any] | None = Field(
+        default=None, description="Vertex: a service-account JSON file path, or the file's contents as a mapping."
+    )
     # The mock provider's behaviour (provider: mock); rejected on other providers.
     response: str | None = None
     tool_calls: list[MockToolCall] | None = None
@@ -163,6 +176,22 @@ class Deployment(_Model):
         return self
 
     @model_validator(mode="after")
+    def _cloud_fields_on_their_provider(self) -> Deployment:
+        for provider, names in _CLOUD_FIELDS.items():
+            used = [name for name in names if getattr(self, name) is not None]
+            if used and self.provider != provider:
+                names = ", ".join(used)
+                raise ValueError(f"{names} only apply to provider {provider!r} (this one is {self.provider!r})")
+        for secret in (self.aws_secret_access_key, self.aws_session_token):
+            if secret is not None and secret.get_secret_value():
+                remember_secret(secret.get_secret_value())
+        if isinstance(self.credentials, dict):
+            key = self.credentials.get("private_key")
+            if isinstance(key, str) and key:
+                remember_secret(key)
+        return self
+
+    @model_validator(mode="after")
     def _remember_secret_headers(self) -> Deployment:
         # Only long values: a credential is, and a short one ("X-Auth-Mode: standard") would redact common words.
         for name, value in self.headers.items():
@@ -176,7 +205,10 @@ class Deployment(_Model):
     def __repr_args__(self) -> Any:
         """Credential header values never show in a repr (``api_key`` is a ``SecretStr`` already)."""
         for name, value in super().__repr_args__():
-            yield name, masked_headers(value) if name == "headers" else value
+            if name == "credentials" and isinstance(value, dict):
+                yield name, "**********"  # a service account's private key
+            else:
+                yield name, masked_headers(value) if name == "headers" else value
 
     @property
     def label(self) -> str:
@@ -195,6 +227,11 @@ class Deployment(_Model):
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_CLOUD_FIELDS: dict[str, tuple[str, ...]] = {
+    "bedrock": ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile", "aws_region"),
+    "vertex": ("project", "location", "credentials"),
+}
 
 KEY_LISTENERS: list[Callable[[str], None]] = []
 """Called with every API key a deployment resolves; ``polyroute.testing`` listens to keep keys out of cassettes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
 import threading
@@ -469,7 +470,17 @@ def _identity(target: Target) -> Hashable:
     source: Hashable = ("inline", _key_digest(d.api_key.get_secret_value())) if d.api_key else target.key_envs
     headers = tuple(sorted(d.headers.items())) if d.headers else ()
     behaviour = d.model_dump_json(include=_MOCK_BEHAVIOUR) if target.provider == "mock" else None
-    return (target.provider, target.api_base, d.model, source, d.api_version, headers, d.id, behaviour)
+    # Bedrock and Vertex bases are templates ({region}, {location}): where the deployment runs, and as whom, tell
+    # two regions of one model apart (a throttled us-east-1 must not cool down its us-west-2 failover).
+    place = (
+        d.aws_region,
+        d.aws_profile,
+        d.aws_access_key_id and _key_digest(d.aws_access_key_id.get_secret_value()),
+        d.project,
+        d.location,
+        _key_digest(json.dumps(d.credentials, sort_keys=True)) if d.credentials else None,
+    )
+    return (target.provider, target.api_base, d.model, source, d.api_version, headers, d.id, behaviour, place)
 
 
 _MOCK_BEHAVIOUR = {

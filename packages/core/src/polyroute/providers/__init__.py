@@ -1,8 +1,9 @@
 """The provider registry: each provider as a data row; adapter modules load on first use.
 
 OpenAI-compatible vendors are rows over one adapter (``openai``) with their :class:`Quirks` (data, never
-``if provider == ...`` in an adapter); native APIs have a module each (``anthropic``, ``gemini``). ``import polyroute``
-loads no adapter and no SDK.
+``if provider == ...`` in an adapter); native APIs have a module each (``anthropic``, ``gemini``, ``bedrock``,
+``vertex``, ``cohere``). ``import polyroute`` loads no adapter and no SDK (botocore and google-auth load with the first
+Bedrock or Vertex call).
 """
 
 from __future__ import annotations
@@ -113,6 +114,74 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             _HOSTED_OPEN_MODELS,
         ),
         ProviderSpec(
+            # https://openrouter.ai/docs/api-reference/overview: max_tokens; its own `reasoning` ({effort, max_tokens,
+            # exclude}) and `provider` routing preferences ({order, allow_fallbacks, only, sort…}) are body fields
+            # passed through from extra_body or params; answers carry `reasoning`, read as reasoning_content.
+            "openrouter",
+            "openai",
+            "https://openrouter.ai/api/v1",
+            ("OPENROUTER_API_KEY",),
+            "bearer",
+            "openrouter",
+            Quirks(max_tokens_field="max_tokens", developer_role=False),
+        ),
+        ProviderSpec(
+            # https://docs.x.ai/docs/api-reference: OpenAI's surface; no logit_bias, no audio. Its reasoning models
+            # refuse presence/frequency penalties and stop, and say so in a 400 (per model, so not refused here).
+            "xai",
+            "openai",
+            "https://api.x.ai/v1",
+            ("XAI_API_KEY",),
+            "bearer",
+            "xai",
+            Quirks(unsupported=frozenset({"logit_bias", "audio", "modalities", "prediction", "service_tier"})),
+        ),
+        ProviderSpec(
+            # https://inference-docs.cerebras.ai/resources/openai: frequency_penalty, presence_penalty, logit_bias,
+            # parallel_tool_calls and service_tier are refused with a 400.
+            "cerebras",
+            "openai",
+            "https://api.cerebras.ai/v1",
+            ("CEREBRAS_API_KEY",),
+            "bearer",
+            "cerebras",
+            Quirks(
+                developer_role=False,
+                parallel_tool_calls=False,
+                unsupported=frozenset(
+                    {"frequency_penalty", "presence_penalty", "logit_bias", "service_tier", "audio", "modalities"}
+                ),
+            ),
+        ),
+        ProviderSpec(
+            # https://docs.perplexity.ai/guides/chat-completions-guide: Sonar answers with web search (top-level
+            # `citations` / `search_results` pass through); no function tools, n, logprobs or logit_bias; its
+            # search options (search_domain_filter, search_recency_filter, return_images…) are extra_body fields.
+            "perplexity",
+            "openai",
+            "https://api.perplexity.ai",
+            ("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
+            "bearer",
+            "perplexity",
+            Quirks(
+                max_tokens_field="max_tokens",
+                developer_role=False,
+                n=False,
+                strict_tools=False,
+                unsupported=_COMMON_UNSUPPORTED | {"tools", "tool_choice", "parallel_tool_calls", "service_tier"},
+            ),
+        ),
+        ProviderSpec(
+            # https://deepinfra.com/docs/openai_api: open-weight models behind an OpenAI-compatible surface.
+            "deepinfra",
+            "openai",
+            "https://api.deepinfra.com/v1/openai",
+            ("DEEPINFRA_API_KEY", "DEEPINFRA_TOKEN"),
+            "bearer",
+            "deepinfra",
+            _HOSTED_OPEN_MODELS,
+        ),
+        ProviderSpec(
             # https://github.com/ollama/ollama/blob/main/docs/openai.md: no key, no n, no logprobs.
             "ollama",
             "openai",
@@ -155,6 +224,38 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
             "x-goog-api-key",
             "google",
+            header_prefixes=("x-goog-",),
+        ),
+        ProviderSpec(
+            # https://docs.cohere.com/reference/chat: the native v2 chat API (polyroute.providers.cohere).
+            "cohere",
+            "cohere",
+            "https://api.cohere.com",
+            ("CO_API_KEY", "COHERE_API_KEY"),
+            "bearer",
+            "cohere",
+        ),
+        ProviderSpec(
+            # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html: SigV4 (botocore's
+            # credential chain) or a Bedrock API key as a bearer token; the region comes from the deployment.
+            "bedrock",
+            "bedrock",
+            "https://bedrock-runtime.{region}.amazonaws.com",
+            ("AWS_BEARER_TOKEN_BEDROCK",),
+            "bearer",
+            "amazon-bedrock",
+            key_required=False,
+        ),
+        ProviderSpec(
+            # https://cloud.google.com/vertex-ai/generative-ai/docs: Gemini and Claude on {location}-aiplatform,
+            # OAuth bearer tokens from google-auth.
+            "vertex",
+            "vertex",
+            "https://{location}-aiplatform.googleapis.com",
+            (),
+            "none",
+            "google-vertex",
+            key_required=False,
             header_prefixes=("x-goog-",),
         ),
         ProviderSpec("mock", "mock", "http://mock.polyroute.invalid/v1", (), "none", None, key_required=False),

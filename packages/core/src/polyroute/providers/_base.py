@@ -68,7 +68,7 @@ class ProviderSpec:
     """A provider as data: which adapter speaks its wire format, where it lives, how it authenticates."""
 
     key: str
-    adapter: Literal["openai", "anthropic", "gemini", "mock"]
+    adapter: Literal["openai", "anthropic", "gemini", "mock", "bedrock", "vertex", "cohere"]
     default_base: str | None
     key_envs: tuple[str, ...]
     auth: AuthStyle

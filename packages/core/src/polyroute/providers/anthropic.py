@@ -168,6 +168,25 @@ def stream_decoder() -> SSEDecoder:
 
 def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
     """The native ``POST {base}/v1/messages`` request for ``body``."""
+    out = native_body(body, target)
+    stream = bool(body.get("stream"))
+    if stream:
+        out["stream"] = True
+
+    headers = {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+        "anthropic-version": target.deployment.api_version or DEFAULT_VERSION,
+        **target.auth_headers(),
+    }
+    headers.update(target.deployment.headers)
+    base = target.api_base.rstrip("/")
+    url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+    return UpstreamRequest("POST", url, headers, dumps(out), stream=stream)
+
+
+def native_body(body: ChatCompletionRequest, target: Target) -> dict[str, Any]:
+    """The Messages API body for ``body`` (without ``stream``): shared with Claude on Bedrock and on Vertex."""
     body = drop_params(body, target)
     _refuse_unsupported(body, target)
     out: dict[str, Any] = {"model": target.model}
@@ -230,20 +249,7 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     if target.deployment.params:
         out.update(target.deployment.params)
     _apply_thinking_rules(out, json_tool, target)
-    stream = bool(body.get("stream"))
-    if stream:
-        out["stream"] = True
-
-    headers = {
-        "content-type": "application/json",
-        "accept": "text/event-stream" if stream else "application/json",
-        "anthropic-version": target.deployment.api_version or DEFAULT_VERSION,
-        **target.auth_headers(),
-    }
-    headers.update(target.deployment.headers)
-    base = target.api_base.rstrip("/")
-    url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
-    return UpstreamRequest("POST", url, headers, dumps(out), stream=stream)
+    return out
 
 
 def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
@@ -890,7 +896,13 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     data = json.loads(content)
     if not isinstance(data, dict) or cast(Mapping[str, Any], data).get("type") == "error":
         raise classify_error(200, {}, content, target)
-    message_data = cast(dict[str, Any], data)
+    return from_native_message(cast(dict[str, Any], data), target, body)
+
+
+def from_native_message(message_data: Mapping[str, Any], target: Target, body: ChatCompletionRequest) -> ChatCompletion:
+    """A native ``message`` object → a chat completion (shared with Claude on Bedrock, whose Converse answer is
+    mapped to this shape first).
+    """
     json_tool = json_tool_name(body, target)
     texts: list[str] = []
     reasoning: list[str] = []
