@@ -106,7 +106,8 @@ def parse_request(raw: bytes) -> dict[str, Any]:
 def _inputs(value: Any) -> list[str] | list[list[int]]:
     """``input`` as a list of strings or a list of token arrays; anything else is a 400 that says what to send."""
     what = "a string, an array of strings, an array of token ids or an array of token-id arrays"
-    single_tokens = isinstance(value, list) and bool(value) and all(_is_token(t) for t in cast(list[Any], value))
+    items: list[Any] = cast(list[Any], value) if isinstance(value, list) else []
+    single_tokens = bool(items) and all(_is_token(t) for t in items)
     if isinstance(value, str) or single_tokens:
         value = [value]
     if not isinstance(value, list) or not value:
