@@ -237,3 +237,27 @@ def _gemini_request_problem(item: Mapping[str, Any], model: str, i: int) -> str 
     if size is not None and (not isinstance(size, int) or size < 1):
         return f"* BatchEmbedContentsRequest.requests[{i}].output_dimensionality: must be positive\n"
     return None
+
+
+CONTEXT = re.compile(r"-{5,}\n(?P<context>.*?)\n-{5,}", re.S)
+"""The retrieved context in a RAG prompt, between lines of dashes (LlamaIndex's default QA template's framing)."""
+
+
+def reader_handler():
+    """An OpenAI Chat Completions handler that answers from the prompt's context only: with the retrieved text
+    between dashed lines of the last user message, or "I don't know." when there is none (a RAG pipeline's answer
+    then shows which document retrieval found).
+    """
+    from tests.emulators.openai_format import completion
+
+    def handle(request: Request) -> Reply:
+        if not request.path.endswith("/chat/completions"):
+            return _openai_error(404, f"Invalid URL (POST {request.path})")
+        body = request.json()
+        content = body["messages"][-1]["content"]
+        prompt = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+        found = CONTEXT.search(prompt)
+        answer = f"From the context: {found['context'].strip()}" if found else "I don't know."
+        return Reply.json(completion(answer, model=body["model"]))
+
+    return handle
