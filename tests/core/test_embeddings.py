@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -484,3 +486,73 @@ def test_recorded_openai_float_answer_parses() -> None:
     answer = EMBEDDINGS.adapter(target, body).parse_response(content, target, body)
     assert [d["embedding"][0] for d in answer["data"]] == [0.0057293195, -0.037104916]
     assert answer["usage"] == {"prompt_tokens": 12, "total_tokens": 12}
+
+
+# -- concurrency and limits ----------------------------------------------------------------------------------------
+
+
+def _counting_handler(delay: float) -> tuple[Callable[[Request], Reply], list[int]]:
+    """An OpenAI embeddings handler that takes ``delay`` seconds and records how many requests were in flight."""
+    inner = openai_handler()
+    lock = threading.Lock()
+    state = {"now": 0}
+    peaks: list[int] = []
+
+    def handle(request: Request) -> Reply:
+        with lock:
+            state["now"] += 1
+            peaks.append(state["now"])
+        time.sleep(delay)
+        with lock:
+            state["now"] -= 1
+        return inner(request)
+
+    return handle, peaks
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_parts_run_concurrently(emulator: Start, asynchronous: bool) -> None:
+    handle, peaks = _counting_handler(0.2)
+    emu = emulator(handle)
+    router = Router({"models": [openai_route(emu, max_batch=2)]})
+    texts = [f"t{i}" for i in range(8)]
+    if asynchronous:
+
+        async def run() -> Any:
+            aclient = router.async_openai_client()
+            try:
+                return await aclient.embeddings.create(model="embed", input=texts, dimensions=4)
+            finally:
+                await aclient.close()
+
+        result = asyncio.run(run())
+    else:
+        result = client(router).embeddings.create(model="embed", input=texts, dimensions=4)
+    assert max(peaks) == 4  # the 4 parts were in flight at once, not one after another
+    assert [d.embedding for d in result.data] == [vector("text-embedding-3-small", t, 4) for t in texts]
+
+
+def test_parts_stay_within_max_parallel(emulator: Start) -> None:
+    handle, peaks = _counting_handler(0.05)
+    emu = emulator(handle)
+    router = Router({"models": [openai_route(emu, max_batch=2, max_parallel=2)]})
+    texts = [f"t{i}" for i in range(10)]
+    result = client(router).embeddings.create(model="embed", input=texts, dimensions=4)
+    assert len(peaks) == 5 and max(peaks) <= 2
+    assert [d.embedding for d in result.data] == [vector("text-embedding-3-small", t, 4) for t in texts]
+
+
+def test_rpm_limit_moves_calls_to_the_next_deployment(emulator: Start) -> None:
+    first, second = emulator(openai_handler()), emulator(openai_handler())
+    deployments = [
+        {"provider": "openai", "model": "text-embedding-3-small", "api_base": f"{e.url}/v1", "api_key": "k"}
+        | {"id": f"d{i}", "rpm": 1}
+        for i, e in enumerate((first, second))
+    ]
+    router = Router({"models": [{"name": "embed", "deployments": deployments}]})
+    c = client(router)
+    served = [
+        c.embeddings.with_raw_response.create(model="embed", input="x").headers["x-polyroute-deployment"]
+        for _ in range(2)
+    ]
+    assert served == ["d0", "d1"]
