@@ -261,6 +261,14 @@ def test_mistral_dimensions_is_output_dimension(emulator: Start) -> None:
     assert result.usage.prompt_tokens == 16
 
 
+def test_a_field_the_vendor_rejects_is_a_400_naming_it() -> None:
+    deployment = {"provider": "mistral", "model": "mistral-embed", "api_base": "http://127.0.0.1:9/v1", "api_key": "m"}
+    c = client(Router({"models": [{"name": "embed", "deployments": [deployment]}]}))
+    with pytest.raises(openai.BadRequestError, match="does not support 'user'") as caught:
+        c.embeddings.create(model="embed", input="x", user="u-1")
+    assert caught.value.param == "user"
+
+
 # -- the mock -----------------------------------------------------------------------------------------------------
 
 

@@ -224,6 +224,10 @@ class OpenAIEmbeddings:
                 "OpenAI deployment",
                 param="input",
             )
+        for name in target.spec.quirks.unsupported & body.keys():
+            raise UnsupportedFeatureError(
+                f"{target.label} does not support '{name}'; remove it or route to a deployment that does", param=name
+            )
         out: dict[str, Any] = {k: v for k, v in body.items() if k != "encoding_format"}
         out["model"] = target.model
         encoding = body.get("encoding_format", "float")
