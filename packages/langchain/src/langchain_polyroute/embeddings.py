@@ -72,6 +72,7 @@ class PolyrouteEmbeddings(BaseModel, Embeddings):
     @model_validator(mode="after")
     def _build_clients(self) -> Self:
         router = self.router if self.router is not None else Router(self.config)
+        router.require_mode(self.model, "embedding")  # a wrong or chat model name fails here, not on the first call
         options: dict[str, Any] = {
             "api_key": self.api_key.get_secret_value() if self.api_key else "polyroute",
             "max_retries": self.max_retries,
