@@ -261,6 +261,26 @@ def test_mistral_dimensions_is_output_dimension(emulator: Start) -> None:
     assert result.usage.prompt_tokens == 16
 
 
+@pytest.mark.parametrize("provider", ["together", "fireworks", "ollama", "openai-compatible"])
+def test_openai_format_vendors_get_floats_and_the_sdk_its_base64(emulator: Start, provider: str) -> None:
+    emu = emulator(openai_handler())
+    deployment = {
+        "provider": provider,
+        "model": "text-embedding-3-small",
+        "api_base": f"{emu.url}/v1",
+        "api_key": "v-k",
+    }
+    c = client(Router({"models": [{"name": "embed", "deployments": [deployment | {"mode": "embedding"}]}]}))
+    result = c.embeddings.create(model="embed", input=TEXTS)  # the SDK asks for base64
+    assert "encoding_format" not in emu.requests[0].json()  # vendors are asked for floats, encoded by polyroute
+    assert [d.embedding for d in result.data] == [vector("text-embedding-3-small", t, 1536) for t in TEXTS]
+    if provider == "openai-compatible":
+        assert len(c.embeddings.create(model="embed", input=[[1, 2]]).data) == 1
+    else:
+        with pytest.raises(openai.BadRequestError, match="takes text inputs only"):
+            c.embeddings.create(model="embed", input=[[1, 2]])
+
+
 def test_a_field_the_vendor_rejects_is_a_400_naming_it() -> None:
     deployment = {"provider": "mistral", "model": "mistral-embed", "api_base": "http://127.0.0.1:9/v1", "api_key": "m"}
     c = client(Router({"models": [{"name": "embed", "deployments": [deployment]}]}))
