@@ -367,6 +367,18 @@ def test_a_route_cannot_mix_chat_and_embedding_deployments() -> None:
         )
 
 
+def test_a_fallback_serves_the_same_api() -> None:
+    with pytest.raises(ConfigError, match="its fallback 'embed' serves embedding"):
+        Router(
+            {
+                "models": [
+                    {"name": "chat", "deployments": [{"provider": "mock", "model": "mock-1"}], "fallbacks": ["embed"]},
+                    {"name": "embed", "deployments": [{"provider": "mock", "model": "mock-embed"}]},
+                ]
+            }
+        )
+
+
 MIXED = {
     "models": [
         {

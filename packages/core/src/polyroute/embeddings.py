@@ -224,9 +224,11 @@ class OpenAIEmbeddings:
                 "OpenAI deployment",
                 param="input",
             )
-        for name in target.spec.quirks.unsupported & body.keys():
+        rejected = sorted(target.spec.quirks.unsupported & body.keys())
+        if rejected:
             raise UnsupportedFeatureError(
-                f"{target.label} does not support '{name}'; remove it or route to a deployment that does", param=name
+                f"{target.label} does not support '{rejected[0]}'; remove it or route to a deployment that does",
+                param=rejected[0],
             )
         out: dict[str, Any] = {k: v for k, v in body.items() if k != "encoding_format"}
         out["model"] = target.model

@@ -87,6 +87,7 @@ class Router:
         """Deployments whose key got a 401: (key digest, until, reason); skipped while the key is unchanged."""
         self._routes: dict[str, Route] = {route.name: self._build_route(route) for route in self.config.models}
         for built in self._routes.values():
+            _check_fallback_modes(built, self._routes)
             _check_vector_space(built, self._routes)
         self._direct: OrderedDict[str, Route] = OrderedDict()
         self._transport: RouterTransport | None = None
@@ -477,6 +478,17 @@ def _check_modes(route: Route) -> None:
             "other; put them under two names (set mode: chat / mode: embedding on a deployment the catalog "
             "judges wrongly)"
         )
+
+
+def _check_fallback_modes(route: Route, routes: Mapping[str, Route]) -> None:
+    """A route's fallbacks serve what it serves: a chat call must not fall back to an embedding model."""
+    for name in route.fallbacks:
+        fallback = routes.get(name)
+        if route.mode and fallback is not None and fallback.mode and fallback.mode != route.mode:
+            raise ConfigError(
+                f"model {route.name!r} serves {route.mode} but its fallback {name!r} serves {fallback.mode}: a "
+                "fallback must serve the same API"
+            )
 
 
 def _vector_space(deployment: Deployment) -> tuple[str, int | None]:
