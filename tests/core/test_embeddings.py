@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from polyroute import Router
+from polyroute import Router, _compat
 from polyroute.__main__ import main
 from polyroute.embeddings import EMBEDDINGS, decode_base64, encode_base64, parse_request
 from polyroute.errors import ConfigError, InvalidRequestError
@@ -25,6 +25,8 @@ from tests.emulators import Emulator, Reply, Request
 from tests.emulators.embeddings_format import gemini_handler, openai_handler, vector
 
 EMBEDDINGS_FIXTURES = FIXTURES / "embeddings"
+LIBS = [lib.__name__ for lib in _compat.LIBS]
+"""The HTTP libraries installed here (the CI environments have one or both)."""
 Start = Callable[[Callable[[Request], Reply]], Emulator]
 TEXTS = ["The cat sat on the mat.", "Rain is expected in Paris tomorrow.", "Gradient descent minimises a loss."]
 
@@ -41,14 +43,17 @@ def gemini_route(emu: Emulator, name: str = "gembed", **extra: Any) -> dict[str,
     return {"name": name, "deployments": [{**deployment, **extra}]}
 
 
-def client(router: Router, library: str = "httpx2") -> openai.OpenAI:
+def client(router: Router, library: str | None = None) -> openai.OpenAI:
+    """An openai client on the router, on ``library`` (default: the one the installed SDK uses)."""
+    if library is None:
+        return router.openai_client()
     return router.openai_client(http_client=router.http_client(library=library))
 
 
 # -- the openai SDK, end to end -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+@pytest.mark.parametrize("library", LIBS)
 def test_sdk_default_base64_round_trips_exactly(emulator: Start, library: str) -> None:
     emu = emulator(openai_handler())
     router = Router({"models": [openai_route(emu)]})
