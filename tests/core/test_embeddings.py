@@ -322,6 +322,7 @@ def test_mock_vectors_are_deterministic_and_similar_for_similar_texts() -> None:
         ({"model": "m", "input": "x", "encoding_format": "int8"}, "'encoding_format' must be"),
         ({"model": "m", "input": "x", "dimensions": 0}, "'dimensions' must be a positive integer"),
         ({"input": "x"}, "'model' is required"),
+        ({"model": "m", "input": "x", "stream": True}, "embeddings do not stream"),
     ],
 )
 def test_bad_requests_say_what_to_fix(body: dict[str, Any], message: str) -> None:

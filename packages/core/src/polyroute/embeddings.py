@@ -98,7 +98,7 @@ def parse_request(raw: bytes) -> dict[str, Any]:
     dimensions = body.get("dimensions")
     if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1):
         raise InvalidRequestError(f"'dimensions' must be a positive integer, got {dimensions!r}", param="dimensions")
-    if body.get("stream"):
+    if body.pop("stream", None):  # a false one is dropped: OpenAI's embeddings API has no such field
         raise InvalidRequestError("embeddings do not stream; remove 'stream'", param="stream")
     return body
 
