@@ -53,6 +53,17 @@ def test_similar_texts_are_close_on_the_mock() -> None:
     assert scores.index(max(scores)) == 0
 
 
+def test_pickle_and_deepcopy() -> None:
+    import copy
+    import pickle
+
+    model = PolyrouteEmbedding(model_name="embed", config={"models": [MOCK_EMBED]}, dimensions=32)
+    restored = pickle.loads(pickle.dumps(model))  # an ingestion pipeline's worker processes get it this way
+    assert restored.get_query_embedding("hello") == model.get_query_embedding("hello")
+    assert restored.dimensions == 32 and restored.router is not model.router
+    assert copy.deepcopy(model).router is model.router
+
+
 def test_unknown_or_chat_model_fails_at_construction() -> None:
     router = Router(
         {"models": [MOCK_EMBED, {"name": "chat", "deployments": [{"provider": "mock", "model": "mock-1"}]}]}

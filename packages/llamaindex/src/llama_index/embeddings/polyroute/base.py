@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from typing_extensions import Self
 
 from polyroute import Router, RouterConfig
 
@@ -44,6 +45,7 @@ class PolyrouteEmbedding(BaseEmbedding):
     )
 
     _router: Router = PrivateAttr()
+    _config: Any = PrivateAttr(default=None)
     _client: openai.OpenAI | None = PrivateAttr(default=None)
     _aclient: openai.AsyncOpenAI | None = PrivateAttr(default=None)
 
@@ -59,7 +61,24 @@ class PolyrouteEmbedding(BaseEmbedding):
             raise ValueError("pass router= or config=, not both")
         super().__init__(model_name=model_name, embed_batch_size=embed_batch_size, **kwargs)
         self._router = router if router is not None else Router(config)
+        self._config = config
         self._router.require_mode(model_name, "embedding")  # a wrong or chat model name fails here, not later
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A copy that shares the live router and its clients (pools, health, limits); data fields are copied."""
+        memo = {} if memo is None else memo
+        for live in (self._router, self._client, self._aclient):
+            if live is not None:
+                memo[id(live)] = live
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickles (an ingestion pipeline's worker processes) carry the router's config, not the live router:
+        unpickling builds a router from it (LlamaIndex unpickles through ``__init__``).
+        """
+        state = BaseModel.__getstate__(self)
+        config = self._config if self._config is not None else self._router.config
+        return {**state, "__dict__": {**state["__dict__"], "config": config}, "__pydantic_private__": {}}
 
     @classmethod
     def class_name(cls) -> str:
