@@ -8,7 +8,8 @@ with it, and it prints ``PORT <n>`` on stdout once it listens on 127.0.0.1. Two 
   small ``json.loads`` and one ``transport.write``.
 - ``--impl starlette``: the same answers from a Starlette app under uvicorn, to compare (``run.py --compare-mock``).
 
-Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/messages`` (also without ``/v1``), ``GET /v1/models``.
+Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/messages`` (also without ``/v1``), ``GET /v1/models``, and
+``POST /v1/embeddings`` (one 1536-float vector per input, base64 or float as asked, cached per input count).
 A request with ``"stream": true`` gets ``--chunks`` content events (200 by default), each event its own HTTP
 chunk (``transfer-encoding: chunked``) as real servers send them, so the client parses the stream chunk by chunk.
 OpenAI streams carry ``"usage": null`` on every chunk and a final usage chunk when ``stream_options.include_usage``
@@ -88,6 +89,22 @@ def openai_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
         events.append(b"data: " + _dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+def embeddings_json(model: str, count: int, encoding: str, size: int = 1536) -> bytes:
+    """An OpenAI embeddings answer: ``count`` vectors of ``size`` floats (base64: little-endian float32)."""
+    import base64
+    import struct
+
+    data: list[dict[str, Any]] = []
+    for i in range(count):
+        values = [((i * 31 + j * 17) % 1000) / 1000.0 - 0.5 for j in range(size)]
+        packed = struct.pack(f"<{size}f", *values)
+        floats = list(struct.unpack(f"<{size}f", packed))
+        vector: Any = base64.b64encode(packed).decode() if encoding == "base64" else floats
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    usage = {"prompt_tokens": 8 * count, "total_tokens": 8 * count}
+    return _dumps({"object": "list", "data": data, "model": model, "usage": usage})
 
 
 def anthropic_json(model: str) -> bytes:
@@ -185,12 +202,14 @@ class Answers:
 
     def __init__(self, chunks: int) -> None:
         self.chunks = chunks
-        self._cache: dict[tuple[str, str, bool, bool], tuple[int, str, bytes | list[bytes]]] = {}
+        self._cache: dict[tuple[str, str, Any, bool], tuple[int, str, bytes | list[bytes]]] = {}
 
     def lookup(self, path: str, body: bytes) -> tuple[int, str, bytes | list[bytes]]:
         """(status, "json" | "sse", body bytes or SSE events) for a POST."""
         if path.startswith("/v1/"):
             path = path[3:]
+        if path == "/embeddings":
+            return self._embeddings(body)
         kind = "openai" if path == "/chat/completions" else "anthropic" if path == "/messages" else None
         if kind is None:
             return 404, "json", _dumps({"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
@@ -217,6 +236,17 @@ class Answers:
                     else (200, "json", anthropic_json(model))
                 )
             self._cache[key] = found
+        return found
+
+    def _embeddings(self, body: bytes) -> tuple[int, str, bytes | list[bytes]]:
+        request = json.loads(body)
+        inputs = request["input"]
+        count = len(inputs) if isinstance(inputs, list) else 1
+        key = ("embeddings", str(request.get("model")), count, request.get("encoding_format") == "base64")
+        found = self._cache.get(key)
+        if found is None:
+            encoding = request.get("encoding_format") or "float"
+            found = self._cache[key] = (200, "json", embeddings_json(str(request.get("model")), count, encoding))
         return found
 
 

@@ -36,6 +36,7 @@ _COMMAND = re.compile(r"""(?:python3 -m )?pip install (?:[^\s`#&|;]+)(?: [^\s`#&
 """An install command in Markdown, up to the end of its code span, a comment or a ``&&``."""
 
 _MOCK = "mock/mock-1"  # a direct route to the built-in mock provider: no key, no network
+_MOCK_EMBED = "mock/mock-embed"  # its embedding model
 
 CHECKS: dict[str, str] = {
     # the README's own follow-up, as written: the demo runs on mock deployments through the openai SDK
@@ -49,20 +50,22 @@ CHECKS: dict[str, str] = {
     'pip install "polyroute[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
     'pip install "./packages/core[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
     'pip install "polyroute[langchain]"': (
-        "python3 -c 'from langchain_polyroute import ChatPolyroute as M; "
-        f'print(M(model="{_MOCK}").invoke("hi").content)\''
+        "python3 -c 'from langchain_polyroute import ChatPolyroute as M, PolyrouteEmbeddings as E; "
+        f'print(M(model="{_MOCK}").invoke("hi").content, len(E(model="{_MOCK_EMBED}").embed_query("hi")))\''
     ),
     "pip install ./packages/core ./packages/langchain": (
-        "python3 -c 'from langchain_polyroute import ChatPolyroute as M; "
-        f'print(M(model="{_MOCK}").invoke("hi").content)\''
+        "python3 -c 'from langchain_polyroute import ChatPolyroute as M, PolyrouteEmbeddings as E; "
+        f'print(M(model="{_MOCK}").invoke("hi").content, len(E(model="{_MOCK_EMBED}").embed_query("hi")))\''
     ),
     'pip install "polyroute[llamaindex]"': (
         "python3 -c 'from llama_index.llms.polyroute import Polyroute as M; "
-        f'print(M(model="{_MOCK}").complete("hi").text)\''
+        "from llama_index.embeddings.polyroute import PolyrouteEmbedding as E; "
+        f'print(M(model="{_MOCK}").complete("hi").text, len(E(model_name="{_MOCK_EMBED}").get_query_embedding("hi")))\''
     ),
     "pip install ./packages/core ./packages/llamaindex": (
         "python3 -c 'from llama_index.llms.polyroute import Polyroute as M; "
-        f'print(M(model="{_MOCK}").complete("hi").text)\''
+        "from llama_index.embeddings.polyroute import PolyrouteEmbedding as E; "
+        f'print(M(model="{_MOCK}").complete("hi").text, len(E(model_name="{_MOCK_EMBED}").get_query_embedding("hi")))\''
     ),
     'pip install "polyroute[autogen]"': (
         "python3 -c 'import asyncio; from autogen_core.models import UserMessage; "

@@ -196,8 +196,10 @@ class ChatApi:
         return None
 
     def parse(self, raw: bytes, transport: Any) -> ChatCompletionRequest:
-        """The validated chat request."""
-        return parse_body(raw)
+        """The validated chat request, for a route that serves chat (an embedding route is a 400 that says so)."""
+        body = parse_body(raw)
+        transport.router.require_mode(body["model"], "chat")
+        return body
 
     def routing_body(self, body: ChatCompletionRequest) -> ChatCompletionRequest:
         """The request itself."""
@@ -225,6 +227,7 @@ CHAT: Api = ChatApi()
 
 _APIS: dict[str, tuple[str, str]] = {
     "/chat/completions": ("polyroute.api", "CHAT"),
+    "/embeddings": ("polyroute.embeddings", "EMBEDDINGS"),
 }
 """Path (after ``/v1``) → (module, attribute) of its :class:`Api`; a module is imported on the first request."""
 

@@ -36,6 +36,8 @@ class ModelInfo:
     cache_read_price: float | None = None
     cache_write_price: float | None = None
     known: bool = False
+    embedding: bool = False
+    """An embedding model (serves ``/v1/embeddings``, not chat)."""
 
     def cost(
         self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
@@ -120,6 +122,7 @@ def _lookup(provider_id: str, model: str) -> ModelInfo:
         cache_read_price=cost.cache_read if cost else None,
         cache_write_price=cost.cache_write if cost else None,
         known=True,
+        embedding="embed" in found.id.lower() or "embed" in (found.family or "").lower(),
     )
 
 

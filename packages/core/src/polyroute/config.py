@@ -85,6 +85,17 @@ class Deployment(_Model):
     prices: Prices | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with every upstream request.")
     params: dict[str, Any] = Field(default_factory=dict, description="Native body fields merged into each request.")
+    mode: Literal["chat", "embedding"] | None = Field(
+        default=None,
+        description="What the model serves: chat completions or embeddings; default from the catalog (a model it "
+        "does not know serves either, unless its name says embed).",
+    )
+    dimensions: int | None = Field(
+        default=None, gt=0, description="Embeddings: the vector size asked for when the request names none."
+    )
+    max_batch: int | None = Field(
+        default=None, gt=0, description="Embeddings: most inputs per upstream request; default the provider's limit."
+    )
     drop_params: list[str] = Field(
         default_factory=list,
         description="OpenAI request parameters this deployment may drop when it cannot honour them (e.g. seed); "
@@ -255,6 +266,11 @@ class ModelRoute(_Model):
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     hedge_after_ms: float | None = Field(default=None, gt=0)
+    allow_mixed_vector_spaces: bool = Field(
+        default=False,
+        description="An embedding route may mix models or dimensions (and so fail over between incomparable "
+        "vector spaces) only when this is set.",
+    )
 
 
 class RetrySettings(_Model):

@@ -26,8 +26,9 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from polyroute import _compat
 from polyroute.errors import status_error_type
@@ -97,6 +98,9 @@ class MockTransport(_compat.TransportBase):
         seen = self._shared.count(target)
         if deployment.error is not None and (deployment.fail_times is None or seen < deployment.fail_times):
             return _error(deployment, seen)
+        if request.url.path.endswith("/embeddings"):
+            status, answer_body = _embeddings(deployment, body)
+            return lib.Response(status, headers={"content-type": "application/json"}, content=dumps(answer_body))
         answer = _Answer(deployment, body)
         delay = deployment.chunk_delay or 0.0
         if not body.get("stream"):
@@ -275,6 +279,51 @@ class _Answer:
         return parts
 
 
+MOCK_DIMENSIONS = 256
+"""The size of a mock embedding when the request names no ``dimensions``."""
+
+
+def _embeddings(deployment: Deployment, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An OpenAI embeddings answer: one :func:`mock_vector` per input, in the requested encoding; more than 2048
+    inputs is a 400, as OpenAI answers.
+    """
+    raw: Any = body["input"]
+    inputs: list[Any] = cast(list[Any], raw) if isinstance(raw, list) else [raw]
+    if len(inputs) > 2048:
+        message = f"'$.input' is invalid: at most 2048 inputs per request, got {len(inputs)}"
+        return 400, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    texts = [item if isinstance(item, str) else " ".join(map(str, item)) for item in inputs]
+    size = body.get("dimensions") or MOCK_DIMENSIONS
+    base64 = body.get("encoding_format") == "base64"
+    data: list[dict[str, Any]] = []
+    for i, text in enumerate(texts):
+        vector = mock_vector(text, size, deployment.model)
+        if base64:
+            from polyroute.embeddings import encode_base64
+
+            data.append({"object": "embedding", "index": i, "embedding": encode_base64(vector)})
+        else:
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+    tokens = sum(_tokens(text) for text in texts)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return 200, {"object": "list", "data": data, "model": deployment.model, "usage": usage}
+
+
+def mock_vector(text: str, size: int, model: str = "") -> list[float]:
+    """A unit vector from the text's character trigrams, hashed into ``size`` signed buckets (with the model name,
+    so two mock models give incomparable vectors): texts that share words get similar vectors, as a real
+    embedding model's would, deterministically and with no model weights.
+    """
+    vector = [0.0] * size
+    padded = f"  {' '.join(text.lower().split())}  "
+    salt = model.encode()
+    for i in range(len(padded) - 2):
+        digest = zlib.crc32(padded[i : i + 3].encode(), zlib.crc32(salt))
+        vector[digest % size] += 1.0 if digest & 0x80000000 else -1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]
+
+
 def _tokens(text: str) -> int:
     """About four characters a token, at least one for any text."""
     return (len(text) + 3) // 4 if text else 0
@@ -305,4 +354,4 @@ def _pieces(text: str, size: int) -> list[str]:
     return [piece for piece in pieces if piece]
 
 
-__all__ = ["CREATED", "DEFAULT_TEXT", "MockTransport", "MockUpstream"]
+__all__ = ["CREATED", "DEFAULT_TEXT", "MOCK_DIMENSIONS", "MockTransport", "MockUpstream", "mock_vector"]

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from polyroute import catalog
 from polyroute._thinking import ThinkingStore
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     import openai
 
     from polyroute.transport import RouterTransport
+
+Mode = Literal["chat", "embedding"]
+"""What a route serves: Chat Completions or embeddings."""
 
 _BASE_URL = "http://polyroute.local/v1"
 
@@ -59,6 +62,12 @@ class Route:
         """Other model names to try when every deployment here failed."""
         return self.config.fallbacks
 
+    @cached_property
+    def mode(self) -> Mode | None:
+        """What the route serves, ``chat`` or ``embedding``, as its deployments say (None: no one knows)."""
+        modes: set[Mode] = {mode for mode in map(deployment_mode, self.targets) if mode is not None}
+        return modes.pop() if len(modes) == 1 else None
+
 
 class Router:
     """Routes OpenAI-format chat calls to provider deployments, in-process.
@@ -81,6 +90,9 @@ class Router:
         self._rejected: dict[DeploymentState, tuple[str, float, str]] = {}
         """Deployments whose key got a 401: (key digest, until, reason); skipped while the key is unchanged."""
         self._routes: dict[str, Route] = {route.name: self._build_route(route) for route in self.config.models}
+        for built in self._routes.values():
+            _check_fallback_modes(built, self._routes)
+            _check_vector_space(built, self._routes)
         self._direct: OrderedDict[str, Route] = OrderedDict()
         self._transport: RouterTransport | None = None
 
@@ -96,6 +108,7 @@ class Router:
 
     def _build_route(self, route: ModelRoute) -> Route:
         built = Route(route.name, route, tuple(self._target(route.name, d) for d in route.deployments))
+        _check_modes(built)
         for target in built.targets:
             _ = target.api_key  # resolved once now too, so redaction and the cassette guard know it before any call
         with self._lock:
@@ -187,6 +200,27 @@ class Router:
             for target in dropped:
                 self._detach(target)
         return kept
+
+    def require_mode(self, name: str, mode: Mode) -> Route:
+        """The route for ``name``, which must serve ``mode``: a chat call to an embedding route (or the reverse) is a
+        400 that says which API to call.
+        """
+        route = self.route(name)
+        if route.mode is None or route.mode == mode:
+            return route
+        labels = ", ".join(t.label for t in route.targets)
+        if route.mode == "embedding":
+            message = (
+                f"the model {name!r} is an embedding model ({labels}): call POST /v1/embeddings "
+                "(client.embeddings.create), not chat completions, or name a chat model"
+            )
+        else:
+            message = (
+                f"the model {name!r} is a chat model ({labels}) and makes no embeddings: call POST "
+                "/v1/chat/completions with it, or name an embedding model (set mode: embedding on a deployment "
+                "of a model that embeds)"
+            )
+        raise InvalidRequestError(message, param="model", code="wrong_model_mode")
 
     def model_info(self, name: str) -> catalog.ModelInfo:
         """What a model name can do, across its deployments: a capability any deployment has (the router sends
@@ -449,6 +483,84 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def deployment_mode(target: Target) -> Mode | None:
+    """What a deployment serves: its ``mode``, else the catalog's word, else ``embedding`` when an unknown model's
+    name says embed (``nomic-embed-text``), else None (either: the provider decides).
+    """
+    d = target.deployment
+    if d.mode is not None:
+        return d.mode
+    if target.info.embedding:
+        return "embedding"
+    if target.info.known:
+        return "chat"
+    return "embedding" if "embed" in d.model.lower() else None
+
+
+def _check_modes(route: Route) -> None:
+    """A route serves chat or embeddings, not both: a call must not fail over from one kind of model to the other."""
+    modes = {target.label: deployment_mode(target) for target in route.targets}
+    if len({mode for mode in modes.values() if mode is not None}) > 1:
+        listed = ", ".join(f"{label} ({mode})" for label, mode in modes.items() if mode is not None)
+        raise ConfigError(
+            f"model {route.name!r} mixes chat and embedding deployments: {listed}. A route serves one or the "
+            "other; put them under two names (set mode: chat / mode: embedding on a deployment the catalog "
+            "judges wrongly)"
+        )
+
+
+def _check_fallback_modes(route: Route, routes: Mapping[str, Route]) -> None:
+    """A route's fallbacks serve what it serves: a chat call must not fall back to an embedding model."""
+    for name in route.fallbacks:
+        fallback = routes.get(name)
+        if route.mode and fallback is not None and fallback.mode and fallback.mode != route.mode:
+            raise ConfigError(
+                f"model {route.name!r} serves {route.mode} but its fallback {name!r} serves {fallback.mode}: a "
+                "fallback must serve the same API"
+            )
+
+
+def _vector_space(deployment: Deployment) -> tuple[str, int | None]:
+    """The embedding model and vector size a deployment produces (Gemini's ``models/`` prefix aside)."""
+    params = deployment.params
+    size = deployment.dimensions or params.get("dimensions") or params.get("outputDimensionality")
+    return deployment.model.removeprefix("models/"), size if isinstance(size, int) else None
+
+
+def _check_vector_space(route: Route, routes: Mapping[str, Route]) -> None:
+    """An embedding route's deployments and fallbacks must produce one vector space, unless the route allows mixing.
+
+    Vectors from two embedding models, or of two sizes, are not comparable: an index built from one model's
+    vectors searched with another's returns wrong neighbours without an error. Failing over between them would
+    do exactly that, silently.
+    """
+    if route.mode != "embedding" or route.config.allow_mixed_vector_spaces:
+        return
+    spaces: dict[tuple[str, int | None], str] = {}
+    for target in route.targets:
+        spaces.setdefault(_vector_space(target.deployment), target.label)
+    for name in route.fallbacks:
+        fallback = routes.get(name)
+        if fallback is not None:
+            for target in fallback.targets:
+                spaces.setdefault(_vector_space(target.deployment), f"{target.label} (fallback {name!r})")
+        else:
+            provider, model = _split_direct(name)
+            if provider is not None:
+                spaces.setdefault((model.removeprefix("models/"), None), f"{name} (fallback)")
+    if len(spaces) > 1:
+        listed = "; ".join(
+            f"{label}: {model}" + (f" at {size} dimensions" if size else "") for (model, size), label in spaces.items()
+        )
+        raise ConfigError(
+            f"embedding model {route.name!r} mixes vector spaces ({listed}). Vectors from different embedding models "
+            "or sizes are not comparable: failing over between them would put vectors from one space into an index "
+            "of another, and searches would return wrong neighbours without any error. Give every deployment and "
+            "fallback the same model and dimensions, or set allow_mixed_vector_spaces: true on the route if each "
+            "caller only compares vectors from one call"
+        )
 
 
 def is_auth_failure(error: UpstreamError) -> bool:

@@ -1,0 +1,263 @@
+"""Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL) and Gemini's
+``models/{model}:batchEmbedContents``, as strict as the real APIs.
+
+OpenAI (https://platform.openai.com/docs/api-reference/embeddings/create, and the recordings in
+``tests/fixtures/embeddings``): a bearer key; only ``model``, ``input``, ``dimensions``, ``encoding_format`` and
+``user``; ``input`` a non-empty string, array of non-empty strings, token array or array of token arrays, at most
+2048 items and 300,000 tokens per request; ``dimensions`` only on ``text-embedding-3-*``; base64 is little-endian
+float32; an unknown model is a 404 ``model_not_found``. Compact JSON out.
+
+Gemini (``generative_service.proto``; recordings ``pydantic-ai__TestGoogle.*``, ``vercel-ai__google-embedding-
+batch-limit-error.json``): the key in ``x-goog-api-key`` only; the body has only ``requests``, each naming the
+path's model, with ``content.parts[].text`` and optionally ``taskType``, ``title`` (only with
+``RETRIEVAL_DOCUMENT``) and ``outputDimensionality``; at most 100 requests. Answers are pretty-printed JSON, as
+Google's are.
+
+Vectors are deterministic per (model, text): :func:`vector` lets a test check which input an answer row belongs to.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from tests.emulators.server import Reply, Request
+
+OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+GEMINI_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
+_OPENAI_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+_GEMINI_REQUEST_FIELDS = frozenset({"model", "content", "taskType", "title", "outputDimensionality"})
+_TASK_TYPES = frozenset(
+    {
+        "TASK_TYPE_UNSPECIFIED",
+        "RETRIEVAL_QUERY",
+        "RETRIEVAL_DOCUMENT",
+        "SEMANTIC_SIMILARITY",
+        "CLASSIFICATION",
+        "CLUSTERING",
+        "QUESTION_ANSWERING",
+        "FACT_VERIFICATION",
+        "CODE_RETRIEVAL_QUERY",
+    }
+)
+_GEMINI_PATH = re.compile(r"^/v1beta/(?P<model>models/[^:]+):batchEmbedContents$")
+
+
+def vector(model: str, text: str, size: int) -> list[float]:
+    """The emulator's embedding of ``text`` by ``model``: a fixed function of both (float32-exact values)."""
+    digest = hashlib.sha256(f"{model}\0{text}".encode()).digest()
+    values = [(digest[i % len(digest)] - 127.5) / 128.0 + i / (size * 8.0) for i in range(size)]
+    return list(struct.unpack(f"<{size}f", struct.pack(f"<{size}f", *values)))
+
+
+def decode(text: str) -> list[float]:
+    """OpenAI's base64 vector (little-endian float32) → floats."""
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def _openai_error(status: int, message: str, code: str | None = None, param: str | None = None) -> Reply:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    body = json.dumps({"error": error}, separators=(",", ":")).encode()
+    return Reply(status=status, body=body, headers={"content-type": "application/json"})
+
+
+def openai_handler(*, azure: bool = False, model: str | None = None):
+    """A handler for ``/v1/embeddings`` (or Azure's ``/openai/deployments/{model}/embeddings?api-version=…``, serving
+    ``model``).
+    """
+
+    def handle(request: Request) -> Reply:
+        if azure:
+            match = re.fullmatch(r"/openai/deployments/(?P<deployment>[^/]+)/embeddings", request.path)
+            if match is None or not request.query.get("api-version"):
+                return _openai_error(404, "Resource not found")
+            if not request.headers.get("api-key"):
+                return _openai_error(401, "Access denied due to missing subscription key.")
+            served = match["deployment"]
+        else:
+            if request.path != "/v1/embeddings":
+                return _openai_error(404, f"Invalid URL (POST {request.path})")
+            if not request.headers.get("authorization", "").startswith("Bearer "):
+                return _openai_error(401, "You didn't provide an API key.")
+            served = None
+        body: dict[str, Any] = request.json()
+        unknown = sorted(set(body) - _OPENAI_FIELDS)
+        if unknown:
+            return _openai_error(400, f"Unrecognized request argument supplied: {unknown[0]}")
+        name = served or body.get("model")
+        if served is None and name not in OPENAI_DIMENSIONS:
+            return _openai_error(
+                404, f"The model `{name}` does not exist or you do not have access to it.", "model_not_found"
+            )
+        name = model or name
+        assert isinstance(name, str)
+        texts = _openai_inputs(body.get("input"))
+        if isinstance(texts, Reply):
+            return texts
+        dimensions = body.get("dimensions")
+        if dimensions is not None and not name.startswith("text-embedding-3"):
+            return _openai_error(400, "This model does not support specifying dimensions.", param="dimensions")
+        size = dimensions or OPENAI_DIMENSIONS.get(name, 1536)
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return _openai_error(400, f"'{encoding}' is not one of ['float', 'base64'] - 'encoding_format'")
+        tokens = sum((len(t) + 3) // 4 if isinstance(t, str) else len(t) for t in texts)
+        if tokens > 300_000:
+            return Reply.json(
+                {
+                    "error": {
+                        "message": f"Requested {tokens} tokens, max 300000 tokens per request",
+                        "type": "max_tokens_per_request",
+                        "param": None,
+                        "code": "max_tokens_per_request",
+                    }
+                },
+                status=400,
+            )
+        data: list[dict[str, Any]] = []
+        for i, text in enumerate(texts):
+            values = vector(name, text if isinstance(text, str) else json.dumps(text), size)
+            embedding: Any = values
+            if encoding == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{size}f", *values)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        headers = {"content-type": "application/json", "x-request-id": "req_emb"}
+        return Reply(body=json.dumps(answer, separators=(",", ":")).encode(), headers=headers)
+
+    return handle
+
+
+def _openai_inputs(value: Any) -> list[Any] | Reply:
+    invalid = _openai_error(
+        400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
+    )
+    if isinstance(value, str):
+        return [value] if value else invalid
+    if not isinstance(value, list) or not value:
+        return invalid
+    items: list[Any] = value
+    if all(isinstance(t, int) for t in items):
+        return [items]
+    if len(items) > 2048:
+        return invalid
+    for item in items:
+        if isinstance(item, str):
+            if not item:
+                return invalid
+        elif not (isinstance(item, list) and item and all(isinstance(t, int) for t in item)):
+            return invalid
+    return items
+
+
+def _gemini_error(status: int, rpc_status: str, message: str) -> Reply:
+    body = json.dumps({"error": {"code": status, "message": message, "status": rpc_status}}, indent=2)
+    return Reply(status=status, body=body, headers={"content-type": "application/json; charset=UTF-8"})
+
+
+def gemini_handler():
+    """A handler for ``POST /v1beta/models/{model}:batchEmbedContents``."""
+
+    def handle(request: Request) -> Reply:
+        match = _GEMINI_PATH.match(request.path)
+        if match is None:
+            return _gemini_error(404, "NOT_FOUND", f"Method not found: {request.path}")
+        if "key" in request.query or not request.headers.get("x-goog-api-key"):
+            return _gemini_error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established identity).",
+            )
+        model = match["model"]
+        short = model.removeprefix("models/")
+        if short not in GEMINI_DIMENSIONS:
+            return _gemini_error(
+                404,
+                "NOT_FOUND",
+                f"{model} is not found for API version v1beta, or is not supported for embedContent. Call ListModels "
+                "to see the list of available models and their supported methods.",
+            )
+        body: dict[str, Any] = request.json()
+        if set(body) != {"requests"}:
+            extra = sorted(set(body) - {"requests"})
+            return _gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                f'Invalid JSON payload received. Unknown name "{extra[0] if extra else "requests"}"',
+            )
+        requests: list[Mapping[str, Any]] = body["requests"]
+        if len(requests) > 100:
+            return _gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n",
+            )
+        embeddings: list[dict[str, Any]] = []
+        for i, item in enumerate(requests):
+            problem = _gemini_request_problem(item, model, i)
+            if problem:
+                return _gemini_error(400, "INVALID_ARGUMENT", problem)
+            text = "".join(part["text"] for part in item["content"]["parts"])
+            size = item.get("outputDimensionality") or GEMINI_DIMENSIONS[short]
+            embeddings.append({"values": vector(short, text, size)})
+        return Reply(
+            body=json.dumps({"embeddings": embeddings}, indent=2),
+            headers={"content-type": "application/json; charset=UTF-8"},
+        )
+
+    return handle
+
+
+def _gemini_request_problem(item: Mapping[str, Any], model: str, i: int) -> str | None:
+    unknown = sorted(set(item) - _GEMINI_REQUEST_FIELDS)
+    if unknown:
+        return f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at 'requests[{i}]': Cannot find field."
+    if item.get("model") != model:
+        return f"* BatchEmbedContentsRequest.requests[{i}].model: The model in the request must match the batch model {model}\n"
+    parts = (item.get("content") or {}).get("parts")
+    if not parts or not all(isinstance(p, dict) and set(p) == {"text"} and p["text"] for p in parts):
+        return f"* BatchEmbedContentsRequest.requests[{i}].content.parts: contents must not be empty\n"
+    task = item.get("taskType")
+    if task is not None and task not in _TASK_TYPES:
+        return f"Invalid value at 'requests[{i}].task_type' (type.googleapis.com/google.ai.generativelanguage.v1beta.TaskType), \"{task}\""
+    if item.get("title") and task != "RETRIEVAL_DOCUMENT":
+        return f"* BatchEmbedContentsRequest.requests[{i}].title: title is only applicable when task_type is RETRIEVAL_DOCUMENT\n"
+    size = item.get("outputDimensionality")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        return f"* BatchEmbedContentsRequest.requests[{i}].output_dimensionality: must be positive\n"
+    return None
+
+
+CONTEXT = re.compile(r"-{5,}\n(?P<context>.*?)\n-{5,}", re.S)
+"""The retrieved context in a RAG prompt, between lines of dashes (LlamaIndex's default QA template's framing)."""
+
+
+def reader_handler():
+    """An OpenAI Chat Completions handler that answers from the prompt's context only: with the retrieved text
+    between dashed lines of the last user message, or "I don't know." when there is none (a RAG pipeline's answer
+    then shows which document retrieval found).
+    """
+    from tests.emulators.openai_format import completion
+
+    def handle(request: Request) -> Reply:
+        if not request.path.endswith("/chat/completions"):
+            return _openai_error(404, f"Invalid URL (POST {request.path})")
+        body = request.json()
+        content = body["messages"][-1]["content"]
+        prompt = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+        found = CONTEXT.search(prompt)
+        answer = f"From the context: {found['context'].strip()}" if found else "I don't know."
+        return Reply.json(completion(answer, model=body["model"]))
+
+    return handle
