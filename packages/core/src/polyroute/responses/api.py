@@ -102,8 +102,9 @@ def price(target: Target, usage: dict[str, Any] | None) -> float | None:
     """Price Responses usage from the catalog; the cost rides on ``usage.cost``, as in chat."""
     if not usage:
         return None
-    cached = _obj(usage.get("input_tokens_details")).get("cached_tokens", 0) or 0
-    cost = target.info.cost(usage.get("input_tokens", 0), usage.get("output_tokens", 0), cached)
+    details = _obj(usage.get("input_tokens_details"))
+    cached, written = details.get("cached_tokens", 0) or 0, details.get("cache_write_tokens", 0) or 0
+    cost = target.info.cost(usage.get("input_tokens", 0), usage.get("output_tokens", 0), cached, written)
     if cost is not None:
         usage["cost"] = cost
     return cost

@@ -476,11 +476,13 @@ def to_usage(usage: Usage | None) -> dict[str, Any] | None:
         return None
     prompt = usage.get("prompt_tokens", 0) or 0
     completion = usage.get("completion_tokens", 0) or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) or 0
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens", 0) or 0
+    written = details.get("cache_creation_tokens", 0) or 0
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0) or 0
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": usage.get("total_tokens", prompt + completion) or prompt + completion,
@@ -615,7 +617,7 @@ class ChatToResponseEvents:
         if self._started:
             return []
         self._started = True
-        snapshot = dict(self.response)
+        snapshot = {**self.response, "output": []}
         return [
             self._event("response.created", response=snapshot),
             self._event("response.in_progress", response=snapshot),
