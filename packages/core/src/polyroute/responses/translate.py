@@ -617,7 +617,7 @@ class ChatToResponseEvents:
         if self._started:
             return []
         self._started = True
-        snapshot = {**self.response, "output": []}
+        snapshot: dict[str, Any] = {**self.response, "output": []}
         return [
             self._event("response.created", response=snapshot),
             self._event("response.in_progress", response=snapshot),
