@@ -359,6 +359,53 @@ def test_previous_response_id_crosses_providers(emulator: Start) -> None:
     ]
 
 
+def test_conversation_resent_from_claude_to_openai(emulator: Start) -> None:
+    """A client that resends the whole conversation (as openai-agents does) moves from Claude to an OpenAI
+    deployment: polyroute's reasoning items and ids are not sent there (OpenAI would answer 404 for them).
+    """
+    claude_url = emulator(claude.scripted([claude.thinking("Hm.", "First answer.")])).url
+    openai_emu = oai.ResponsesEmulator({"text": "Second answer."})
+    router = Router(
+        {
+            "models": [
+                {"name": "claude", "deployments": [deployment("anthropic", claude_url)]},
+                {"name": "gpt", "deployments": [deployment("openai", emulator(openai_emu).url)]},
+            ]
+        }
+    )
+    conversation: list[Any] = [{"role": "user", "content": "One?"}]
+    first = create("sync-httpx", router, model="claude", input=conversation, reasoning={"effort": "low"})
+    assert [o.type for o in first.output] == ["reasoning", "message"]
+    conversation += [o.model_dump(exclude_none=True) for o in first.output] + [{"role": "user", "content": "Two?"}]
+    second = create("sync-httpx", router, model="gpt", input=conversation)
+    assert second.output_text == "Second answer."
+    assert [i.get("type") for i in openai_emu.bodies[0]["input"]] == ["message", "message", "message"]
+    assert "id" not in openai_emu.bodies[0]["input"][1]
+
+
+def test_chain_moves_between_openai_deployments(emulator: Start) -> None:
+    """A chain begun on one OpenAI deployment goes on by id there; failing over to another deployment, which never
+    saw it, the chain is sent as input.
+    """
+    first_emu = oai.ResponsesEmulator({"text": "One.", "reasoning": "r"}, oai.responses_error(503, "Overloaded."))
+    second_emu = oai.ResponsesEmulator({"text": "Two."})
+    router = router_for(
+        deployment("openai", emulator(first_emu).url, id="oai-a"),
+        deployment("openai", emulator(second_emu).url, id="oai-b"),
+    )
+    first = create("sync-httpx", router, input="One?")
+    second = create("sync-httpx", router, input="Two?", previous_response_id=first.id)
+    assert second.output_text == "Two."
+    assert first_emu.bodies[1]["previous_response_id"] == first.id
+    sent = second_emu.bodies[0]
+    assert "previous_response_id" not in sent
+    assert [(i.get("type"), i.get("role")) for i in sent["input"]] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]
+
+
 # -- stored responses ------------------------------------------------------------------------------------------------
 
 

@@ -161,6 +161,8 @@ class ResponsesEmulator:
         self.bodies: list[dict[str, Any]] = []
         self.stored: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
         self.encrypted: set[str] = set()
+        self.items: set[str] = set()
+        """Ids of the output items of stored responses (OpenAI finds a reasoning item sent back by its id)."""
         self._next = 0
         self._ids = 0
 
@@ -191,6 +193,7 @@ class ResponsesEmulator:
         response = self._response(body, turn)
         if body.get("store", True):
             self.stored[response["id"]] = (self._conversation(body), response)
+            self.items.update(item["id"] for item in response["output"])
         if not body.get("stream"):
             return Reply(body=_compact(response), headers={"content-type": "application/json"})
         return Reply.sse(f"event: {e['type']}\ndata: {_compact(e)}\n\n" for e in response_events(response))
@@ -228,7 +231,16 @@ class ResponsesEmulator:
                     f"No tool call found for function call output with call_id {item.get('call_id')}.",
                     param="input",
                 )
-            encrypted = item.get("encrypted_content") if item.get("type") == "reasoning" else None
+            if item.get("type") != "reasoning":
+                continue
+            encrypted = item.get("encrypted_content")
+            if encrypted is None and item.get("id") not in self.items:
+                return responses_error(
+                    404,
+                    f"Item with id '{item.get('id')}' not found. Items are not persisted when `store` is set to "
+                    "false. Try again with `store` set to true, or remove this item from your input.",
+                    param="input",
+                )
             if encrypted is not None and encrypted not in self.encrypted:
                 return responses_error(
                     400,

@@ -69,10 +69,13 @@ class ResponsesCall:
         """Everything the model sees: the history, then this request's items."""
         return self.history + self.items
 
-    def keep(self, response: dict[str, Any], origin: str) -> None:
-        """Store the answer unless the caller said ``store: false``."""
+    def keep(self, response: dict[str, Any], target: Target) -> None:
+        """Store the answer unless the caller said ``store: false``; an OpenAI deployment's own answers are marked
+        with it (it keeps them too, so a chain may go on there by id).
+        """
         if self.body.get("store") is False or not isinstance(response.get("id"), str):
             return
+        origin = target.label if target.spec.key in PASS_THROUGH else "polyroute"
         record = {"response": response, "input": _with_ids(self.full_input), "origin": origin}
         self.store.put(response["id"], record)
 
@@ -157,19 +160,12 @@ class PassThroughAdapter:
         call = self.call
         out: dict[str, Any] = dict(call.body)
         out["model"] = target.model
-        if call.previous is not None and call.previous.get("origin") != "upstream":
-            # The upstream never saw that response: send the conversation it stands for instead. Reasoning items
-            # polyroute made carry another provider's state, which OpenAI cannot read.
+        if call.previous is not None and call.previous.get("origin") != target.label:
+            # This deployment never saw that response: send the conversation it stands for instead.
             out.pop("previous_response_id", None)
-            out["input"] = [
-                {k: v for k, v in item.items() if k != "id"}
-                for item in call.full_input
-                if item.get("type") != "reasoning"
-            ]
+            out["input"] = _for_openai(call.full_input, foreign=True)
         elif isinstance(out.get("input"), list):
-            out["input"] = [
-                item for item in call.items if not str(item.get("encrypted_content") or "").startswith("polyroute:")
-            ]
+            out["input"] = _for_openai(call.items, foreign=False)
         if target.deployment.params:
             out.update(target.deployment.params)
         headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
@@ -188,7 +184,7 @@ class PassThroughAdapter:
                 deployment=target.label,
                 status=502,
             )
-        self.call.keep(data, "upstream")
+        self.call.keep(data, target)
         return data
 
     def stream_decoder(self) -> SSEDecoder:
@@ -198,6 +194,22 @@ class PassThroughAdapter:
     def stream_translator(self, target: Target, body: Any) -> PassThroughEvents:
         """Forwards the upstream's events."""
         return PassThroughEvents(self.call, target)
+
+
+def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str, Any]]:
+    """Input items an OpenAI deployment can take: none of polyroute's reasoning items (another provider's state,
+    which OpenAI cannot read) nor polyroute's item ids (which it does not know); with ``foreign`` (a chain stored
+    from another deployment) no stored ids or reasoning at all.
+    """
+    out: list[dict[str, Any]] = []
+    for item in items:
+        mine = translate.is_polyroute_id(item.get("id")) or translate.is_polyroute_token(item.get("encrypted_content"))
+        if item.get("type") == "reasoning" and (mine or foreign):
+            continue
+        if "id" in item and (mine or foreign):
+            item = {k: v for k, v in item.items() if k != "id"}
+        out.append(item)
+    return out
 
 
 def _url(target: Target) -> str:
@@ -239,7 +251,7 @@ class PassThroughEvents:
             self.builder.usage = _chat_usage(response.get("usage"))
             if price(self.target, _obj(response.get("usage"))) is not None:
                 data = dumps(parsed).decode()
-            self.call.keep(response, "upstream")
+            self.call.keep(response, self.target)
         return [RawEvent(kind, data.encode(), kind in translate.CONTENT_EVENTS)]
 
     def _failure(self, error: Any) -> UpstreamStatusError:
@@ -286,7 +298,7 @@ class TranslatedAdapter:
         """The chat completion as a Response, kept in the store."""
         completion = self.inner.parse_response(content, target, self.chat)
         response = translate.from_chat(completion, self.call.body, translate.new_id("resp"))
-        self.call.keep(response, "polyroute")
+        self.call.keep(response, target)
         return response
 
     def stream_decoder(self) -> Any:
@@ -329,7 +341,7 @@ class TranslatedEvents:
         out += self.events.end()
         response = self.events.response
         price(self.target, response.get("usage"))
-        self.call.keep(response, "polyroute")
+        self.call.keep(response, self.target)
         return out
 
 

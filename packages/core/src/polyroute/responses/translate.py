@@ -93,9 +93,19 @@ _ITEM_TYPES = frozenset(
 )
 
 
+ID_MARK = "pr"
+"""After the prefix of every id polyroute makes (``rs_pr…``): OpenAI's ids are hex, so an id with the mark is
+polyroute's, and an OpenAI deployment is never sent one of those items by id (it would not know it)."""
+
+
 def new_id(prefix: str) -> str:
-    """A fresh OpenAI-style item or response id (``resp_…``, ``msg_…``, ``rs_…``, ``fc_…``)."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """A fresh OpenAI-style item or response id (``resp_pr…``, ``msg_pr…``, ``rs_pr…``, ``fc_pr…``)."""
+    return f"{prefix}_{ID_MARK}{uuid.uuid4().hex}"
+
+
+def is_polyroute_id(value: Any) -> bool:
+    """Whether an item id is one polyroute made (see :data:`ID_MARK`)."""
+    return isinstance(value, str) and value.partition("_")[2].startswith(ID_MARK)
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -413,6 +423,11 @@ def _to_chat_content(content: Any, i: int) -> Any:
 def encode_reasoning(state: Mapping[str, Any]) -> str:
     """Provider reasoning state (thinking blocks, a thought signature) → an opaque ``encrypted_content`` token."""
     return _TOKEN_PREFIX + base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+
+
+def is_polyroute_token(token: Any) -> bool:
+    """Whether an ``encrypted_content`` is one of :func:`encode_reasoning`'s."""
+    return isinstance(token, str) and token.startswith(_TOKEN_PREFIX)
 
 
 def decode_reasoning(token: Any) -> dict[str, Any]:
