@@ -605,3 +605,24 @@ def test_other_methods_and_unknown_ids(emulator: Start) -> None:
         missing = http.get("/v1/responses/resp_nope")
         assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]
         assert http.post("/v1/responses", content=b"{").status_code == 400
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
+    msg = claude.message([claude.text("A long answer that")], stop_reason="max_tokens")
+
+    def turn(request: Any) -> Reply:
+        if request.json().get("stream"):
+            return Reply(chunks=claude.events(msg), headers={"content-type": "text/event-stream"})
+        return Reply.json(msg)
+
+    router = router_for(deployment("anthropic", emulator(claude.scripted([turn])).url))
+    if streamed:  # as from OpenAI, the stream ends with response.incomplete (the SDK's stream helper wants a
+        # response.completed for get_final_response, so read the events)
+        events = list(create("sync-httpx", router, input="hi", max_output_tokens=16, stream=True))
+        assert events[-1].type == "response.incomplete"
+        final = events[-1].response
+    else:
+        final = create("sync-httpx", router, input="hi", max_output_tokens=16)
+    assert final.status == "incomplete" and final.incomplete_details.reason == "max_output_tokens"
+    assert final.output_text == "A long answer that"
