@@ -440,7 +440,7 @@ def test_retrieve_input_items_and_delete(emulator: Start, mode: str) -> None:
     assert [(i.type, i.role) for i in page.data] == [("message", "user"), ("message", "assistant"), ("message", "user")]
     assert page.data[0].content[0].text == "One" and page.data[2].content[0].text == "Two"
     assert len(desc.data) == 1 and desc.has_more and desc.data[0].content[0].text == "Two"
-    with pytest.raises(openai.NotFoundError, match="No response with id"):
+    with pytest.raises(openai.NotFoundError, match=r"Response with id .* not found"):
         run("sync-httpx", router, lambda c: c.responses.retrieve(second.id))
 
 
@@ -605,6 +605,10 @@ def test_other_methods_and_unknown_ids(emulator: Start) -> None:
         missing = http.get("/v1/responses/resp_nope")
         assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]
         assert http.post("/v1/responses", content=b"{").status_code == 400
+    response = create("sync-httpx", router, input="hi")
+    with router.http_client(library="httpx") as http:
+        deleted = http.delete(f"/v1/responses/{response.id}")
+    assert deleted.json() == {"id": response.id, "object": "response.deleted", "deleted": True}
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
@@ -626,3 +630,20 @@ def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
         final = create("sync-httpx", router, input="hi", max_output_tokens=16)
     assert final.status == "incomplete" and final.incomplete_details.reason == "max_output_tokens"
     assert final.output_text == "A long answer that"
+
+
+def test_azure_deployment_gets_its_responses_url_and_key_header(emulator: Start) -> None:
+    seen: list[Any] = []
+    answer = oai.ResponsesEmulator({"text": "From Azure."})
+
+    def handle(request: Any) -> Reply:
+        seen.append(request)
+        return Reply.json(answer._response(request.json(), {"text": "From Azure."}))
+
+    url = emulator(handle).url
+    router = router_for({"provider": "azure", "model": "my-gpt", "api_base": url, "api_key": KEY})
+    assert create("sync-httpx", router, input="hi").output_text == "From Azure."
+    request = seen[0]
+    assert request.path == "/openai/responses" and request.query["api-version"] == ["2025-04-01-preview"]
+    assert request.headers["api-key"] == KEY and "authorization" not in request.headers
+    assert request.json()["model"] == "my-gpt"

@@ -12,7 +12,8 @@ Per deployment the adapter is one of two:
 Either way failover, the commit rule (first text, reasoning or function-call delta), errors and cost work as for
 chat. Streams are framed ``event: <type>`` / ``data: <json>`` as OpenAI frames them, with no ``[DONE]``; a failure
 after the commit is an ``error`` event (which the openai SDK raises as ``APIError``) and a ``response.failed``.
-``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` are answered from the store.
+``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` are answered from the store
+(a ``DELETE`` forgets polyroute's copy; an OpenAI deployment keeps its own until deleted there).
 """
 
 from __future__ import annotations
@@ -432,13 +433,13 @@ class ResponsesApi:
         store = store_for(transport.router)
         record = store.get(parts[0])
         if record is None:
-            raise NotFoundPathError(f"No response with id '{parts[0]}' found", param="response_id")
+            raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
         match method, parts[1:]:
             case "GET", []:
                 return 200, record["response"]
             case "DELETE", []:
                 store.delete(parts[0])
-                return 200, {"id": parts[0], "object": "response", "deleted": True}
+                return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
             case "GET", ["input_items"]:
                 return 200, _page(record["input"], parse_qs(query))
             case _:
