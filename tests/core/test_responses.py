@@ -103,7 +103,7 @@ def stream(mode: str, router: Router, **kwargs: Any) -> tuple[list[Any], Any]:
 
 def raw_events(router: Router, **kwargs: Any) -> tuple[bytes, list[dict[str, Any]]]:
     """A streamed call read as bytes: the body and the decoded ``data`` payloads (each checked to be compact)."""
-    with router.http_client() as http:
+    with router.http_client(timeout=60) as http:
         r = http.post("/v1/responses", json={"model": "m", "stream": True, **kwargs})
         assert r.status_code == 200, r.text
         body = r.content
@@ -232,11 +232,14 @@ def test_create(emulator: Start, provider: str, mode: str) -> None:
 def test_json_answer_is_the_sdk_type(emulator: Start, provider: str) -> None:
     """The SDK builds its models without validating: validate the JSON itself against its Response type."""
     emu = text_upstream(emulator, provider, reasoning="Think.")
-    with router_for(deployment(provider, emu.url)).http_client() as http:
+    with router_for(deployment(provider, emu.url)).http_client(timeout=60) as http:
         r = http.post("/v1/responses", json={"model": "m", "input": "hi", "reasoning": {"effort": "low"}})
     assert r.status_code == 200, r.text
     response = RESPONSE.validate_python(r.json())
     assert response.output_text == "Hello there, friend."
+    assert r.headers["x-polyroute-deployment"] and r.headers["x-polyroute-attempts"] == "1"
+    if provider != "openai":  # a model the catalog prices: the cost rides in usage and a header, as in chat
+        assert float(r.headers["x-polyroute-cost"]) == r.json()["usage"]["cost"] > 0
     assert r.content == json.dumps(r.json(), separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -583,7 +586,7 @@ def test_translated_function_call_events_match_the_recorded_sequence(emulator: S
 )
 def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: str) -> None:
     emu = text_upstream(emulator, "anthropic")
-    with router_for(deployment("anthropic", emu.url)).http_client() as http:
+    with router_for(deployment("anthropic", emu.url)).http_client(timeout=60) as http:
         r = http.post("/v1/responses", json={"model": "m", **body})
     assert r.status_code == 400, r.text
     error = r.json()["error"]
@@ -605,13 +608,13 @@ def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> Non
 
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
-    with router.http_client() as http:
+    with router.http_client(timeout=60) as http:
         assert http.get("/v1/responses").status_code == 400
         missing = http.get("/v1/responses/resp_nope")
         assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]
         assert http.post("/v1/responses", content=b"{").status_code == 400
     response = create(ONE, router, input="hi")
-    with router.http_client() as http:
+    with router.http_client(timeout=60) as http:
         deleted = http.delete(f"/v1/responses/{response.id}")
     assert deleted.json() == {"id": response.id, "object": "response.deleted", "deleted": True}
 
