@@ -581,7 +581,8 @@ def test_translated_function_call_events_match_the_recorded_sequence(emulator: S
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
         ({"input": "hi", "text": {"format": {"type": "json_schema", "json_schema": {}}}}, "needs 'name' and 'schema'"),
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "built-in tool 'web_search'"),
-        ({"input": "hi", "background": True}, "'background' is served only by OpenAI"),
+        ({"input": "hi", "background": True}, "'background' responses are not served through polyroute"),
+        ({"input": "hi", "prompt": {"id": "pmpt_1"}}, "'prompt' is served only by OpenAI"),
     ],
 )
 def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: str) -> None:

@@ -82,7 +82,7 @@ _FIELDS = frozenset(
 )
 """Request fields of ``POST /v1/responses`` (others are refused, as OpenAI refuses them)."""
 
-_NOT_TRANSLATED = ("background", "conversation", "prompt", "max_tool_calls")
+_NOT_TRANSLATED = ("conversation", "prompt", "max_tool_calls")
 """Fields only OpenAI's own servers implement: a translated deployment refuses them (a 400 naming the field)."""
 
 _ITEM_TYPES = frozenset(
@@ -176,7 +176,15 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     include = body.get("include")
     if include is not None and not all(isinstance(x, str) for x in _list(include)):
         raise InvalidRequestError("'include' must be an array of strings", param="include")
-    for name in ("stream", "store", "parallel_tool_calls", "background"):
+    if body.get("background"):
+        # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
+        # it would never see the upstream finish.
+        raise InvalidRequestError(
+            "'background' responses are not served through polyroute (it cannot poll them upstream); "
+            "remove 'background' (stream instead for long answers)",
+            param="background",
+        )
+    for name in ("stream", "store", "parallel_tool_calls"):
         value = body.get(name)
         if value is not None and not isinstance(value, bool):
             raise InvalidRequestError(f"'{name}' must be true or false, got {value!r}", param=name)
