@@ -472,6 +472,20 @@ def test_sqlite_store_outlives_the_router(emulator: Start, tmp_path: Path) -> No
     assert second.previous_response_id == first.id
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_chain_survives_a_restart_with_its_reasoning(emulator: Start, provider: str, tmp_path: Path) -> None:
+    """A tool loop chained by ``previous_response_id`` over a SQLite store, a new process (router) each turn: the
+    store kept the provider's reasoning state though the caller never asked for ``encrypted_content``.
+    """
+    url, upstream = weather_loop(emulator, provider, True)
+    config = {"responses": {"store_path": str(tmp_path / "responses.db")}}
+    fresh = lambda: router_for(deployment(provider, url), **config)  # noqa: E731
+    final = tool_loop(ONE, fresh, thinking=True, chain="previous")
+    assert final.output_text == matrix.FINAL_TEXT
+    assert all(o.encrypted_content is None for o in final.output if o.type == "reasoning")
+    check_loop(provider, upstream, True)
+
+
 # -- failover and failures --------------------------------------------------------------------------------------------
 
 

@@ -190,16 +190,14 @@ def test_a_completion_and_its_stream_give_the_same_response(encrypted: bool) -> 
     events = translate.ChatToResponseEvents(body, "resp_1", "claude")
     seen = [e for c in chunks() for e in events.feed(c)] + events.end()
     streamed = seen[-1]["response"]
-    assert without_ids(streamed) == without_ids(whole)
+    assert without_ids(streamed) == without_ids(translate.public(whole, encrypted))
+    assert without_ids(events.response) == without_ids(whole)  # what the store keeps: the state, always
     RESPONSE.validate_python(whole)
     assert [o["type"] for o in whole["output"]] == ["reasoning", "message", "function_call"]
     assert whole["usage"]["input_tokens_details"] == {"cached_tokens": 8, "cache_write_tokens": 0}
     assert whole["usage"]["output_tokens_details"] == {"reasoning_tokens": 5}
-    reasoning = whole["output"][0]
-    if encrypted:
-        assert translate.decode_reasoning(reasoning["encrypted_content"]) == {"thinking_blocks": [THINKING]}
-    else:
-        assert "encrypted_content" not in reasoning
+    assert translate.decode_reasoning(whole["output"][0]["encrypted_content"]) == {"thinking_blocks": [THINKING]}
+    assert ("encrypted_content" in streamed["output"][0]) is encrypted
     assert [e["sequence_number"] for e in seen] == list(range(len(seen)))
 
 

@@ -22,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from polyroute._sse import SSEDecoder, SSEEvent
 from polyroute.api import StreamFormat
@@ -300,7 +300,7 @@ class TranslatedAdapter:
         completion = self.inner.parse_response(content, target, self.chat)
         response = translate.from_chat(completion, self.call.body, translate.new_id("resp"))
         self.call.keep(response, target)
-        return response
+        return translate.public(response, translate.wants_encrypted(self.call.body))
 
     def stream_decoder(self) -> Any:
         """The provider's own decoder."""
@@ -436,7 +436,7 @@ class ResponsesApi:
             raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
         match method, parts[1:]:
             case "GET", []:
-                return 200, record["response"]
+                return 200, translate.public(record["response"], translate.ENCRYPTED_REASONING in unquote(query))
             case "DELETE", []:
                 store.delete(parts[0])
                 return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}

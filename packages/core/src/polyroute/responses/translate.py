@@ -525,15 +525,31 @@ def finish(response: dict[str, Any], finish_reason: str | None, usage: Usage | N
 
 
 def reasoning_item(summary: str, state: Mapping[str, Any], encrypted: bool) -> dict[str, Any]:
-    """A reasoning output item: its text as the summary; the provider's state in ``encrypted_content`` if asked."""
+    """A reasoning output item: its text as the summary; the provider's state in ``encrypted_content`` (always
+    kept: the store needs it to continue a chain; :func:`public` leaves it out for a caller who did not ask).
+    """
     item: dict[str, Any] = {
         "id": new_id("rs"),
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": summary}] if summary else [],
     }
-    if encrypted:
+    if state or encrypted:
         item["encrypted_content"] = encode_reasoning(state) if state else None
     return item
+
+
+def public(response: dict[str, Any], encrypted: bool) -> dict[str, Any]:
+    """The response as the caller sees it: polyroute's reasoning state only when asked for (``include``)."""
+    if encrypted or not any("encrypted_content" in item for item in response["output"]):
+        return response
+    return {**response, "output": [public_item(item, encrypted) for item in response["output"]]}
+
+
+def public_item(item: dict[str, Any], encrypted: bool) -> dict[str, Any]:
+    """An output item as the caller sees it (see :func:`public`)."""
+    if encrypted or "encrypted_content" not in item:
+        return dict(item)
+    return {k: v for k, v in item.items() if k != "encrypted_content"}
 
 
 def message_item(text: str, status: str = "completed", item_id: str | None = None) -> dict[str, Any]:
@@ -753,7 +769,7 @@ class ChatToResponseEvents:
                     events.append(self._event("response.reasoning_summary_text.done", **ref, text=text))
                     events.append(self._event("response.reasoning_summary_part.done", **ref, part=part))
                     item["summary"] = [part]
-                if self.encrypted:
+                if self._state or self.encrypted:
                     item["encrypted_content"] = encode_reasoning(self._state) if self._state else None
                     self._carried = "thought_signature" in self._state
             case "message":
@@ -770,7 +786,8 @@ class ChatToResponseEvents:
                 )
                 item["arguments"] = text
                 item["status"] = "completed"
-        events.append(self._event("response.output_item.done", output_index=current.index, item=dict(item)))
+        done = public_item(item, self.encrypted)
+        events.append(self._event("response.output_item.done", output_index=current.index, item=done))
         return events
 
     def end(self) -> list[dict[str, Any]]:
@@ -782,7 +799,7 @@ class ChatToResponseEvents:
             events += self._reasoning("") + self._close()
         response = finish(self.response, self.finish_reason, self.usage)
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-        events.append(self._event(kind, response=response))
+        events.append(self._event(kind, response=public(response, self.encrypted)))
         return events
 
 
