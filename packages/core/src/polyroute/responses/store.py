@@ -125,7 +125,9 @@ def store_for(router: Router) -> ResponseStore:
             if store is None:
                 settings = router.config.responses
                 if settings.store_path:
-                    store = SQLiteStore(settings.store_path, settings.max_stored)
+                    sqlite = SQLiteStore(settings.store_path, settings.max_stored)
+                    weakref.finalize(router, sqlite.close)  # the file is closed with the router, not left to GC
+                    store = sqlite
                 else:
                     store = MemoryStore(settings.max_stored)
                 _STORES[router] = store
