@@ -8,8 +8,9 @@ with it, and it prints ``PORT <n>`` on stdout once it listens on 127.0.0.1. Two 
   small ``json.loads`` and one ``transport.write``.
 - ``--impl starlette``: the same answers from a Starlette app under uvicorn, to compare (``run.py --compare-mock``).
 
-Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/messages`` (also without ``/v1``), ``GET /v1/models``, and
-``POST /v1/embeddings`` (one 1536-float vector per input, base64 or float as asked, cached per input count).
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/responses`` and ``POST /v1/messages`` (also without ``/v1``),
+``GET /v1/models``, and ``POST /v1/embeddings`` (one 1536-float vector per input, base64 or float as asked, cached per
+input count). Responses streams are typed events (``event:`` lines, ``sequence_number``), as OpenAI sends them.
 A request with ``"stream": true`` gets ``--chunks`` content events (200 by default), each event its own HTTP
 chunk (``transfer-encoding: chunked``) as real servers send them, so the client parses the stream chunk by chunk.
 OpenAI streams carry ``"usage": null`` on every chunk and a final usage chunk when ``stream_options.include_usage``
@@ -105,6 +106,78 @@ def embeddings_json(model: str, count: int, encoding: str, size: int = 1536) -> 
         data.append({"object": "embedding", "index": i, "embedding": vector})
     usage = {"prompt_tokens": 8 * count, "total_tokens": 8 * count}
     return _dumps({"object": "list", "data": data, "model": model, "usage": usage})
+
+
+RESPONSE_USAGE = {
+    "input_tokens": 12,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": 20,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 32,
+}
+
+
+def _response(model: str, status: str, output: list[Any], usage: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": "resp_bench0000000000000000",
+        "object": "response",
+        "created_at": CREATED,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": 64,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def _message(text: str, status: str = "completed") -> dict[str, Any]:
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+    return {"id": "msg_bench0000", "type": "message", "status": status, "content": [part], "role": "assistant"}
+
+
+def responses_json(model: str) -> bytes:
+    return _dumps(_response(model, "completed", [_message(TEXT)], RESPONSE_USAGE))
+
+
+def responses_events(model: str, chunks: int) -> list[bytes]:
+    events: list[bytes] = []
+
+    def event(kind: str, **fields: Any) -> None:
+        body = {"type": kind, "sequence_number": len(events), **fields}
+        events.append(f"event: {kind}\ndata: ".encode() + _dumps(body) + b"\n\n")
+
+    text = "".join(token(i) for i in range(chunks))
+    ref = {"item_id": "msg_bench0000", "output_index": 0}
+    event("response.created", response=_response(model, "in_progress", [], None))
+    event("response.in_progress", response=_response(model, "in_progress", [], None))
+    event("response.output_item.added", output_index=0, item={**_message(""), "status": "in_progress", "content": []})
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    event("response.content_part.added", **ref, content_index=0, part=part)
+    for i in range(chunks):
+        event("response.output_text.delta", **ref, content_index=0, delta=token(i), logprobs=[])
+    event("response.output_text.done", **ref, content_index=0, text=text, logprobs=[])
+    event("response.content_part.done", **ref, content_index=0, part={**part, "text": text})
+    event("response.output_item.done", output_index=0, item=_message(text))
+    usage = {**RESPONSE_USAGE, "output_tokens": chunks, "total_tokens": 12 + chunks}
+    event("response.completed", response=_response(model, "completed", [_message(text)], usage))
+    return events
 
 
 def anthropic_json(model: str) -> bytes:
@@ -210,7 +283,8 @@ class Answers:
             path = path[3:]
         if path == "/embeddings":
             return self._embeddings(body)
-        kind = "openai" if path == "/chat/completions" else "anthropic" if path == "/messages" else None
+        kinds = {"/chat/completions": "openai", "/responses": "responses", "/messages": "anthropic"}
+        kind = kinds.get(path)
         if kind is None:
             return 404, "json", _dumps({"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
         try:
@@ -228,6 +302,12 @@ class Answers:
                     (200, "sse", openai_events(model, self.chunks, usage))
                     if stream
                     else (200, "json", openai_json(model))
+                )
+            elif kind == "responses":
+                found = (
+                    (200, "sse", responses_events(model, self.chunks))
+                    if stream
+                    else (200, "json", responses_json(model))
                 )
             else:
                 found = (
@@ -388,7 +468,14 @@ def serve_starlette(port: int, chunks: int, max_seconds: float) -> None:
 
     routes = [
         Route(p, post, methods=["POST"])
-        for p in ("/v1/chat/completions", "/v1/messages", "/chat/completions", "/messages")
+        for p in (
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/messages",
+            "/chat/completions",
+            "/responses",
+            "/messages",
+        )
     ]
     app = Starlette(routes=[*routes, Route("/v1/models", models)])
     sock = socket.socket()

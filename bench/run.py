@@ -120,6 +120,8 @@ class Scenario:
     astream: Callable[[], Awaitable[str]] | None = None
     slow: bool = False
     note: str | None = None
+    base: str = "direct"
+    """The scenario its ratios are against: the SDK calling the mock directly, by the same API."""
     close: list[Callable[[], Any]] = field(default_factory=list)
 
 
@@ -143,6 +145,53 @@ def _sdk_stream(client: Any, model: str) -> Callable[[], str]:
             for chunk in response:
                 if chunk.choices and chunk.choices[0].delta.content:
                     parts.append(chunk.choices[0].delta.content)
+        return "".join(parts)
+
+    return stream
+
+
+def _sdk_rcall(client: Any, model: str) -> Callable[[], str]:
+    create = client.responses.create
+
+    def call() -> str:
+        return create(model=model, input=MESSAGES, max_output_tokens=MAX_TOKENS).output_text
+
+    return call
+
+
+def _sdk_rstream(client: Any, model: str) -> Callable[[], str]:
+    create = client.responses.create
+
+    def stream() -> str:
+        parts = []
+        with create(model=model, input=MESSAGES, max_output_tokens=MAX_TOKENS, stream=True) as events:
+            for event in events:
+                if event.type == "response.output_text.delta":
+                    parts.append(event.delta)
+        return "".join(parts)
+
+    return stream
+
+
+def _sdk_racall(client: Any, model: str) -> Callable[[], Awaitable[str]]:
+    create = client.responses.create
+
+    async def call() -> str:
+        return (await create(model=model, input=MESSAGES, max_output_tokens=MAX_TOKENS)).output_text
+
+    return call
+
+
+def _sdk_rastream(client: Any, model: str) -> Callable[[], Awaitable[str]]:
+    create = client.responses.create
+
+    async def stream() -> str:
+        parts = []
+        events = await create(model=model, input=MESSAGES, max_output_tokens=MAX_TOKENS, stream=True)
+        async with events:
+            async for event in events:
+                if event.type == "response.output_text.delta":
+                    parts.append(event.delta)
         return "".join(parts)
 
     return stream
@@ -227,6 +276,14 @@ def anthropic_adapter_missing() -> str | None:
     return None
 
 
+RESPONSES_SCENARIOS = [
+    ("r_direct", "Responses: SDK direct", "direct", OPENAI_MODEL),
+    ("r_pass", "Responses: polyroute pass-through", "routed", OPENAI_MODEL),
+    ("r_anth", "Responses: polyroute → Anthropic", "routed", "bench-claude"),
+]
+"""``client.responses.create`` on the mock's ``/v1/responses`` directly, passed through, and translated to Messages."""
+
+
 def build_scenarios(base: str, *, asynchronous: bool, with_litellm: bool) -> list[Scenario]:
     """Every client under test, sync or async (async clients must be built inside the running loop)."""
     import openai
@@ -263,6 +320,11 @@ def build_scenarios(base: str, *, asynchronous: bool, with_litellm: bool) -> lis
                 note=anthropic_adapter_missing(),
             )
         )
+        for key, label, client, model in RESPONSES_SCENARIOS:
+            c = direct if client == "direct" else routed
+            scenarios.append(
+                Scenario(key, label, acall=_sdk_racall(c, model), astream=_sdk_rastream(c, model), base="r_direct")
+            )
     else:
         direct = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-bench", max_retries=0)
         routed = router.openai_client()
@@ -289,6 +351,11 @@ def build_scenarios(base: str, *, asynchronous: bool, with_litellm: bool) -> lis
                 note=anthropic_adapter_missing(),
             )
         )
+        for key, label, client, model in RESPONSES_SCENARIOS:
+            c = direct if client == "direct" else routed
+            scenarios.append(
+                Scenario(key, label, call=_sdk_rcall(c, model), stream=_sdk_rstream(c, model), base="r_direct")
+            )
     for key, label, model, api_base in (
         ("ll_oai", "LiteLLM openai", f"openai/{OPENAI_MODEL}", f"{base}/v1"),
         ("ll_anth", "LiteLLM anthropic", f"anthropic/{CLAUDE_MODEL}", base),
@@ -643,6 +710,11 @@ TARGETS = {
     ("async_stream", "anth"): (1.10, "max"),
     ("tput", "pass"): (0.90, "min"),
     ("tput", "anth"): (0.90, "min"),
+    # the Responses API (issue 14), against the SDK's responses.create on the mock directly
+    **{(metric, "r_pass"): (1.10, "max") for metric in ("sync_median", "async_median", "sync_stream", "async_stream")},
+    **{(metric, "r_anth"): (1.15, "max") for metric in ("sync_median", "async_median", "sync_stream", "async_stream")},
+    ("tput", "r_pass"): (0.90, "min"),
+    ("tput", "r_anth"): (0.90, "min"),
 }
 
 METRICS = [
@@ -669,7 +741,6 @@ def report(
     mock_note: str,
     load: str,
 ) -> tuple[str, list[str]]:
-    base = results.get("direct", {})
     cols = list(scenarios)
     misses: list[str] = []
     lines = [
@@ -679,7 +750,8 @@ def report(
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"load average {load}. Whole run: {elapsed:.0f} s. Mock upstream: {mock_note}.",
         "",
-        "Each cell: the value, then its ratio to the SDK calling the mock directly. "
+        "Each cell: the value, then its ratio to the SDK calling the mock directly (Responses columns: to "
+        "`responses.create` directly). "
         "✅/❌: polyroute against issue 2's targets.",
         "",
         "| metric | " + " | ".join(s.label for s in cols) + " |",
@@ -692,7 +764,7 @@ def report(
             if s.note or metric not in r:
                 row.append("—")
                 continue
-            value, ref = r[metric], base.get(metric)
+            value, ref = r[metric], results.get(s.base, {}).get(metric)
             text = f"{value:.0f}/s" if metric == "tput" else _ms(value)
             if ref:
                 ratio = value / ref

@@ -52,7 +52,7 @@ CLIENT_ENVS = {
     # beside instructor, whose jiter<0.15 pin holds openai at 3.3.
     "clients": (
         ["openai>=3.3,<4", "langchain-openai>=1.7,<2", "openai-agents>=0.24,<1", "pydantic-ai-slim[openai]>=2.38,<3"],
-        ["test_langchain_openai.py", "test_openai_agents.py", "test_pydantic_ai.py"],
+        ["test_langchain_openai.py", "test_openai_agents.py", "test_pydantic_ai.py", "test_responses_clients.py"],
     ),
     "clients-instructor": (["instructor>=1.17,<2", "openai>=3,<4"], ["test_instructor.py", "test_openai_helpers.py"]),
 }

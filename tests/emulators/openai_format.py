@@ -123,3 +123,254 @@ def handler(text: str = "Hello from the emulator!", pieces: int = 5, **reply: An
         return Reply(body=completion(text, model=body["model"]), **reply)
 
     return handle
+
+
+# -- the Responses API (POST /v1/responses) ------------------------------------------------------------------------
+
+RESPONSES_FIELDS = frozenset(
+    {
+        "model", "input", "instructions", "tools", "tool_choice", "text", "reasoning", "max_output_tokens",
+        "temperature", "top_p", "parallel_tool_calls", "metadata", "truncation", "stream", "stream_options", "store",
+        "include", "previous_response_id", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
+        "service_tier", "background", "max_tool_calls", "top_logprobs", "conversation", "prompt",
+    }
+)  # fmt: skip
+"""The request fields OpenAI's ``POST /v1/responses`` takes; any other gets its 400."""
+
+
+def responses_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> Reply:
+    """An OpenAI error body (``invalid_request_error`` for a 4xx)."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return Reply.json({"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status)
+
+
+class ResponsesEmulator:
+    """OpenAI's Responses API: scripted turns answered as a Response (compact JSON) or as its typed event stream
+    (``event:`` lines, compact JSON, ``sequence_number`` from 0, as in ``tests/fixtures/openai-responses``).
+
+    A turn is a dict: ``text``, ``calls`` (``[(name, arguments dict)]``), ``reasoning`` (a summary), or a
+    :class:`Reply` (a failure). Requests are checked as OpenAI checks them: known fields only, flat function tools,
+    a ``previous_response_id`` this server issued (and stored), reasoning ``encrypted_content`` this server issued,
+    every ``function_call_output`` answering a call of the conversation. ``GET /v1/responses/{id}`` answers stored
+    responses. ``bodies`` holds the accepted requests.
+    """
+
+    def __init__(self, *turns: dict[str, Any] | Reply, model: str = "gpt-5-emu") -> None:
+        self.turns = list(turns)
+        self.model = model
+        self.bodies: list[dict[str, Any]] = []
+        self.stored: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+        self.encrypted: set[str] = set()
+        self.items: set[str] = set()
+        """Ids of the output items of stored responses (OpenAI finds a reasoning item sent back by its id)."""
+        self._next = 0
+        self._ids = 0
+
+    def _id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}_emu{self._ids:04d}"
+
+    def __call__(self, request: Request) -> Reply:
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return responses_error(401, "You didn't provide an API key.")
+        if request.method == "GET" and "/responses/" in request.path:
+            found = self.stored.get(request.path.rsplit("/", 1)[1])
+            return Reply.json(found[1]) if found else responses_error(404, "Response not found")
+        if request.method != "POST" or not request.path.endswith("/v1/responses"):
+            return responses_error(404, f"Invalid URL ({request.method} {request.path})")
+        try:
+            body = request.json()
+        except ValueError:
+            return responses_error(400, "We could not parse the JSON body of your request.")
+        problem = self._check(body)
+        if problem is not None:
+            return problem
+        self.bodies.append(body)
+        turn = self.turns[min(self._next, len(self.turns) - 1)]
+        self._next += 1
+        if isinstance(turn, Reply):
+            return turn
+        response = self._response(body, turn)
+        if body.get("store", True):
+            self.stored[response["id"]] = (self._conversation(body), response)
+            self.items.update(item["id"] for item in response["output"])
+        if not body.get("stream"):
+            return Reply(body=_compact(response), headers={"content-type": "application/json"})
+        return Reply.sse(f"event: {e['type']}\ndata: {_compact(e)}\n\n" for e in response_events(response))
+
+    def _conversation(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        items = body.get("input") or []
+        if isinstance(items, str):
+            items = [{"role": "user", "content": items}]
+        previous = self.stored.get(body.get("previous_response_id") or "")
+        return (previous[0] + previous[1]["output"] if previous else []) + list(items)
+
+    def _check(self, body: dict[str, Any]) -> Reply | None:
+        unknown = sorted(set(body) - RESPONSES_FIELDS)
+        if unknown:
+            return responses_error(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
+        if not isinstance(body.get("model"), str):
+            return responses_error(400, "Missing required parameter: 'model'.", param="model")
+        for i, tool in enumerate(body.get("tools") or []):
+            if tool.get("type") == "function" and not isinstance(tool.get("name"), str):
+                return responses_error(400, f"Missing required parameter: 'tools[{i}].name'.", param=f"tools[{i}].name")
+        previous = body.get("previous_response_id")
+        if previous is not None and previous not in self.stored:
+            return responses_error(
+                400,
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        conversation = self._conversation(body)
+        calls = {item.get("call_id") for item in conversation if item.get("type") == "function_call"}
+        for item in conversation:
+            if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+                return responses_error(
+                    400,
+                    f"No tool call found for function call output with call_id {item.get('call_id')}.",
+                    param="input",
+                )
+            if item.get("type") != "reasoning":
+                continue
+            encrypted = item.get("encrypted_content")
+            if encrypted is None and item.get("id") not in self.items:
+                return responses_error(
+                    404,
+                    f"Item with id '{item.get('id')}' not found. Items are not persisted when `store` is set to "
+                    "false. Try again with `store` set to true, or remove this item from your input.",
+                    param="input",
+                )
+            if encrypted is not None and encrypted not in self.encrypted:
+                return responses_error(
+                    400,
+                    f"The encrypted content for item {item.get('id')} could not be verified.",
+                    param="input",
+                    code="invalid_encrypted_content",
+                )
+        return None
+
+    def _response(self, body: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
+        output: list[dict[str, Any]] = []
+        if turn.get("reasoning"):
+            item: dict[str, Any] = {
+                "id": self._id("rs"),
+                "type": "reasoning",
+                "summary": [{"type": "summary_text", "text": turn["reasoning"]}],
+            }
+            if "reasoning.encrypted_content" in (body.get("include") or []):
+                item["encrypted_content"] = f"gAAAAemu{self._ids}"
+                self.encrypted.add(item["encrypted_content"])
+            output.append(item)
+        if turn.get("text") is not None:
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": turn["text"]}
+            output.append(
+                {
+                    "id": self._id("msg"),
+                    "type": "message",
+                    "status": "completed",
+                    "content": [part],
+                    "role": "assistant",
+                }
+            )
+        for name, arguments in turn.get("calls") or []:
+            output.append(
+                {
+                    "id": self._id("fc"),
+                    "type": "function_call",
+                    "status": "completed",
+                    "arguments": json.dumps(arguments, separators=(",", ":")),
+                    "call_id": self._id("call"),
+                    "name": name,
+                }
+            )
+        return {
+            "id": self._id("resp"),
+            "object": "response",
+            "created_at": 1765552659,
+            "status": "completed",
+            "background": False,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "max_tool_calls": None,
+            "model": self.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
+            "service_tier": "default",
+            "store": body.get("store", True),
+            "temperature": 1.0,
+            "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": {
+                "input_tokens": 12,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": 7,
+                "output_tokens_details": {"reasoning_tokens": 3 if turn.get("reasoning") else 0},
+                "total_tokens": 19,
+            },
+            "user": None,
+            "metadata": body.get("metadata") or {},
+        }
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def response_events(response: dict[str, Any], *, pieces: int = 3) -> list[dict[str, Any]]:
+    """The events OpenAI streams for ``response``, numbered from 0 (order as in the recorded streams)."""
+    events: list[dict[str, Any]] = []
+
+    def emit(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **fields})
+
+    start = {**response, "status": "in_progress", "output": [], "usage": None}
+    emit("response.created", response=start)
+    emit("response.in_progress", response=start)
+    for index, item in enumerate(response["output"]):
+        ref = {"item_id": item["id"], "output_index": index}
+        match item["type"]:
+            case "reasoning":
+                emit("response.output_item.added", output_index=index, item={**item, "summary": []})
+                for n, part in enumerate(item["summary"]):
+                    emit("response.reasoning_summary_part.added", **ref, summary_index=n, part={**part, "text": ""})
+                    for delta in _pieces(part["text"], pieces):
+                        emit("response.reasoning_summary_text.delta", **ref, summary_index=n, delta=delta)
+                    emit("response.reasoning_summary_text.done", **ref, summary_index=n, text=part["text"])
+                    emit("response.reasoning_summary_part.done", **ref, summary_index=n, part=part)
+            case "message":
+                emit(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "status": "in_progress", "content": []},
+                )
+                for n, part in enumerate(item["content"]):
+                    emit("response.content_part.added", **ref, content_index=n, part={**part, "text": ""})
+                    for delta in _pieces(part["text"], pieces):
+                        emit("response.output_text.delta", **ref, content_index=n, delta=delta, logprobs=[])
+                    emit("response.output_text.done", **ref, content_index=n, text=part["text"], logprobs=[])
+                    emit("response.content_part.done", **ref, content_index=n, part=part)
+            case "function_call":
+                emit(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "arguments": "", "status": "in_progress"},
+                )
+                for delta in _pieces(item["arguments"], pieces):
+                    emit("response.function_call_arguments.delta", **ref, delta=delta)
+                emit("response.function_call_arguments.done", **ref, arguments=item["arguments"])
+        emit("response.output_item.done", output_index=index, item=item)
+    emit("response.completed", response=response)
+    return events
+
+
+def _pieces(text: str, pieces: int) -> list[str]:
+    step = max(1, -(-len(text) // pieces))
+    return [text[i : i + step] for i in range(0, len(text), step)]

@@ -53,7 +53,9 @@ class Api(Protocol):
     stream_format: StreamFormat
 
     def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
-        """An answer that needs no upstream (``GET /responses/{id}``, say), else None; raises for a bad method."""
+        """An answer that needs no upstream (``GET /responses/{id}``, say), else None; raises for a bad method.
+        ``path`` carries the query string, if any (``?limit=5``).
+        """
         ...
 
     def parse(self, raw: bytes, transport: Any) -> Any:
@@ -228,10 +230,11 @@ CHAT: Api = ChatApi()
 _APIS: dict[str, tuple[str, str]] = {
     "/chat/completions": ("polyroute.api", "CHAT"),
     "/embeddings": ("polyroute.embeddings", "EMBEDDINGS"),
+    "/responses": ("polyroute.responses.api", "RESPONSES"),
 }
 """Path (after ``/v1``) → (module, attribute) of its :class:`Api`; a module is imported on the first request."""
 
-_PREFIXES: list[str] = []
+_PREFIXES: list[str] = ["/responses"]
 """Paths served under a prefix (``/responses/{id}``), matched when no exact path does."""
 
 

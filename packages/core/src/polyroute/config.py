@@ -327,6 +327,15 @@ class StateSettings(_Model):
         return self
 
 
+class ResponsesSettings(_Model):
+    """Where ``/v1/responses`` keeps responses for ``previous_response_id`` and ``GET /v1/responses/{id}``."""
+
+    store_path: str | None = Field(
+        default=None, description="A SQLite file that outlives the process; None keeps responses in memory."
+    )
+    max_stored: int = Field(default=10_000, ge=1, description="Responses kept; the least recently used go first.")
+
+
 class RouterConfig(_Model):
     """The whole router: models, retry policy, defaults."""
 
@@ -338,6 +347,7 @@ class RouterConfig(_Model):
         default=120.0, gt=0, description="Longest silence between chunks once a stream has begun, in seconds."
     )
     direct_routes: bool = Field(default=True, description="Also route 'provider/model' names with no config entry.")
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RouterConfig:

@@ -529,7 +529,8 @@ class RouterTransport(_compat.TransportBase):
         path: str = request.url.path
         api = api_for(path)
         if api is not None:
-            local = api.local(request.method, path, self)
+            query = request.url.query  # GET /responses/{id}/input_items pages by its query
+            local = api.local(request.method, f"{path}?{query.decode()}" if query else path, self)
             return api if local is None else local
         if path.endswith("/models") and request.method == "GET":
             data = [

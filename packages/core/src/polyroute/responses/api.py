@@ -1,0 +1,531 @@
+"""``/v1/responses`` as an :class:`~polyroute.api.Api`: the request loop's view of the Responses API.
+
+Per deployment the adapter is one of two:
+
+- :class:`PassThroughAdapter` for OpenAI and Azure, which serve Responses themselves: the body goes as it is to
+  ``{base}/responses`` (the deployment's model name in it; a ``previous_response_id`` that only polyroute knows is
+  expanded into the input it stands for), and the answer and events come back as they are.
+- :class:`TranslatedAdapter` for every other deployment: the request goes as Chat Completions through the
+  deployment's own chat adapter, unchanged, and the answer (or the chat chunk stream) is turned into a Response
+  (or its typed events) by :mod:`polyroute.responses.translate`.
+
+Either way failover, the commit rule (first text, reasoning or function-call delta), errors and cost work as for
+chat. Streams are framed ``event: <type>`` / ``data: <json>`` as OpenAI frames them, with no ``[DONE]``; a failure
+after the commit is an ``error`` event (which the openai SDK raises as ``APIError``) and a ``response.failed``.
+``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` are answered from the store
+(a ``DELETE`` forgets polyroute's copy; an OpenAI deployment keeps its own until deleted there).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote
+
+from polyroute._sse import SSEDecoder, SSEEvent
+from polyroute.api import StreamFormat
+from polyroute.errors import (
+    InvalidRequestError,
+    NotFoundPathError,
+    StreamInterruptedError,
+    UnsupportedFeatureError,
+    UpstreamError,
+    UpstreamStatusError,
+)
+from polyroute.providers import adapter_for
+from polyroute.providers import openai as openai_format
+from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.responses import translate
+from polyroute.responses.store import Record, ResponseStore, store_for
+from polyroute.types.openai import ChatCompletionRequest, Usage
+
+PASS_THROUGH = frozenset({"openai", "azure"})
+"""Providers whose deployments serve the Responses API themselves."""
+
+AZURE_API_VERSION = "2025-04-01-preview"
+"""The Azure OpenAI api-version for ``/openai/responses`` when the deployment names none (its chat default is too
+old for Responses)."""
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+@dataclass(slots=True)
+class ResponsesCall:
+    """One ``POST /v1/responses``: the request, its input expanded, and the store it reads and writes."""
+
+    body: dict[str, Any]
+    items: list[dict[str, Any]]
+    """The request's own input items."""
+    history: list[dict[str, Any]]
+    """What ``previous_response_id`` stands for (its input and output), empty without one."""
+    previous: Record | None
+    store: ResponseStore
+
+    @property
+    def full_input(self) -> list[dict[str, Any]]:
+        """Everything the model sees: the history, then this request's items."""
+        return self.history + self.items
+
+    def keep(self, response: dict[str, Any], target: Target) -> None:
+        """Store the answer unless the caller said ``store: false``; an OpenAI deployment's own answers are marked
+        with it (it keeps them too, so a chain may go on there by id).
+        """
+        if self.body.get("store") is False or not isinstance(response.get("id"), str):
+            return
+        origin = target.label if target.spec.key in PASS_THROUGH else "polyroute"
+        record = {"response": response, "input": _with_ids(self.full_input), "origin": origin}
+        self.store.put(response["id"], record)
+
+
+def _with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input items as ``input_items`` lists them: each with an id; message content as parts."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        item = dict(item)
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item.get("content")
+            if isinstance(content, str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": content}]
+            item.setdefault("status", "completed")
+        item.setdefault("id", translate.new_id({"message": "msg", "reasoning": "rs"}.get(str(kind), "item")))
+        out.append(item)
+    return out
+
+
+def _output_as_input(output: list[Any]) -> list[dict[str, Any]]:
+    return [dict(_obj(item)) for item in output]
+
+
+def price(target: Target, usage: dict[str, Any] | None) -> float | None:
+    """Price Responses usage from the catalog; the cost rides on ``usage.cost``, as in chat."""
+    if not usage:
+        return None
+    details = _obj(usage.get("input_tokens_details"))
+    cached, written = details.get("cached_tokens", 0) or 0, details.get("cache_write_tokens", 0) or 0
+    cost = target.info.cost(usage.get("input_tokens", 0), usage.get("output_tokens", 0), cached, written)
+    if cost is not None:
+        usage["cost"] = cost
+    return cost
+
+
+def _chat_usage(usage: Any) -> Usage | None:
+    """Responses usage → the chat shape the router counts (``total_tokens``)."""
+    usage = _obj(usage)
+    if not usage:
+        return None
+    prompt, completion = int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+# -- pass-through ---------------------------------------------------------------------------------------------------
+
+
+class _UsageHolder:
+    """What the loop reads of a stream translator when the stream ends: ``builder.usage``."""
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class RawEvent:
+    """An upstream Responses event forwarded as its own bytes."""
+
+    kind: str
+    data: bytes
+    content: bool
+
+
+_TYPE = re.compile(r'"type":\s*"([^"]+)"')
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class PassThroughAdapter:
+    """An OpenAI or Azure deployment's own Responses API."""
+
+    classify_error = staticmethod(openai_format.classify_error)
+
+    def __init__(self, call: ResponsesCall) -> None:
+        self.call = call
+
+    def build_request(self, body: Any, target: Target) -> UpstreamRequest:
+        """The caller's body, the deployment's model in it; a chain only polyroute knows, expanded."""
+        call = self.call
+        out: dict[str, Any] = dict(call.body)
+        out["model"] = target.model
+        if call.previous is not None and call.previous.get("origin") != target.label:
+            # This deployment never saw that response: send the conversation it stands for instead.
+            out.pop("previous_response_id", None)
+            out["input"] = _for_openai(call.full_input, foreign=True)
+        elif isinstance(out.get("input"), list):
+            out["input"] = _for_openai(call.items, foreign=False)
+        if target.deployment.params:
+            out.update(target.deployment.params)
+        headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
+        headers.update(target.deployment.headers)
+        return UpstreamRequest("POST", _url(target), headers, dumps(out), stream=bool(call.body.get("stream")))
+
+    def parse_response(self, content: bytes, target: Target, body: Any) -> dict[str, Any]:
+        """The upstream's Response, kept in the store."""
+        data = _obj(json.loads(content))
+        if data.get("object") != "response":
+            if "error" in data:
+                raise openai_format.classify_error(200, {}, content, target)
+            raise UpstreamStatusError(
+                f"{target.label} returned a body that is not a Response",
+                provider=target.provider,
+                deployment=target.label,
+                status=502,
+            )
+        self.call.keep(data, target)
+        return data
+
+    def stream_decoder(self) -> SSEDecoder:
+        """OpenAI streams are SSE."""
+        return SSEDecoder()
+
+    def stream_translator(self, target: Target, body: Any) -> PassThroughEvents:
+        """Forwards the upstream's events."""
+        return PassThroughEvents(self.call, target)
+
+
+def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str, Any]]:
+    """Input items an OpenAI deployment can take: none of polyroute's reasoning items (another provider's state,
+    which OpenAI cannot read) nor polyroute's item ids (which it does not know); with ``foreign`` (a chain stored
+    from another deployment) no stored ids or reasoning at all.
+    """
+    out: list[dict[str, Any]] = []
+    for item in items:
+        mine = translate.is_polyroute_id(item.get("id")) or translate.is_polyroute_token(item.get("encrypted_content"))
+        if item.get("type") == "reasoning" and (mine or foreign):
+            continue
+        if "id" in item and (mine or foreign):
+            item = {k: v for k, v in item.items() if k != "id"}
+        out.append(item)
+    return out
+
+
+def _url(target: Target) -> str:
+    base = target.api_base
+    if target.spec.quirks.deployment_urls and "/openai/v1" not in base:
+        version = target.deployment.api_version or AZURE_API_VERSION
+        return f"{base}/openai/responses?api-version={version}"
+    return base + "/responses"
+
+
+class PassThroughEvents:
+    """Upstream Responses events → the same bytes; only the response's own lifecycle events are parsed (to keep
+    the response, count its usage, see a failure).
+    """
+
+    def __init__(self, call: ResponsesCall, target: Target) -> None:
+        self.call = call
+        self.target = target
+        self.builder = _UsageHolder()
+        self._ended = False
+
+    def feed(self, event: SSEEvent) -> list[RawEvent]:
+        """One upstream event → the event to forward (an upstream ``error`` or ``response.failed`` raises)."""
+        data = event.data
+        if not data or data == "[DONE]":
+            return []
+        kind = event.event
+        if not kind:
+            found = _TYPE.search(data)
+            kind = found.group(1) if found else ""
+        if kind == "error" or kind in _TERMINAL:
+            parsed = _obj(json.loads(data))
+            if kind == "error":
+                raise self._failure(parsed.get("error") or parsed)
+            response = _obj(parsed.get("response"))
+            if kind == "response.failed":
+                raise self._failure(response.get("error"))
+            self._ended = True
+            self.builder.usage = _chat_usage(response.get("usage"))
+            if price(self.target, _obj(response.get("usage"))) is not None:
+                data = dumps(parsed).decode()
+            self.call.keep(response, self.target)
+        return [RawEvent(kind, data.encode(), kind in translate.CONTENT_EVENTS)]
+
+    def _failure(self, error: Any) -> UpstreamStatusError:
+        return openai_format.classify_error(
+            200, {}, dumps({"error": _obj(error) or {"message": "failed"}}), self.target
+        )
+
+    def finish(self) -> list[RawEvent]:
+        """The upstream ended: fine after the response's last event, an error otherwise."""
+        if not self._ended:
+            raise StreamInterruptedError(
+                f"{self.target.label} ended the stream before response.completed",
+                provider=self.target.provider,
+                deployment=self.target.label,
+                status=502,
+            )
+        return []
+
+
+# -- translated -----------------------------------------------------------------------------------------------------
+
+
+class TranslatedAdapter:
+    """Any other deployment: the request as chat through the deployment's own chat adapter."""
+
+    def __init__(self, call: ResponsesCall, target: Target) -> None:
+        self.call = call
+        self.inner = adapter_for(target.spec)
+        if call.body.get("previous_response_id") and call.previous is None:
+            raise UnsupportedFeatureError(
+                f"Previous response with id '{call.body['previous_response_id']}' not found (polyroute keeps "
+                "responses it answered while they are in its store; send the conversation as input instead)",
+                code="previous_response_not_found",
+                param="previous_response_id",
+            )
+        self.chat: ChatCompletionRequest = translate.to_chat(call.body, call.full_input, target.label)
+        self.classify_error = self.inner.classify_error
+
+    def build_request(self, body: Any, target: Target) -> UpstreamRequest:
+        """The chat request, built by the deployment's adapter."""
+        return self.inner.build_request(self.chat, target)
+
+    def parse_response(self, content: bytes, target: Target, body: Any) -> dict[str, Any]:
+        """The chat completion as a Response, kept in the store."""
+        completion = self.inner.parse_response(content, target, self.chat)
+        response = translate.from_chat(completion, self.call.body, translate.new_id("resp"))
+        self.call.keep(response, target)
+        return translate.public(response, translate.wants_encrypted(self.call.body))
+
+    def stream_decoder(self) -> Any:
+        """The provider's own decoder."""
+        return self.inner.stream_decoder()
+
+    def stream_translator(self, target: Target, body: Any) -> TranslatedEvents:
+        """Provider events → chat chunks (the provider's translator) → Responses events."""
+        inner = self.inner.stream_translator(target, self.chat)
+        return TranslatedEvents(self.call, target, inner)
+
+
+class TranslatedEvents:
+    """A chat adapter's stream translator, its chunks turned into Responses events."""
+
+    def __init__(self, call: ResponsesCall, target: Target, inner: Any) -> None:
+        self.call = call
+        self.target = target
+        self.inner = inner
+        self.events = translate.ChatToResponseEvents(call.body, translate.new_id("resp"), target.model)
+
+    @property
+    def builder(self) -> Any:
+        """The chat translator's bookkeeping (its usage frees the deployment's token budget)."""
+        return self.inner.builder
+
+    def _convert(self, chunks: list[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for chunk in chunks:
+            out += self.events.feed(json.loads(chunk) if isinstance(chunk, bytes) else chunk)
+        return out
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
+        """One provider event → Responses events."""
+        return self._convert(self.inner.feed(event))
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The provider's stream ended: the last events, ``response.completed``; the response is kept."""
+        out = self._convert(self.inner.finish())
+        out += self.events.end()
+        response = self.events.response
+        price(self.target, response.get("usage"))
+        self.call.keep(response, self.target)
+        return out
+
+
+# -- the stream's framing ---------------------------------------------------------------------------------------------
+
+
+_SEQUENCE = re.compile(rb'"sequence_number":(\d+)')
+
+
+class ResponsesStreamFormat:
+    """``event: <type>`` + ``data: <json>`` per event, no ``[DONE]``; one per stream (it remembers the last
+    sequence number and the response, for the failure events after a commit).
+    """
+
+    __slots__ = ("_last", "_response")
+
+    def __init__(self) -> None:
+        self._last: Any = None
+        self._response: dict[str, Any] | None = None
+
+    def encode(self, item: Any, target: Target) -> bytes:
+        """One event → its bytes."""
+        self._last = item
+        if isinstance(item, RawEvent):
+            if self._response is None and item.kind == "response.created":
+                self._response = _obj(_obj(json.loads(item.data)).get("response"))
+            return b"event: " + item.kind.encode() + b"\ndata: " + item.data + b"\n\n"
+        event = cast(dict[str, Any], item)
+        if event["type"] == "response.created":
+            self._response = dict(event["response"])
+        return b"event: " + event["type"].encode() + b"\ndata: " + dumps(event) + b"\n\n"
+
+    def is_content(self, item: Any) -> bool:
+        """Text, reasoning or a function call."""
+        return item.content if isinstance(item, RawEvent) else translate.is_content(item)
+
+    def done(self) -> bytes:
+        """Nothing: a Responses stream ends with its ``response.completed``."""
+        return b""
+
+    def error(self, exc: UpstreamError) -> bytes:
+        """An ``error`` event (the SDK raises it), then ``response.failed``."""
+        sequence = self._next_sequence()
+        body = exc.to_body()["error"]
+        out = b"event: error\ndata: " + dumps({"type": "error", "sequence_number": sequence, "error": body}) + b"\n\n"
+        if self._response is not None:
+            failed = {**self._response, "status": "failed", "error": {"code": body["code"], "message": body["message"]}}
+            event = {"type": "response.failed", "sequence_number": sequence + 1, "response": failed}
+            out += b"event: response.failed\ndata: " + dumps(event) + b"\n\n"
+        return out
+
+    def _next_sequence(self) -> int:
+        last = self._last
+        if isinstance(last, RawEvent):
+            found = _SEQUENCE.search(last.data)
+            return int(found.group(1)) + 1 if found else 0
+        if isinstance(last, dict):
+            return int(cast(dict[str, Any], last).get("sequence_number", -1)) + 1
+        return 0
+
+
+# -- the Api ----------------------------------------------------------------------------------------------------------
+
+
+class ResponsesApi:
+    """``/v1/responses`` and the paths under it."""
+
+    name = "responses"
+
+    @property
+    def stream_format(self) -> StreamFormat:
+        """A new framing per stream (each remembers its own sequence numbers)."""
+        return ResponsesStreamFormat()
+
+    @stream_format.setter
+    def stream_format(self, value: StreamFormat) -> None:
+        raise AttributeError("the Responses stream format is made per stream")
+
+    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+        """``POST /responses`` goes upstream; the paths under it are answered from the store."""
+        path, _, query = path.partition("?")
+        tail = path.rsplit("/responses", 1)[1].strip("/")
+        if not tail:
+            if method != "POST":
+                raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+            return None
+        parts = tail.split("/")
+        store = store_for(transport.router)
+        record = store.get(parts[0])
+        if record is None:
+            raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
+        match method, parts[1:]:
+            case "GET", []:
+                return 200, translate.public(record["response"], translate.ENCRYPTED_REASONING in unquote(query))
+            case "DELETE", []:
+                store.delete(parts[0])
+                return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
+            case "GET", ["input_items"]:
+                return 200, _page(record["input"], parse_qs(query))
+            case _:
+                raise InvalidRequestError(
+                    f"{method} {path} is not served; polyroute serves GET and DELETE /v1/responses/{{id}} and "
+                    "GET /v1/responses/{id}/input_items"
+                )
+
+    def parse(self, raw: bytes, transport: Any) -> ResponsesCall:
+        """The validated request, its ``previous_response_id`` looked up."""
+        if not raw:
+            raise InvalidRequestError("request body is empty; send a JSON object with 'model' and 'input'")
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidRequestError("request body must be a JSON object with 'model' and 'input'")
+        body = translate.validate(cast(dict[str, Any], data))
+        store = store_for(transport.router)
+        previous_id = body.get("previous_response_id")
+        previous = store.get(previous_id) if isinstance(previous_id, str) else None
+        history: list[dict[str, Any]] = []
+        if previous is not None:
+            history = list(previous["input"]) + _output_as_input(previous["response"].get("output") or [])
+        return ResponsesCall(body, translate.input_items(body), history, previous, store)
+
+    def routing_body(self, call: ResponsesCall) -> ChatCompletionRequest:
+        """The chat view of the request, for its needs (tools, images, reasoning, size)."""
+        body = call.body
+        try:
+            chat = translate.to_chat(
+                {**body, "tools": []} if translate.hosted_tools(body) else body, call.full_input, ""
+            )
+        except (UnsupportedFeatureError, InvalidRequestError):
+            chat = cast(ChatCompletionRequest, {"model": body["model"], "messages": [{"role": "user", "content": ""}]})
+        if not chat["messages"]:
+            chat["messages"] = [{"role": "user", "content": ""}]
+        chat["model"] = body["model"]
+        if body.get("stream"):
+            chat["stream"] = True
+        return chat
+
+    def adapter(self, target: Target, call: ResponsesCall) -> Any:
+        """Pass-through for OpenAI and Azure, else the deployment's chat adapter behind a translation."""
+        if target.spec.key in PASS_THROUGH:
+            return PassThroughAdapter(call)
+        return TranslatedAdapter(call, target)
+
+    def finish(self, answer: Any, target: Target) -> float | None:
+        """Price the response's usage."""
+        return price(target, _obj(answer).get("usage"))
+
+    def split(self, body: Any, transport: Any) -> list[Any] | None:
+        """Never split."""
+        return None
+
+    def merge(self, answers: list[Any]) -> Any:
+        """Never called."""
+        raise NotImplementedError
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
+    """One page of ``input_items`` (``limit``, ``order``, ``after``, as OpenAI pages it: newest first by default)."""
+    order = (query.get("order") or ["desc"])[0]
+    if order not in ("asc", "desc"):
+        raise InvalidRequestError(f"'order' must be 'asc' or 'desc', got {order!r}", param="order")
+    try:
+        limit = int((query.get("limit") or ["20"])[0])
+    except ValueError:
+        raise InvalidRequestError("'limit' must be an integer from 1 to 100", param="limit") from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequestError("'limit' must be an integer from 1 to 100", param="limit")
+    ordered = items if order == "asc" else items[::-1]
+    after = (query.get("after") or [None])[0]
+    if after is not None:
+        ids = [item.get("id") for item in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }
+
+
+RESPONSES = ResponsesApi()

@@ -1,0 +1,134 @@
+"""Stored responses: what ``previous_response_id``, ``GET /v1/responses/{id}`` and ``…/input_items`` read.
+
+A record is a response, the whole input the model saw for it (a chain of ``previous_response_id`` already
+expanded), and where it came from (``upstream``: an OpenAI deployment that keeps its own copy; ``polyroute``: a
+translated answer only polyroute has). In memory and bounded by default (least recently used go first); in a SQLite
+file (``responses.store_path`` in the router config) for a process that restarts. One store per router.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from polyroute.router import Router
+
+Record = dict[str, Any]
+"""``{"response": {...}, "input": [items], "origin": "polyroute" | "upstream"}``."""
+
+
+class ResponseStore(Protocol):
+    """Where responses are kept; thread-safe."""
+
+    def put(self, response_id: str, record: Record) -> None:
+        """Keep (or replace) a response."""
+        ...
+
+    def get(self, response_id: str) -> Record | None:
+        """A kept response, or None."""
+        ...
+
+    def delete(self, response_id: str) -> bool:
+        """Forget a response; whether it was kept."""
+        ...
+
+
+class MemoryStore:
+    """Responses in memory, the ``max_entries`` most recently used."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, Record] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, response_id: str, record: Record) -> None:
+        """Keep a response; the least recently used go when full."""
+        with self._lock:
+            self._entries[response_id] = record
+            self._entries.move_to_end(response_id)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def get(self, response_id: str) -> Record | None:
+        """A kept response, or None."""
+        with self._lock:
+            record = self._entries.get(response_id)
+            if record is not None:
+                self._entries.move_to_end(response_id)
+            return record
+
+    def delete(self, response_id: str) -> bool:
+        """Forget a response."""
+        with self._lock:
+            return self._entries.pop(response_id, None) is not None
+
+
+class SQLiteStore:
+    """Responses in a SQLite file, the ``max_entries`` most recently written."""
+
+    def __init__(self, path: str, max_entries: int = 10_000) -> None:
+        self.path = path
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, record TEXT)"
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    def put(self, response_id: str, record: Record) -> None:
+        """Keep a response; the oldest go when full."""
+        data = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO responses (id, record) VALUES (?, ?)", (response_id, data))
+            self._db.execute(
+                "DELETE FROM responses WHERE seq <= (SELECT MAX(seq) FROM responses) - ?", (self.max_entries,)
+            )
+
+    def get(self, response_id: str) -> Record | None:
+        """A kept response, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT record FROM responses WHERE id = ?", (response_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def delete(self, response_id: str) -> bool:
+        """Forget a response."""
+        with self._lock:
+            return self._db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+
+_STORES: weakref.WeakKeyDictionary[Router, ResponseStore] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def store_for(router: Router) -> ResponseStore:
+    """The router's store, made on first use from its config."""
+    store = _STORES.get(router)
+    if store is None:
+        with _LOCK:
+            store = _STORES.get(router)
+            if store is None:
+                settings = router.config.responses
+                if settings.store_path:
+                    sqlite = SQLiteStore(settings.store_path, settings.max_stored)
+                    weakref.finalize(router, sqlite.close)  # the file is closed with the router, not left to GC
+                    store = sqlite
+                else:
+                    store = MemoryStore(settings.max_stored)
+                _STORES[router] = store
+    return store

@@ -1,0 +1,823 @@
+"""Pure functions between the Responses API and Chat Completions, for deployments that speak only chat.
+
+Request: input items → chat messages (:func:`to_chat`). A turn of the model (its reasoning, message and function
+calls between two inputs) becomes one assistant message; a ``function_call_output`` a ``tool`` message;
+``instructions`` the first ``system`` message. Answer: a chat completion → a Response object
+(:func:`from_chat`); a chat chunk stream → the typed event stream (:class:`ChatToResponseEvents`), each event with
+its ``sequence_number``, in the order OpenAI sends them (``response.created``, ``response.in_progress``, per item
+``output_item.added`` … deltas … ``output_item.done``, then ``response.completed`` or ``response.incomplete``).
+
+Reasoning that a provider wants back is carried in a reasoning item's ``encrypted_content`` when the caller asks
+(``include: ["reasoning.encrypted_content"]``): Anthropic's signed thinking blocks and Gemini's text thought
+signature, as an opaque ``polyroute:`` token (signed by the provider, not encrypted by polyroute: the thinking text
+is the same the summary shows). Gemini's function-call signatures already ride in the call ids. So a conversation
+with ``store: false`` keeps its reasoning with no store at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
+from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
+
+HOSTED_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "web_search_2025_08_26",
+        "file_search",
+        "code_interpreter",
+        "computer_use_preview",
+        "computer",
+        "image_generation",
+        "mcp",
+        "local_shell",
+        "shell",
+        "apply_patch",
+    }
+)
+"""Tools that OpenAI runs itself: only an OpenAI (or Azure) deployment can take a request with one."""
+
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+_TOKEN_PREFIX = "polyroute:"
+
+_FIELDS = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "text",
+        "reasoning",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "parallel_tool_calls",
+        "metadata",
+        "truncation",
+        "stream",
+        "stream_options",
+        "store",
+        "include",
+        "previous_response_id",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "service_tier",
+        "background",
+        "max_tool_calls",
+        "top_logprobs",
+        "conversation",
+        "prompt",
+    }
+)
+"""Request fields of ``POST /v1/responses`` (others are refused, as OpenAI refuses them)."""
+
+_NOT_TRANSLATED = ("conversation", "prompt", "max_tool_calls")
+"""Fields only OpenAI's own servers implement: a translated deployment refuses them (a 400 naming the field)."""
+
+_ITEM_TYPES = frozenset(
+    {"message", "function_call", "function_call_output", "reasoning", "item_reference"}
+    | {f"{name}_call" for name in ("web_search", "file_search", "computer", "code_interpreter", "image_generation")}
+    | {"computer_call_output", "local_shell_call", "local_shell_call_output", "mcp_call", "mcp_list_tools"}
+    | {"mcp_approval_request", "mcp_approval_response", "custom_tool_call", "custom_tool_call_output"}
+)
+
+
+ID_MARK = "pr"
+"""After the prefix of every id polyroute makes (``rs_pr…``): OpenAI's ids are hex, so an id with the mark is
+polyroute's, and an OpenAI deployment is never sent one of those items by id (it would not know it)."""
+
+
+def new_id(prefix: str) -> str:
+    """A fresh OpenAI-style item or response id (``resp_pr…``, ``msg_pr…``, ``rs_pr…``, ``fc_pr…``)."""
+    return f"{prefix}_{ID_MARK}{uuid.uuid4().hex}"
+
+
+def is_polyroute_id(value: Any) -> bool:
+    """Whether an item id is one polyroute made (see :data:`ID_MARK`)."""
+    return isinstance(value, str) and value.partition("_")[2].startswith(ID_MARK)
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return cast(list[Any], value) if isinstance(value, list) else []
+
+
+# -- the request --------------------------------------------------------------------------------------------------
+
+
+def validate(body: dict[str, Any]) -> dict[str, Any]:
+    """Check what polyroute reads of a Responses request; each failure names the field to fix."""
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidRequestError(
+            f"Unrecognized request argument supplied: {', '.join(unknown)} (not a field of POST /v1/responses)",
+            param=unknown[0],
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")
+    raw = body.get("input")
+    if raw is None and not body.get("previous_response_id") and not body.get("instructions"):
+        raise InvalidRequestError("'input' is required: a string, or an array of input items", param="input")
+    if raw is not None and not isinstance(raw, str | list):
+        raise InvalidRequestError(
+            f"'input' must be a string or an array of input items, got {type(raw).__name__}", param="input"
+        )
+    for i, item in enumerate(_list(raw)):
+        _check_item(i, item)
+    for i, tool in enumerate(_list(body.get("tools"))):
+        kind = _obj(tool).get("type")
+        if not isinstance(kind, str):
+            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
+        if kind == "function" and not isinstance(_obj(tool).get("name"), str):
+            raise InvalidRequestError(
+                f"'tools[{i}].name' is required: a Responses function tool is flat "
+                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
+                param=f"tools[{i}].name",
+            )
+    if "tools" in body and not isinstance(body["tools"], list):
+        raise InvalidRequestError("'tools' must be an array", param="tools")
+    fmt = _obj(_obj(body.get("text")).get("format"))
+    if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
+        raise InvalidRequestError(
+            f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
+            param="text.format.type",
+        )
+    if fmt.get("type") == "json_schema" and not (
+        isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict)
+    ):
+        raise InvalidRequestError(
+            "'text.format' of type json_schema needs 'name' and 'schema' (flat, not under 'json_schema')",
+            param="text.format",
+        )
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidRequestError(f"'{name}' must be a number, got {value!r}", param=name)
+    value = body.get("max_output_tokens")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
+        raise InvalidRequestError(
+            f"'max_output_tokens' must be an integer ≥ 16, got {value!r}", param="max_output_tokens"
+        )
+    include = body.get("include")
+    if include is not None and not all(isinstance(x, str) for x in _list(include)):
+        raise InvalidRequestError("'include' must be an array of strings", param="include")
+    if body.get("background"):
+        # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
+        # it would never see the upstream finish.
+        raise InvalidRequestError(
+            "'background' responses are not served through polyroute (it cannot poll them upstream); "
+            "remove 'background' (stream instead for long answers)",
+            param="background",
+        )
+    for name in ("stream", "store", "parallel_tool_calls"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidRequestError(f"'{name}' must be true or false, got {value!r}", param=name)
+    return body
+
+
+def _check_item(i: int, item: Any) -> None:
+    where = f"input[{i}]"
+    if not isinstance(item, dict):
+        raise InvalidRequestError(
+            f"'{where}' must be an object (an input item), got {type(item).__name__}", param=where
+        )
+    item = _obj(item)
+    kind = item.get("type", "message" if "role" in item else None)
+    if kind not in _ITEM_TYPES:
+        raise InvalidRequestError(
+            f"'{where}.type' {kind!r} is not an input item type (message, function_call, function_call_output, "
+            "reasoning, …)",
+            param=f"{where}.type",
+        )
+    if kind == "message":
+        if item.get("role") not in ("user", "assistant", "system", "developer"):
+            raise InvalidRequestError(
+                f"'{where}.role' must be user, assistant, system or developer, got {item.get('role')!r}",
+                param=f"{where}.role",
+            )
+        content = item.get("content")
+        if not isinstance(content, str | list):
+            raise InvalidRequestError(f"'{where}.content' must be a string or an array of parts", param=where)
+    elif kind == "function_call":
+        for name in ("call_id", "name", "arguments"):
+            if not isinstance(item.get(name), str):
+                raise InvalidRequestError(f"'{where}.{name}' is required (a string)", param=f"{where}.{name}")
+    elif kind == "function_call_output" and not isinstance(item.get("call_id"), str):
+        raise InvalidRequestError(f"'{where}.call_id' is required (a string)", param=f"{where}.call_id")
+
+
+def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The request's ``input`` as items (a string is one user message)."""
+    raw = body.get("input")
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
+    items: list[dict[str, Any]] = []
+    for item in map(_obj, _list(raw)):
+        if "type" not in item:
+            item = {"type": "message", **item}
+        items.append(item)
+    return items
+
+
+def hosted_tools(body: Mapping[str, Any]) -> list[str]:
+    """The OpenAI-hosted tools the request uses (its ``tools`` and a ``tool_choice`` naming one)."""
+    found = [str(_obj(t).get("type")) for t in _list(body.get("tools")) if _obj(t).get("type") != "function"]
+    choice = _obj(body.get("tool_choice")).get("type")
+    if isinstance(choice, str) and choice in HOSTED_TOOLS and choice not in found:
+        found.append(choice)
+    return found
+
+
+def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: str) -> ChatCompletionRequest:
+    """A Responses request, its input already expanded to ``items`` → the Chat Completions request a chat adapter
+    takes. ``label`` names the deployment in a 400 for what chat cannot carry.
+    """
+    for name in _NOT_TRANSLATED:
+        if body.get(name) not in (None, False):
+            raise UnsupportedFeatureError(
+                f"'{name}' is served only by OpenAI's own Responses API; {label} is reached through chat. Remove "
+                f"'{name}' or route to an OpenAI or Azure deployment",
+                param=name,
+            )
+    hosted = hosted_tools(body)
+    if hosted:
+        raise UnsupportedFeatureError(
+            f"the built-in tool {hosted[0]!r} runs only on OpenAI (or Azure) deployments, and {label} is not one; "
+            "route to one or use a function tool",
+            param="tools",
+        )
+    out: dict[str, Any] = {"model": body["model"], "messages": _to_messages(body, items)}
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    tools = [_to_chat_tool(_obj(t)) for t in _list(body.get("tools"))]
+    if tools:
+        out["tools"] = tools
+    choice = body.get("tool_choice")
+    if choice is not None:
+        out["tool_choice"] = _to_chat_tool_choice(choice, label)
+    fmt = _obj(_obj(body.get("text")).get("format"))
+    if fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
+        out["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif fmt.get("type") == "json_object":
+        out["response_format"] = {"type": "json_object"}
+    effort = _obj(body.get("reasoning")).get("effort")
+    if effort is not None:
+        out["reasoning_effort"] = effort
+    if body.get("max_output_tokens") is not None:
+        out["max_completion_tokens"] = body["max_output_tokens"]
+    for name in ("temperature", "top_p", "parallel_tool_calls", "service_tier"):
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if body.get("top_logprobs"):
+        raise UnsupportedFeatureError(f"'top_logprobs' is not translated for {label}", param="top_logprobs")
+    user = body.get("safety_identifier") or body.get("user")
+    if isinstance(user, str) and user:
+        out["user"] = user
+    return cast(ChatCompletionRequest, out)
+
+
+def _to_chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
+    return {"type": "function", "function": function}
+
+
+def _to_chat_tool_choice(choice: Any, label: str) -> Any:
+    if isinstance(choice, str):
+        return choice
+    choice = _obj(choice)
+    if choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise UnsupportedFeatureError(
+        f"tool_choice {choice!r} is not translated for {label}; use 'auto', 'none', 'required' or a function",
+        param="tool_choice",
+    )
+
+
+def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> list[Message]:
+    messages: list[dict[str, Any]] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    turn: dict[str, Any] | None = None  # the model's turn being assembled
+
+    def model_turn() -> dict[str, Any]:
+        nonlocal turn
+        if turn is None:
+            turn = {"role": "assistant", "content": None}
+            messages.append(turn)
+        return turn
+
+    for i, item in enumerate(items):
+        match item.get("type"):
+            case "message" if item.get("role") == "assistant":
+                text = _text_of(item.get("content"))
+                current = model_turn()
+                current["content"] = (current["content"] or "") + text if text else current["content"]
+            case "message":
+                turn = None
+                messages.append({"role": item["role"], "content": _to_chat_content(item.get("content"), i)})
+            case "function_call":
+                current = model_turn()
+                call = {
+                    "id": item["call_id"],
+                    "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]},
+                }
+                current.setdefault("tool_calls", []).append(call)
+            case "function_call_output":
+                turn = None
+                messages.append(
+                    {"role": "tool", "tool_call_id": item["call_id"], "content": _tool_output(item.get("output"))}
+                )
+            case "reasoning":
+                current = model_turn()
+                summary = "".join(str(_obj(s).get("text") or "") for s in _list(item.get("summary")))
+                if summary:
+                    current["reasoning_content"] = (current.get("reasoning_content") or "") + summary
+                state = decode_reasoning(item.get("encrypted_content"))
+                blocks = _list(state.get("thinking_blocks"))
+                if blocks:
+                    current.setdefault("thinking_blocks", []).extend(blocks)
+                signature = state.get("thought_signature")
+                if isinstance(signature, str) and signature:
+                    current["provider_specific_fields"] = {"thought_signature": signature}
+            case other:
+                raise UnsupportedFeatureError(
+                    f"input[{i}] is a {other!r} item, which only OpenAI's own Responses API can take; "
+                    "route to an OpenAI or Azure deployment",
+                    param=f"input[{i}]",
+                )
+    return cast(list[Message], messages)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(str(_obj(p).get("text") or _obj(p).get("refusal") or "") for p in _list(content))
+
+
+def _tool_output(output: Any) -> Any:
+    if isinstance(output, str):
+        return output
+    parts = _list(output)
+    if parts and all(_obj(p).get("type") in ("input_text", "output_text") for p in parts):
+        return "".join(str(_obj(p).get("text") or "") for p in parts)
+    return json.dumps(output) if output is not None else ""
+
+
+def _to_chat_content(content: Any, i: int) -> Any:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(map(_obj, _list(content))):
+        where = f"input[{i}].content[{j}]"
+        match part.get("type"):
+            case "input_text" | "output_text" | "text":
+                parts.append({"type": "text", "text": str(part.get("text") or "")})
+            case "input_image":
+                url = part.get("image_url")
+                if not isinstance(url, str):
+                    raise UnsupportedFeatureError(
+                        f"'{where}' refers to an uploaded file (file_id); only OpenAI can read those: send "
+                        "'image_url' (a URL or a data: URL)",
+                        param=where,
+                    )
+                image: dict[str, Any] = {"url": url}
+                if part.get("detail"):
+                    image["detail"] = part["detail"]
+                parts.append({"type": "image_url", "image_url": image})
+            case "input_file":
+                data = part.get("file_data")
+                if not isinstance(data, str):
+                    raise UnsupportedFeatureError(
+                        f"'{where}' refers to a file by file_id or file_url; only OpenAI can read those: send "
+                        "'file_data' (a data: URL) with 'filename'",
+                        param=where,
+                    )
+                file = {"file_data": data}
+                if part.get("filename"):
+                    file["filename"] = part["filename"]
+                parts.append({"type": "file", "file": file})
+            case other:
+                raise InvalidRequestError(
+                    f"'{where}.type' {other!r} is not a content part (input_text, input_image, input_file)", param=where
+                )
+    return parts
+
+
+# -- reasoning state carried in encrypted_content ------------------------------------------------------------------
+
+
+def encode_reasoning(state: Mapping[str, Any]) -> str:
+    """Provider reasoning state (thinking blocks, a thought signature) → an opaque ``encrypted_content`` token."""
+    return _TOKEN_PREFIX + base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+
+
+def is_polyroute_token(token: Any) -> bool:
+    """Whether an ``encrypted_content`` is one of :func:`encode_reasoning`'s."""
+    return isinstance(token, str) and token.startswith(_TOKEN_PREFIX)
+
+
+def decode_reasoning(token: Any) -> dict[str, Any]:
+    """A token of :func:`encode_reasoning` → its state; anything else (OpenAI's own ciphertext) → ``{}``."""
+    if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX):
+        return {}
+    try:
+        return _obj(json.loads(base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX) :])))
+    except ValueError:
+        raise InvalidRequestError(
+            "a reasoning item's encrypted_content was changed; send it back as it was returned",
+            param="input",
+        ) from None
+
+
+def wants_encrypted(body: Mapping[str, Any]) -> bool:
+    """Whether the caller asked for reasoning state in ``encrypted_content``."""
+    return ENCRYPTED_REASONING in _list(body.get("include"))
+
+
+# -- the answer ---------------------------------------------------------------------------------------------------
+
+
+def skeleton(body: Mapping[str, Any], response_id: str, model: str, created_at: int | None = None) -> dict[str, Any]:
+    """A Response object with the request's settings echoed, ``in_progress`` and no output yet."""
+    fmt = _obj(body.get("text")).get("format") or {"type": "text"}
+    reasoning = _obj(body.get("reasoning"))
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at if created_at is not None else int(time.time()),
+        "status": "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": None,
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "service_tier": body.get("service_tier") or "default",
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": fmt},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation") or "disabled",
+        "usage": None,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def to_usage(usage: Usage | None) -> dict[str, Any] | None:
+    """Chat usage → Responses usage (``input_tokens`` include cached ones, as ``prompt_tokens`` do)."""
+    if not usage:
+        return None
+    prompt = usage.get("prompt_tokens", 0) or 0
+    completion = usage.get("completion_tokens", 0) or 0
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens", 0) or 0
+    written = details.get("cache_creation_tokens", 0) or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0) or 0
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": usage.get("total_tokens", prompt + completion) or prompt + completion,
+    }
+
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def finish(response: dict[str, Any], finish_reason: str | None, usage: Usage | None) -> dict[str, Any]:
+    """Set the final status (``incomplete`` with its reason for a cut answer) and usage."""
+    reason = _INCOMPLETE.get(finish_reason or "")
+    response["status"] = "incomplete" if reason else "completed"
+    response["incomplete_details"] = {"reason": reason} if reason else None
+    response["usage"] = to_usage(usage)
+    return response
+
+
+def reasoning_item(summary: str, state: Mapping[str, Any], encrypted: bool) -> dict[str, Any]:
+    """A reasoning output item: its text as the summary; the provider's state in ``encrypted_content`` (always
+    kept: the store needs it to continue a chain; :func:`public` leaves it out for a caller who did not ask).
+    """
+    item: dict[str, Any] = {
+        "id": new_id("rs"),
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": summary}] if summary else [],
+    }
+    if state or encrypted:
+        item["encrypted_content"] = encode_reasoning(state) if state else None
+    return item
+
+
+def public(response: dict[str, Any], encrypted: bool) -> dict[str, Any]:
+    """The response as the caller sees it: polyroute's reasoning state only when asked for (``include``)."""
+    if encrypted or not any("encrypted_content" in item for item in response["output"]):
+        return response
+    return {**response, "output": [public_item(item, encrypted) for item in response["output"]]}
+
+
+def public_item(item: dict[str, Any], encrypted: bool) -> dict[str, Any]:
+    """An output item as the caller sees it (see :func:`public`)."""
+    if encrypted or "encrypted_content" not in item:
+        return dict(item)
+    return {k: v for k, v in item.items() if k != "encrypted_content"}
+
+
+def message_item(text: str, status: str = "completed", item_id: str | None = None) -> dict[str, Any]:
+    """An assistant message output item."""
+    return {
+        "id": item_id or new_id("msg"),
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def call_item(call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
+    """A function_call output item."""
+    return {
+        "id": new_id("fc"),
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id,
+        "name": name,
+    }
+
+
+def from_chat(
+    completion: ChatCompletion, body: Mapping[str, Any], response_id: str, created_at: int | None = None
+) -> dict[str, Any]:
+    """A chat completion → the Response object for ``body``."""
+    response = skeleton(body, response_id, str(completion.get("model") or body["model"]), created_at)
+    choices = completion.get("choices") or []
+    message: Mapping[str, Any] = choices[0].get("message", {}) if choices else {}
+    output: list[dict[str, Any]] = response["output"]
+    state = _reasoning_state(message)
+    reasoning = str(message.get("reasoning_content") or "")
+    if reasoning or state:
+        output.append(reasoning_item(reasoning, state, wants_encrypted(body)))
+    text = message.get("content")
+    if isinstance(text, str) and text:
+        output.append(message_item(text))
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        item = message_item("")
+        item["content"] = [{"type": "refusal", "refusal": refusal}]
+        output.append(item)
+    for call in _list(message.get("tool_calls")):
+        function = _obj(_obj(call).get("function"))
+        output.append(call_item(str(call["id"]), str(function.get("name")), str(function.get("arguments") or "")))
+    return finish(response, choices[0].get("finish_reason") if choices else None, completion.get("usage"))
+
+
+def _reasoning_state(message: Mapping[str, Any]) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    blocks = _list(message.get("thinking_blocks"))
+    if blocks:
+        state["thinking_blocks"] = blocks
+    signature = _obj(message.get("provider_specific_fields")).get("thought_signature")
+    if isinstance(signature, str) and signature:
+        state["thought_signature"] = signature
+    return state
+
+
+# -- the stream ---------------------------------------------------------------------------------------------------
+
+
+class _Open:
+    """An output item being streamed."""
+
+    __slots__ = ("index", "item", "text")
+
+    def __init__(self, index: int, item: dict[str, Any]) -> None:
+        self.index = index
+        self.item = item
+        self.text: list[str] = []
+
+
+class ChatToResponseEvents:
+    """Chat chunks (from a chat adapter's translator) → Responses stream events, with sequence numbers.
+
+    One item is open at a time, as the providers stream them: reasoning, then the message, then each function
+    call; an item closes (``…done`` events) when the next begins or the stream ends.
+    """
+
+    def __init__(self, body: Mapping[str, Any], response_id: str, model: str) -> None:
+        self.body = body
+        self.response = skeleton(body, response_id, model)
+        self.encrypted = wants_encrypted(body)
+        self.sequence = 0
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self._started = False
+        self._open: _Open | None = None
+        self._state: dict[str, Any] = {}
+        self._calls: dict[int, _Open] = {}
+        self._carried = False
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": kind, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        return event
+
+    def start(self) -> list[dict[str, Any]]:
+        """``response.created`` and ``response.in_progress`` (once)."""
+        if self._started:
+            return []
+        self._started = True
+        snapshot: dict[str, Any] = {**self.response, "output": []}
+        return [
+            self._event("response.created", response=snapshot),
+            self._event("response.in_progress", response=snapshot),
+        ]
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One chat chunk → its events."""
+        events = self.start()
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = cast(Usage, usage)
+        for choice in _list(chunk.get("choices")):
+            choice = _obj(choice)
+            if choice.get("index", 0) != 0:
+                continue
+            delta = _obj(choice.get("delta"))
+            reasoning = delta.get("reasoning_content")
+            if reasoning:
+                events += self._reasoning(str(reasoning))
+            blocks = _list(delta.get("thinking_blocks"))
+            if blocks:
+                if self._open is None or self._open.item["type"] != "reasoning":
+                    events += self._reasoning("")
+                self._state.setdefault("thinking_blocks", []).extend(blocks)
+            signature = _obj(delta.get("provider_specific_fields")).get("thought_signature")
+            if isinstance(signature, str) and signature:
+                self._state["thought_signature"] = signature
+            content = delta.get("content")
+            if content:
+                events += self._text(str(content))
+            for call in map(_obj, _list(delta.get("tool_calls"))):
+                events += self._call(call)
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        return events
+
+    def _reasoning(self, text: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        current = self._open
+        if current is None or current.item["type"] != "reasoning":
+            events += self._close()
+            item: dict[str, Any] = {"id": new_id("rs"), "type": "reasoning", "summary": []}
+            current = self._begin(item, events)
+        if text:
+            ref = {"item_id": current.item["id"], "output_index": current.index, "summary_index": 0}
+            if not current.text:
+                part = {"type": "summary_text", "text": ""}
+                events.append(self._event("response.reasoning_summary_part.added", **ref, part=part))
+            current.text.append(text)
+            events.append(self._event("response.reasoning_summary_text.delta", **ref, delta=text))
+        return events
+
+    def _text(self, text: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        current = self._open
+        if current is None or current.item["type"] != "message":
+            events += self._close()
+            item: dict[str, Any] = {
+                "id": new_id("msg"),
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+            current = self._begin(item, events)
+            part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            ref: dict[str, Any] = {"item_id": item["id"], "output_index": current.index, "content_index": 0}
+            events.append(self._event("response.content_part.added", **ref, part=part))
+        current.text.append(text)
+        ref = {"item_id": current.item["id"], "output_index": current.index, "content_index": 0}
+        events.append(self._event("response.output_text.delta", **ref, delta=text, logprobs=[]))
+        return events
+
+    def _call(self, call: Mapping[str, Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        position = int(call.get("index", 0))
+        function = _obj(call.get("function"))
+        current = self._calls.get(position)
+        if current is None:
+            events += self._close()
+            item = call_item(str(call.get("id") or new_id("call")), str(function.get("name") or ""), "", "in_progress")
+            current = self._calls[position] = self._begin(item, events)
+        arguments = function.get("arguments")
+        if arguments:
+            current.text.append(str(arguments))
+            ref = {"item_id": current.item["id"], "output_index": current.index}
+            events.append(self._event("response.function_call_arguments.delta", **ref, delta=str(arguments)))
+        return events
+
+    def _begin(self, item: dict[str, Any], events: list[dict[str, Any]]) -> _Open:
+        current = _Open(len(self.response["output"]), item)
+        self.response["output"].append(item)
+        events.append(self._event("response.output_item.added", output_index=current.index, item=dict(item)))
+        self._open = current
+        return current
+
+    def _close(self) -> list[dict[str, Any]]:
+        current = self._open
+        if current is None:
+            return []
+        self._open = None
+        item = current.item
+        text = "".join(current.text)
+        events: list[dict[str, Any]] = []
+        match item["type"]:
+            case "reasoning":
+                ref = {"item_id": item["id"], "output_index": current.index, "summary_index": 0}
+                if current.text:
+                    part = {"type": "summary_text", "text": text}
+                    events.append(self._event("response.reasoning_summary_text.done", **ref, text=text))
+                    events.append(self._event("response.reasoning_summary_part.done", **ref, part=part))
+                    item["summary"] = [part]
+                if self._state or self.encrypted:
+                    item["encrypted_content"] = encode_reasoning(self._state) if self._state else None
+                    self._carried = "thought_signature" in self._state
+            case "message":
+                ref = {"item_id": item["id"], "output_index": current.index, "content_index": 0}
+                part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                events.append(self._event("response.output_text.done", **ref, text=text, logprobs=[]))
+                events.append(self._event("response.content_part.done", **ref, part=part))
+                item["content"] = [part]
+                item["status"] = "completed"
+            case _:
+                ref = {"item_id": item["id"], "output_index": current.index}
+                events.append(
+                    self._event("response.function_call_arguments.done", **ref, name=item["name"], arguments=text)
+                )
+                item["arguments"] = text
+                item["status"] = "completed"
+        done = public_item(item, self.encrypted)
+        events.append(self._event("response.output_item.done", output_index=current.index, item=done))
+        return events
+
+    def end(self) -> list[dict[str, Any]]:
+        """The chat stream ended well: close the open item; ``response.completed`` (or ``response.incomplete``)."""
+        events = self.start() + self._close()
+        if self.encrypted and self._state.get("thought_signature") and not self._carried:
+            # Gemini signs its last text part, after the reasoning item closed: an item of its own carries it
+            self._state = {"thought_signature": self._state["thought_signature"]}
+            events += self._reasoning("") + self._close()
+        response = finish(self.response, self.finish_reason, self.usage)
+        kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+        events.append(self._event(kind, response=public(response, self.encrypted)))
+        return events
+
+
+CONTENT_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+        "response.refusal.delta",
+    }
+)
+"""The events that commit a stream: content, as the commit rule of chat (text, reasoning, a tool call, a refusal)."""
+
+
+def is_content(event: Mapping[str, Any]) -> bool:
+    """Whether an event commits the stream (a function call's start counts, as a tool-call delta does in chat)."""
+    kind = event.get("type")
+    if kind in CONTENT_EVENTS:
+        return True
+    return kind == "response.output_item.added" and _obj(event.get("item")).get("type") == "function_call"

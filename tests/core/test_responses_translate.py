@@ -1,0 +1,227 @@
+"""The pure Responses ↔ Chat Completions functions (``polyroute.responses.translate``), and the one fixture fed
+both ways: a chat completion and its chunk stream give the same Response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openai.types import responses as rtypes
+from pydantic import TypeAdapter
+
+from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
+from polyroute.responses import translate
+
+RESPONSE = TypeAdapter(rtypes.Response)
+THINKING = {"type": "thinking", "thinking": "Paris first.", "signature": "c2lnbmVk"}
+
+
+def chat(body: dict[str, Any]) -> dict[str, Any]:
+    return dict(translate.to_chat(body, translate.input_items(body), "anthropic/claude"))
+
+
+def test_a_model_turn_becomes_one_assistant_message_with_its_reasoning_state() -> None:
+    token = translate.encode_reasoning({"thinking_blocks": [THINKING], "thought_signature": "Z2Vt"})
+    body = {
+        "model": "m",
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "user", "content": "Weather?"},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Paris first."}]}
+            | {"encrypted_content": token},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Looking."}]},
+            {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": '{"city":"Paris"}'},
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "sunny"},
+        ],
+    }
+    assert chat(body)["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "Looking.",
+            "reasoning_content": "Paris first.",
+            "thinking_blocks": [THINKING],
+            "provider_specific_fields": {"thought_signature": "Z2Vt"},
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+    ]
+
+
+def test_settings_map_to_chat_fields() -> None:
+    body = {
+        "model": "m",
+        "input": "hi",
+        "stream": True,
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}],
+        "tool_choice": {"type": "function", "name": "f"},
+        "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": True}},
+        "reasoning": {"effort": "high", "summary": "auto"},
+        "max_output_tokens": 500,
+        "temperature": 0.3,
+        "parallel_tool_calls": False,
+        "metadata": {"k": "v"},
+    }
+    out = chat(body)
+    assert out["tools"] == [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "strict": True}}
+    ]
+    assert out["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+    assert out["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True},
+    }
+    assert (out["reasoning_effort"], out["max_completion_tokens"], out["temperature"]) == ("high", 500, 0.3)
+    assert out["parallel_tool_calls"] is False and out["stream_options"] == {"include_usage": True}
+    assert "metadata" not in out  # echoed in the Response, not sent upstream
+
+
+def test_images_and_files() -> None:
+    parts = [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"},
+        {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,AAAA"},
+    ]
+    out = chat({"model": "m", "input": [{"role": "user", "content": parts}]})
+    assert out["messages"][0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA", "filename": "a.pdf"}},
+    ]
+    with pytest.raises(UnsupportedFeatureError, match="file_id"):
+        chat({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]})
+
+
+def test_changed_encrypted_content_is_refused() -> None:
+    body = {
+        "model": "m",
+        "input": [{"type": "reasoning", "id": "rs", "summary": [], "encrypted_content": "polyroute:@@"}],
+    }
+    with pytest.raises(InvalidRequestError, match="encrypted_content was changed"):
+        chat(body)
+
+
+def test_openai_ciphertext_is_left_out_for_another_provider() -> None:
+    body = {
+        "model": "m",
+        "input": [
+            {"type": "reasoning", "id": "rs", "summary": [], "encrypted_content": "gAAAAB..."},
+            {"type": "message", "role": "assistant", "content": "ok"},
+        ],
+    }
+    assert chat(body)["messages"] == [{"role": "assistant", "content": "ok"}]
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        ({"type": "web_search_call", "id": "ws", "status": "completed"}, "'web_search_call' item"),
+        ({"type": "item_reference", "id": "msg_1"}, "'item_reference' item"),
+    ],
+)
+def test_items_only_openai_takes(item: dict[str, Any], words: str) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=words):
+        chat({"model": "m", "input": [item]})
+
+
+# -- answers: one fixture both ways ------------------------------------------------------------------------------
+
+USAGE = {
+    "prompt_tokens": 30,
+    "completion_tokens": 12,
+    "total_tokens": 42,
+    "prompt_tokens_details": {"cached_tokens": 8},
+    "completion_tokens_details": {"reasoning_tokens": 5},
+}
+MESSAGE = {
+    "role": "assistant",
+    "content": "Checking.",
+    "reasoning_content": "Paris first.",
+    "thinking_blocks": [THINKING],
+    "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"a":1}'}}],
+}
+
+
+def chunks() -> list[dict[str, Any]]:
+    """:data:`MESSAGE` as an Anthropic-translated chat stream sends it (thinking text, then its block, then text,
+    then the call in pieces)."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    call = {"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    return [
+        chunk({"role": "assistant", "reasoning_content": "Paris "}),
+        chunk({"reasoning_content": "first."}),
+        chunk({"thinking_blocks": [THINKING]}),
+        chunk({"content": "Check"}),
+        chunk({"content": "ing."}),
+        chunk({"tool_calls": [call]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+        chunk({}, "tool_calls"),
+        {"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": USAGE},
+    ]
+
+
+def without_ids(response: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "id": None, "created_at": 0, "output": [{**o, "id": None} for o in response["output"]]}
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_completion_and_its_stream_give_the_same_response(encrypted: bool) -> None:
+    body: dict[str, Any] = {"model": "m", "input": "hi"}
+    if encrypted:
+        body["include"] = ["reasoning.encrypted_content"]
+    completion = {"model": "claude", "choices": [{"index": 0, "message": MESSAGE, "finish_reason": "tool_calls"}]}
+    whole = translate.from_chat(completion | {"usage": USAGE}, body, "resp_1")  # type: ignore[arg-type]
+    events = translate.ChatToResponseEvents(body, "resp_1", "claude")
+    seen = [e for c in chunks() for e in events.feed(c)] + events.end()
+    streamed = seen[-1]["response"]
+    assert without_ids(streamed) == without_ids(translate.public(whole, encrypted))
+    assert without_ids(events.response) == without_ids(whole)  # what the store keeps: the state, always
+    RESPONSE.validate_python(whole)
+    assert [o["type"] for o in whole["output"]] == ["reasoning", "message", "function_call"]
+    assert whole["usage"]["input_tokens_details"] == {"cached_tokens": 8, "cache_write_tokens": 0}
+    assert whole["usage"]["output_tokens_details"] == {"reasoning_tokens": 5}
+    assert translate.decode_reasoning(whole["output"][0]["encrypted_content"]) == {"thinking_blocks": [THINKING]}
+    assert ("encrypted_content" in streamed["output"][0]) is encrypted
+    assert [e["sequence_number"] for e in seen] == list(range(len(seen)))
+
+
+def test_gemini_text_signature_after_the_reasoning_item_gets_an_item_of_its_own() -> None:
+    body = {"model": "m", "input": "hi", "include": ["reasoning.encrypted_content"]}
+    events = translate.ChatToResponseEvents(body, "resp_1", "gemini")
+    stream = [
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "Think."}}]},
+        {"choices": [{"index": 0, "delta": {"content": "Answer."}}]},
+        {"choices": [{"index": 0, "delta": {"provider_specific_fields": {"thought_signature": "c2ln"}}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    seen = [e for c in stream for e in events.feed(c)] + events.end()
+    output = seen[-1]["response"]["output"]
+    assert [o["type"] for o in output] == ["reasoning", "message", "reasoning"]
+    assert output[0]["encrypted_content"] is None
+    assert translate.decode_reasoning(output[2]["encrypted_content"]) == {"thought_signature": "c2ln"}
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "why"), [("length", "incomplete", "max_output_tokens"), ("stop", "completed", None)]
+)
+def test_status(reason: str, status: str, why: str | None) -> None:
+    completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": reason}]}
+    response = translate.from_chat(completion, {"model": "m"}, "resp_1")  # type: ignore[arg-type]
+    assert response["status"] == status
+    assert response["incomplete_details"] == ({"reason": why} if why else None)
