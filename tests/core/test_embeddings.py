@@ -350,6 +350,9 @@ def test_chat_and_embedding_routes_refuse_the_other_api() -> None:
     with pytest.raises(openai.BadRequestError, match=r"is an embedding model.*POST /v1/embeddings") as caught:
         c.chat.completions.create(model="embed", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "wrong_model_mode"
+    with pytest.raises(openai.BadRequestError, match=r"is an embedding model.*POST /v1/embeddings") as caught:
+        c.responses.create(model="embed", input="hi")
+    assert caught.value.code == "wrong_model_mode"
     with pytest.raises(openai.BadRequestError, match=r"is a chat model.*makes no embeddings"):
         c.embeddings.create(model="chat", input="hi")
     with pytest.raises(openai.BadRequestError, match="is a chat model"):

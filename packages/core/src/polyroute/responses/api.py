@@ -459,6 +459,7 @@ class ResponsesApi:
         if not isinstance(data, dict):
             raise InvalidRequestError("request body must be a JSON object with 'model' and 'input'")
         body = translate.validate(cast(dict[str, Any], data))
+        transport.router.require_mode(body["model"], "chat")
         store = store_for(transport.router)
         previous_id = body.get("previous_response_id")
         previous = store.get(previous_id) if isinstance(previous_id, str) else None
