@@ -51,7 +51,8 @@ def counts(usage: Usage) -> tuple[int, int, int, int, int]:
         prompt,
         completion,
         details.get("cached_tokens", 0) or 0,
-        details.get("cache_creation_tokens", 0) or 0,
+        # polyroute's name for it (Anthropic's cache_creation_input_tokens); OpenAI now reports cache_write_tokens
+        details.get("cache_creation_tokens", 0) or details.get("cache_write_tokens", 0) or 0,
         out_details.get("reasoning_tokens", 0) or 0,
     )
 
