@@ -79,16 +79,18 @@ class Aggregate:
     def add(self, records: Iterable[UsageRecord]) -> None:
         """Count one call's records."""
         by = self.by
+        routes, deployments, users, tags = by["route"], by["deployment"], by["user"], by["tag"]
         with self._lock:
             for record in records:
-                self.total.add(record)
-                _bucket(by["route"], record.route).add(record)
+                buckets = [self.total, routes.get(record.route) or _new(routes, record.route)]
                 if record.deployment is not None:
-                    _bucket(by["deployment"], record.deployment).add(record)
+                    buckets.append(deployments.get(record.deployment) or _new(deployments, record.deployment))
                 if record.user is not None:
-                    _bucket(by["user"], record.user).add(record)
+                    buckets.append(users.get(record.user) or _new(users, record.user))
                 for tag in record.tags:
-                    _bucket(by["tag"], tag).add(record)
+                    buckets.append(tags.get(tag) or _new(tags, tag))
+                for totals in buckets:
+                    totals.add(record)
 
     def snapshot(self) -> dict[str, Any]:
         """``{"total": {...}, "route": {name: {...}}, "deployment": …, "tag": …, "user": …}``."""
@@ -105,8 +107,6 @@ class Aggregate:
             self.by = {dimension: {} for dimension in DIMENSIONS}
 
 
-def _bucket(buckets: dict[str, Totals], key: str) -> Totals:
-    totals = buckets.get(key)
-    if totals is None:
-        totals = buckets[key] = Totals()
+def _new(buckets: dict[str, Totals], key: str) -> Totals:
+    totals = buckets[key] = Totals()
     return totals

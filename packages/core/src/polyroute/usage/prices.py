@@ -221,6 +221,22 @@ def _rate(value: Any) -> Rate | None:
     return float(value.base), tuple((int(tier.start), float(tier.price)) for tier in value.tiers)
 
 
+_warming: threading.Thread | None = None
+
+
+def warm() -> None:
+    """Load genai-prices' data in a background thread (once per process), so the first priced call does not wait
+    ≈ 0.5 s for it; nothing when it is not installed.
+    """
+    global _warming
+    if _warming is not None or _available is not None:
+        return
+    with _lock:
+        if _warming is None:
+            _warming = threading.Thread(target=_snapshot, name="polyroute-prices", daemon=True)
+            _warming.start()
+
+
 def _snapshot() -> Any:
     global _available
     if _available is False:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from polyroute.usage.aggregate import Aggregate
 from polyroute.usage.budgets import Budgets, BudgetStore, Reservation
 from polyroute.usage.prices import cost as price_of
 from polyroute.usage.prices import counts
+from polyroute.usage.prices import warm as warm_prices
 from polyroute.usage.record import UsageRecord
 
 if TYPE_CHECKING:
@@ -40,6 +42,10 @@ TAGS_HEADER = "x-polyroute-tags"
 """Comma-separated tags for a call (``extra_headers``, or a client's ``default_headers``)."""
 USER_HEADER = "x-polyroute-user"
 """The caller's user when the body has no ``user`` (a client's default)."""
+
+_ID_PREFIX = os.urandom(5).hex() + "-"
+"""Call ids: random per process, then a counter (``next`` on a count is atomic; urandom per call is a syscall)."""
+_ids = itertools.count(1)
 
 Batch = tuple[list[UsageRecord], Any]
 """One call's records and the OpenTelemetry context it ran in (None without the OTel sink)."""
@@ -107,6 +113,7 @@ class Recorder:
         self._closed = False
         if self.sinks:
             _RECORDERS.add(self)
+        warm_prices()
 
     # -- the request path ---------------------------------------------------------------------------------------
 
@@ -246,7 +253,7 @@ class Call:
         self.metadata = metadata
         self.started = time.monotonic()
         self.wall = time.time()
-        self.call_id = os.urandom(8).hex()
+        self.call_id = f"{_ID_PREFIX}{next(_ids):x}"
         self.route = ""
         self.records: list[UsageRecord] = []
         self.reservation: Reservation | None = None
