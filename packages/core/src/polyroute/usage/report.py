@@ -271,6 +271,10 @@ def _nice(value: float) -> float:
     return 10 * exponent  # pragma: no cover
 
 
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
 def _money(value: float) -> str:
     if value >= 100:
         return f"${value:,.0f}"
@@ -367,7 +371,9 @@ def _failure_chart(days: list[tuple[str, dict[str, Any]]]) -> str:
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" class="axis" text-anchor="end">{peak * i / 4:,.0f}</text>')
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 4:.1f}" class="axis" text-anchor="end">{_count(peak * i / 4)}</text>'
+        )
     label_every = max(1, math.ceil(len(days) / 12))
     for index, (day, row) in enumerate(days):
         x0 = left + index * slot + (slot - 3 * bar) / 2
