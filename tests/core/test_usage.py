@@ -296,7 +296,8 @@ def test_a_call_that_fails_is_recorded_with_its_status(emulator: Start, mode: st
 
 
 def test_attribution_from_user_metadata_header_and_client_defaults(emulator: Start, mode: str) -> None:
-    r, collected = router([_openai(emulator(_ok), "a")])
+    emu = emulator(_ok)
+    r, collected = router([_openai(emu, "a")])
     run(mode, r, user="alice", metadata={"run": "42"}, extra_headers={"x-polyroute-tags": "agent-x, nightly"})
     run(mode, r, client={"tags": ["team-b"], "user": "bob"})
     r.close()
@@ -306,6 +307,7 @@ def test_attribution_from_user_metadata_header_and_client_defaults(emulator: Sta
     assert first.prompt is None and first.completion is None  # no text unless usage.content is on
     totals = r.usage()
     assert set(totals["tag"]) == {"agent-x", "nightly", "team-b"} and set(totals["user"]) == {"alice", "bob"}
+    assert not [h for req in emu.requests for h in req.headers if h.lower().startswith("x-polyroute")]  # ours only
 
 
 def test_content_is_kept_only_when_asked(emulator: Start) -> None:

@@ -72,3 +72,19 @@ def test_unknown_models_and_providers_fall_back_to_the_catalog() -> None:
     usage: Any = {"prompt_tokens": 1000, "completion_tokens": 100}
     assert prices.cost(target, usage) == target.info.cost(1000, 100)
     assert prices.cost(target, usage) is not None
+
+
+def test_counts_read_chat_and_responses_usage_alike() -> None:
+    chat: Any = {
+        "prompt_tokens": 100,
+        "completion_tokens": 20,
+        "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 30},
+        "completion_tokens_details": {"reasoning_tokens": 5},
+    }
+    responses: Any = {
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "input_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 30},
+        "output_tokens_details": {"reasoning_tokens": 5},
+    }
+    assert prices.counts(chat) == prices.counts(responses) == (100, 20, 60, 30, 5)

@@ -46,7 +46,20 @@ _available: bool | None = None
 
 
 def counts(usage: Usage) -> tuple[int, int, int, int, int]:
-    """``(input, output, cached, cache_write, reasoning)`` tokens of an OpenAI usage (input includes the cache)."""
+    """``(input, output, cached, cache_write, reasoning)`` tokens of an OpenAI usage (input includes the cache):
+    Chat Completions' and embeddings' (``prompt_tokens``), or the Responses API's (``input_tokens``).
+    """
+    if "prompt_tokens" not in usage and "input_tokens" in usage:
+        raw = cast("dict[str, Any]", usage)
+        inputs: dict[str, Any] = raw.get("input_tokens_details") or {}
+        outputs: dict[str, Any] = raw.get("output_tokens_details") or {}
+        return (
+            raw.get("input_tokens") or 0,
+            raw.get("output_tokens") or 0,
+            inputs.get("cached_tokens") or 0,
+            inputs.get("cache_creation_tokens") or inputs.get("cache_write_tokens") or 0,
+            outputs.get("reasoning_tokens") or 0,
+        )
     prompt = usage.get("prompt_tokens", 0) or 0
     completion = usage.get("completion_tokens", 0) or 0
     details = usage.get("prompt_tokens_details") or {}

@@ -9,6 +9,7 @@ fails is logged (once) and never fails a call.
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import itertools
 import json
@@ -19,7 +20,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from polyroute.errors import BudgetExceededError, PolyrouteError, UpstreamStatusError
 from polyroute.usage.aggregate import Aggregate
@@ -217,6 +218,28 @@ class Recorder:
                 logger.exception("polyroute usage sink %s failed to close", type(sink).__name__)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+_reported: set[str] = set()
+
+
+def _safe(method: _F) -> _F:
+    """A hook on the request path: a bug in recording is logged (once per hook) and never fails the call."""
+
+    @functools.wraps(method)
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            if method.__name__ not in _reported:
+                _reported.add(method.__name__)
+                logger.exception("polyroute usage: recording failed in %s; the call goes on", method.__name__)
+            return None
+
+    return cast("_F", hook)
+
+
 class Call:
     """One request's usage: attribution, failed attempts so far, the budget reservation, and (a stream) the state
     until it closes.
@@ -341,6 +364,7 @@ class Call:
 
     # -- outcomes -----------------------------------------------------------------------------------------------
 
+    @_safe
     def attempt_failed(self, target: Target, error: PolyrouteError, elapsed: float, number: int) -> None:
         """One attempt failed (the call may go on elsewhere)."""
         status = error.status if isinstance(error, UpstreamStatusError) else getattr(error, "status", 502)
@@ -349,6 +373,7 @@ class Call:
         record.latency_ms = elapsed * 1000.0
         self.records.append(record)
 
+    @_safe
     def finished(self, target: Target, answer: Any, attempts: Attempts, cost: float | None) -> None:
         """A non-streamed answer: the call is over."""
         record = self._record("call", target, 200, None, attempts.count)
@@ -360,6 +385,7 @@ class Call:
             record.completion = _completion_text(answer)
         self._end(record)
 
+    @_safe
     def committed(self, stream: Any, target: Target, attempts: Attempts) -> None:
         """A stream reached its first content: the time to first token; the record waits for :meth:`closed`."""
         self.ttft = time.monotonic() - self.started
@@ -367,24 +393,28 @@ class Call:
         self.attempts = attempts.count
         stream.usage = self
 
+    @_safe
     def closed(self, stream: Any) -> None:
         """The stream closed (read to the end, or left early by the caller)."""
         if self.ended or self.target is None:
             return
         target = self.target
-        builder = stream.translator.builder
+        # a chat translator's builder holds the finish reason and usage; another API's translator may say them
+        # the same way, or not at all (then the record has no tokens)
+        builder = getattr(stream.translator, "builder", None)
         record = self._record("call", target, 200, None, self.attempts)
-        if builder.finish_reason is None:
+        if builder is not None and getattr(builder, "finish_reason", True) is None:
             record.error = "incomplete"
         record.ttft_ms = self.ttft * 1000.0 if self.ttft is not None else None
         record.streamed = True
-        usage: Usage | None = builder.usage
+        usage: Usage | None = getattr(builder, "usage", None)
         if usage:
             _count(record, usage)
             found = usage.get("cost")
             record.cost = found if isinstance(found, float | int) else price_of(target, usage)
         self._end(record)
 
+    @_safe
     def failed(self, error: PolyrouteError, attempts: Attempts | None) -> None:
         """The call ended in an error answer."""
         if self.ended:
