@@ -49,6 +49,9 @@ _ID_PREFIX = os.urandom(5).hex() + "-"
 _ids = itertools.count(1)
 
 Batch = tuple[list[UsageRecord], Any]
+
+IDLE_EXIT = 30.0
+"""Seconds without records after which the background thread ends."""
 """One call's records and the OpenTelemetry context it ran in (None without the OTel sink)."""
 
 
@@ -146,28 +149,35 @@ class Recorder:
         if aggregate is not None:
             aggregate.add(records)
         if self.sinks and not self._closed:
-            with self._lock:
+            with self._lock:  # the thread ends only under this lock, with the queue empty: no record is stranded
                 self._queue.append((records, call.parent))
                 self._queued += 1
-            if self._thread is None:
-                self._start()
+                if self._thread is None:
+                    self._start()
 
     # -- the background thread ----------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        with self._done:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="polyroute-usage", daemon=True)
-                self._thread.start()
+        """Start the writer thread (``_lock`` held)."""
+        self._thread = threading.Thread(target=self._loop, name="polyroute-usage", daemon=True)
+        self._thread.start()
 
     def _loop(self) -> None:
+        """Drain every ``flush_interval``; after :data:`IDLE_EXIT` seconds with nothing to write the thread ends
+        (the next record starts another), so a router left unclosed does not keep a thread and itself alive.
+        """
         interval = self.settings.flush_interval
+        idle_since = time.monotonic()
         while True:
             self._wake.wait(interval)
             self._wake.clear()
-            self._drain()
-            if self._closed and not self._queue:
-                return
+            if self._queue:
+                self._drain()
+                idle_since = time.monotonic()
+            with self._lock:
+                if not self._queue and (self._closed or time.monotonic() - idle_since >= IDLE_EXIT):
+                    self._thread = None
+                    return
 
     def _drain(self) -> None:
         queue = self._queue
@@ -189,7 +199,7 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record emitted so far reached the background sinks; False on timeout."""
-        if not self.sinks or self._thread is None:
+        if not self.sinks or self._queued == self._written:
             return True
         target = self._queued
         deadline = time.monotonic() + timeout
@@ -209,8 +219,9 @@ class Recorder:
         self.flush()
         self._closed = True
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        thread = self._thread
+        if thread is not None:
+            thread.join(5.0)
         for sink in self.sinks:
             try:
                 sink.close()
