@@ -98,6 +98,29 @@ def test_a_budget_with_a_fallback_sends_calls_to_the_cheaper_model(emulator: Sta
     assert len(dear.requests) == 1
 
 
+def test_fallbacks_that_are_spent_too_refuse_rather_than_loop(emulator: Start) -> None:
+    emu = emulator(answer())
+    router = make(
+        [dep(emu, "a")],
+        [
+            {"name": "m-cap", "scope": "route", "match": "m", "usd": 0.03, "fallback": "n"},
+            {"name": "n-cap", "scope": "route", "match": "n", "usd": 0.03, "fallback": "m"},
+        ],
+        models=[{"name": "n", "deployments": [dep(emu, "b")]}],
+    )
+    client = router.openai_client()
+    served = [
+        client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES, max_tokens=10).headers[
+            "x-polyroute-deployment"
+        ]
+        for _ in range(2)
+    ]
+    assert served == ["a", "b"]
+    with pytest.raises(openai.RateLimitError, match="'n-cap'"):  # the last fallback's budget
+        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=10)
+    assert spent(router) == pytest.approx(2 * CALL_COST)
+
+
 def test_token_budgets_count_each_user_apart(emulator: Start) -> None:
     router = make([dep(emulator(answer()), "a")], [{"name": "per-user", "scope": "user", "tokens": 50, "per": "day"}])
     client = router.openai_client()

@@ -175,10 +175,17 @@ class Budgets:
         return [v for v in values if budget.match is None or v == budget.match]
 
     def admit(
-        self, route: Route, user: str | None, tags: Sequence[str], prompt_tokens: int, max_tokens: int
+        self,
+        route: Route,
+        user: str | None,
+        tags: Sequence[str],
+        prompt_tokens: int,
+        max_tokens: int,
+        fallback: bool = True,
     ) -> tuple[Route | str, Reservation | None]:
         """Reserve this call's estimate: ``(route, reservation)``, or ``(fallback name, None)`` when a budget that
-        names a fallback is spent; raises :class:`BudgetExceededError` when one without a fallback is.
+        names a fallback is spent; raises :class:`BudgetExceededError` when one without a fallback is (or any,
+        with ``fallback=False``).
         """
         now = time.time()
         output = max_tokens or DEFAULT_OUTPUT_ESTIMATE
@@ -207,7 +214,7 @@ class Budgets:
         if refused is None:
             return route, Reservation(claims, usd, deployment_budgets)
         budget = next(b for b in self._call_budgets if b.name == refused.budget)
-        if budget.fallback is not None and budget.fallback != route.name:
+        if fallback and budget.fallback is not None and budget.fallback != route.name:
             return budget.fallback, None
         raise _exceeded(budget, refused, now)
 

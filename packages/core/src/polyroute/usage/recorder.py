@@ -314,17 +314,19 @@ class Call:
         seen: set[str] = set()
         while True:
             route = router.route(name)
+            seen.add(name)
             try:
                 admitted, reservation = budgets.admit(route, self.user, self.tags, needs.tokens, needs.max_tokens)
+                if isinstance(admitted, str) and admitted in seen:  # fallbacks spent all round: refuse here
+                    admitted, reservation = budgets.admit(
+                        route, self.user, self.tags, needs.tokens, needs.max_tokens, fallback=False
+                    )
             except BudgetExceededError as exc:
                 self._refused(exc)
                 raise
-            if reservation is not None or not isinstance(admitted, str):
+            if not isinstance(admitted, str):
                 self.reservation = reservation
                 break
-            if admitted in seen:
-                break
-            seen.add(name)
             logger.info("polyroute budget spent: model=%s -> fallback %s", name, admitted)
             name = admitted
         self.route = name
