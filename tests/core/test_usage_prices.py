@@ -7,6 +7,9 @@ import random
 from typing import Any
 
 import pytest
+
+pytest.importorskip("genai_prices", reason="the prices extra (genai-prices) is not installed")
+
 from genai_prices import Usage, data_snapshot
 
 from polyroute import Router
