@@ -21,13 +21,13 @@ from polyroute.errors import ConfigError, InvalidRequestError, NoRouteError, Ups
 from polyroute.health import DeploymentState, Unavailable
 from polyroute.providers import PROVIDERS
 from polyroute.providers._base import Target
-from polyroute.usage.recorder import TAGS_HEADER, USER_HEADER, Recorder
 
 if TYPE_CHECKING:
     import openai
 
     from polyroute.transport import RouterTransport
     from polyroute.usage.budgets import BudgetStore
+    from polyroute.usage.recorder import Recorder
 
 _BASE_URL = "http://polyroute.local/v1"
 
@@ -453,11 +453,14 @@ class Router:
 
 
 def _recorder(config: RouterConfig, store: BudgetStore | None) -> Recorder | None:
+    """The router's usage recorder (imported here, not with ``polyroute``), or None when nothing is recorded."""
     settings = config.usage
     if not settings.enabled:
         if not config.budgets:
             return None
         settings = settings.model_copy(update={"aggregate": False, "ledger": None, "otel": False, "callback": None})
+    from polyroute.usage.recorder import Recorder
+
     return Recorder(settings, config.budgets, store)
 
 
@@ -465,6 +468,8 @@ def _attribution(kwargs: dict[str, Any], tags: list[str] | None, user: str | Non
     """A client's default tags and user, as headers on each of its requests."""
     if not tags and not user:
         return
+    from polyroute.usage.recorder import TAGS_HEADER, USER_HEADER
+
     headers = dict(kwargs.get("default_headers") or {})
     if tags:
         headers[TAGS_HEADER] = ",".join(tags)
