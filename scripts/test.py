@@ -41,6 +41,10 @@ TEST_DEPS = [
     "vcrpy>=8.2,<9",
     "pytest-recording>=0.14",
     "anthropic>=2",
+    # usage: exact prices, OTel spans checked with the SDK, the report's tables (optional extras of core)
+    "genai-prices>=0.0.30",
+    "opentelemetry-sdk>=1.27",
+    "rich>=13",
 ]
 ENVS = {
     "openai2-httpx": ["openai>=2.44,<3", "httpx>=0.28"],

@@ -24,6 +24,7 @@ from polyroute import Router
 from tests.emulators import Emulator
 from tests.emulators import anthropic_format as claude
 from tests.emulators import gemini_format as gemini
+from tests.emulators.openai_format import handler as openai_handler
 from tests.emulators.server import Handler
 from tests.langchain import scripted
 
@@ -413,3 +414,11 @@ def test_unknown_model_is_an_openai_not_found_error() -> None:
     model = ChatPolyroute(model="nope", config={"models": [], "direct_routes": False})
     with pytest.raises(openai.NotFoundError, match="nope"):
         model.invoke("hi")
+
+
+def test_model_tags_attribute_its_calls_in_usage(emulator: Start) -> None:
+    emu = emulator(openai_handler("tagged"))
+    model = ChatPolyroute(model="m", config={"models": [openai_route("m", emu)]}, tags=["research-agent"])
+    assert model.invoke("Hello").content == "tagged"
+    router = model._get_router()
+    assert router.usage()["tag"]["research-agent"]["calls"] == 1

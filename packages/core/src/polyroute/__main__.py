@@ -1,4 +1,5 @@
-"""``polyroute demo``: a routed call, a streamed call and a failover, with no API keys needed.
+"""``polyroute demo``: a routed call, a streamed call and a failover, with no API keys needed; ``polyroute check``
+validates a config; ``polyroute usage`` reports from a usage ledger.
 
 With no keys the demo runs on embedded mock deployments (same code path as a real provider: routing, stream
 translation, failover, usage and cost). With ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` / ``GEMINI_API_KEY`` set,
@@ -159,7 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--live", action="store_true", help="use real providers whose API keys are set")
     models = sub.add_parser("check", help="validate a config file and list its routes")
     models.add_argument("config", help="a YAML, TOML or JSON config")
+    usage = sub.add_parser("usage", help="spend, calls, tokens, failovers and latency from a usage ledger")
+    usage.add_argument("ledger", help="the SQLite file named by usage.ledger in the config")
+    usage.add_argument("--since", help="a duration (24h, 7d) or a date (2026-11-30)")
+    usage.add_argument("--by", default="route,deployment", help="route, deployment, tag, user, day (comma-separated)")
+    usage.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    usage.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with charts")
     args = parser.parse_args(argv)
+    if args.command == "usage":
+        from polyroute.usage.report import run
+
+        return run(args.ledger, since=args.since, by=args.by, as_json=args.json, html_path=args.html, out=sys.stdout)
     if args.command == "demo":
         import importlib.util
 

@@ -19,6 +19,7 @@ from polyroute.errors import InvalidRequestError, StreamInterruptedError, Upstre
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, dumps
 from polyroute.types.openai import ChatCompletionChunk, ChatCompletionRequest, Usage
+from polyroute.usage.prices import cost as usage_cost
 from polyroute.validation import parse_body
 
 logger = logging.getLogger("polyroute")
@@ -91,14 +92,10 @@ class Api(Protocol):
 
 
 def price(target: Target, usage: Usage) -> float | None:
-    """Price a call from the catalog; the cost rides on ``usage.cost`` and the ``x-polyroute-cost`` header."""
-    details = usage.get("prompt_tokens_details") or {}
-    cost = target.info.cost(
-        usage.get("prompt_tokens", 0),
-        usage.get("completion_tokens", 0),
-        details.get("cached_tokens", 0) or 0,
-        details.get("cache_creation_tokens", 0) or 0,
-    )
+    """Price a call (:func:`polyroute.usage.prices.cost`: the deployment's prices, genai-prices, the catalog); the
+    cost rides on ``usage.cost`` and the ``x-polyroute-cost`` header.
+    """
+    cost = usage_cost(target, usage)
     if cost is not None:
         usage["cost"] = cost
     return cost

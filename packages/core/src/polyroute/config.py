@@ -336,6 +336,61 @@ class ResponsesSettings(_Model):
     max_stored: int = Field(default=10_000, ge=1, description="Responses kept; the least recently used go first.")
 
 
+class UsageSettings(_Model):
+    """Where usage records go (see :mod:`polyroute.usage`). The in-memory totals are on by default; ``enabled:
+    false`` turns recording off entirely (no cost per call).
+    """
+
+    enabled: bool = True
+    aggregate: bool = Field(default=True, description="Keep in-memory totals: Router.usage().")
+    ledger: str | None = Field(default=None, description="A SQLite file to append every record to (batched).")
+    otel: bool = Field(default=False, description="OpenTelemetry GenAI spans and metrics (opentelemetry-api).")
+    callback: Callable[..., Any] | str | None = Field(
+        default=None, description="Called with each list of records of a call; a callable or 'module:function'."
+    )
+    content: bool = Field(default=False, description="Keep prompt and completion text in records.")
+    flush_interval: float = Field(default=0.5, gt=0, description="Seconds between background writes.")
+
+    @field_validator("callback")
+    @classmethod
+    def _callback_resolves(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            module, found, name = value.partition(":")
+            if not found or not module or not name:
+                raise ValueError(f"callback {value!r} must be 'module:function'")
+        return value
+
+
+BudgetPeriod = Literal["minute", "hour", "day", "month"]
+BudgetScope = Literal["all", "route", "deployment", "tag", "user"]
+
+
+class Budget(_Model):
+    """A spending limit: USD or tokens per period (calendar periods in UTC), over calls of a route, deployment, tag
+    or user (``match``: that one; none: each one separately), or all calls (``scope: all``).
+
+    A call that would pass it goes to ``fallback`` (a model name) when set, else gets a 429 ``budget_exceeded``.
+    """
+
+    name: str = Field(min_length=1)
+    scope: BudgetScope = "all"
+    match: str | None = None
+    usd: float | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)
+    per: BudgetPeriod = "day"
+    fallback: str | None = None
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Budget:
+        if (self.usd is None) == (self.tokens is None):
+            raise ValueError(f"budget {self.name!r}: set exactly one of usd or tokens")
+        if self.scope == "all" and self.match is not None:
+            raise ValueError(f"budget {self.name!r}: match needs a scope (route, deployment, tag or user)")
+        if self.scope == "deployment" and self.fallback is not None:
+            raise ValueError(f"budget {self.name!r}: a deployment budget skips the deployment; fallback is for routes")
+        return self
+
+
 class RouterConfig(_Model):
     """The whole router: models, retry policy, defaults."""
 
@@ -348,6 +403,8 @@ class RouterConfig(_Model):
     )
     direct_routes: bool = Field(default=True, description="Also route 'provider/model' names with no config entry.")
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    budgets: list[Budget] = Field(default_factory=list[Budget])
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RouterConfig:
@@ -365,6 +422,17 @@ class RouterConfig(_Model):
                             f"model {route.name!r}: {field} names {target!r}, which is not a model here "
                             f"(known: {', '.join(names)})"
                         )
+        budget_names: set[str] = set()
+        for budget in self.budgets:
+            if budget.name in budget_names:
+                raise ValueError(f"budget name {budget.name!r} is defined twice")
+            budget_names.add(budget.name)
+            fallback = budget.fallback
+            if fallback is not None and fallback not in seen and "/" not in fallback and ":" not in fallback:
+                raise ValueError(
+                    f"budget {budget.name!r}: fallback names {fallback!r}, which is not a model here "
+                    f"(known: {', '.join(names)})"
+                )
         return self
 
 

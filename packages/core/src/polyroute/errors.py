@@ -6,6 +6,7 @@ PolyrouteError
 ├── InvalidRequestError        → 400 invalid_request_error: the caller's request is malformed
 ├── NoRouteError               → 404: no model by that name
 ├── UnsupportedFeatureError    → 400: the request needs something a deployment cannot do
+├── BudgetExceededError        → 429 budget_exceeded: a configured budget is spent until it resets
 ├── UpstreamError              provider, status, request_id
 │   ├── UpstreamConnectionError → 502
 │   ├── UpstreamTimeout         → 504
@@ -155,6 +156,24 @@ class UnsupportedFeatureError(PolyrouteError):
     status = 400
     error_type = "invalid_request_error"
     code = "unsupported_feature"
+
+
+class BudgetExceededError(PolyrouteError):
+    """A configured budget (``budgets:``) would be passed by this call; it resets at ``resets_at`` (epoch s)."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, budget: str, resets_at: float, retry_after: float) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.resets_at = resets_at
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """``retry-after``: whole seconds until the budget's period resets."""
+        return {"retry-after": str(max(int(self.retry_after + 0.999), 1))}
 
 
 class UpstreamError(PolyrouteError):

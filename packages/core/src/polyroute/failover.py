@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from polyroute.providers._base import Target
     from polyroute.router import Route, Router
     from polyroute.types.openai import ChatCompletionRequest
+    from polyroute.usage.recorder import Call
 
 logger = logging.getLogger("polyroute")
 
@@ -233,6 +234,7 @@ class Attempts:
         "_retry_wait",
         "_seen",
         "_waited",
+        "call",
         "caller_timeout",
         "errors",
         "hedge_after",
@@ -245,8 +247,12 @@ class Attempts:
         "started",
     )
 
-    def __init__(self, router: Router, body: ChatCompletionRequest, caller_timeout: float | None = None) -> None:
+    def __init__(
+        self, router: Router, body: ChatCompletionRequest, caller_timeout: float | None = None, call: Call | None = None
+    ) -> None:
         self.router = router
+        self.call = call
+        """The request's usage (records, budgets), or None when the router records nothing."""
         self.model = body["model"]
         self.route: Route = router.route(self.model)
         self.profile = profile(body)
@@ -343,6 +349,9 @@ class Attempts:
                     self._skip(target, "context", reason)
                     self._jump(self.router.route(target.route).config.context_window_fallbacks, drop=False)
                     continue
+            if self.call is not None and (spent := self.call.blocked(target)) is not None:
+                self._skip(target, "budget", spent)
+                continue
             skip = router.try_acquire(target, tokens, now)
             if skip is not None:
                 self._defer(target, skip.kind, skip.reason, skip.ready_at)
@@ -420,6 +429,8 @@ class Attempts:
         """Record a failure; True when the loop should go on (next step), False to answer the caller now."""
         status = error.status if isinstance(error, UpstreamStatusError) else None
         elapsed = self._end(target, status, error.message)
+        if self.call is not None:
+            self.call.attempt_failed(target, error, elapsed, len(self.records))
         self.errors.append(error)
         action = classify(error)
         router = self.router
@@ -530,6 +541,10 @@ class Attempts:
             )
         lines = "; ".join(_line(s.deployment, s.reason) for s in self.skipped)
         kinds = {s.kind for s in self.skipped}
+        if "budget" in kinds and kinds <= {"budget", "capability", "context"} and self.call is not None:
+            refusal = self.call.budget_refusal
+            if refusal is not None:
+                return refusal
         if not kinds:
             return AllTargetsFailedError(f"no deployment of {self.model!r} could be tried{self._budget_note()}", [])
         if kinds <= {"capability", "context"}:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import openai
 
     from polyroute.transport import RouterTransport
+    from polyroute.usage.budgets import BudgetStore
+    from polyroute.usage.recorder import Recorder
 
 Mode = Literal["chat", "embedding"]
 """What a route serves: Chat Completions or embeddings."""
@@ -77,8 +79,15 @@ class Router:
     ordered deployments and fallbacks.
     """
 
-    def __init__(self, config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        budget_store: BudgetStore | None = None,
+    ) -> None:
         self.config = load_config(config if config is not None else {})
+        self.recorder: Recorder | None = _recorder(self.config, budget_store)
+        """Usage records and budgets (None with ``usage.enabled: false`` and no budgets: nothing is recorded)."""
         self._lock = threading.Lock()
         self._shared_state: SharedState | None = open_shared_state(self.config.state, self._lock)
         """The fleet's view of each deployment (``state: {backend: redis}``); None: this process's state only."""
@@ -408,6 +417,17 @@ class Router:
             with self._lock:
                 state.observe(headers, time.monotonic())
 
+    # -- usage --------------------------------------------------------------------------------------------------
+
+    def usage(self) -> dict[str, Any]:
+        """Totals since the router was built: ``{"total": {...}, "route": {name: {...}}, "deployment": …, "tag": …,
+        "user": …}``, each with calls, errors, failovers, failed attempts, tokens, cost (USD) and mean latency.
+        """
+        recorder = self.recorder
+        if recorder is None or recorder.aggregate is None:
+            return {}
+        return recorder.aggregate.snapshot()
+
     # -- clients ------------------------------------------------------------------------------------------------
 
     def transport(self) -> RouterTransport:
@@ -436,20 +456,28 @@ class Router:
         cls = lib.AsyncClient if asynchronous else lib.Client
         return cls(transport=self.transport().client_view(), base_url=_BASE_URL, **kwargs)
 
-    def openai_client(self, **kwargs: Any) -> openai.OpenAI:
-        """An ``openai.OpenAI`` that talks to this router in-process; ``max_retries=0`` unless given."""
+    def openai_client(self, *, tags: list[str] | None = None, user: str | None = None, **kwargs: Any) -> openai.OpenAI:
+        """An ``openai.OpenAI`` that talks to this router in-process; ``max_retries=0`` unless given. ``tags`` and
+        ``user`` attribute every call of this client in usage records and budgets.
+        """
         import openai
 
+        _attribution(kwargs, tags, user)
         kwargs.setdefault("api_key", "polyroute")
         kwargs.setdefault("base_url", _BASE_URL)
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("http_client", self.http_client())
         return openai.OpenAI(**kwargs)
 
-    def async_openai_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
-        """An ``openai.AsyncOpenAI`` that talks to this router in-process; ``max_retries=0`` unless given."""
+    def async_openai_client(
+        self, *, tags: list[str] | None = None, user: str | None = None, **kwargs: Any
+    ) -> openai.AsyncOpenAI:
+        """An ``openai.AsyncOpenAI`` that talks to this router in-process; ``max_retries=0`` unless given; ``tags``
+        and ``user`` as for :meth:`openai_client`.
+        """
         import openai
 
+        _attribution(kwargs, tags, user)
         kwargs.setdefault("api_key", "polyroute")
         kwargs.setdefault("base_url", _BASE_URL)
         kwargs.setdefault("max_retries", 0)
@@ -458,12 +486,14 @@ class Router:
 
     def close(self) -> None:
         """Close the router's upstream connection pools and its shared-state connection (clients on it then open
-        new ones if used again).
+        new ones if used again), and write the usage records still queued.
         """
         if self._transport is not None:
             self._transport.close_pools()
         if self._shared_state is not None:
             self._shared_state.close()
+        if self.recorder is not None:
+            self.recorder.flush()
 
     async def aclose(self) -> None:
         """:meth:`close`, and close the running event loop's async pool."""
@@ -471,6 +501,8 @@ class Router:
             await self._transport.aclose_pools()
         if self._shared_state is not None:
             self._shared_state.close()
+        if self.recorder is not None:
+            self.recorder.flush()
 
     def __enter__(self) -> Router:
         return self
@@ -561,6 +593,32 @@ def _check_vector_space(route: Route, routes: Mapping[str, Route]) -> None:
             "fallback the same model and dimensions, or set allow_mixed_vector_spaces: true on the route if each "
             "caller only compares vectors from one call"
         )
+
+
+def _recorder(config: RouterConfig, store: BudgetStore | None) -> Recorder | None:
+    """The router's usage recorder (imported here, not with ``polyroute``), or None when nothing is recorded."""
+    settings = config.usage
+    if not settings.enabled:
+        if not config.budgets:
+            return None
+        settings = settings.model_copy(update={"aggregate": False, "ledger": None, "otel": False, "callback": None})
+    from polyroute.usage.recorder import Recorder
+
+    return Recorder(settings, config.budgets, store)
+
+
+def _attribution(kwargs: dict[str, Any], tags: list[str] | None, user: str | None) -> None:
+    """A client's default tags and user, as headers on each of its requests."""
+    if not tags and not user:
+        return
+    from polyroute.usage.recorder import TAGS_HEADER, USER_HEADER
+
+    headers = dict(kwargs.get("default_headers") or {})
+    if tags:
+        headers[TAGS_HEADER] = ",".join(tags)
+    if user:
+        headers[USER_HEADER] = user
+    kwargs["default_headers"] = headers
 
 
 def is_auth_failure(error: UpstreamError) -> bool:

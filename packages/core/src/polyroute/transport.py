@@ -60,6 +60,7 @@ from polyroute.providers._base import (
 )
 from polyroute.router import Router
 from polyroute.types.openai import ChatCompletion
+from polyroute.usage import recorder as usage
 
 logger = logging.getLogger("polyroute")
 
@@ -170,7 +171,8 @@ class RouterTransport(_compat.TransportBase):
             parts = api.split(body, self)
             if parts is not None:
                 return self._run_parts(lib, api, parts, request)
-            attempts = Attempts(self.router, api.routing_body(body), _caller_timeout(request))
+            routing, call = usage.begin(self.router, api, body, request.headers)
+            attempts = Attempts(self.router, routing, _caller_timeout(request), call)
             target, outcome = self._run(self._drive(api, body, attempts, request.headers), attempts)
             return self._respond(lib, api, outcome, target, attempts)
         except PolyrouteError as exc:
@@ -193,7 +195,8 @@ class RouterTransport(_compat.TransportBase):
             parts = api.split(body, self)
             if parts is not None:
                 return await self._arun_parts(lib, api, parts, request)
-            attempts = Attempts(self.router, api.routing_body(body), _caller_timeout(request))
+            routing, call = usage.begin(self.router, api, body, request.headers)
+            attempts = Attempts(self.router, routing, _caller_timeout(request), call)
             target, outcome = await self._arun(self._drive(api, body, attempts, request.headers), attempts)
             return self._respond(lib, api, outcome, target, attempts)
         except PolyrouteError as exc:
@@ -596,8 +599,12 @@ class RouterTransport(_compat.TransportBase):
         if isinstance(outcome, StreamCall):
             headers["content-type"] = "text/event-stream"
             headers["cache-control"] = "no-cache"
+            if attempts.call is not None:
+                attempts.call.committed(outcome, target, attempts)
             return lib.Response(200, headers=headers, stream=RouterStream(outcome))
         cost = api.finish(outcome, target)
+        if attempts.call is not None:
+            attempts.call.finished(target, outcome, attempts, cost)
         if cost is not None:
             headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
         headers["content-type"] = "application/json"
@@ -673,6 +680,7 @@ class StreamCall:
         "router",
         "target",
         "translator",
+        "usage",
     )
 
     def __init__(
@@ -701,6 +709,8 @@ class StreamCall:
         """The whole upstream stream was read while priming."""
         self.idle = 0.0
         """Seconds of upstream silence allowed between chunks once committed."""
+        self.usage: Any = None
+        """The call's usage (:class:`polyroute.usage.recorder.Call`), recorded when the stream closes."""
 
     def forward(self, raw: bytes) -> bytes:
         """Upstream bytes → the bytes to send, once committed (no need to look for content any more)."""
@@ -746,6 +756,8 @@ class StreamCall:
         return data
 
     def _release(self) -> None:
+        if self.usage is not None:
+            self.usage.closed(self)
         if self.router is not None:
             usage = self.translator.builder.usage
             used = usage.get("total_tokens", 0) if usage else 0
@@ -1287,6 +1299,8 @@ def _unreachable(exc: PolyrouteError) -> str | None:
 
 
 def _error_response(lib: Any, request: Any, exc: PolyrouteError, attempts: Attempts | None) -> Any:
+    if attempts is not None and attempts.call is not None:
+        attempts.call.failed(exc, attempts)
     unreachable = _unreachable(exc)
     if unreachable is not None:
         # from None: the attempts are in the message; their chained tracebacks would bury it under hundreds of lines

@@ -211,6 +211,8 @@ class ChatPolyroute(BaseChatModel):
         }
         if self.timeout is not None:
             options["timeout"] = self.timeout
+        if self.tags:  # LangChain's own model tags also attribute the model's calls in polyroute's usage records
+            options["tags"] = list(self.tags)
         self._client = router.openai_client(**options)
         self._async_client = router.async_openai_client(**options)
         return self

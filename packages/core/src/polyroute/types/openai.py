@@ -134,6 +134,8 @@ class PromptTokensDetails(TypedDict, total=False):
     cached_tokens: int
     audio_tokens: int
     cache_creation_tokens: int
+    cache_write_tokens: int
+    """OpenAI's own name for tokens written to the prompt cache (recorded 2026 answers carry it)."""
 
 
 class CompletionTokensDetails(TypedDict, total=False):

@@ -1,0 +1,112 @@
+"""In-memory totals of usage records, by route, deployment, tag and user (:meth:`Router.usage`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from polyroute.usage.record import UsageRecord
+
+DIMENSIONS = ("route", "deployment", "tag", "user")
+
+
+class Totals:
+    """Sums over calls: counts, tokens, spend, latency."""
+
+    __slots__ = (
+        "cache_write_tokens",
+        "cached_tokens",
+        "calls",
+        "cost",
+        "errors",
+        "failed_attempts",
+        "failovers",
+        "input_tokens",
+        "latency_ms",
+        "output_tokens",
+        "reasoning_tokens",
+    )
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.failed_attempts = 0
+        self.failovers = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cached_tokens = 0
+        self.cache_write_tokens = 0
+        self.reasoning_tokens = 0
+        self.cost = 0.0
+        self.latency_ms = 0.0
+
+    def add(self, record: UsageRecord) -> None:
+        """Count one record (a failed attempt counts only as such)."""
+        if record.kind == "attempt":
+            self.failed_attempts += 1
+            return
+        self.calls += 1
+        if record.status >= 400:
+            self.errors += 1
+        if record.attempts > 1:
+            self.failovers += 1
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        self.cached_tokens += record.cached_tokens
+        self.cache_write_tokens += record.cache_write_tokens
+        self.reasoning_tokens += record.reasoning_tokens
+        if record.cost:
+            self.cost += record.cost
+        self.latency_ms += record.latency_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers, with the mean latency."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__ if name != "latency_ms"}
+        out["cost"] = round(self.cost, 10)
+        out["mean_latency_ms"] = round(self.latency_ms / self.calls, 3) if self.calls else None
+        return out
+
+
+class Aggregate:
+    """Totals overall and per route, deployment, tag and user; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = Totals()
+        self.by: dict[str, dict[str, Totals]] = {dimension: {} for dimension in DIMENSIONS}
+
+    def add(self, records: Iterable[UsageRecord]) -> None:
+        """Count one call's records."""
+        by = self.by
+        routes, deployments, users, tags = by["route"], by["deployment"], by["user"], by["tag"]
+        with self._lock:
+            for record in records:
+                buckets = [self.total, routes.get(record.route) or _new(routes, record.route)]
+                if record.deployment is not None:
+                    buckets.append(deployments.get(record.deployment) or _new(deployments, record.deployment))
+                if record.user is not None:
+                    buckets.append(users.get(record.user) or _new(users, record.user))
+                for tag in record.tags:
+                    buckets.append(tags.get(tag) or _new(tags, tag))
+                for totals in buckets:
+                    totals.add(record)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"total": {...}, "route": {name: {...}}, "deployment": …, "tag": …, "user": …}``."""
+        with self._lock:
+            out: dict[str, Any] = {"total": self.total.to_dict()}
+            for dimension, buckets in self.by.items():
+                out[dimension] = {name: totals.to_dict() for name, totals in buckets.items()}
+        return out
+
+    def reset(self) -> None:
+        """Start counting from zero."""
+        with self._lock:
+            self.total = Totals()
+            self.by = {dimension: {} for dimension in DIMENSIONS}
+
+
+def _new(buckets: dict[str, Totals], key: str) -> Totals:
+    totals = buckets[key] = Totals()
+    return totals
