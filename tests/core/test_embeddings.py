@@ -126,6 +126,9 @@ def test_openai_batch_over_2048_is_split_and_kept_in_order(emulator: Start, asyn
     for i in (0, 2047, 2048, 2099):
         assert result.data[i].embedding == vector("text-embedding-3-small", texts[i], 8)
     assert result.usage.prompt_tokens == sum((len(t) + 3) // 4 for t in texts)
+    totals = router.usage()["total"]  # each part is a call of its own in the usage records
+    assert totals["calls"] == 2
+    assert totals["input_tokens"] == result.usage.prompt_tokens
 
 
 def test_gemini_batches_of_100_in_order(emulator: Start) -> None:

@@ -209,13 +209,20 @@ class RouterTransport(_compat.TransportBase):
 
     def _run_parts(self, lib: Any, api: Api, parts: list[Any], request: Any) -> Any:
         """A request the API splits (an embeddings batch larger than a provider takes): each part is a request of
-        its own through the loop, run concurrently on the hedging threads; the answer merges them in order.
+        its own through the loop (and a usage record of its own), run concurrently on the hedging threads; the
+        answer merges them in order.
         """
         timeout = _caller_timeout(request)
 
         def one(part: Any) -> tuple[Target, Any, Attempts]:
-            attempts = Attempts(self.router, api.routing_body(part), timeout)
-            target, outcome = self._run(self._drive(api, part, attempts, request.headers), attempts)
+            routing, call = usage.begin(self.router, api, part, request.headers)
+            attempts = Attempts(self.router, routing, timeout, call)
+            try:
+                target, outcome = self._run(self._drive(api, part, attempts, request.headers), attempts)
+            except PolyrouteError as exc:
+                if call is not None:
+                    call.failed(exc, attempts)
+                raise
             return target, outcome, attempts
 
         done = [one(parts[0])] if len(parts) == 1 else list(self._hedge_pool().map(one, parts))
@@ -226,8 +233,14 @@ class RouterTransport(_compat.TransportBase):
         timeout = _caller_timeout(request)
 
         async def one(part: Any) -> tuple[Target, Any, Attempts]:
-            attempts = Attempts(self.router, api.routing_body(part), timeout)
-            target, outcome = await self._arun(self._drive(api, part, attempts, request.headers), attempts)
+            routing, call = usage.begin(self.router, api, part, request.headers)
+            attempts = Attempts(self.router, routing, timeout, call)
+            try:
+                target, outcome = await self._arun(self._drive(api, part, attempts, request.headers), attempts)
+            except PolyrouteError as exc:
+                if call is not None:
+                    call.failed(exc, attempts)
+                raise
             return target, outcome, attempts
 
         done = list(await asyncio.gather(*(one(part) for part in parts)))
@@ -580,8 +593,10 @@ class RouterTransport(_compat.TransportBase):
     def _respond_merged(self, lib: Any, api: Api, done: list[tuple[Target, Any, Attempts]]) -> Any:
         """The answer to a split request: the API merges the parts' answers (in the request's order)."""
         cost: float | None = None
-        for target, outcome, _ in done:
+        for target, outcome, attempts in done:
             part_cost = api.finish(outcome, target)
+            if attempts.call is not None:
+                attempts.call.finished(target, outcome, attempts, part_cost)
             if part_cost is not None:
                 cost = (cost or 0.0) + part_cost
         labels = list(dict.fromkeys(target.label for target, _, _ in done))
