@@ -108,6 +108,10 @@ def _version() -> str:
     return match[1]
 
 
+OURS = ("polyroute", "langchain-polyroute", "llama-index-llms-polyroute", "polyroute-autogen")
+"""The workspace's distributions, built into WHEELS."""
+
+
 def _slug(command: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", command.lower().split("install", 1)[1]).strip("-")
 
@@ -133,8 +137,13 @@ def run_one(command: str, check: str) -> tuple[str, bool, float, str]:
     # plain ``pip install`` → ``uv pip install``, told the venv's python outright (``python -m uv`` would otherwise
     # install into the interpreter that ran it)
     python = venv / "bin" / "python"
+    # --refresh-package: the wheels just built carry the same file names as the last build's, which uv's cache
+    # would otherwise serve (stale code from an earlier checkout)
+    refresh = " ".join(f"--refresh-package {name}" for name in OURS)
     installer = (
-        command if seeded else command.replace("pip install", f"{' '.join(UV)} pip install --python {python}", 1)
+        command
+        if seeded
+        else command.replace("pip install", f"{' '.join(UV)} pip install --python {python} {refresh}", 1)
     )
     ok = ok and sh(installer, {**install_env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     # where the check runs: outside the checkout, so only what was installed can be imported

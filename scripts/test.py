@@ -45,6 +45,10 @@ TEST_DEPS = [
     "genai-prices>=0.0.30",
     "opentelemetry-sdk>=1.27",
     "rich>=13",
+    # Bedrock (SigV4, event streams) and Vertex (google-auth; the emulator signs with cryptography): core's extras
+    "botocore>=1.40",
+    "google-auth>=2.30",
+    "cryptography>=42",
 ]
 ENVS = {
     "openai2-httpx": ["openai>=2.44,<3", "httpx>=0.28"],
