@@ -225,6 +225,8 @@ CHAT: Api = ChatApi()
 
 _APIS: dict[str, tuple[str, str]] = {
     "/chat/completions": ("polyroute.api", "CHAT"),
+    "/messages": ("polyroute.messages_api", "MESSAGES"),
+    "/messages/count_tokens": ("polyroute.messages_api", "COUNT_TOKENS"),
 }
 """Path (after ``/v1``) → (module, attribute) of its :class:`Api`; a module is imported on the first request."""
 
