@@ -109,7 +109,21 @@ def test_malformed_requests_say_what_to_fix() -> None:
     with pytest.raises(InvalidRequestError, match="model"):
         to_chat_request({"messages": []})
     with pytest.raises(InvalidRequestError, match=r"messages\[0\].role"):
-        to_chat_request({"model": "m", "messages": [{"role": "system", "content": "x"}]})
+        to_chat_request({"model": "m", "messages": [{"role": "tool", "content": "x"}]})
+
+
+def test_a_system_message_between_turns_stays_in_place() -> None:
+    """Claude Code sends ``{"role": "system"}`` messages inside ``messages`` (the SDK's ``SystemMessageParam``)."""
+    chat = to_chat_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "Now be brief."}]},
+            ],
+        }
+    )
+    assert chat["messages"][1] == {"role": "system", "content": [{"type": "text", "text": "Now be brief."}]}
 
 
 def test_a_completion_becomes_a_message() -> None:

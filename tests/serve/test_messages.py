@@ -176,6 +176,7 @@ def test_an_anthropic_deployment_gets_the_body_natively(emulator: StartEmulator)
         )  # type: ignore[arg-type]
     assert first.content[0].type == "tool_use"
     assert first.content[0].input == {"city": "Paris"}
+    assert first.model == "claude"  # the name asked for (Claude Code keeps thinking only from the model it asked)
     assert second.content[0].type == "text"
     assert second.content[0].text == "Sunny."
     sent = script.bodies[0]
@@ -206,6 +207,7 @@ def test_a_native_stream_keeps_thinking_signatures(emulator: StartEmulator) -> N
         ) as stream,
     ):
         final = stream.get_final_message()
+    assert final.model == "claude"
     thought, call = final.content
     assert thought.type == "thinking"
     assert thought.thinking == "The user wants weather."

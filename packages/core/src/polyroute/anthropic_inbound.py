@@ -49,11 +49,16 @@ def _blocks(content: Any, where: str) -> list[Mapping[str, Any]]:
 # -- requests -----------------------------------------------------------------------------------------------------
 
 
-def to_chat_request(native: Mapping[str, Any], *, strict: bool = True) -> ChatCompletionRequest:
+def to_chat_request(
+    native: Mapping[str, Any], *, strict: bool = True, can_reason: bool = False
+) -> ChatCompletionRequest:
     """A Messages request → the Chat Completions request that asks the same.
 
     ``strict=False`` translates what it can and skips the rest: it is what the router routes on (capabilities,
     token estimate) before a deployment is chosen; an Anthropic deployment then gets the native body unchanged.
+    ``can_reason``: whether the deployment reasons. ``thinking: {type: enabled}`` asks for reasoning (a deployment
+    without it is not chosen); ``adaptive`` thinking (Claude Code's default) lets the model decide, so it becomes
+    ``reasoning_effort`` (from ``output_config.effort``) only where the deployment can reason.
     """
     if not isinstance(native.get("model"), str) or not native["model"]:
         raise InvalidRequestError("model: a model name is required", param="model")
@@ -91,16 +96,18 @@ def to_chat_request(native: Mapping[str, Any], *, strict: bool = True) -> ChatCo
     choice = _obj(native.get("tool_choice"))
     if choice:
         _apply_tool_choice(choice, out)
-    effort = _to_reasoning_effort(_obj(native.get("thinking")))
+    output_config = _obj(native.get("output_config"))
+    effort = _to_reasoning_effort(_obj(native.get("thinking")), output_config, can_reason)
     if effort is not None:
         out["reasoning_effort"] = effort
+    _apply_output_config(output_config, out, strict)
     if native.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}  # message_delta reports usage
     return cast(ChatCompletionRequest, out)
 
 
-_TRANSLATED = frozenset({"metadata", "tools", "tool_choice", "thinking"})
+_TRANSLATED = frozenset({"metadata", "tools", "tool_choice", "thinking", "output_config"})
 
 
 def _system_content(system: Any) -> str | list[dict[str, Any]]:
@@ -123,7 +130,11 @@ def _to_chat_messages(message: Mapping[str, Any], index: int, strict: bool) -> l
         return _to_chat_user(blocks, where, strict)
     if role == "assistant":
         return [_to_chat_assistant(blocks, where, strict)]
-    raise InvalidRequestError(f"{where}.role: must be 'user' or 'assistant' (got {role!r})", param=f"{where}.role")
+    if role == "system":  # a system message between turns (the SDK's SystemMessageParam): text blocks only
+        return [{"role": "system", "content": _system_content(message.get("content"))}]
+    raise InvalidRequestError(
+        f"{where}.role: must be 'user', 'assistant' or 'system' (got {role!r})", param=f"{where}.role"
+    )
 
 
 def _to_chat_user(blocks: Sequence[Mapping[str, Any]], where: str, strict: bool) -> list[dict[str, Any]]:
@@ -271,15 +282,19 @@ def _apply_tool_choice(choice: Mapping[str, Any], out: dict[str, Any]) -> None:
         out["parallel_tool_calls"] = False
 
 
-def _to_reasoning_effort(thinking: Mapping[str, Any]) -> str | None:
+_EFFORTS: dict[str, str] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def _to_reasoning_effort(thinking: Mapping[str, Any], output_config: Mapping[str, Any], can_reason: bool) -> str | None:
     """``thinking`` → ``reasoning_effort``: a budget maps to the effort whose Anthropic budget is nearest below
-    (the same scale :mod:`polyroute.providers.anthropic` uses the other way: low 2048, medium 8192, high 16384).
+    (the same scale :mod:`polyroute.providers.anthropic` uses the other way: low 2048, medium 8192, high 16384);
+    adaptive thinking takes ``output_config.effort`` (default medium), where the deployment can reason.
     """
     kind = thinking.get("type")
     if kind in (None, "disabled"):
         return None
     if kind == "adaptive":
-        return "medium"
+        return _EFFORTS.get(str(output_config.get("effort")), "medium") if can_reason else None
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int):
         return "medium"
@@ -288,6 +303,22 @@ def _to_reasoning_effort(thinking: Mapping[str, Any]) -> str | None:
     if budget >= 8192:
         return "medium"
     return "low"
+
+
+def _apply_output_config(config: Mapping[str, Any], out: dict[str, Any], strict: bool) -> None:
+    """``output_config.format`` (structured outputs) → ``response_format``; ``effort`` is read with thinking."""
+    for name, value in config.items():
+        if name == "effort":
+            continue
+        if name == "format" and _obj(value).get("type") == "json_schema":
+            schema = _obj(value).get("schema") or {"type": "object"}
+            out["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+        elif strict:
+            raise UnsupportedFeatureError(
+                f"output_config.{name}: has no equivalent on this route's deployment (only an Anthropic deployment "
+                "takes it)",
+                param=f"output_config.{name}",
+            )
 
 
 # -- answers ------------------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ An :class:`~polyroute.api.Api` like Chat Completions, so routing, failover, the 
 are the request loop's own. Per deployment:
 
 - an Anthropic deployment gets the request **natively**: the client's body with the deployment's model and key,
-  its answer and stream events passed back unchanged (thinking signatures, server tools, citations intact);
+  its answer and stream events passed back unchanged (thinking signatures, server tools, citations intact) but
+  for ``model``, which names what the client asked for: Claude Code drops the thinking blocks of an answer from
+  another model than the one it asked (signatures are bound to a model), and Anthropic then refuses the next
+  tool-loop turn of a thinking request;
 - any other deployment gets the request translated to Chat Completions by :mod:`polyroute.anthropic_inbound`,
   through that provider's own adapter, and the answer (or stream) translated back to Messages.
 
@@ -54,14 +57,16 @@ class MessagesCall:
     native: dict[str, Any]
     routing: ChatCompletionRequest
     count_tokens: bool = False
-    chat: ChatCompletionRequest | None = field(default=None)
-    """The strict translation, made for the first non-Anthropic deployment tried."""
+    chat: dict[bool, ChatCompletionRequest] = field(default_factory=dict[bool, ChatCompletionRequest])
+    """The strict translations, for deployments that reason and that do not, made on first use."""
 
-    def chat_request(self) -> ChatCompletionRequest:
-        """The request a non-Anthropic deployment gets (raises what it cannot carry)."""
-        if self.chat is None:
-            self.chat = inbound.to_chat_request(self.native)
-        return self.chat
+    def chat_request(self, target: Target) -> ChatCompletionRequest:
+        """The request ``target`` (not an Anthropic deployment) gets; raises what it cannot carry."""
+        can_reason = bool(target.info.reasoning)
+        found = self.chat.get(can_reason)
+        if found is None:
+            found = self.chat[can_reason] = inbound.to_chat_request(self.native, can_reason=can_reason)
+        return found
 
 
 def is_anthropic(target: Target) -> bool:
@@ -86,10 +91,11 @@ class NativeStreamTranslator:
     commit), and a stream that ends without ``message_stop`` was cut short.
     """
 
-    __slots__ = ("_stopped", "_tokens", "builder", "target")
+    __slots__ = ("_model", "_stopped", "_tokens", "builder", "target")
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, model: str) -> None:
         self.target = target
+        self._model = model
         self.builder = _Usage()
         self._tokens: dict[str, int] = {}
         self._stopped = False
@@ -110,6 +116,9 @@ class NativeStreamTranslator:
                     self._tokens[key] = value
             total = sum(v for k, v in self._tokens.items() if k.endswith("tokens"))
             self.builder.usage = {"total_tokens": total}
+            if message.get("model") not in (None, self._model):
+                message["model"] = self._model
+                return [(name, dumps(data).decode())]
         elif name == "message_stop":
             self._stopped = True
         return [(name or "message", event.data)]
@@ -151,11 +160,14 @@ class NativeAdapter:
         return UpstreamRequest("POST", url, headers, dumps(native), stream=stream)
 
     def parse_response(self, content: bytes, target: Target, call: MessagesCall) -> Any:
-        """The native answer, as it came."""
+        """The native answer, as it came but for ``model`` (the name the client asked for)."""
         answer = json.loads(content)
         if not isinstance(answer, dict):
             raise TypeError("the answer is not a JSON object")
-        return cast(dict[str, Any], answer)
+        answer = cast(dict[str, Any], answer)
+        if "model" in answer:
+            answer["model"] = call.native["model"]
+        return answer
 
     def classify_error(self, status: int, headers: Any, content: bytes, target: Target) -> UpstreamStatusError:
         """Anthropic's own error classification."""
@@ -167,7 +179,7 @@ class NativeAdapter:
 
     def stream_translator(self, target: Target, call: MessagesCall) -> NativeStreamTranslator:
         """Events pass through."""
-        return NativeStreamTranslator(target)
+        return NativeStreamTranslator(target, str(call.native["model"]))
 
 
 # -- translated (every other deployment) -------------------------------------------------------------------------
@@ -207,11 +219,11 @@ class TranslatedAdapter:
 
     def build_request(self, call: MessagesCall, target: Target) -> UpstreamRequest:
         """The provider's native request for the translated chat request."""
-        return self.inner.build_request(call.chat_request(), target)
+        return self.inner.build_request(call.chat_request(target), target)
 
     def parse_response(self, content: bytes, target: Target, call: MessagesCall) -> Any:
         """The provider's answer → a chat completion → a Messages response."""
-        completion = self.inner.parse_response(content, target, call.chat_request())
+        completion = self.inner.parse_response(content, target, call.chat_request(target))
         return inbound.from_chat_completion(completion, str(call.native["model"]))
 
     def classify_error(self, status: int, headers: Any, content: bytes, target: Target) -> UpstreamStatusError:
@@ -224,7 +236,7 @@ class TranslatedAdapter:
 
     def stream_translator(self, target: Target, call: MessagesCall) -> TranslatedStreamTranslator:
         """The provider's translator, then chunks → Messages events."""
-        inner = self.inner.stream_translator(target, call.chat_request())
+        inner = self.inner.stream_translator(target, call.chat_request(target))
         return TranslatedStreamTranslator(inner, str(call.native["model"]))
 
 
