@@ -1,0 +1,321 @@
+"""The ``polyroute serve`` row of the benchmark: what the HTTP hop costs over the in-process transport, throughput at
+concurrency 64, a bounded load test, and the LiteLLM proxy on the same mock when it is installed.
+
+Everything runs on 127.0.0.1: the mock upstream (``bench/mock_upstream.py``, its own process), the servers (their
+own processes, started like users start them) and the clients (this process). Run it in the workspace
+(``uv run --frozen python bench/serve.py``); ``--litellm PATH`` names the ``litellm`` command of a venv with
+``litellm[proxy]`` installed (kept out of the workspace, e.g. ``.venvs/litellm-proxy/bin/litellm``).
+
+Measures, for each server:
+- latency: the median of sequential non-streamed calls (and of 200-chunk streams) through one keep-alive
+  connection, against the same calls through the in-process transport: the difference is the server's cost;
+- throughput: completed calls per second with 64 calls in flight (async httpx2), for ``--seconds``;
+- load: ``--load-seconds`` at concurrency 64, counting errors and the server's RSS after warm-up and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "pr-bench-key"
+CHAT = {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}]}
+STREAM = {**CHAT, "stream": True}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], ready_url: str | None = None, env: dict[str, str] | None = None) -> Iterator[Any]:
+    """A subprocess in its own process group, waited on until ``ready_url`` answers; killed (group) afterwards."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            if ready_url is not None:
+                _wait_ready(proc, ready_url, log, cmd)
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Any, cmd: list[str]) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx2.get(url, timeout=1).status_code < 500:
+                return
+        except httpx2.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            raise RuntimeError(f"{cmd[:4]} did not start:\n{log.read().decode()[-3000:]}")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def mock_upstream() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--max-seconds", "900"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def router_config(upstream: str) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                "name": "bench",
+                "deployments": [
+                    {
+                        "provider": "openai-compatible",
+                        "model": "gpt-4o-mini",
+                        "api_base": f"{upstream}/v1",
+                        "api_key": "sk-bench",
+                    }
+                ],
+            }
+        ],
+        "keys": [{"name": "bench", "sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
+    }
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process and its children (workers), in kB."""
+    total = 0
+    for child in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError), open(f"/proc/{child}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in f.read().split():
+                    out += [int(child), *_children(int(child))]
+    return out
+
+
+# -- measurements ------------------------------------------------------------------------------------------------
+
+
+def latency(client: httpx2.Client, url: str, body: dict[str, Any], n: int) -> float:
+    """Median seconds of ``n`` sequential calls (a stream is read to its end)."""
+    samples: list[float] = []
+    for i in range(n + n // 5):
+        started = time.perf_counter()
+        if body.get("stream"):
+            with client.stream("POST", url, json=body) as response:
+                for _ in response.iter_bytes():
+                    pass
+                assert response.status_code == 200
+        else:
+            response = client.post(url, json=body)
+            assert response.status_code == 200, response.text
+        if i >= n // 5:  # the first fifth warms up
+            samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+async def hold(
+    url: str, headers: dict[str, str], concurrency: int, seconds: float, transport: Any = None
+) -> dict[str, Any]:
+    """``concurrency`` callers in a loop for ``seconds``: completed calls per second, errors, p50/p99 latency."""
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    kwargs: dict[str, Any] = {"transport": transport} if transport is not None else {"limits": limits}
+    done: list[float] = []
+    errors: list[str] = []
+    async with httpx2.AsyncClient(headers=headers, timeout=60, **kwargs) as client:
+        stop = time.monotonic() + seconds
+
+        async def caller() -> None:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    response = await client.post(url, json=CHAT)
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                        continue
+                except httpx2.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                done.append(time.perf_counter() - started)
+
+        started = time.monotonic()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    done.sort()
+    return {
+        "calls_per_s": round(len(done) / elapsed, 1),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "p50_ms": round(1000 * done[len(done) // 2], 2) if done else None,
+        "p99_ms": round(1000 * done[int(len(done) * 0.99)], 2) if done else None,
+    }
+
+
+def serve_cmd(config: Path, port: int, workers: int, http: str, loop: str) -> list[str]:
+    """``polyroute serve`` as users run it, or uvicorn on the same app with a chosen parser / event loop."""
+    if http == "auto" and loop == "auto":
+        return [sys.executable, "-m", "polyroute", "serve", str(config), "--port", str(port), "--workers", str(workers)]
+    return [
+        sys.executable, "-m", "uvicorn", "polyroute.serve:app_from_env", "--factory", "--port", str(port),
+        "--workers", str(workers), "--http", http, "--loop", loop, "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+
+
+def litellm_config(upstream: str, path: Path) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": "bench",
+                        "litellm_params": {
+                            "model": "openai/gpt-4o-mini",
+                            "api_base": f"{upstream}/v1",
+                            "api_key": "sk-bench",
+                        },
+                    }
+                ],
+                "general_settings": {"master_key": KEY},
+                "litellm_settings": {"telemetry": False},
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=300, help="sequential calls per latency median")
+    parser.add_argument("--streams", type=int, default=30, help="sequential streams per median")
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per throughput run")
+    parser.add_argument("--load-seconds", type=float, default=30.0, help="seconds of the load test")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--litellm", help="the litellm command of a litellm[proxy] venv, to bench its proxy alongside")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here too")
+    args = parser.parse_args()
+
+    from polyroute import Router
+
+    results: dict[str, Any] = {}
+    headers = {"authorization": f"Bearer {KEY}"}
+    with mock_upstream() as upstream, tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "polyroute.json"
+        config.write_text(json.dumps(router_config(upstream)))
+        env = {**os.environ, "POLYROUTE_SERVE_CONFIG": str(config), "POLYROUTE_SERVE_OPEN": "0"}
+
+        router = Router(router_config(upstream))
+        with httpx2.Client(transport=router.transport(), base_url="http://polyroute") as inproc:
+            results["in-process"] = {
+                "call_ms": round(1000 * latency(inproc, "/v1/chat/completions", CHAT, args.calls), 3),
+                "stream_ms": round(1000 * latency(inproc, "/v1/chat/completions", STREAM, args.streams), 3),
+            }
+        results["in-process"]["c64"] = asyncio.run(
+            hold("http://polyroute/v1/chat/completions", headers, 64, args.seconds, router.transport())
+        )
+        print("in-process", results["in-process"], flush=True)
+
+        variants = [("polyroute serve (uvicorn, httptools + uvloop)", "auto", "auto")]
+        variants.append(("uvicorn h11 + asyncio", "h11", "asyncio"))
+        for label, http, loop in variants:
+            for workers in args.workers if http == "auto" else [1]:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
+                with process(serve_cmd(config, port, workers, http, loop), f"{base}/health", env):
+                    row: dict[str, Any] = {}
+                    if workers == 1:
+                        with httpx2.Client(base_url=base, headers=headers) as client:
+                            row["call_ms"] = round(1000 * latency(client, "/v1/chat/completions", CHAT, args.calls), 3)
+                            row["stream_ms"] = round(
+                                1000 * latency(client, "/v1/chat/completions", STREAM, args.streams), 3
+                            )
+                        row["added_call_ms"] = round(row["call_ms"] - results["in-process"]["call_ms"], 3)
+                    row["c64"] = asyncio.run(hold(f"{base}/v1/chat/completions", headers, 64, args.seconds))
+                    results[name] = row
+                    print(name, row, flush=True)
+
+        # the bounded load test: polyroute serve, 2 workers, concurrency 64 held for --load-seconds
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with process(serve_cmd(config, port, 2, "auto", "auto"), f"{base}/health", env) as proc:
+            asyncio.run(hold(f"{base}/v1/chat/completions", headers, 64, 3.0))  # warm-up: pools, caches
+            before = rss_kb(proc.pid)
+            load = asyncio.run(hold(f"{base}/v1/chat/completions", headers, 64, args.load_seconds))
+            after = rss_kb(proc.pid)
+            load.update(rss_before_mb=round(before / 1024, 1), rss_after_mb=round(after / 1024, 1))
+            results[f"load test ({args.load_seconds:.0f} s, c64, 2 workers)"] = load
+            print("load", load, flush=True)
+
+        if args.litellm:
+            lconfig = Path(tmp) / "litellm.json"
+            litellm_config(upstream, lconfig)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            lenv = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+            for workers in args.workers:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                cmd = [args.litellm, "--config", str(lconfig), "--port", str(port), "--num_workers", str(workers)]
+                with process(cmd, f"{base}/health/liveliness", lenv):
+                    row = {}
+                    if workers == 1:
+                        with httpx2.Client(base_url=base, headers=headers, timeout=60) as client:
+                            row["call_ms"] = round(1000 * latency(client, "/v1/chat/completions", CHAT, args.calls), 3)
+                            row["stream_ms"] = round(
+                                1000 * latency(client, "/v1/chat/completions", STREAM, args.streams), 3
+                            )
+                        row["added_call_ms"] = round(row["call_ms"] - results["in-process"]["call_ms"], 3)
+                    row["c64"] = asyncio.run(hold(f"{base}/v1/chat/completions", headers, 64, args.seconds))
+                    name = f"LiteLLM proxy, {workers} worker{'s' if workers > 1 else ''}"
+                    results[name] = row
+                    print(name, row, flush=True)
+        router.close()
+    print(json.dumps(results, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
