@@ -13,7 +13,8 @@ environments spend much of their time installing, and the CI machine has 2 cores
   langchain-openai, openai-agents, pydantic-ai, instructor), where a skipped case fails;
 - install-commands: every install command the READMEs give, each in a fresh venv (``scripts/install_commands.py``);
 - node-clients: ``polyroute serve`` with the official Node ``openai`` package and Claude Code headless (npm, in
-  ``.venvs/node-clients``; tests/serve/test_node_clients.py), where a skipped case fails.
+  ``.venvs/node-clients``; tests/serve/test_node_clients.py), where a skipped case fails;
+- aider: ``polyroute serve`` with Aider (``aider-chat`` in ``.venvs/aider``; tests/serve/test_aider.py).
 
 Each step's output goes to ``.venvs/logs/<step>.log`` and is printed whole when the step ends; the last line
 adds up every pytest summary. Needs only Python and uv (``python -m pip install uv``). Extra arguments go to every
@@ -164,6 +165,16 @@ def node_clients(extra: list[str], log: TextIO) -> int:
     return run([*UV, "run", "--frozen", "pytest", test, "-q", "-p", "no:randomly", *extra], log, env)
 
 
+def aider(extra: list[str], log: TextIO) -> int:
+    """``polyroute serve`` with Aider, from its own venv (its pins conflict with the workspace's); a skip fails."""
+    python = fresh_venv("aider", ["aider-chat"], log)
+    if python is None:
+        return 1
+    env = {**os.environ, "POLYROUTE_AIDER": str(python.parent / "aider"), "POLYROUTE_CLIENT_MATRIX": "1"}
+    test = "tests/serve/test_aider.py"
+    return run([*UV, "run", "--frozen", "pytest", test, "-q", "-p", "no:randomly", *extra], log, env)
+
+
 def install_commands(extra: list[str], log: TextIO) -> int:
     """Every README install command in a fresh venv."""
     return run([sys.executable, "scripts/install_commands.py"], log)
@@ -178,6 +189,7 @@ STEPS: dict[str, Callable[[list[str], TextIO], int]] = {
     "clients-instructor": client_env("clients-instructor"),
     "install-commands": install_commands,
     "node-clients": node_clients,
+    "aider": aider,
     "lint": lint,
     "ag2-0x": ag2("0x"),
     "ag2-1x": ag2("1x"),
