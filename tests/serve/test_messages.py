@@ -228,3 +228,36 @@ def test_count_tokens_goes_to_an_anthropic_deployment(emulator: StartEmulator) -
     with serving(config([anthropic_route("claude", emu.url)])) as server:
         counted = client(server.url).messages.count_tokens(model="claude", messages=ASK)  # type: ignore[arg-type]
     assert counted.input_tokens == 42
+
+
+def test_a_stream_cut_after_it_began_ends_with_an_error_event(emulator: StartEmulator) -> None:
+    """After the commit nothing fails over: the Messages stream ends with Anthropic's ``error`` event."""
+    from tests.serve.helpers import text_events
+
+    emu = emulator(lambda request: Reply.sse(text_events(["one ", "two ", "three ", "four"]), cut_after=3))
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        received: list[str] = []
+        sdk = client(server.url)
+        with (
+            pytest.raises(anthropic.APIStatusError) as caught,
+            sdk.messages.stream(model="gpt", max_tokens=50, messages=ASK) as stream,  # type: ignore[arg-type]
+        ):
+            received.extend(stream.text_stream)
+    assert received == ["one ", "two "]
+    assert caught.value.body["error"]["type"] in ("api_error", "overloaded_error")  # type: ignore[index]
+
+
+def test_a_native_stream_fails_over_before_its_first_token(emulator: StartEmulator) -> None:
+    busy = emulator(lambda request: claude.overloaded())
+    script = claude.scripted(["From the second deployment."])
+    healthy = emulator(script)
+    route = anthropic_route("claude", busy.url)
+    route["deployments"] += anthropic_route("claude", healthy.url)["deployments"]
+    with (
+        serving(config([route])) as server,
+        client(server.url).messages.stream(model="claude", max_tokens=50, messages=ASK) as stream,  # type: ignore[arg-type]
+    ):
+        text = "".join(stream.text_stream)
+    assert text == "From the second deployment."
+    assert len(busy.requests) >= 1
+    assert len(script.bodies) == 1
