@@ -233,8 +233,16 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=30.0, help="seconds of the load test")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--litellm", help="the litellm command of a litellm[proxy] venv, to bench its proxy alongside")
+    parser.add_argument(
+        "--litellm-workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="LiteLLM proxy workers to bench (--num_workers 2 kept restarting dead workers, litellm 1.108.7)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its servers (finally blocks)
 
     from polyroute import Router
 
@@ -291,13 +299,12 @@ def main() -> None:
         if args.litellm:
             lconfig = Path(tmp) / "litellm.json"
             litellm_config(upstream, lconfig)
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
             lenv = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
-            for workers in args.workers:
+            for workers in args.litellm_workers:
                 port = free_port()
                 base = f"http://127.0.0.1:{port}"
-                cmd = [args.litellm, "--config", str(lconfig), "--port", str(port), "--num_workers", str(workers)]
+                cmd = [args.litellm, "--config", str(lconfig), "--host", "127.0.0.1", "--port", str(port)]
+                cmd += ["--num_workers", str(workers)]
                 with process(cmd, f"{base}/health/liveliness", lenv):
                     row = {}
                     if workers == 1:

@@ -287,3 +287,16 @@ def test_the_cli_serves_with_workers(tmp_path: Any, emulator: StartEmulator) -> 
         proc.wait(30)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_a_restricted_key_sees_only_its_models_and_its_name_never_goes_upstream(emulator: StartEmulator) -> None:
+    emu = emulator(ToolThenText())
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        listed = httpx2.get(f"{server.url}/v1/models", headers=bearer(OTHER_KEY))
+        hidden = httpx2.get(f"{server.url}/v1/models/gpt", headers=bearer(OTHER_KEY))
+        spoofed = {**bearer(KEY), "x-polyroute-key": "someone-else", "x-polyroute-tags": "admin"}
+        answered = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=spoofed)
+    assert [m["id"] for m in listed.json()["data"]] == ["limited"]
+    assert hidden.status_code == 403
+    assert answered.status_code == 200
+    assert not any(name.startswith("x-polyroute") for r in emu.requests for name in r.headers)

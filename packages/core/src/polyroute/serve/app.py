@@ -23,6 +23,12 @@ from polyroute.errors import error_body, status_error_type
 from polyroute.router import Router
 from polyroute.serve.keys import KeyRing, KeyState
 
+KEY_HEADER = b"x-polyroute-key"
+"""The name of the virtual key that made a request, on the request the transport gets (for usage records; never
+sent upstream: the transport forwards no ``x-polyroute-*`` header)."""
+TAGS_HEADER = b"x-polyroute-tags"
+"""That key's tags, comma-separated."""
+
 logger = logging.getLogger("polyroute.serve")
 
 Scope = MutableMapping[str, Any]
@@ -33,9 +39,12 @@ Send = Callable[[Message], Awaitable[None]]
 MAX_BODY = 64 * 1024 * 1024
 """Largest request body accepted (images and PDFs ride in JSON)."""
 
-_DROPPED = frozenset({b"authorization", b"x-api-key", b"host", b"content-length", b"transfer-encoding", b"connection"})
-"""Request headers not handed to the transport: the client's credential (a virtual key, never for a provider)
-and hop-by-hop ones (the transport sets its own)."""
+_DROPPED = frozenset(
+    {b"authorization", b"x-api-key", b"host", b"content-length", b"transfer-encoding", b"connection"}
+    | {KEY_HEADER, TAGS_HEADER}
+)
+"""Request headers not handed to the transport: the client's credential (a virtual key, never for a provider),
+hop-by-hop ones (the transport sets its own), and the key identity headers (set by the server, never by clients)."""
 
 _HOP = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
@@ -124,7 +133,12 @@ class ServeApp:
             if estimate is not None:
                 await _send_json(send, 200, {"input_tokens": estimate})
                 return
-        await self._forward(scope, receive, send, headers, body, anthropic)
+        if key is not None and key.key.routes is not None and path.startswith("/v1/models/") and method == "GET":
+            name = path.removeprefix("/v1/models/")
+            if not key.allows(name):
+                await self._error(send, anthropic, 403, f"the key {key.key.name!r} may not call model {name!r}", None)
+                return
+        await self._forward(scope, receive, send, headers, body, anthropic, key)
 
     async def _forward(
         self,
@@ -134,11 +148,16 @@ class ServeApp:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         anthropic: bool,
+        key: KeyState | None,
     ) -> None:
         lib = self._lib
         query: bytes = scope.get("query_string") or b""
         url = "http://polyroute" + scope["path"] + ("?" + query.decode("latin-1") if query else "")
         forwarded = [(name, value) for name, value in headers if name not in _DROPPED]
+        if key is not None:
+            forwarded.append((KEY_HEADER, key.key.name.encode()))
+            if key.key.tags:
+                forwarded.append((TAGS_HEADER, ",".join(key.key.tags).encode()))
         request = lib.Request(scope["method"], url, headers=forwarded, content=body)
         try:
             response = await self.transport.handle_async_request(request)
@@ -157,6 +176,8 @@ class ServeApp:
             return
         if isinstance(stream, self._lib.ByteStream):  # a whole answer: one write, with its length
             content = b"".join([chunk async for chunk in stream])
+            if key is not None and key.key.routes is not None and scope["path"] == "/v1/models" and status == 200:
+                content = _only_allowed(content, key)
             await _send(send, status, out, content)
             return
         await send({"type": "http.response.start", "status": status, "headers": out})
@@ -229,6 +250,13 @@ def _refusal(key: KeyState, body: bytes) -> tuple[int, str, dict[str, str] | Non
             {"retry-after": str(max(1, round(wait)))},
         )
     return None
+
+
+def _only_allowed(content: bytes, key: KeyState) -> bytes:
+    """The model list with only the models ``key`` may call."""
+    listing = json.loads(content)
+    listing["data"] = [model for model in listing.get("data", []) if key.allows(str(model.get("id")))]
+    return json.dumps(listing, separators=(",", ":")).encode()
 
 
 def _as_anthropic_error(status: int, content: bytes) -> bytes:
