@@ -300,3 +300,28 @@ def test_a_restricted_key_sees_only_its_models_and_its_name_never_goes_upstream(
     assert hidden.status_code == 403
     assert answered.status_code == 200
     assert not any(name.startswith("x-polyroute") for r in emu.requests for name in r.headers)
+
+
+def test_a_client_that_leaves_before_the_answer_frees_the_deployment(emulator: StartEmulator) -> None:
+    """A non-streamed call whose client gives up: the upstream call is cancelled and the deployment's only slot
+    (``max_parallel: 1``) freed for the next caller, instead of being held until the upstream answers."""
+    calls: list[int] = []
+
+    def slow_first(request: Request) -> Reply:
+        calls.append(1)
+        if len(calls) == 1:
+            return Reply(hang=20.0)
+        return ToolThenText()(request)
+
+    emu = emulator(slow_first)
+    route = openai_route("gpt", emu.url)
+    route["deployments"][0]["max_parallel"] = 1
+    cfg = config([route])
+    cfg["retry"] = {"limit_wait": 3.0, "last_resort_retries": 0}
+    with serving(cfg) as server:
+        with pytest.raises(httpx2.ReadTimeout):
+            httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY), timeout=0.5)
+        started = time.monotonic()
+        second = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY), timeout=30)
+    assert second.status_code == 200, second.text
+    assert time.monotonic() - started < 2.5

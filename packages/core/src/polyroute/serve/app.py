@@ -159,29 +159,46 @@ class ServeApp:
             if key.key.tags:
                 forwarded.append((TAGS_HEADER, ",".join(key.key.tags).encode()))
         request = lib.Request(scope["method"], url, headers=forwarded, content=body)
+        watch = _ClientWatch(receive)
+        stream: Any = None
         try:
-            response = await self.transport.handle_async_request(request)
-        except lib.TimeoutException as exc:
-            await self._error(send, anthropic, 504, str(exc), "timeout")
-            return
-        except lib.TransportError as exc:
-            await self._error(send, anthropic, 502, str(exc), "upstream_unreachable")
-            return
-        status: int = response.status_code
-        out = [(name, value) for name, value in response.headers.raw if name.lower() not in _HOP]
-        stream = response.stream
-        if status >= 400 and anthropic:
-            content = b"".join([chunk async for chunk in stream])
-            await _send(send, status, out, _as_anthropic_error(status, content))
-            return
-        if isinstance(stream, self._lib.ByteStream):  # a whole answer: one write, with its length
-            content = b"".join([chunk async for chunk in stream])
-            if key is not None and key.key.routes is not None and scope["path"] == "/v1/models" and status == 200:
-                content = _only_allowed(content, key)
-            await _send(send, status, out, content)
-            return
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await _pump(stream, send, receive)
+            try:
+                response = await self.transport.handle_async_request(request)
+            except lib.TimeoutException as exc:
+                watch.stop()
+                await self._error(send, anthropic, 504, str(exc), "timeout")
+                return
+            except lib.TransportError as exc:
+                watch.stop()
+                await self._error(send, anthropic, 502, str(exc), "upstream_unreachable")
+                return
+            status: int = response.status_code
+            out = [(name, value) for name, value in response.headers.raw if name.lower() not in _HOP]
+            stream = response.stream
+            if isinstance(stream, lib.ByteStream) or (status >= 400 and anthropic):  # a whole answer: one write
+                content = b"".join([chunk async for chunk in stream])
+                if status >= 400 and anthropic:
+                    content = _as_anthropic_error(status, content)
+                elif key is not None and key.key.routes is not None and scope["path"] == "/v1/models":
+                    content = _only_allowed(content, key) if status == 200 else content
+                watch.stop()
+                await _send(send, status, out, content)
+                return
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            async for chunk in stream:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            watch.stop()
+            await send({"type": "http.response.body", "body": b""})
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            watch.uncancel()
+            logger.info("polyroute serve: the client disconnected; the upstream call was closed")
+        finally:
+            watch.stop()
+            if stream is not None:
+                await stream.aclose()
 
     def _estimate_tokens(self, body: bytes) -> int | None:
         """``count_tokens`` for a route with no Anthropic deployment: the router's own estimate (characters / 4);
@@ -297,37 +314,37 @@ async def _send_json(send: Send, status: int, payload: Any) -> None:
     await _send(send, status, _JSON, json.dumps(payload, separators=(",", ":")).encode())
 
 
-async def _pump(stream: Any, send: Send, receive: Receive) -> None:
-    """Send each chunk as it arrives; when the client disconnects, stop and close the upstream stream at once.
+class _ClientWatch:
+    """Cancels the request's task when the client disconnects, so an upstream call in flight (waiting for an answer
+    or between stream chunks) is closed at once.
 
-    The ASGI server only reports a disconnect to ``receive()`` (uvicorn's ``send`` to a closed socket silently does
-    nothing), so a watcher waits on it and cancels the pump, which may be waiting on a silent upstream.
+    The ASGI server reports a disconnect only to ``receive()`` (uvicorn's ``send`` to a closed socket silently does
+    nothing), so a watcher task waits on it for as long as the upstream call runs.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
 
-    def disconnected(watcher: asyncio.Future[Message]) -> None:
-        nonlocal gone
+    __slots__ = ("_task", "_watcher", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.gone = False
+        self._watcher: asyncio.Future[Message] | None = asyncio.ensure_future(receive())
+        self._watcher.add_done_callback(self._done)
+
+    def _done(self, watcher: asyncio.Future[Message]) -> None:
         if not watcher.cancelled() and watcher.exception() is None and watcher.result()["type"] == "http.disconnect":
-            gone = True
-            task.cancel()
+            self.gone = True
+            self._task.cancel()
 
-    watcher = asyncio.ensure_future(receive())
-    watcher.add_done_callback(disconnected)
-    try:
-        async for chunk in stream:
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        watcher.remove_done_callback(disconnected)
-        await send({"type": "http.response.body", "body": b""})
-    except asyncio.CancelledError:
-        if not gone:
-            raise
+    def stop(self) -> None:
+        """The answer is complete (or failed): stop watching."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.remove_done_callback(self._done)
+            watcher.cancel()
+
+    def uncancel(self) -> None:
+        """The cancellation was ours: the task goes on to end normally."""
         if sys.version_info >= (3, 11):
-            task.uncancel()
-        logger.info("polyroute serve: client disconnected mid-stream; upstream closed")
-    finally:
-        watcher.remove_done_callback(disconnected)
-        watcher.cancel()
-        await stream.aclose()
+            self._task.uncancel()
