@@ -158,9 +158,10 @@ def latency(client: httpx2.Client, url: str, body: dict[str, Any], n: int) -> fl
 
 
 async def hold(
-    url: str, headers: dict[str, str], concurrency: int, seconds: float, transport: Any = None
+    url: str, headers: dict[str, str], concurrency: int, seconds: float, transport: Any = None, streams: bool = False
 ) -> dict[str, Any]:
-    """``concurrency`` callers in a loop for ``seconds``: completed calls per second, errors, p50/p99 latency."""
+    """``concurrency`` callers in a loop for ``seconds``: completed calls per second, errors, p50/p99 latency.
+    ``streams``: every other caller reads 200-chunk streams to their end instead."""
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     kwargs: dict[str, Any] = {"transport": transport} if transport is not None else {"limits": limits}
     done: list[float] = []
@@ -168,13 +169,20 @@ async def hold(
     async with httpx2.AsyncClient(headers=headers, timeout=60, **kwargs) as client:
         stop = time.monotonic() + seconds
 
-        async def caller() -> None:
+        async def caller(stream: bool) -> None:
             while time.monotonic() < stop:
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, json=CHAT)
-                    if response.status_code != 200:
-                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                    if stream:
+                        async with client.stream("POST", url, json=STREAM) as response:
+                            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+                        ok = response.status_code == 200 and body.endswith(b"data: [DONE]\n\n")
+                        text = body[-200:].decode("utf-8", "replace")
+                    else:
+                        response = await client.post(url, json=CHAT)
+                        ok, text = response.status_code == 200, response.text[:200]
+                    if not ok:
+                        errors.append(f"{response.status_code}: {text}")
                         continue
                 except httpx2.HTTPError as exc:
                     errors.append(repr(exc))
@@ -182,7 +190,7 @@ async def hold(
                 done.append(time.perf_counter() - started)
 
         started = time.monotonic()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        await asyncio.gather(*(caller(streams and i % 2 == 1) for i in range(concurrency)))
         elapsed = time.monotonic() - started
     done.sort()
     return {
@@ -240,6 +248,7 @@ def main() -> None:
         default=[1],
         help="LiteLLM proxy workers to bench (--num_workers 2 kept restarting dead workers, litellm 1.108.7)",
     )
+    parser.add_argument("--load-only", action="store_true", help="only the load test")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its servers (finally blocks)
@@ -254,18 +263,20 @@ def main() -> None:
         env = {**os.environ, "POLYROUTE_SERVE_CONFIG": str(config), "POLYROUTE_SERVE_OPEN": "0"}
 
         router = Router(router_config(upstream))
-        with httpx2.Client(transport=router.transport(), base_url="http://polyroute") as inproc:
-            results["in-process"] = {
-                "call_ms": round(1000 * latency(inproc, "/v1/chat/completions", CHAT, args.calls), 3),
-                "stream_ms": round(1000 * latency(inproc, "/v1/chat/completions", STREAM, args.streams), 3),
-            }
-        results["in-process"]["c64"] = asyncio.run(
-            hold("http://polyroute/v1/chat/completions", headers, 64, args.seconds, router.transport())
-        )
-        print("in-process", results["in-process"], flush=True)
-
         variants = [("polyroute serve (uvicorn, httptools + uvloop)", "auto", "auto")]
         variants.append(("uvicorn h11 + asyncio", "h11", "asyncio"))
+        if args.load_only:
+            variants = []
+        else:
+            with httpx2.Client(transport=router.transport(), base_url="http://polyroute") as inproc:
+                results["in-process"] = {
+                    "call_ms": round(1000 * latency(inproc, "/v1/chat/completions", CHAT, args.calls), 3),
+                    "stream_ms": round(1000 * latency(inproc, "/v1/chat/completions", STREAM, args.streams), 3),
+                }
+            results["in-process"]["c64"] = asyncio.run(
+                hold("http://polyroute/v1/chat/completions", headers, 64, args.seconds, router.transport())
+            )
+            print("in-process", results["in-process"], flush=True)
         for label, http, loop in variants:
             for workers in args.workers if http == "auto" else [1]:
                 port = free_port()
@@ -284,17 +295,28 @@ def main() -> None:
                     results[name] = row
                     print(name, row, flush=True)
 
-        # the bounded load test: polyroute serve, 2 workers, concurrency 64 held for --load-seconds
+        # the bounded load test: polyroute serve, 2 workers, concurrency 64 (half of it streams) for --load-seconds,
+        # the server's RSS (parent and workers) sampled after a warm-up and after each sixth of the run
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with process(serve_cmd(config, port, 2, "auto", "auto"), f"{base}/health", env) as proc:
-            asyncio.run(hold(f"{base}/v1/chat/completions", headers, 64, 3.0))  # warm-up: pools, caches
-            before = rss_kb(proc.pid)
-            load = asyncio.run(hold(f"{base}/v1/chat/completions", headers, 64, args.load_seconds))
-            after = rss_kb(proc.pid)
-            load.update(rss_before_mb=round(before / 1024, 1), rss_after_mb=round(after / 1024, 1))
-            results[f"load test ({args.load_seconds:.0f} s, c64, 2 workers)"] = load
+            url = f"{base}/v1/chat/completions"
+            asyncio.run(hold(url, headers, 64, 5.0, streams=True))  # warm-up: pools, caches, arenas
+            rss = [round(rss_kb(proc.pid) / 1024, 1)]
+            calls = errors = 0
+            first_error = None
+            for _ in range(6):
+                part = asyncio.run(hold(url, headers, 64, args.load_seconds / 6, streams=True))
+                calls += round(part["calls_per_s"] * args.load_seconds / 6)
+                errors += part["errors"]
+                first_error = first_error or part["first_error"]
+                rss.append(round(rss_kb(proc.pid) / 1024, 1))
+            load = {"calls": calls, "errors": errors, "first_error": first_error, "rss_mb": rss}
+            results[f"load test ({args.load_seconds:.0f} s, c64 half streams, 2 workers)"] = load
             print("load", load, flush=True)
+        if args.load_only:
+            print(json.dumps(results, indent=2))
+            return
 
         if args.litellm:
             lconfig = Path(tmp) / "litellm.json"
