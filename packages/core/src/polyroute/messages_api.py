@@ -24,7 +24,7 @@ from typing import Any, cast
 from polyroute import anthropic_inbound as inbound
 from polyroute._sse import SSEDecoder, SSEEvent
 from polyroute.api import StreamFormat
-from polyroute.errors import InvalidRequestError, StreamInterruptedError, UpstreamError, UpstreamStatusError
+from polyroute.errors import InvalidRequestError, StreamInterruptedError, UpstreamError, UpstreamStatusError, redact
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.types.openai import ChatCompletionRequest
@@ -32,10 +32,12 @@ from polyroute.types.openai import ChatCompletionRequest
 _ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 
@@ -275,9 +277,8 @@ class MessagesStreamFormat:
         return b""
 
     def error(self, exc: UpstreamError) -> bytes:
-        """One ``event: error``."""
-        status = exc.status or 500
-        body = anthropic_error_body(status if status != 502 else 529 if exc.retryable else 500, exc.message)
+        """One ``event: error``, typed by the failure's status (``overloaded_error`` for 529, ``api_error``…)."""
+        body = anthropic_error_body(exc.status or 500, redact(exc.message))
         return b"event: error\ndata: " + dumps(body) + b"\n\n"
 
 

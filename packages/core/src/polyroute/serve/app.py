@@ -95,7 +95,7 @@ class ServeApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        anthropic = path.startswith("/v1/messages")
+        anthropic = path.endswith(("/messages", "/messages/count_tokens"))  # with or without /v1, as the transport
         if path == "/health":
             await _send_json(send, 200, {"status": "ok"})
             return
@@ -128,7 +128,7 @@ class ServeApp:
                 status, message, extra = refused
                 await self._error(send, anthropic, status, message, None, extra)
                 return
-        if path == "/v1/messages/count_tokens" and method == "POST":
+        if path.endswith("/messages/count_tokens") and method == "POST":
             estimate = self._estimate_tokens(body)
             if estimate is not None:
                 await _send_json(send, 200, {"input_tokens": estimate})
