@@ -202,8 +202,19 @@ async def hold(
     }
 
 
-def serve_cmd(config: Path, port: int, workers: int, http: str, loop: str) -> list[str]:
-    """``polyroute serve`` as users run it, or uvicorn on the same app with a chosen parser / event loop."""
+def serve_cmd(config: Path, port: int, workers: int, http: str, loop: str, python: str = sys.executable) -> list[str]:
+    """``polyroute serve`` as users run it, uvicorn on the same app with a chosen parser / event loop, or another
+    ASGI server (``http`` = ``granian`` / ``hypercorn``, from ``python``) on the same app."""
+    if http == "granian":
+        return [
+            python, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--loop", loop, "--log-level", "warning", "polyroute.serve:app_from_env",
+        ]  # fmt: skip
+    if http == "hypercorn":
+        return [
+            python, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class",
+            loop, "--log-level", "warning", "polyroute.serve:app_from_env()",
+        ]  # fmt: skip
     if http == "auto" and loop == "auto":
         return [sys.executable, "-m", "polyroute", "serve", str(config), "--port", str(port), "--workers", str(workers)]
     return [
@@ -248,6 +259,9 @@ def main() -> None:
         default=[1],
         help="LiteLLM proxy workers to bench (--num_workers 2 kept restarting dead workers, litellm 1.108.7)",
     )
+    parser.add_argument(
+        "--servers-python", help="a Python with polyroute, granian and hypercorn installed, to bench them on the app"
+    )
     parser.add_argument("--load-only", action="store_true", help="only the load test")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
@@ -265,6 +279,9 @@ def main() -> None:
         router = Router(router_config(upstream))
         variants = [("polyroute serve (uvicorn, httptools + uvloop)", "auto", "auto")]
         variants.append(("uvicorn h11 + asyncio", "h11", "asyncio"))
+        if args.servers_python:
+            variants.append(("granian + uvloop", "granian", "uvloop"))
+            variants.append(("hypercorn + uvloop", "hypercorn", "uvloop"))
         if args.load_only:
             variants = []
         else:
@@ -282,7 +299,8 @@ def main() -> None:
                 port = free_port()
                 base = f"http://127.0.0.1:{port}"
                 name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
-                with process(serve_cmd(config, port, workers, http, loop), f"{base}/health", env):
+                python = args.servers_python if http in ("granian", "hypercorn") else sys.executable
+                with process(serve_cmd(config, port, workers, http, loop, python), f"{base}/health", env):
                     row: dict[str, Any] = {}
                     if workers == 1:
                         with httpx2.Client(base_url=base, headers=headers) as client:
