@@ -108,6 +108,8 @@ def test_what_only_claude_takes_is_refused_strictly_and_skipped_for_routing(extr
 def test_malformed_requests_say_what_to_fix() -> None:
     with pytest.raises(InvalidRequestError, match="model"):
         to_chat_request({"messages": []})
+    with pytest.raises(InvalidRequestError, match="tools: must be a list"):
+        to_chat_request({"model": "m", "messages": [], "tools": {"name": "f"}})
     with pytest.raises(InvalidRequestError, match=r"messages\[0\].role"):
         to_chat_request({"model": "m", "messages": [{"role": "tool", "content": "x"}]})
 

@@ -53,3 +53,14 @@ def test_the_same_key_twice_is_a_config_error() -> None:
     digest = hash_key("pr-x")
     with pytest.raises(ConfigError, match="listed twice"):
         Router({"keys": [{"name": "a", "sha256": digest}, {"name": "b", "sha256": digest}]})
+
+
+def test_serving_without_keys_is_for_loopback_only(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from polyroute.__main__ import main
+
+    path = Path(str(tmp_path)) / "open.json"
+    path.write_text('{"models": []}')
+    assert main(["serve", str(path), "--no-auth", "--host", "0.0.0.0"]) == 2
+    assert main(["serve", str(path)]) == 2  # no keys, no --no-auth: refused before binding anything

@@ -64,6 +64,8 @@ def to_chat_request(
         raise InvalidRequestError("model: a model name is required", param="model")
     if not isinstance(native.get("messages"), list):
         raise InvalidRequestError("messages: a list of messages is required", param="messages")
+    if not isinstance(native.get("tools") or [], list):
+        raise InvalidRequestError("tools: must be a list of tools", param="tools")
     if strict:
         for name in native:
             if name not in _PASSED and name not in _IGNORED and name not in _TRANSLATED:
