@@ -261,3 +261,18 @@ def test_a_native_stream_fails_over_before_its_first_token(emulator: StartEmulat
     assert text == "From the second deployment."
     assert len(busy.requests) >= 1
     assert len(script.bodies) == 1
+
+
+def test_max_tokens_is_lowered_to_what_the_deployment_can_write(emulator: StartEmulator) -> None:
+    """Claude Code asks for max_tokens 32000; an OpenAI-format deployment that writes at most 1000 would answer 400."""
+    upstream = ToolThenText()
+    emu = emulator(upstream)
+    route = openai_route("gpt", emu.url)
+    route["deployments"][0]["capabilities"] = {"max_output_tokens": 1000}
+    with (
+        serving(config([route])) as server,
+        client(server.url).messages.stream(model="gpt", max_tokens=32000, messages=ASK) as stream,  # type: ignore[arg-type]
+    ):
+        text = "".join(stream.text_stream)
+    assert text == "It is sunny in Paris."
+    assert upstream.bodies[0]["max_tokens"] == 1000

@@ -59,15 +59,25 @@ class MessagesCall:
     native: dict[str, Any]
     routing: ChatCompletionRequest
     count_tokens: bool = False
-    chat: dict[bool, ChatCompletionRequest] = field(default_factory=dict[bool, ChatCompletionRequest])
-    """The strict translations, for deployments that reason and that do not, made on first use."""
+    chat: dict[tuple[bool, int | None], ChatCompletionRequest] = field(
+        default_factory=dict[tuple[bool, int | None], ChatCompletionRequest]
+    )
+    """The strict translations, by whether the deployment reasons and its output limit, made on first use."""
 
     def chat_request(self, target: Target) -> ChatCompletionRequest:
-        """The request ``target`` (not an Anthropic deployment) gets; raises what it cannot carry."""
-        can_reason = bool(target.info.reasoning)
-        found = self.chat.get(can_reason)
+        """The request ``target`` (not an Anthropic deployment) gets; raises what it cannot carry.
+
+        ``max_tokens`` is a cap in Messages, and clients set it to what Claude can write (Claude Code: 32000): it is
+        lowered to the deployment's known output limit, which OpenAI-format providers enforce with a 400.
+        """
+        key = (bool(target.info.reasoning), target.info.max_output_tokens)
+        found = self.chat.get(key)
         if found is None:
-            found = self.chat[can_reason] = inbound.to_chat_request(self.native, can_reason=can_reason)
+            found = inbound.to_chat_request(self.native, can_reason=key[0])
+            limit, wanted = key[1], found.get("max_completion_tokens")
+            if limit is not None and isinstance(wanted, int) and wanted > limit:
+                found["max_completion_tokens"] = limit
+            self.chat[key] = found
         return found
 
 
