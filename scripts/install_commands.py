@@ -38,6 +38,16 @@ _COMMAND = re.compile(r"""(?:python3 -m )?pip install (?:[^\s`#&|;]+)(?: [^\s`#&
 _MOCK = "mock/mock-1"  # a direct route to the built-in mock provider: no key, no network
 _MOCK_EMBED = "mock/mock-embed"  # its embedding model
 
+_SERVE_CHECK = (
+    # the app behind `polyroute serve`, with a key, answering Anthropic's Messages API from the mock provider
+    "python3 -c 'import asyncio, uvicorn, httpx2; from polyroute.serve import create_app, hash_key; "
+    'app = create_app({"keys": [{"name": "k", "sha256": hash_key("pr-x")}]}); '
+    "client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)); "
+    'body = {"model": "mock/mock-1", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}; '
+    'r = asyncio.run(client.post("http://serve/v1/messages", headers={"x-api-key": "pr-x"}, json=body)); '
+    'print(r.json()["content"][0]["text"])\''
+)
+
 CHECKS: dict[str, str] = {
     # the README's own follow-up, as written: the demo runs on mock deployments through the openai SDK
     'python3 -m pip install "./packages/core[openai]"': "python3 -m polyroute demo",
@@ -87,6 +97,8 @@ CHECKS: dict[str, str] = {
         "python3 -c 'from ag2 import Agent; from polyroute import Router; from polyroute_autogen import openai_config; "
         f'print(type(openai_config(Router(), "{_MOCK}")).__name__)\''
     ),
+    'pip install "polyroute[serve]"': _SERVE_CHECK,
+    'pip install "./packages/core[serve]"': _SERVE_CHECK,
 }
 """Each documented install command → a shell command, run in its venv afterwards, that uses what it installed."""
 

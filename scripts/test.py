@@ -11,7 +11,10 @@ environments spend much of their time installing, and the CI machine has 2 cores
 - ag2-0x, ag2-1x, ag2-0x-openai3: the ag2 (AutoGen 0.2 API) tests in their own environments (tests/autogen_ag2);
 - clients, clients-instructor: the third-party client matrix (tests/clients: the openai SDK's helpers,
   langchain-openai, openai-agents, pydantic-ai, instructor), where a skipped case fails;
-- install-commands: every install command the READMEs give, each in a fresh venv (``scripts/install_commands.py``).
+- install-commands: every install command the READMEs give, each in a fresh venv (``scripts/install_commands.py``);
+- node-clients: ``polyroute serve`` with the official Node ``openai`` package and Claude Code headless (npm, in
+  ``.venvs/node-clients``; tests/serve/test_node_clients.py), where a skipped case fails;
+- aider: ``polyroute serve`` with Aider (``aider-chat`` in ``.venvs/aider``; tests/serve/test_aider.py).
 
 Each step's output goes to ``.venvs/logs/<step>.log`` and is printed whole when the step ends; the last line
 adds up every pytest summary. Needs only Python and uv (``python -m pip install uv``). Extra arguments go to every
@@ -148,6 +151,38 @@ def ag2(which: str) -> Callable[[list[str], TextIO], int]:
     return step
 
 
+NODE_CLIENTS = ["openai@6", "@anthropic-ai/claude-code"]
+"""npm packages for tests/serve/test_node_clients.py (Claude Code's native binary comes as an optional dependency;
+its postinstall is not needed: the tests run its cli-wrapper.cjs)."""
+
+
+def node_clients(extra: list[str], log: TextIO) -> int:
+    """``polyroute serve`` with Node clients: a fresh npm prefix, then their tests, where a skip is a failure."""
+    prefix = ROOT / ".venvs" / "node-clients"
+    if prefix.exists():
+        shutil.rmtree(prefix)
+    prefix.mkdir(parents=True)
+    (prefix / "package.json").write_text('{"private": true}\n')
+    if shutil.which("npm") is None:
+        log.write("node-clients: npm is not installed (apt-get install nodejs npm)\n")
+        return 1
+    if run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *NODE_CLIENTS], log):
+        return 1
+    env = {**os.environ, "POLYROUTE_NODE_CLIENTS": str(prefix), "POLYROUTE_CLIENT_MATRIX": "1"}
+    test = "tests/serve/test_node_clients.py"
+    return run([*UV, "run", "--frozen", "pytest", test, "-q", "-p", "no:randomly", *extra], log, env)
+
+
+def aider(extra: list[str], log: TextIO) -> int:
+    """``polyroute serve`` with Aider, from its own venv (its pins conflict with the workspace's); a skip fails."""
+    python = fresh_venv("aider", ["aider-chat"], log)
+    if python is None:
+        return 1
+    env = {**os.environ, "POLYROUTE_AIDER": str(python.parent / "aider"), "POLYROUTE_CLIENT_MATRIX": "1"}
+    test = "tests/serve/test_aider.py"
+    return run([*UV, "run", "--frozen", "pytest", test, "-q", "-p", "no:randomly", *extra], log, env)
+
+
 def install_commands(extra: list[str], log: TextIO) -> int:
     """Every README install command in a fresh venv."""
     return run([sys.executable, "scripts/install_commands.py"], log)
@@ -161,6 +196,8 @@ STEPS: dict[str, Callable[[list[str], TextIO], int]] = {
     "openai3-httpx2-only": core_env("openai3-httpx2-only"),
     "clients-instructor": client_env("clients-instructor"),
     "install-commands": install_commands,
+    "node-clients": node_clients,
+    "aider": aider,
     "lint": lint,
     "ag2-0x": ag2("0x"),
     "ag2-1x": ag2("1x"),

@@ -166,11 +166,23 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--by", default="route,deployment", help="route, deployment, tag, user, day (comma-separated)")
     usage.add_argument("--json", action="store_true", help="print JSON instead of tables")
     usage.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with charts")
+    serve = sub.add_parser("serve", help="serve the config's routes over HTTP (OpenAI and Anthropic APIs)")
+    serve.add_argument("config", help="a YAML, TOML or JSON config (with `keys:` for clients)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--no-auth", action="store_true", help="serve without client keys (loopback testing only)")
+    key = sub.add_parser("key", help="make a client key for `polyroute serve`, or hash one (--hash, from stdin)")
+    key.add_argument("--hash", action="store_true", help="print the sha256 of the key read from stdin")
     args = parser.parse_args(argv)
     if args.command == "usage":
         from polyroute.usage.report import run
 
         return run(args.ledger, since=args.since, by=args.by, as_json=args.json, html_path=args.html, out=sys.stdout)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "key":
+        return _key(hash_only=args.hash)
     if args.command == "demo":
         import importlib.util
 
@@ -208,6 +220,38 @@ def main(argv: list[str] | None = None) -> int:
                     f"capabilities and prices are unknown, so no cost is computed){hint}",
                     file=sys.stderr,
                 )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from polyroute.errors import ConfigError
+
+    if args.no_auth and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("--no-auth is for loopback only: bind 127.0.0.1 or add keys to the config", file=sys.stderr)
+        return 2
+    try:
+        from polyroute.serve import run
+
+        run(args.config, host=args.host, port=args.port, workers=args.workers, open_access=args.no_auth)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+def _key(hash_only: bool) -> int:
+    from polyroute.serve.keys import hash_key, new_key
+
+    if hash_only:
+        secret = sys.stdin.readline().strip()
+        if not secret:
+            print("polyroute key --hash reads the key from stdin", file=sys.stderr)
+            return 2
+        print(hash_key(secret))
+        return 0
+    secret = new_key()
+    print(f"key (give it to the client; it is not stored): {secret}")
+    print(f"config entry:\n  - name: <who holds it>\n    sha256: {hash_key(secret)}")
     return 0
 
 

@@ -228,6 +228,8 @@ _APIS: dict[str, tuple[str, str]] = {
     "/chat/completions": ("polyroute.api", "CHAT"),
     "/embeddings": ("polyroute.embeddings", "EMBEDDINGS"),
     "/responses": ("polyroute.responses.api", "RESPONSES"),
+    "/messages": ("polyroute.messages_api", "MESSAGES"),
+    "/messages/count_tokens": ("polyroute.messages_api", "COUNT_TOKENS"),
 }
 """Path (after ``/v1``) → (module, attribute) of its :class:`Api`; a module is imported on the first request."""
 

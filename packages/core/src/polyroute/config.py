@@ -391,6 +391,19 @@ class Budget(_Model):
         return self
 
 
+class VirtualKey(_Model):
+    """A key ``polyroute serve`` accepts from clients, stored as its SHA-256 (``polyroute key`` makes one). Clients
+    never see or send provider keys: the deployment's key is added by the router.
+    """
+
+    name: str = Field(min_length=1, description="Who holds the key; in logs and usage records.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hashlib.sha256(key.encode()).hexdigest()")
+    routes: list[str] | None = Field(default=None, description="Model names this key may call; unset: all.")
+    rpm: int | None = Field(default=None, gt=0, description="Requests per minute (per server process).")
+    tags: list[str] = Field(default_factory=list)
+    admin: bool = Field(default=False, description="May read the server's admin pages (/usage).")
+
+
 class RouterConfig(_Model):
     """The whole router: models, retry policy, defaults."""
 
@@ -405,6 +418,7 @@ class RouterConfig(_Model):
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     budgets: list[Budget] = Field(default_factory=list[Budget])
+    keys: list[VirtualKey] = Field(default_factory=list[VirtualKey], description="polyroute serve's client keys.")
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RouterConfig:
@@ -414,6 +428,9 @@ class RouterConfig(_Model):
             if name in seen:
                 raise ValueError(f"model name {name!r} is defined twice")
             seen.add(name)
+        hashes = [key.sha256 for key in self.keys]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("keys: the same key (sha256) is listed twice")
         for route in self.models:
             for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
                 for target in getattr(route, field):
@@ -491,7 +508,7 @@ def _format_validation_error(exc: ValidationError) -> str:
         loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        secret = "api_key" in loc or ".headers" in loc
+        secret = "api_key" in loc or ".headers" in loc or loc.endswith("sha256")  # a raw key pasted by mistake
         if error["type"] in ("extra_forbidden", "missing") or secret or isinstance(value, dict | list):
             lines.append(f"{loc or 'config'}: {message}")
         else:

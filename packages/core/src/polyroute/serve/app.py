@@ -1,0 +1,350 @@
+"""The ASGI app of ``polyroute serve``: HTTP in, the router's transport, HTTP out.
+
+Nothing here routes, translates or fails over: each request becomes an httpx request handed to
+:meth:`RouterTransport.handle_async_request`, exactly as an in-process client's would, so every API the transport
+serves (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, and each API registered in
+:mod:`polyroute.api` later) is served here too, with the same stream-commit rule, errors and headers. What the app
+adds is what only a server needs: virtual keys (:mod:`polyroute.serve.keys`), ``GET /health``, Anthropic-shaped
+errors on Anthropic paths, and streaming to the socket: each chunk is sent as it arrives (no buffering), and a
+client that goes away closes the upstream stream at once, even while the upstream is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from polyroute import _compat
+from polyroute.errors import error_body, status_error_type
+from polyroute.router import Router
+from polyroute.serve.keys import KeyRing, KeyState
+
+KEY_HEADER = b"x-polyroute-key"
+"""The name of the virtual key that made a request, on the request the transport gets (for usage records; never
+sent upstream: the transport forwards no ``x-polyroute-*`` header)."""
+TAGS_HEADER = b"x-polyroute-tags"
+"""That key's tags, comma-separated."""
+
+logger = logging.getLogger("polyroute.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY = 64 * 1024 * 1024
+"""Largest request body accepted (images and PDFs ride in JSON)."""
+
+_DROPPED = frozenset(
+    {b"authorization", b"x-api-key", b"host", b"content-length", b"transfer-encoding", b"connection"}
+    | {KEY_HEADER, TAGS_HEADER}
+)
+"""Request headers not handed to the transport: the client's credential (a virtual key, never for a provider),
+hop-by-hop ones (the transport sets its own), and the key identity headers (set by the server, never by clients)."""
+
+_HOP = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+class ServeApp:
+    """An ASGI app serving ``router`` over HTTP, behind ``keys`` (the config's ``keys:`` by default).
+
+    Without keys it refuses to start unless ``open_access`` is set: a server with provider keys behind it must not
+    answer anyone who finds its port.
+    """
+
+    def __init__(self, router: Router, *, open_access: bool = False) -> None:
+        self.router = router
+        self.transport = router.transport()
+        self.keys = KeyRing(router.config.keys)
+        self.open_access = open_access
+        if not self.keys and not open_access:
+            from polyroute.errors import ConfigError
+
+            raise ConfigError(
+                "polyroute serve needs client keys: add `keys:` to the config (`polyroute key` makes one) or pass "
+                "--no-auth to serve without keys (loopback testing only)"
+            )
+        self._lib: Any = _compat.UPSTREAM
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point (HTTP and lifespan)."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.transport.aclose_pools()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- one request --------------------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        anthropic = path.endswith(("/messages", "/messages/count_tokens"))  # with or without /v1, as the transport
+        if path == "/health":
+            await _send_json(send, 200, {"status": "ok"})
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        key: KeyState | None = None
+        if self.keys:
+            presented = _presented_key(headers)
+            key = self.keys.find(presented) if presented else None
+            if key is None:
+                message = (
+                    "no API key: send a polyroute key as `Authorization: Bearer <key>` or `x-api-key: <key>`"
+                    if not presented
+                    else "invalid API key: this polyroute server does not know it (provider keys are not accepted)"
+                )
+                await self._error(send, anthropic, 401, message, "invalid_api_key")
+                return
+        if path == "/usage" or path.startswith("/usage/"):
+            if key is not None and not key.key.admin:
+                await self._error(send, anthropic, 403, "/usage needs an admin key (keys[].admin: true)", None)
+                return
+            await self._error(send, anthropic, 501, "/usage is not available yet in this polyroute version", None)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await self._error(send, anthropic, 413, f"the request body is larger than {MAX_BODY} bytes", None)
+            return
+        if key is not None:
+            refused = _refusal(key, body)
+            if refused is not None:
+                status, message, extra = refused
+                await self._error(send, anthropic, status, message, None, extra)
+                return
+        if path.endswith("/messages/count_tokens") and method == "POST":
+            estimate = self._estimate_tokens(body)
+            if estimate is not None:
+                await _send_json(send, 200, {"input_tokens": estimate})
+                return
+        if key is not None and key.key.routes is not None and path.startswith("/v1/models/") and method == "GET":
+            name = path.removeprefix("/v1/models/")
+            if not key.allows(name):
+                await self._error(send, anthropic, 403, f"the key {key.key.name!r} may not call model {name!r}", None)
+                return
+        await self._forward(scope, receive, send, headers, body, anthropic, key)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        anthropic: bool,
+        key: KeyState | None,
+    ) -> None:
+        lib = self._lib
+        query: bytes = scope.get("query_string") or b""
+        url = "http://polyroute" + scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        forwarded = [(name, value) for name, value in headers if name not in _DROPPED]
+        if key is not None:
+            forwarded.append((KEY_HEADER, key.key.name.encode()))
+            if key.key.tags:
+                forwarded.append((TAGS_HEADER, ",".join(key.key.tags).encode()))
+        request = lib.Request(scope["method"], url, headers=forwarded, content=body)
+        watch = _ClientWatch(receive)
+        stream: Any = None
+        try:
+            try:
+                response = await self.transport.handle_async_request(request)
+            except lib.TimeoutException as exc:
+                watch.stop()
+                await self._error(send, anthropic, 504, str(exc), "timeout")
+                return
+            except lib.TransportError as exc:
+                watch.stop()
+                await self._error(send, anthropic, 502, str(exc), "upstream_unreachable")
+                return
+            status: int = response.status_code
+            out = [(name, value) for name, value in response.headers.raw if name.lower() not in _HOP]
+            stream = response.stream
+            if isinstance(stream, lib.ByteStream) or (status >= 400 and anthropic):  # a whole answer: one write
+                content = b"".join([chunk async for chunk in stream])
+                if status >= 400 and anthropic:
+                    content = _as_anthropic_error(status, content)
+                elif key is not None and key.key.routes is not None and scope["path"] == "/v1/models":
+                    content = _only_allowed(content, key) if status == 200 else content
+                watch.stop()
+                await _send(send, status, out, content)
+                return
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            async for chunk in stream:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            watch.stop()
+            await send({"type": "http.response.body", "body": b""})
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            watch.uncancel()
+            logger.info("polyroute serve: the client disconnected; the upstream call was closed")
+        finally:
+            watch.stop()
+            if stream is not None:
+                await stream.aclose()
+
+    def _estimate_tokens(self, body: bytes) -> int | None:
+        """``count_tokens`` for a route with no Anthropic deployment: the router's own estimate (characters / 4);
+        None to let the transport ask an Anthropic deployment (or answer the error).
+        """
+        from polyroute.anthropic_inbound import to_chat_request
+        from polyroute.errors import PolyrouteError
+        from polyroute.failover import profile
+        from polyroute.messages_api import is_anthropic
+
+        try:
+            native = json.loads(body)
+            chat = to_chat_request(native, strict=False)
+            targets = self.router.route(chat["model"]).targets
+        except (ValueError, TypeError, PolyrouteError):
+            return None
+        if any(is_anthropic(target) for target in targets):
+            return None
+        return profile(chat).tokens
+
+    async def _error(
+        self,
+        send: Send,
+        anthropic: bool,
+        status: int,
+        message: str,
+        code: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if anthropic:
+            from polyroute.messages_api import anthropic_error_body
+
+            payload: Any = anthropic_error_body(status, message)
+        else:
+            payload = error_body(message, status_error_type(status), code)
+        extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+        await _send(send, status, [*_JSON, *extra], json.dumps(payload, separators=(",", ":")).encode())
+
+
+def _presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
+    return None
+
+
+def _refusal(key: KeyState, body: bytes) -> tuple[int, str, dict[str, str] | None] | None:
+    """Why ``key`` may not make this request (a route it may not call, its rpm), or None."""
+    if key.key.routes is not None and body:
+        try:
+            model = json.loads(body).get("model")
+        except (ValueError, AttributeError):
+            model = None  # the transport answers the malformed body
+        if isinstance(model, str) and not key.allows(model):
+            allowed = ", ".join(key.key.routes) or "none"
+            return 403, f"the key {key.key.name!r} may not call model {model!r} (allowed: {allowed})", None
+    wait = key.admit()
+    if wait is not None:
+        return (
+            429,
+            f"the key {key.key.name!r} is over its limit of {key.key.rpm} requests per minute",
+            {"retry-after": str(max(1, round(wait)))},
+        )
+    return None
+
+
+def _only_allowed(content: bytes, key: KeyState) -> bytes:
+    """The model list with only the models ``key`` may call."""
+    listing = json.loads(content)
+    listing["data"] = [model for model in listing.get("data", []) if key.allows(str(model.get("id")))]
+    return json.dumps(listing, separators=(",", ":")).encode()
+
+
+def _as_anthropic_error(status: int, content: bytes) -> bytes:
+    """An OpenAI error body from the transport → Anthropic's error shape (Anthropic clients read ``error.type``)."""
+    from polyroute.messages_api import anthropic_error_body
+
+    try:
+        message = json.loads(content)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = content.decode("utf-8", "replace")
+    return json.dumps(anthropic_error_body(status, str(message)), separators=(",", ":")).encode()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body"):
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+    headers = [*headers, (b"content-length", str(len(content)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    await _send(send, status, _JSON, json.dumps(payload, separators=(",", ":")).encode())
+
+
+class _ClientWatch:
+    """Cancels the request's task when the client disconnects, so an upstream call in flight (waiting for an answer
+    or between stream chunks) is closed at once.
+
+    The ASGI server reports a disconnect only to ``receive()`` (uvicorn's ``send`` to a closed socket silently does
+    nothing), so a watcher task waits on it for as long as the upstream call runs.
+    """
+
+    __slots__ = ("_task", "_watcher", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.gone = False
+        self._watcher: asyncio.Future[Message] | None = asyncio.ensure_future(receive())
+        self._watcher.add_done_callback(self._done)
+
+    def _done(self, watcher: asyncio.Future[Message]) -> None:
+        if not watcher.cancelled() and watcher.exception() is None and watcher.result()["type"] == "http.disconnect":
+            self.gone = True
+            self._task.cancel()
+
+    def stop(self) -> None:
+        """The answer is complete (or failed): stop watching."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.remove_done_callback(self._done)
+            watcher.cancel()
+
+    def uncancel(self) -> None:
+        """The cancellation was ours: the task goes on to end normally."""
+        if sys.version_info >= (3, 11):
+            self._task.uncancel()

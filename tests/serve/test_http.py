@@ -1,0 +1,327 @@
+"""``polyroute serve`` over real HTTP: keys, generic forwarding, streaming without buffering, disconnects, cURL."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+import pytest
+
+from polyroute.errors import ConfigError
+from polyroute.serve import create_app
+from tests.emulators import Emulator
+from tests.emulators.server import Handler, Reply, Request
+from tests.serve.helpers import KEY, OTHER_KEY, PROVIDER_KEY, ToolThenText, config, openai_route, serving, text_events
+
+StartEmulator = Callable[[Handler], Emulator]
+CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_health_needs_no_key() -> None:
+    with serving(config([])) as server:
+        response = httpx2.get(f"{server.url}/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ({}, "no API key"),
+        (bearer("pr-not-a-key"), "invalid API key"),
+        (bearer(PROVIDER_KEY), "invalid API key"),
+        ({"x-api-key": "wrong"}, "invalid API key"),
+    ],
+    ids=["missing", "unknown", "provider-key", "x-api-key-unknown"],
+)
+def test_requests_without_a_valid_key_get_401(emulator: StartEmulator, headers: dict[str, str], says: str) -> None:
+    upstream = ToolThenText()
+    emu = emulator(upstream)
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        chat = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=headers)
+        messages = httpx2.post(f"{server.url}/v1/messages", json={**CHAT, "max_tokens": 10}, headers=headers)
+    assert chat.status_code == 401
+    assert chat.json()["error"]["type"] == "authentication_error"
+    assert says in chat.json()["error"]["message"]
+    assert messages.status_code == 401
+    assert messages.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": messages.json()["error"]["message"]},
+    }
+    assert upstream.bodies == []  # nothing went upstream
+
+
+def test_a_key_reaches_only_its_routes_and_its_rate(emulator: StartEmulator) -> None:
+    emu = emulator(ToolThenText())
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        refused = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(OTHER_KEY))
+        limited = {**CHAT, "model": "limited"}
+        first = httpx2.post(f"{server.url}/v1/chat/completions", json=limited, headers=bearer(OTHER_KEY))
+        second = httpx2.post(f"{server.url}/v1/chat/completions", json=limited, headers={"x-api-key": OTHER_KEY})
+        third = httpx2.post(f"{server.url}/v1/chat/completions", json=limited, headers=bearer(OTHER_KEY))
+    assert refused.status_code == 403
+    assert "may not call model 'gpt'" in refused.json()["error"]["message"]
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert third.status_code == 429
+    assert third.json()["error"]["type"] == "rate_limit_error"
+    assert int(third.headers["retry-after"]) >= 1
+
+
+def test_the_provider_key_goes_upstream_and_never_back(emulator: StartEmulator) -> None:
+    upstream = ToolThenText()
+    emu = emulator(upstream)
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        response = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY))
+    assert response.status_code == 200
+    assert upstream.auth == [f"Bearer {PROVIDER_KEY}"]
+    assert PROVIDER_KEY not in response.text
+    assert KEY not in json.dumps(upstream.bodies)
+    assert all(PROVIDER_KEY not in value and KEY not in value for value in response.headers.values())
+
+
+def test_a_server_without_keys_refuses_to_start_unless_told() -> None:
+    with pytest.raises(ConfigError, match="needs client keys"):
+        create_app({"models": []})
+    assert create_app({"models": []}, open_access=True).open_access
+
+
+def test_any_path_the_transport_serves_is_served(emulator: StartEmulator) -> None:
+    """Forwarding is generic: /v1/models and a 404 for an unknown path come from the transport itself."""
+    emu = emulator(ToolThenText())
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        models = httpx2.get(f"{server.url}/v1/models", headers=bearer(KEY))
+        one = httpx2.get(f"{server.url}/v1/models/gpt", headers=bearer(KEY))
+        unknown = httpx2.post(f"{server.url}/v1/nothing", json={}, headers=bearer(KEY))
+        usage = httpx2.get(f"{server.url}/usage", headers=bearer(KEY))
+    assert [m["id"] for m in models.json()["data"]] == ["gpt", "limited"]
+    assert one.json()["id"] == "gpt"
+    assert unknown.status_code == 404
+    assert "/v1/chat/completions" in unknown.json()["error"]["message"]
+    assert usage.status_code == 403  # not an admin key
+
+
+def test_bad_input_is_an_openai_error(emulator: StartEmulator) -> None:
+    emu = emulator(ToolThenText())
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        broken = httpx2.post(f"{server.url}/v1/chat/completions", content=b"{not json", headers=bearer(KEY))
+        no_route = httpx2.post(f"{server.url}/v1/chat/completions", json={**CHAT, "model": "nope"}, headers=bearer(KEY))
+    assert broken.status_code == 400
+    assert broken.json()["error"]["type"] == "invalid_request_error"
+    assert no_route.status_code == 404
+    assert "nope" in no_route.json()["error"]["message"]
+
+
+def test_an_unreachable_upstream_is_a_502_not_a_traceback() -> None:
+    dead = {
+        "name": "gpt",
+        "deployments": [
+            {"provider": "openai-compatible", "model": "m", "api_base": "http://127.0.0.1:9/v1", "timeout": 2}
+        ],
+    }
+    cfg = config([dead])
+    cfg["retry"] = {"last_resort_retries": 0}
+    with serving(cfg) as server:
+        response = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY))
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_unreachable"
+
+
+def test_chunks_arrive_as_the_upstream_sends_them(emulator: StartEmulator) -> None:
+    """No buffering: the first chunk reaches the client while the upstream is still pausing before the next."""
+    emu = emulator(lambda request: Reply.sse(text_events(["one ", "two ", "three"]), chunk_delay=0.4))
+    with (
+        serving(config([openai_route("gpt", emu.url)])) as server,
+        httpx2.stream(
+            "POST", f"{server.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers=bearer(KEY)
+        ) as response,
+    ):
+        started = time.monotonic()
+        arrivals: list[tuple[float, bytes]] = []
+        for chunk in response.iter_bytes():
+            arrivals.append((time.monotonic() - started, chunk))
+    body = b"".join(chunk for _, chunk in arrivals)
+    assert body.endswith(b"data: [DONE]\n\n")
+    content = [at for at, chunk in arrivals if b'"content":"t' in chunk]
+    assert len(content) == 2  # "two " and "three" each came in its own write
+    assert content[1] - content[0] > 0.3
+
+
+def test_a_client_that_leaves_closes_the_upstream_stream(emulator: StartEmulator) -> None:
+    """The upstream sends one chunk, then no event for 30 s: a client that leaves must not keep it open."""
+
+    def slow(request: Request) -> Reply:
+        events = text_events(["first ", "never"])
+        return Reply.sse(itertools.chain(events[:2], _after(30.0, events[2:])))
+
+    emu = emulator(slow)
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        with httpx2.stream(
+            "POST", f"{server.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers=bearer(KEY)
+        ) as response:
+            first = next(response.iter_bytes())
+            assert b"first" in first
+            assert emu.open_connections == 1
+        deadline = time.monotonic() + 3
+        while emu.open_connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert emu.open_connections == 0
+
+
+def _after(seconds: float, items: list[str]) -> Any:
+    """Silence for ``seconds`` (SSE comments, which the router reads and the client never sees: a write to a
+    closed connection is how the emulator notices its client left), then ``items``."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        time.sleep(0.05)
+        yield ": keep-alive\n\n"
+    yield from items
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl(emulator: StartEmulator) -> None:
+    emu = emulator(ToolThenText())
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+
+        def curl(*args: str) -> str:
+            done = subprocess.run(
+                ["curl", "-sS", "--fail-with-body", "-N", *args], capture_output=True, text=True, timeout=30
+            )
+            assert done.returncode == 0, done.stderr + done.stdout
+            return done.stdout
+
+        url = f"{server.url}/v1/chat/completions"
+        answer = json.loads(
+            curl(
+                url,
+                "-H",
+                f"Authorization: Bearer {KEY}",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                json.dumps(CHAT),
+            )
+        )
+        streamed = curl(url, "-H", f"Authorization: Bearer {KEY}", "-d", json.dumps({**CHAT, "stream": True}))
+        messages = json.loads(
+            curl(
+                f"{server.url}/v1/messages",
+                "-H",
+                f"x-api-key: {KEY}",
+                "-H",
+                "anthropic-version: 2023-06-01",
+                "-d",
+                json.dumps({**CHAT, "max_tokens": 50}),
+            )
+        )
+        denied = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url, "-d", "{}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert answer["choices"][0]["message"]["content"] == "It is sunny in Paris."
+    events = [line.removeprefix("data: ") for line in streamed.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert (
+        "".join(c["choices"][0]["delta"].get("content") or "" for c in map(json.loads, events[:-1]) if c["choices"])
+        == "It is sunny in Paris."
+    )
+    assert messages["type"] == "message"
+    assert messages["content"] == [{"type": "text", "text": "It is sunny in Paris."}]
+    assert denied.stdout == "401"
+
+
+def test_the_cli_serves_with_workers(tmp_path: Any, emulator: StartEmulator) -> None:
+    """``polyroute serve CONFIG --workers 2`` in a subprocess: both workers answer; ``polyroute key`` hashes."""
+    import socket
+
+    emu = emulator(ToolThenText())
+    path = tmp_path / "polyroute.json"
+    path.write_text(json.dumps(config([openai_route("gpt", emu.url)])))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hashed = subprocess.run(
+        [sys.executable, "-m", "polyroute", "key", "--hash"],
+        input=KEY + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    from polyroute.serve import hash_key
+
+    assert hashed.stdout.strip() == hash_key(KEY)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polyroute", "serve", str(path), "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "polyroute serve did not start"
+            time.sleep(0.2)
+        with httpx2.Client() as client:
+            answers = [client.post(f"{url}/v1/chat/completions", json=CHAT, headers=bearer(KEY)) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_a_restricted_key_sees_only_its_models_and_its_name_never_goes_upstream(emulator: StartEmulator) -> None:
+    emu = emulator(ToolThenText())
+    with serving(config([openai_route("gpt", emu.url)])) as server:
+        listed = httpx2.get(f"{server.url}/v1/models", headers=bearer(OTHER_KEY))
+        hidden = httpx2.get(f"{server.url}/v1/models/gpt", headers=bearer(OTHER_KEY))
+        spoofed = {**bearer(KEY), "x-polyroute-key": "someone-else", "x-polyroute-tags": "admin"}
+        answered = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=spoofed)
+    assert [m["id"] for m in listed.json()["data"]] == ["limited"]
+    assert hidden.status_code == 403
+    assert answered.status_code == 200
+    assert not any(name.startswith("x-polyroute") for r in emu.requests for name in r.headers)
+
+
+def test_a_client_that_leaves_before_the_answer_frees_the_deployment(emulator: StartEmulator) -> None:
+    """A non-streamed call whose client gives up: the upstream call is cancelled and the deployment's only slot
+    (``max_parallel: 1``) freed for the next caller, instead of being held until the upstream answers."""
+    calls: list[int] = []
+
+    def slow_first(request: Request) -> Reply:
+        calls.append(1)
+        if len(calls) == 1:
+            return Reply(hang=20.0)
+        return ToolThenText()(request)
+
+    emu = emulator(slow_first)
+    route = openai_route("gpt", emu.url)
+    route["deployments"][0]["max_parallel"] = 1
+    cfg = config([route])
+    cfg["retry"] = {"limit_wait": 3.0, "last_resort_retries": 0}
+    with serving(cfg) as server:
+        with pytest.raises(httpx2.ReadTimeout):
+            httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY), timeout=0.5)
+        started = time.monotonic()
+        second = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY), timeout=30)
+    assert second.status_code == 200, second.text
+    assert time.monotonic() - started < 2.5
