@@ -325,3 +325,64 @@ def test_a_client_that_leaves_before_the_answer_frees_the_deployment(emulator: S
         second = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY), timeout=30)
     assert second.status_code == 200, second.text
     assert time.monotonic() - started < 2.5
+
+
+def test_the_usage_report_is_served_to_admin_keys(emulator: StartEmulator, tmp_path: Any) -> None:
+    """``/usage``: the ledger's report for an admin key (HTML, or JSON), the calling key as a ``key:`` tag."""
+    from polyroute.serve.keys import hash_key
+
+    admin_key = "pr-test-admin-key-5555555555"
+    emu = emulator(ToolThenText())
+    ledger = tmp_path / "usage.db"
+    cfg = config([openai_route("gpt", emu.url)], usage={"ledger": str(ledger)})
+    cfg["keys"] = [*cfg["keys"], {"name": "ops", "sha256": hash_key(admin_key), "admin": True}]
+    with serving(cfg) as server:
+        assert httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY)).status_code == 200
+        forbidden = httpx2.get(f"{server.url}/usage", headers=bearer(KEY))
+        page = httpx2.get(f"{server.url}/usage", headers=bearer(admin_key))
+        data = httpx2.get(f"{server.url}/usage?format=json&by=tag", headers=bearer(admin_key))
+        bad = httpx2.get(f"{server.url}/usage?by=colour", headers=bearer(admin_key))
+    assert forbidden.status_code == 403
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and "polyroute usage" in page.text
+    assert data.json()["total"]["calls"] == 1
+    assert set(data.json()["tag"]) == {"team-a", "key:dev"}
+    assert bad.status_code == 400
+    assert "choose from" in bad.json()["error"]["message"]
+
+
+def test_usage_without_a_ledger_says_how_to_get_one(emulator: StartEmulator) -> None:
+    from polyroute.serve.keys import hash_key
+
+    admin_key = "pr-test-admin-key-5555555555"
+    cfg = config([])
+    cfg["keys"] = [*cfg["keys"], {"name": "ops", "sha256": hash_key(admin_key), "admin": True}]
+    with serving(cfg) as server:
+        response = httpx2.get(f"{server.url}/usage", headers=bearer(admin_key))
+    assert response.status_code == 404
+    assert "usage.ledger" in response.json()["error"]["message"]
+
+
+def test_a_keys_budget_holds_through_the_server(emulator: StartEmulator) -> None:
+    """A budget on ``tag: key:<name>`` caps one client key; another key is not charged for it."""
+    from tests.emulators.openai_format import completion
+
+    def answer(request: Request) -> Reply:
+        usage = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+        return Reply(body=completion("ok", model=request.json()["model"], usage=usage))
+
+    emu = emulator(answer)
+    route = openai_route("gpt", emu.url)
+    route["deployments"][0]["prices"] = {"input": 1000.0, "output": 1000.0}  # $0.02 a call
+    budget = {"name": "dev-daily", "scope": "tag", "match": "key:dev", "usd": 0.03, "per": "day"}
+    cfg = config([route], budgets=[budget])
+    cfg["keys"][1] = {**cfg["keys"][1], "routes": None, "rpm": None}
+    body = {**CHAT, "max_tokens": 10}  # the estimate reserved before a call: ~15 tokens in, 10 out
+    with serving(cfg) as server:
+        codes = [httpx2.post(f"{server.url}/v1/chat/completions", json=body, headers=bearer(KEY)) for _ in range(3)]
+        other = httpx2.post(f"{server.url}/v1/chat/completions", json=body, headers=bearer(OTHER_KEY))
+    assert [r.status_code for r in codes] == [200, 429, 429]  # $0.02 spent; the next would pass $0.03
+    assert codes[1].json()["error"]["code"] == "budget_exceeded"
+    assert "dev-daily" in codes[1].json()["error"]["message"]
+    assert other.status_code == 200

@@ -4,7 +4,8 @@ Nothing here routes, translates or fails over: each request becomes an httpx req
 :meth:`RouterTransport.handle_async_request`, exactly as an in-process client's would, so every API the transport
 serves (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, and each API registered in
 :mod:`polyroute.api` later) is served here too, with the same stream-commit rule, errors and headers. What the app
-adds is what only a server needs: virtual keys (:mod:`polyroute.serve.keys`), ``GET /health``, Anthropic-shaped
+adds is what only a server needs: virtual keys (:mod:`polyroute.serve.keys`), ``GET /health``, the usage report
+at ``GET /usage`` for admin keys, Anthropic-shaped
 errors on Anthropic paths, and streaming to the socket: each chunk is sent as it arrives (no buffering), and a
 client that goes away closes the upstream stream at once, even while the upstream is silent.
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from polyroute import _compat
@@ -116,7 +119,7 @@ class ServeApp:
             if key is not None and not key.key.admin:
                 await self._error(send, anthropic, 403, "/usage needs an admin key (keys[].admin: true)", None)
                 return
-            await self._error(send, anthropic, 501, "/usage is not available yet in this polyroute version", None)
+            await self._usage_page(scope, send, anthropic)
             return
         body = await _read_body(receive)
         if body is None:
@@ -156,8 +159,9 @@ class ServeApp:
         forwarded = [(name, value) for name, value in headers if name not in _DROPPED]
         if key is not None:
             forwarded.append((KEY_HEADER, key.key.name.encode()))
-            if key.key.tags:
-                forwarded.append((TAGS_HEADER, ",".join(key.key.tags).encode()))
+            # the key's tags and ``key:<name>``: usage records and budgets (scope: tag) see which key called
+            tags = [*key.key.tags, f"key:{key.key.name}"]
+            forwarded.append((TAGS_HEADER, ",".join(tags).encode()))
         request = lib.Request(scope["method"], url, headers=forwarded, content=body)
         watch = _ClientWatch(receive)
         stream: Any = None
@@ -218,6 +222,28 @@ class ServeApp:
         if any(is_anthropic(target) for target in targets):
             return None
         return profile(chat).tokens
+
+    async def _usage_page(self, scope: Scope, send: Send, anthropic: bool) -> None:
+        """``GET /usage``: the usage report of the config's ledger (``usage.ledger``) as one HTML page, or JSON with
+        ``?format=json``; ``?since=7d`` and ``?by=route,user`` as for ``polyroute usage``.
+        """
+        from urllib.parse import parse_qs
+
+        ledger = self.router.config.usage.ledger
+        if ledger is None:
+            message = "no usage ledger: set usage.ledger (a SQLite file) in the config to see usage at /usage"
+            await self._error(send, anthropic, 404, message, None)
+            return
+        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        since, by = query.get("since", [None])[0], query.get("by", ["route,deployment,tag,user"])[0]
+        as_json = query.get("format", ["html"])[0] == "json"
+        try:
+            page = await asyncio.to_thread(_usage_report, self.router, ledger, since, by, as_json)
+        except (ValueError, OSError, sqlite3.DatabaseError) as exc:
+            await self._error(send, anthropic, 400, f"/usage: {exc}", None)
+            return
+        kind = b"application/json" if as_json else b"text/html; charset=utf-8"
+        await _send(send, 200, [(b"content-type", kind), (b"cache-control", b"no-store")], page)
 
     async def _error(
         self,
@@ -302,6 +328,24 @@ async def _read_body(receive: Receive) -> bytes | None:
         if not message.get("more_body"):
             break
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _usage_report(router: Router, ledger: str, since: str | None, by: str, as_json: bool) -> bytes:
+    """The report's page (or JSON) from the ledger, once the records queued so far are written."""
+    from polyroute.usage.report import DIMENSIONS, parse_since, render_html, summarise
+
+    dimensions = [d.strip() for d in by.split(",") if d.strip()]
+    unknown = [d for d in dimensions if d not in DIMENSIONS]
+    if unknown or not dimensions:
+        raise ValueError(f"by={by!r}: choose from {', '.join(DIMENSIONS)}")
+    if router.recorder is not None:
+        router.recorder.flush()
+    if not Path(ledger).is_file():
+        raise ValueError(f"the ledger {ledger} has no records yet")
+    summary = summarise(ledger, parse_since(since) if since else None)
+    if as_json:
+        return json.dumps(summary.to_dict(dimensions), separators=(",", ":")).encode()
+    return render_html(summary, dimensions, ledger).encode()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
