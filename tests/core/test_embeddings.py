@@ -608,3 +608,59 @@ def test_rpm_limit_moves_calls_to_the_next_deployment(emulator: Start) -> None:
         for _ in range(2)
     ]
     assert served == ["d0", "d1"]
+
+
+# -- an answer passed on as the upstream's bytes ------------------------------------------------------------------
+
+
+def _pretty_answer(indexes: list[int], encoding: str) -> Callable[[Request], Reply]:
+    """OpenAI's embeddings answer as OpenAI writes it (indented JSON), vectors at ``indexes`` in that order."""
+
+    def handle(request: Request) -> Reply:
+        body = request.json()
+        texts = body["input"]
+        data = []
+        for i in indexes:
+            values = vector(body["model"], texts[i], 8)
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": encode_base64(values) if encoding == "base64" else values,
+                }
+            )
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": 7, "total_tokens": 7},
+        }
+        return Reply(body=json.dumps(answer, indent=2).encode(), headers={"content-type": "application/json"})
+
+    return handle
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_an_answer_already_as_asked_goes_on_as_sent_with_its_cost(emulator: Start, encoding: str) -> None:
+    emu = emulator(_pretty_answer([0, 1, 2], encoding))
+    router = Router({"models": [openai_route(emu)]})
+    # base64: the SDK's default, which it decodes itself
+    options: dict[str, Any] = {"encoding_format": "float"} if encoding == "float" else {}
+    raw = client(router).embeddings.with_raw_response.create(model="embed", input=TEXTS[:3], dimensions=8, **options)
+    body = json.loads(raw.content)
+    assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7, "cost": pytest.approx(7 * 0.02 / 1e6)}
+    assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(7 * 0.02 / 1e6)
+    expected = [vector("text-embedding-3-small", t, 8) for t in TEXTS[:3]]
+    assert [d.embedding for d in raw.parse().data] == (
+        expected if encoding == "float" else [pytest.approx(v) for v in expected]
+    )
+
+
+def test_an_answer_out_of_order_is_put_in_order(emulator: Start) -> None:
+    emu = emulator(_pretty_answer([2, 0, 1], "base64"))
+    router = Router({"models": [openai_route(emu)]})
+    result = client(router).embeddings.create(model="embed", input=TEXTS[:3], dimensions=8)
+    assert [d.index for d in result.data] == [0, 1, 2]
+    assert [d.embedding for d in result.data] == [
+        pytest.approx(vector("text-embedding-3-small", t, 8)) for t in TEXTS[:3]
+    ]

@@ -12,7 +12,8 @@ import importlib
 import json
 import logging
 import re
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 from polyroute._sse import DONE, encode_event
 from polyroute.errors import InvalidRequestError, StreamInterruptedError, UpstreamError
@@ -86,6 +87,33 @@ class Api(Protocol):
     def merge(self, answers: list[Any]) -> Any:
         """The answer to a split request, from its parts' answers in order."""
         ...
+
+
+class RawAnswer(dict[str, Any]):
+    """A parsed non-streamed answer that goes to the caller as the upstream's own bytes, with polyroute's cost put
+    into its ``usage``: a large body (an embeddings batch is most of a megabyte of base64) is not encoded a second
+    time. The adapter returns one only when those bytes already are the answer the caller asked for.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, parsed: Mapping[str, Any], raw: bytes) -> None:
+        super().__init__(parsed)
+        self.raw = raw
+
+    def to_bytes(self) -> bytes:
+        """The upstream's bytes, with ``"cost"`` added to the last ``usage`` object when the answer was priced."""
+        usage: Any = self.get("usage")
+        cost: Any = cast("dict[str, Any]", usage).get("cost") if isinstance(usage, dict) else None
+        if cost is None:
+            return self.raw
+        raw = self.raw
+        start = raw.rfind(b'"usage"')
+        opening = raw.find(b"{", start) if start >= 0 else -1
+        closing = raw.find(b"}", opening) if opening >= 0 else -1
+        if closing < 0 or raw.find(b"{", opening + 1, closing) >= 0 or not raw[opening + 1 : closing].strip():
+            return dumps(dict(self))  # not the flat usage object expected: encode the parsed answer
+        return b"".join((raw[:closing], b',"cost":', json.dumps(cost).encode(), raw[closing:]))
 
 
 # -- Chat Completions ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from polyroute.api import StreamFormat, stream_error_event
+from polyroute.api import RawAnswer, StreamFormat, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.types.openai import ChatCompletionRequest
@@ -203,6 +203,17 @@ def _as_requested(vector: Any, encoding: str) -> Any:
     return decode_base64(vector) if isinstance(vector, str) else vector
 
 
+def _as_sent(data: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]], fields: int) -> bool:
+    """Whether the upstream's answer (in input order) already is the caller's: vectors in the asked encoding, no
+    field beyond OpenAI's four (``object``, ``data``, ``model``, ``usage``) and three per vector.
+    """
+    if fields != 4:
+        return False
+    return all(
+        sent["embedding"] is ours["embedding"] and len(sent) == 3 for sent, ours in zip(data, items, strict=True)
+    )
+
+
 def estimate_tokens(inputs: Sequence[Any]) -> int:
     """About four characters a token (a token array counts its ids): for providers that report no usage."""
     return sum((len(item) + 3) // 4 if isinstance(item, str) else len(item) for item in inputs)
@@ -253,21 +264,27 @@ class OpenAIEmbeddings:
         if len(data) != len(body["input"]):
             raise _unreadable(target, f"{len(data)} embeddings for {len(body['input'])} inputs")
         encoding = body.get("encoding_format", "float")
-        data.sort(key=lambda item: item["index"])
+        in_order = all(item.get("index") == i for i, item in enumerate(data))
+        if not in_order:
+            data.sort(key=lambda item: item["index"])
         items = [
             {"object": "embedding", "index": i, "embedding": _as_requested(item["embedding"], encoding)}
             for i, item in enumerate(data)
         ]
         usage: Mapping[str, Any] = answer.get("usage") or {}
         prompt = usage.get("prompt_tokens")
+        exact = isinstance(prompt, int) and usage.get("total_tokens") == prompt
         if not isinstance(prompt, int):
             prompt = estimate_tokens(body["input"])
-        return {
+        parsed = {
             "object": "list",
             "data": items,
             "model": answer.get("model") or target.model,
             "usage": {"prompt_tokens": prompt, "total_tokens": usage.get("total_tokens") or prompt},
         }
+        if exact and in_order and answer.get("object") == "list" and _as_sent(data, items, len(answer)):
+            return RawAnswer(parsed, content)  # the upstream's bytes are the answer: no second encoding
+        return parsed
 
     def classify_error(
         self, status: int, headers: Mapping[str, str], content: bytes, target: Target

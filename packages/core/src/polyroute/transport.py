@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from polyroute import _compat
-from polyroute.api import Api, StreamFormat, api_for, served
+from polyroute.api import Api, RawAnswer, StreamFormat, api_for, served
 from polyroute.errors import (
     AllTargetsFailedError,
     NotFoundPathError,
@@ -623,7 +623,8 @@ class RouterTransport(_compat.TransportBase):
         if cost is not None:
             headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
         headers["content-type"] = "application/json"
-        return lib.Response(200, headers=headers, content=dumps(outcome))
+        content = outcome.to_bytes() if isinstance(outcome, RawAnswer) else dumps(outcome)
+        return lib.Response(200, headers=headers, content=content)
 
 
 class ClientTransport(_compat.TransportBase):
