@@ -167,7 +167,9 @@ def test_a_100000_record_ledger_reports_in_under_two_seconds(tmp_path: Path) -> 
     path = tmp_path / "big.db"
     generate(path, 100_000)
     out = io.StringIO()
-    started = time.perf_counter()
+    # CPU seconds of this process (SQLite runs in it): what the report costs, not how busy the machine is (CI runs
+    # three test environments on two cores)
+    started = time.process_time()
     assert (
         run(
             str(path),
@@ -179,10 +181,10 @@ def test_a_100000_record_ledger_reports_in_under_two_seconds(tmp_path: Path) -> 
         )
         == 0
     )
-    html_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+    html_seconds = time.process_time() - started
+    started = time.process_time()
     assert run(str(path), since=None, by="route,deployment,tag,user,day", as_json=False, html_path=None, out=out) == 0
-    table_seconds = time.perf_counter() - started
+    table_seconds = time.process_time() - started
     print(f"100k records: html {html_seconds:.2f}s, tables {table_seconds:.2f}s")
     assert html_seconds < 2.0 and table_seconds < 2.0
     assert (tmp_path / "report.html").stat().st_size < 400_000
