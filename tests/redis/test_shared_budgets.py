@@ -5,6 +5,7 @@ budget store is unreachable) as configured; with Redis back, processes share the
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from polyroute.state.redis_budgets import RedisBudgetStore, budget_keys
 from polyroute.usage.budgets import Claim, period
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import completion
-from tests.redis.server import RedisServer
+from tests.redis.server import RedisServer, cluster_nodes, require_redis
 from tests.redis.test_shared_state import run_fleet
 
 Start = Callable[..., Emulator]
@@ -100,6 +101,30 @@ def test_a_token_budget_holds_across_processes(emulator: Start, redis_server: Re
     assert 5 <= ok <= 5 + 3  # 20 tokens a call: 5 fit; each process alone would have made 4 (12 in all)
     assert len(upstream.requests) == ok
     assert shared_level(redis_server, cfg, "tokens") == pytest.approx(ok * 20)
+
+
+@pytest.mark.slow
+def test_a_call_under_several_budgets_reserves_them_in_one_script_on_a_redis_cluster(emulator: Start) -> None:
+    require_redis()
+    try:
+        nodes = cluster_nodes(3)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"cannot start a Redis Cluster on loopback: {exc}")
+    try:
+        upstream = emulator(answer)
+        cfg = budget_config(nodes[0].url, upstream, {"name": "all", "usd": 0.05}, cluster=True, timeout=0.5)
+        cfg["budgets"].append({"name": "route-m", "scope": "route", "match": "m", "tokens": 1000})
+        first, second = Router(cfg), Router(cfg)
+        assert chat(first) == "d"
+        assert chat(second) == "d"
+        with pytest.raises(openai.RateLimitError, match="'all'"):
+            chat(first)  # the budgets' keys share one slot: one script reserves both (no CROSSSLOT, no fallback)
+        assert all("up=True" in repr(r.shared_state) for r in (first, second))  # Redis never refused a script
+        first.close()
+        second.close()
+    finally:
+        for node in nodes:
+            node.cleanup()
 
 
 # -- Redis down, back -------------------------------------------------------------------------------------------

@@ -105,9 +105,11 @@ class RedisBudgetStore:
         self._lease = str(int(lease * 1000))
         self.local = MemoryBudgetStore()
         """Where budgets count while Redis is unreachable and they fail open."""
-        self._held: dict[int, tuple[Sequence[Claim], str | None]] = {}
+        self._held: dict[int, tuple[Sequence[Claim], str | None, float]] = {}
         """Reservations not yet settled, by ``id()`` of their claims (held here, so the id is not reused): their
-        reservation id on Redis, or None when they were reserved locally."""
+        reservation id on Redis (None: reserved locally) and when (monotonic)."""
+        self._lease_s = lease
+        self._prune_at = 0.0
         self._lock = threading.Lock()
         self._alone = False
         """Budgets are counted locally and that was logged (reset when Redis answers)."""
@@ -128,8 +130,7 @@ class RedisBudgetStore:
             index = int(reply)
             if index:
                 return claims[index - 1]
-            with self._lock:
-                self._held[id(claims)] = (claims, reservation)
+            self._hold(claims, reservation)
             return None
         if self._closed:
             reconnect = self._state._settings.reconnect  # pyright: ignore[reportPrivateUsage]
@@ -144,8 +145,7 @@ class RedisBudgetStore:
             )
         refused = self.local.reserve(claims)
         if refused is None:
-            with self._lock:
-                self._held[id(claims)] = (claims, None)
+            self._hold(claims, None)
         return refused
 
     def settle(self, claims: Sequence[Claim], actual: Sequence[float]) -> None:
@@ -185,6 +185,18 @@ class RedisBudgetStore:
                 return float(spent or 0) + float(reserved or 0)
         self._fell_back()
         return self.local.level(key)
+
+    def _hold(self, claims: Sequence[Claim], reservation: str | None) -> None:
+        """Remember a reservation until it settles; forget those never settled (a call abandoned unclosed) once
+        their lease has ended on Redis too.
+        """
+        now = time.monotonic()
+        with self._lock:
+            self._held[id(claims)] = (claims, reservation, now)
+            if now >= self._prune_at:
+                self._prune_at = now + 60.0
+                for key in [k for k, held in self._held.items() if now - held[2] > self._lease_s]:
+                    del self._held[key]
 
     def _script(self, script: str, claims: Sequence[Claim], args: Sequence[str]) -> Any:
         """One script over ``claims``' keys: its reply, or None when Redis did not answer (logged once)."""
