@@ -49,11 +49,12 @@ def config(server_url: str, *deployments: dict[str, Any], **state: Any) -> dict[
     }
 
 
-def run_fleet(router_config: dict[str, Any], calls: list[int]) -> list[list[str]]:
-    """Start one worker process per entry of ``calls``, let them all go at once, and return what each was served."""
+def run_fleet(router_config: dict[str, Any], calls: list[int], **spec: Any) -> list[list[str]]:
+    """Start one worker process per entry of ``calls``, let them all go at once, and return what each was served
+    (``spec``: more for each worker, as ``max_tokens``)."""
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.redis.worker", json.dumps({"config": router_config, "calls": n})],
+            [sys.executable, "-m", "tests.redis.worker", json.dumps({"config": router_config, "calls": n, **spec})],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -296,7 +296,7 @@ class RetrySettings(_Model):
 class StateSettings(_Model):
     """Where routing state lives: this process's memory (the default), or Redis shared by every process using the
     same ``url`` and ``prefix`` (cooldowns, circuits and their half-open probe, rpm/tpm buckets, in-flight counts,
-    latency averages). Needs ``pip install 'polyroute[redis]'``.
+    latency averages, budgets and spend). Needs ``pip install 'polyroute[redis]'``.
     """
 
     backend: Literal["memory", "redis"] = "memory"
@@ -316,6 +316,10 @@ class StateSettings(_Model):
     )
     probe_timeout: float = Field(
         default=30.0, gt=0, description="Seconds a half-open probe holds its claim if its process dies mid-call."
+    )
+    budgets_when_unreachable: Literal["open", "closed"] = Field(
+        default="open",
+        description="With Redis unreachable, budgets count in this process (open) or refuse calls with a 503 (closed).",
     )
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ from polyroute.errors import ConfigError, InvalidRequestError, NoRouteError, Ups
 from polyroute.health import DeploymentState, Unavailable
 from polyroute.providers import PROVIDERS
 from polyroute.providers._base import Target
-from polyroute.state import SharedState, open_shared_state
+from polyroute.state import SharedState, open_budget_store, open_shared_state
 
 if TYPE_CHECKING:
     import openai
@@ -86,11 +86,13 @@ class Router:
         budget_store: BudgetStore | None = None,
     ) -> None:
         self.config = load_config(config if config is not None else {})
-        self.recorder: Recorder | None = _recorder(self.config, budget_store)
-        """Usage records and budgets (None with ``usage.enabled: false`` and no budgets: nothing is recorded)."""
         self._lock = threading.Lock()
         self._shared_state: SharedState | None = open_shared_state(self.config.state, self._lock)
         """The fleet's view of each deployment (``state: {backend: redis}``); None: this process's state only."""
+        if budget_store is None and self.config.budgets:
+            budget_store = open_budget_store(self._shared_state, self.config.state)
+        self.recorder: Recorder | None = _recorder(self.config, budget_store)
+        """Usage records and budgets (None with ``usage.enabled: false`` and no budgets: nothing is recorded)."""
         self._states: dict[Target, DeploymentState] = {}
         self.thinking_store = ThinkingStore()
         """Thinking blocks and thought signatures by tool-call id, re-attached when a client drops them."""

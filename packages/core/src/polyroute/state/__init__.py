@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from polyroute.config import StateSettings
     from polyroute.health import DeploymentState, Unavailable
+    from polyroute.usage.budgets import BudgetStore
 
 
 class SharedState(Protocol):
@@ -81,3 +82,18 @@ def open_shared_state(settings: StateSettings, lock: threading.Lock) -> SharedSt
 
         raise ConfigError("state: backend 'redis' needs redis-py: install the redis extra, polyroute[redis]") from None
     return RedisState(settings, lock)
+
+
+def open_budget_store(shared: SharedState | None, settings: StateSettings) -> BudgetStore | None:
+    """Budgets on the shared store when there is one (so a budget holds across processes), else None: the budgets'
+    in-memory default.
+    """
+    if shared is None:
+        return None
+    from polyroute.state.redis import RedisState
+
+    if not isinstance(shared, RedisState):
+        return None
+    from polyroute.state.redis_budgets import RedisBudgetStore
+
+    return RedisBudgetStore(shared, settings.budgets_when_unreachable)

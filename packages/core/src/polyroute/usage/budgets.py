@@ -7,7 +7,8 @@ budget by no more than the calls in flight when it was reached used beyond their
 checked when a deployment is picked (a spent one is skipped, as at its rate limit) and charged after.
 
 The counters live behind :class:`BudgetStore` (``reserve`` / ``settle`` / ``charge`` / ``level``), in memory here;
-a shared store (Redis) can take its place for budgets across processes.
+with ``state: {backend: redis}`` the router puts them on Redis (:mod:`polyroute.state.redis_budgets`), so a budget
+holds across processes.
 """
 
 from __future__ import annotations
@@ -42,12 +43,22 @@ class Claim:
     budget: str
 
 
+class BudgetStoreUnreachableError(BudgetExceededError):
+    """A shared budget store cannot answer and its budgets fail closed (``state.budgets_when_unreachable``): the call
+    is refused rather than let through unchecked.
+    """
+
+    status = 503
+    error_type = "api_error"
+    code = "budget_store_unreachable"
+
+
 class BudgetStore(Protocol):
     """Budget counters: spent and reserved amounts per key."""
 
     def reserve(self, claims: Sequence[Claim]) -> Claim | None:
         """Reserve every claim, all or nothing: the first one that would pass its limit (nothing reserved), or
-        None (all reserved).
+        None (all reserved). A store that cannot answer and fails closed raises :class:`BudgetStoreUnreachableError`.
         """
         ...
 

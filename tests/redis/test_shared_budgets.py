@@ -1,0 +1,243 @@
+"""Budgets shared on Redis (#16, #17), against a real ``redis-server`` on loopback: a USD budget and a token budget
+hold across worker processes; with Redis down, budgets fail open (count in each process) or closed (503 saying the
+budget store is unreachable) as configured; with Redis back, processes share the budget again."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import openai
+import pytest
+
+from polyroute import Router
+from polyroute.state.redis import RedisState
+from polyroute.state.redis_budgets import RedisBudgetStore, budget_keys
+from polyroute.usage.budgets import Claim, period
+from tests.emulators import Emulator, Reply, Request
+from tests.emulators.openai_format import completion
+from tests.redis.server import RedisServer, cluster_nodes, require_redis
+from tests.redis.test_shared_state import run_fleet
+
+Start = Callable[..., Emulator]
+PRICES = {"input": 1000.0, "output": 1000.0}
+"""$0.001 a token: each answer (10 + 10 tokens) costs $0.02; a call with max_tokens 10 is estimated below that."""
+CALL_COST = 0.02
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+def answer(request: Request) -> Reply:
+    usage = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+    return Reply(body=completion("ok", model=request.json()["model"], usage=usage))
+
+
+def budget_config(url: str, upstream: Emulator, budget: dict[str, Any], **state: Any) -> dict[str, Any]:
+    """Model ``m`` on one priced deployment, one budget, state on Redis under a prefix of its own."""
+    deployment = {
+        "provider": "openai",
+        "model": "gpt-4o",
+        "id": "d",
+        "api_base": upstream.url + "/v1",
+        "api_key": "sk-budget-test-0123456789abcdef",
+        "prices": PRICES,
+    }
+    return {
+        "models": [{"name": "m", "deployments": [deployment]}],
+        "budgets": [budget],
+        "state": {"backend": "redis", "url": url, "prefix": f"t-{uuid.uuid4().hex[:8]}:", **state},
+    }
+
+
+def shared_level(server: RedisServer, cfg: dict[str, Any], budget: str) -> float:
+    """Spent plus reserved on Redis for the ``all``-scope ``budget`` this day."""
+    start = period("day", time.time())[0]
+    key = budget_keys(cfg["state"]["prefix"], f"{budget}||{start:.0f}")[0]
+    spent = server.command("hget", key, "spent").strip() or "0"
+    reserved = server.command("hget", key, "reserved").strip() or "0"
+    return float(spent) + float(reserved)
+
+
+def chat(router: Router) -> str:
+    raw = router.openai_client().chat.completions.with_raw_response.create(model="m", messages=MESSAGES, max_tokens=10)
+    return raw.headers["x-polyroute-deployment"]
+
+
+# -- several processes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_usd_budget_holds_across_processes(emulator: Start, redis_server: RedisServer) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.1, "per": "day"})
+    served = [r for worker in run_fleet(cfg, [5, 5, 5], max_tokens=10) for r in worker]
+    ok = served.count("d")
+    assert set(served) <= {"d", "429"}
+    # each process alone would spend its own $0.10 (5 calls each, 15 in all); together they pass $0.10 by no more
+    # than the 3 calls in flight
+    assert 5 <= ok <= 5 + 3
+    assert len(upstream.requests) == ok
+    assert ok * CALL_COST <= 0.1 + 3 * CALL_COST
+    assert shared_level(redis_server, cfg, "team") == pytest.approx(ok * CALL_COST)  # all settled: nothing reserved
+
+
+@pytest.mark.slow
+def test_a_token_budget_holds_across_processes(emulator: Start, redis_server: RedisServer) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "tokens", "tokens": 100, "per": "day"})
+    served = [r for worker in run_fleet(cfg, [4, 4, 4], max_tokens=10) for r in worker]
+    ok = served.count("d")
+    assert 5 <= ok <= 5 + 3  # 20 tokens a call: 5 fit; each process alone would have made 4 (12 in all)
+    assert len(upstream.requests) == ok
+    assert shared_level(redis_server, cfg, "tokens") == pytest.approx(ok * 20)
+
+
+@pytest.mark.slow
+def test_a_call_under_several_budgets_reserves_them_in_one_script_on_a_redis_cluster(emulator: Start) -> None:
+    require_redis()
+    try:
+        nodes = cluster_nodes(3)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"cannot start a Redis Cluster on loopback: {exc}")
+    try:
+        upstream = emulator(answer)
+        cfg = budget_config(nodes[0].url, upstream, {"name": "all", "usd": 0.05}, cluster=True, timeout=0.5)
+        cfg["budgets"].append({"name": "route-m", "scope": "route", "match": "m", "tokens": 1000})
+        first, second = Router(cfg), Router(cfg)
+        assert chat(first) == "d"
+        assert chat(second) == "d"
+        with pytest.raises(openai.RateLimitError, match="'all'"):
+            chat(first)  # the budgets' keys share one slot: one script reserves both (no CROSSSLOT, no fallback)
+        assert all("up=True" in repr(r.shared_state) for r in (first, second))  # Redis never refused a script
+        first.close()
+        second.close()
+    finally:
+        for node in nodes:
+            node.cleanup()
+
+
+# -- Redis down, back -------------------------------------------------------------------------------------------
+
+
+def test_budgets_fail_open_while_redis_is_down_and_share_again_when_it_is_back(
+    emulator: Start, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.05, "per": "day"}, reconnect=0.1)
+    caplog.set_level(logging.WARNING, logger="polyroute.state")
+    first, second = Router(cfg), Router(cfg)  # two processes' views
+    assert chat(first) == "d"
+    assert chat(second) == "d"  # $0.04 spent between them
+    with pytest.raises(openai.RateLimitError, match="'team'"):
+        chat(first)  # $0.04 + the estimate would pass $0.05
+
+    redis_server.stop()
+    for _ in range(2):  # open: each process counts on its own from zero, and calls go on
+        started = time.monotonic()
+        assert chat(first) == "d"
+        assert time.monotonic() - started < 1.0
+    with pytest.raises(openai.RateLimitError, match="'team'"):
+        chat(first)  # its own count holds it to the budget too
+    fell_back = [r for r in caplog.records if "budgets on Redis unreachable" in r.getMessage()]
+    assert len(fell_back) == 1 and "(open)" in fell_back[0].getMessage()  # logged once, not per call
+
+    redis_server.start()  # empty, as a restarted Redis without persistence
+    _wait_for(caplog, "reachable again", times=2)  # both processes
+    assert chat(first) == "d"
+    assert chat(second) == "d"
+    with pytest.raises(openai.RateLimitError, match="'team'"):
+        chat(second)  # sharing again: the first process's call counts for the second
+    assert shared_level(redis_server, cfg, "team") == pytest.approx(2 * CALL_COST)
+    first.close()
+    second.close()
+
+
+def test_budgets_fail_closed_with_a_clear_error_while_redis_is_down(
+    emulator: Start, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream = emulator(answer)
+    budget = {"name": "team", "usd": 1.0, "per": "day"}
+    cfg = budget_config(redis_server.url, upstream, budget, reconnect=0.1, budgets_when_unreachable="closed")
+    caplog.set_level(logging.WARNING, logger="polyroute.state")
+    router = Router(cfg)
+    assert chat(router) == "d"
+
+    redis_server.stop()
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as caught:
+            chat(router)
+        error = caught.value
+        assert error.status_code == 503 and error.code == "budget_store_unreachable"
+        assert "'team'" in error.message and "budget store (Redis) is unreachable" in error.message
+        assert "budgets_when_unreachable" in error.message
+        assert int(error.response.headers["retry-after"]) >= 1
+    assert len(upstream.requests) == 1  # refused before any upstream call
+
+    redis_server.start()
+    _wait_for(caplog, "reachable again")
+    assert chat(router) == "d"
+    assert shared_level(redis_server, cfg, "team") == pytest.approx(CALL_COST)
+    router.close()
+
+
+def _wait_for(caplog: pytest.LogCaptureFixture, text: str, times: int = 1) -> None:
+    deadline = time.monotonic() + 5
+    while caplog.text.count(text) < times and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert caplog.text.count(text) == times
+
+
+# -- the store itself -------------------------------------------------------------------------------------------
+
+
+def store_for(server: RedisServer, **options: Any) -> tuple[RedisBudgetStore, str]:
+    cfg = budget_config(server.url, _NoUpstream(), {"name": "b", "usd": 1.0})
+    router = Router(cfg)
+    store = router.recorder.budgets.store if router.recorder and router.recorder.budgets else None
+    assert isinstance(store, RedisBudgetStore)
+    state = router.shared_state
+    assert isinstance(state, RedisState)
+    return RedisBudgetStore(state, **options), cfg["state"]["prefix"]
+
+
+class _NoUpstream:
+    url = "http://127.0.0.1:9"
+
+
+def test_the_router_puts_budgets_on_redis_and_the_store_reserves_all_or_nothing(redis_server: RedisServer) -> None:
+    store, prefix = store_for(redis_server)
+    end = period("day", time.time())[1]
+    a, b = Claim("a||1", 10.0, 6.0, end, "a"), Claim("b||1", 5.0, 6.0, end, "b")
+    assert store.reserve([a, b]) == b  # b would pass its limit: nothing reserved, a neither
+    assert store.level("a||1") == 0.0
+    small = [a, Claim("b||1", 5.0, 4.0, end, "b")]
+    assert store.reserve(small) is None
+    assert (store.level("a||1"), store.level("b||1")) == (6.0, 4.0)
+    store.settle(small, [2.5, 2.5])  # the reservation released, the spend added
+    assert (store.level("a||1"), store.level("b||1")) == (2.5, 2.5)
+    ttl = int(redis_server.command("pttl", budget_keys(prefix, "a||1")[0]))
+    assert 0 < ttl <= (end - time.time()) * 1000 + 1000  # the counter goes when its period ends
+    midnight = datetime.fromtimestamp(end, timezone.utc)
+    assert midnight.hour == 0 and midnight.minute == 0
+
+
+def test_a_reservation_whose_process_died_leaves_the_budget_when_its_lease_ends(redis_server: RedisServer) -> None:
+    store, _ = store_for(redis_server, lease=0.3)
+    end = period("day", time.time())[1]
+    claim = Claim("dead||1", 10.0, 8.0, end, "dead")
+    assert store.reserve([claim]) is None  # never settled: its process "died" mid-call
+    assert store.reserve([claim]) == claim
+    time.sleep(0.4)
+    assert store.reserve([claim]) is None  # the dead reservation's lease ended
+    assert store.level("dead||1") == 8.0
