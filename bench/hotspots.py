@@ -3,6 +3,7 @@
     python bench/hotspots.py --scenario pass --calls 2000          # non-streaming pass-through, sync
     python bench/hotspots.py --scenario anth --stream --calls 100  # Anthropic-translated 200-chunk streams
     python bench/hotspots.py --scenario direct                      # the SDK alone, for comparison
+    python bench/hotspots.py --scenario pass --responses            # client.responses.create instead of chat
 
 Prints the functions with the most own time (µs per call) and, for routed scenarios, the time spent inside
 ``RouterTransport.handle_request`` minus the upstream transport's own time: polyroute's overhead per call.
@@ -22,7 +23,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import OPENAI_MODEL, _sdk_call, _sdk_stream, guard_network, mock_upstream, router_config  # noqa: E402
+from run import (  # noqa: E402
+    OPENAI_MODEL,
+    _sdk_call,
+    _sdk_rcall,
+    _sdk_rstream,
+    _sdk_stream,
+    guard_network,
+    mock_upstream,
+    router_config,
+)
 
 
 def cpu_per_call(fn: object, calls: int) -> float:
@@ -40,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scenario", choices=("direct", "pass", "anth"), default="pass")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--responses", action="store_true", help="the Responses API instead of Chat Completions")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
@@ -52,7 +63,10 @@ def main() -> None:
         router = Router.from_config(router_config(base))
         direct = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
         routed = router.openai_client()
-        make = _sdk_stream if args.stream else _sdk_call
+        if args.responses:
+            make = _sdk_rstream if args.stream else _sdk_rcall
+        else:
+            make = _sdk_stream if args.stream else _sdk_call
         model = "bench-claude" if args.scenario == "anth" else OPENAI_MODEL
         fn = make(direct if args.scenario == "direct" else routed, model)
         ref = make(direct, OPENAI_MODEL)
