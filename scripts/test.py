@@ -12,6 +12,8 @@ environments spend much of their time installing, and the CI machine has 2 cores
 - clients, clients-instructor: the third-party client matrix (tests/clients: the openai SDK's helpers,
   langchain-openai, openai-agents, pydantic-ai, instructor), where a skipped case fails;
 - install-commands: every install command the READMEs give, each in a fresh venv (``scripts/install_commands.py``);
+- tests/redis (in the workspace step) against a real redis-server: Debian's ``redis-server`` and ``npm`` are
+  installed first when missing (``ensure_system_packages``);
 - node-clients: ``polyroute serve`` with the official Node ``openai`` package and Claude Code headless (npm, in
   ``.venvs/node-clients``; tests/serve/test_node_clients.py), where a skipped case fails;
 - aider: ``polyroute serve`` with Aider (``aider-chat`` in ``.venvs/aider``; tests/serve/test_aider.py).
@@ -229,11 +231,33 @@ def tally(text: str) -> dict[str, int]:
     return counts
 
 
+SYSTEM_PACKAGES = {"redis-server": "redis-server", "npm": "npm"}
+"""Programs the tests run for real (a command → its Debian package): redis-server for shared state on Redis
+(tests/redis), npm (with Node.js) for the Node clients of ``polyroute serve``."""
+
+
+def ensure_system_packages() -> None:
+    """Install the missing :data:`SYSTEM_PACKAGES` from Debian's packages (as root, or with sudo), so a fresh machine
+    runs every test; the tests that need Redis then fail rather than skip without it (``POLYROUTE_REQUIRE_REDIS``).
+    """
+    missing = sorted({package for command, package in SYSTEM_PACKAGES.items() if shutil.which(command) is None})
+    if missing and shutil.which("apt-get") is not None:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        print(f"+ apt-get install {' '.join(missing)}", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        update = subprocess.run([*sudo, "apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, env=env)
+        if update.returncode == 0:
+            install = [*sudo, "apt-get", "install", "-y", "-qq", *missing]
+            subprocess.run(install, stdout=subprocess.DEVNULL, env=env)
+    os.environ.setdefault("POLYROUTE_REQUIRE_REDIS", "1")
+
+
 def main() -> int:
     """Every step; failures are listed at the end, not fatal at once, except a workspace that will not sync."""
     extra = sys.argv[1:]
     only = os.environ.get("POLYROUTE_TEST_STEPS")
     names = [n for n in STEPS if not only or n in only.split(",")]
+    ensure_system_packages()
     print("+ uv sync --frozen --all-packages", flush=True)
     if subprocess.run([*UV, "sync", "--frozen", "--all-packages"], cwd=ROOT).returncode:
         return 1
