@@ -253,6 +253,24 @@ async def test_component_round_trip(emulator: Callable[..., Emulator], provider_
     await loaded.close()
 
 
+async def test_tags_and_user_attribute_calls_and_round_trip_as_json() -> None:
+    client = PolyrouteChatCompletionClient(model="smart", router=mock_router(), tags=["planner"], user="alice")
+    await client.create(HI)
+    assert isinstance([item async for item in client.create_stream(HI)][-1], CreateResult)
+    usage = client.router.usage()
+    assert usage["tag"]["planner"]["calls"] == usage["user"]["alice"]["calls"] == 2
+
+    text = client.dump_component().model_dump_json()
+    assert (json.loads(text)["config"]["tags"], json.loads(text)["config"]["user"]) == (["planner"], "alice")
+    loaded = ChatCompletionClient.load_component(ComponentModel.model_validate_json(text))
+    assert isinstance(loaded, PolyrouteChatCompletionClient)
+    assert loaded.dump_component().model_dump_json() == text
+    await loaded.create(HI)
+    usage = loaded.router.usage()  # a new router from the dumped config: its own usage
+    assert usage["tag"]["planner"]["calls"] == usage["user"]["alice"]["calls"] == 1
+    await loaded.close()
+
+
 def test_dump_drops_inline_secrets_and_says_so() -> None:
     secret = "sk-inline-secret-abcdef0123456789"
     router = Router(

@@ -14,6 +14,7 @@ import pytest
 
 from polyroute import NoRouteError, Router
 from polyroute_autogen import PolyrouteModelClient, config_list, model_client_config_list, openai_config
+from polyroute_autogen.config import BASE_URL, shared_http_client
 
 HI = [{"role": "user", "content": "Say hello."}]
 
@@ -47,6 +48,35 @@ def test_entries_share_one_client_through_deep_copies() -> None:
     assert copied["config_list"][0]["http_client"] is entries[0]["http_client"]
     with pytest.raises(TypeError, match="model_client_config_list"):
         pickle.dumps(entries[0]["http_client"])
+
+
+def test_entries_attribute_calls_in_usage_through_deep_copies() -> None:
+    router = mock_router()
+    entries = config_list(router, ["smart", "mock/mock-small"], tags=["batch"], user="ops")
+    assert [e["tags"] for e in entries] == [["batch"], ["batch"]]  # ag2's own filter key, as before
+    for entry in copy.deepcopy(entries):  # what an agent does with its llm_config
+        keys = ("api_key", "base_url", "http_client")
+        client = openai.OpenAI(**{k: v for k, v in entry.items() if k in keys})
+        client.chat.completions.create(model=entry["model"], messages=HI)  # type: ignore[arg-type]
+    usage = router.usage()
+    assert usage["tag"]["batch"]["calls"] == usage["user"]["ops"]["calls"] == 2
+
+
+async def test_async_shared_client_attributes_calls() -> None:
+    """The client :func:`openai_config` gives ag2 1.x (which calls the SDK asynchronously)."""
+    router = mock_router()
+    http_client = shared_http_client(router, asynchronous=True, tags=["async"], user="ops")
+    client = openai.AsyncOpenAI(api_key="k", base_url=BASE_URL, http_client=http_client)
+    await client.chat.completions.create(model="smart", messages=HI)  # type: ignore[arg-type]
+    assert router.usage()["tag"]["async"]["calls"] == router.usage()["user"]["ops"]["calls"] == 1
+
+
+def test_model_client_attributes_calls() -> None:
+    """``register_model_client(PolyrouteModelClient, router=router, tags=[...], user=...)``."""
+    router = mock_router()
+    client = PolyrouteModelClient({"model": "smart"}, router=router, tags=["registered"], user="ops")
+    client.create({"messages": HI})
+    assert router.usage()["tag"]["registered"]["calls"] == router.usage()["user"]["ops"]["calls"] == 1
 
 
 def test_default_models_and_unknown_names() -> None:

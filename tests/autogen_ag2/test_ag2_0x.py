@@ -48,6 +48,16 @@ def test_openai_wrapper_create() -> None:
     assert response.usage.total_tokens > 0
 
 
+def test_entries_attribute_calls_in_usage() -> None:
+    router = mock_router()
+    entries = config_list(router, ["smart"], tags=["ag2"], user="ops")
+    OpenAIWrapper(config_list=entries, cache_seed=None).create(messages=HI)
+    assistant = ConversableAgent("assistant", llm_config=LLMConfig(*entries, cache_seed=None), human_input_mode="NEVER")
+    assert assistant.generate_reply(messages=HI)
+    usage = router.usage()
+    assert usage["tag"]["ag2"]["calls"] == usage["user"]["ops"]["calls"] == 2
+
+
 def test_entries_survive_deep_copies() -> None:
     entries = config_list(mock_router(), ["smart"])
     copied = copy.deepcopy({"config_list": entries})

@@ -39,6 +39,13 @@ async def test_agent_ask_through_the_router() -> None:
     assert reply.body == "hello from ag2 1.x"
 
 
+async def test_openai_config_attributes_calls_in_usage() -> None:
+    router = Router({"models": [{"name": "smart", "deployments": [{"provider": "mock", "model": "mock-1"}]}]})
+    agent = Agent("assistant", "Be brief.", config=openai_config(router, "smart", tags=["ag2"], user="ops"))
+    await agent.ask("Say hello.")
+    assert router.usage()["tag"]["ag2"]["calls"] == router.usage()["user"]["ops"]["calls"] == 1
+
+
 @pytest.mark.parametrize("streaming", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("upstream", ["openai", "anthropic"])
 async def test_agent_tool_loop(emulator: Callable[..., Emulator], upstream: str, streaming: bool) -> None:

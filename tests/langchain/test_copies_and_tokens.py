@@ -50,6 +50,18 @@ def test_pickle_round_trip(given: str) -> None:
     assert restored.invoke("ping").content == "pong"
 
 
+def test_tags_and_user_attribute_calls_in_usage_after_copies_and_pickles() -> None:
+    model = ChatPolyroute(model="smart", router=Router(CONFIG), tags=["research"], user="alice")
+    assert model.invoke("ping").content == "pong"
+    assert copy.deepcopy(model).invoke("ping").content == "pong"
+    usage = model._get_router().usage()
+    assert usage["tag"]["research"]["calls"] == usage["user"]["alice"]["calls"] == 2
+    restored = pickle.loads(pickle.dumps(model))  # a new router from the config: its own usage
+    assert "".join(str(c.content) for c in restored.stream("ping")) == "pong"
+    usage = restored._get_router().usage()
+    assert usage["tag"]["research"]["calls"] == usage["user"]["alice"]["calls"] == 1
+
+
 def test_token_counts_need_no_transformers_and_no_network() -> None:
     assert importlib.util.find_spec("transformers") is None  # LangChain's default counter would raise here
     model = ChatPolyroute(model="smart", config=CONFIG)

@@ -111,3 +111,12 @@ def test_retriever_feeds_chat_polyroute(
     answer = chain.invoke(question)
     assert expected in answer
     assert len(upstream.requests) == 1
+
+
+async def test_tags_and_user_attribute_calls_in_usage() -> None:
+    router = Router(MOCK_EMBED)
+    embeddings = PolyrouteEmbeddings(model="embed", router=router, tags=["ingest", "docs"], user="indexer")
+    embeddings.embed_documents(DOCUMENTS)
+    await embeddings.aembed_query("where is the reef?")
+    usage = router.usage()
+    assert usage["tag"]["ingest"]["calls"] == usage["tag"]["docs"]["calls"] == usage["user"]["indexer"]["calls"] == 2

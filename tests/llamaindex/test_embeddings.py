@@ -101,3 +101,19 @@ async def test_async_query_engine(emulator: Start, settings: type[Settings]) -> 
     index = VectorStoreIndex.from_documents([Document(text=text) for text in DOCUMENTS], use_async=True)
     answer = await index.as_query_engine(similarity_top_k=1).aquery("Which mountain is the highest in Japan?")
     assert "Fuji" in str(answer)
+
+
+def test_tags_and_user_attribute_calls_in_usage_and_survive_copies() -> None:
+    import copy
+    import pickle
+
+    model = PolyrouteEmbedding(model_name="embed", config={"models": [MOCK_EMBED]}, tags=["ingest"], user="indexer")
+    model.get_text_embedding_batch(DOCUMENTS)
+    assert asyncio.run(model.aget_query_embedding("hello"))
+    usage = model.router.usage()
+    assert usage["tag"]["ingest"]["calls"] == usage["user"]["indexer"]["calls"] == 2
+    restored = pickle.loads(pickle.dumps(model))  # an ingestion pipeline's worker: a new router, its own usage
+    restored.get_query_embedding("hello")
+    assert restored.router.usage()["tag"]["ingest"]["calls"] == restored.router.usage()["user"]["indexer"]["calls"] == 1
+    copy.deepcopy(model).get_query_embedding("hello")
+    assert model.router.usage()["user"]["indexer"]["calls"] == 3

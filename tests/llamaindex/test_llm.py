@@ -487,3 +487,29 @@ def test_pickle_round_trip(given: str) -> None:
     restored = pickle.loads(pickle.dumps(llm))
     assert restored.max_tokens == 7
     assert restored.chat(USER).message.content == "pong"
+
+
+# -- attribution ------------------------------------------------------------------------------------------------
+
+
+def test_tags_and_user_attribute_calls_in_usage_and_survive_copies() -> None:
+    import copy
+    import pickle
+
+    llm = Polyroute(model="m", config=MOCK_CONFIG, tags=["research", "nightly"], user="alice")
+    assert llm.chat(USER).message.content == "pong"
+    assert "".join(r.delta or "" for r in llm.stream_chat(USER)) == "pong"
+    usage = llm.router.usage()
+    assert usage["tag"]["research"]["calls"] == usage["tag"]["nightly"]["calls"] == 2
+    assert usage["user"]["alice"]["calls"] == 2
+    restored = pickle.loads(pickle.dumps(llm))  # a new router: its own usage
+    assert restored.complete("hi").text == "pong"
+    assert (restored.router.usage()["tag"].keys(), restored.router.usage()["user"].keys()) == (
+        {"research", "nightly"},
+        {"alice"},
+    )
+    clone = copy.deepcopy(llm)
+    assert clone.chat(USER).message.content == "pong"
+    assert llm.router.usage()["user"]["alice"]["calls"] == 3
+    again = Polyroute.from_dict({**llm.to_dict(), "config": MOCK_CONFIG})
+    assert (again.tags, again.user) == (["research", "nightly"], "alice")

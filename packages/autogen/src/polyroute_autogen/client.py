@@ -48,6 +48,8 @@ class PolyrouteClientConfig(CreateArgumentsConfigModel):
     model_info: dict[str, Any] | None = None
     """Overrides of the ``ModelInfo`` derived from the route (keys of :class:`~autogen_core.models.ModelInfo`)."""
     timeout: float | None = None
+    tags: list[str] | None = None
+    """Tags that attribute every call in the router's usage records and budgets."""
     add_name_prefixes: bool = False
     include_name_in_message: bool = True
 
@@ -62,6 +64,8 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
             With neither ``router`` nor ``config``, ``Router()`` routes direct names with keys from the environment.
         model_info: Overrides for the :class:`~autogen_core.models.ModelInfo` derived from the route.
         timeout: Seconds for each call (the router's own per-deployment timeouts still apply).
+        tags: Tags that attribute every call in the router's usage records and budgets (``user=``, a request
+            argument, attributes them to a user).
         add_name_prefixes: Prefix message content with the sender's name (as autogen-ext's OpenAI client does).
         include_name_in_message: Send the ``name`` field on user / assistant messages.
         **create_args: Default request arguments (``temperature``, ``max_tokens``, ``seed``, ``stop``, ...).
@@ -86,6 +90,7 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
         config: RouterConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         model_info: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        tags: Sequence[str] | None = None,
         add_name_prefixes: bool = False,
         include_name_in_message: bool = True,
         **create_args: Any,
@@ -105,9 +110,10 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
         if model_info:
             info.update(model_info)  # type: ignore[typeddict-item]
         self._polyroute_args: dict[str, Any] = {k: v for k, v in create_args.items() if v is not None}
+        self._tags = list(tags) if tags else None
         openai_kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         super().__init__(
-            client=self._router.async_openai_client(**openai_kwargs),
+            client=self._router.async_openai_client(tags=self._tags, **openai_kwargs),
             create_args={"model": model, **self._polyroute_args},
             model_info=info,
             add_name_prefixes=add_name_prefixes,
@@ -201,6 +207,7 @@ class PolyrouteChatCompletionClient(BaseOpenAIChatCompletionClient, Component[Po
             router=None if self._from_env else dump_router_config(self._router.config),
             model_info=self._model_info_override,
             timeout=self._timeout,
+            tags=self._tags,
             add_name_prefixes=self._add_name_prefixes,
             include_name_in_message=self._include_name_in_message,
             **self._polyroute_args,

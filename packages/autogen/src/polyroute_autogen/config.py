@@ -39,6 +39,8 @@ def config_list(
     models: Iterable[str] | None = None,
     *,
     library: str | None = None,
+    tags: list[str] | None = None,
+    user: str | None = None,
     **extra: Any,
 ) -> list[dict[str, Any]]:
     """A config_list for ag2 0.x / pyautogen 0.2: one entry per model name, sending through ``router`` in-process.
@@ -49,7 +51,10 @@ def config_list(
         library: ``"httpx"`` or ``"httpx2"`` for the entries' client; default: legacy httpx when ag2 0.x is
             installed (its ``LLMConfig`` accepts nothing else), else the openai SDK's family (2.x: httpx, 3.x:
             httpx2).
-        **extra: Keys added to every entry (``price``, ``tags``, ``temperature``...).
+        tags: Tags that attribute every call in the router's usage records and budgets; also the entries' ``tags``
+            (ag2's ``filter_config`` key).
+        user: The user every call is attributed to in usage records and budgets.
+        **extra: Keys added to every entry (``price``, ``temperature``...).
 
     Each entry holds ``model``, a placeholder ``api_key``, ``base_url``, ``max_retries=0``, ``price`` (from
     polyroute's catalog, see :func:`route_price_per_1k`) and a sync ``http_client`` on the router's transport that
@@ -63,7 +68,7 @@ def config_list(
         raise ValueError("no model names: pass models=[...] or configure routes in the router")
     for name in names:
         router.route(name)  # an unknown name fails here, not on the first call
-    client = shared_http_client(router, library=library or _legacy_ag2_library())
+    client = shared_http_client(router, library=library or _legacy_ag2_library(), tags=tags, user=user)
     entries: list[dict[str, Any]] = []
     for name in names:
         entry = {
@@ -76,6 +81,8 @@ def config_list(
         price = route_price_per_1k(router, name)
         if price is not None:
             entry["price"] = price
+        if tags:
+            entry["tags"] = list(tags)
         entries.append({**entry, **extra})
     return entries
 
@@ -115,14 +122,23 @@ def _legacy_ag2_library() -> str | None:
     return None
 
 
-def shared_http_client(router: Router, *, library: str | None = None, asynchronous: bool = False) -> Any:
-    """An ``httpx`` / ``httpx2`` client on the router's transport whose ``copy.deepcopy`` returns itself.
+def shared_http_client(
+    router: Router,
+    *,
+    library: str | None = None,
+    asynchronous: bool = False,
+    tags: list[str] | None = None,
+    user: str | None = None,
+) -> Any:
+    """An ``httpx`` / ``httpx2`` client on the router's transport whose ``copy.deepcopy`` returns itself; its
+    requests carry ``tags`` and ``user`` for usage records as the router's own clients do.
 
     ag2 agents deep-copy their ``llm_config``; a client holds locks and pools that cannot be copied, and a copy
     would not share the router's connections anyway.
     """
-    family = type(router.http_client(library=library, asynchronous=asynchronous))  # the router picks the family
-    return _shared_class(family)(transport=router.transport(), base_url=BASE_URL)
+    # The router picks the family and the attribution headers; the shared class only changes how it is copied.
+    model = router.http_client(library=library, asynchronous=asynchronous, tags=tags, user=user)
+    return _shared_class(type(model))(transport=router.transport(), base_url=BASE_URL, headers=model.headers)
 
 
 @functools.cache
@@ -143,7 +159,8 @@ def model_client_config_list(models: Iterable[str], **extra: Any) -> list[dict[s
     """JSON-safe config_list entries served by :class:`PolyrouteModelClient` (``OAI_CONFIG_LIST``-friendly).
 
     ag2 leaves such entries inactive until ``agent.register_model_client(PolyrouteModelClient, router=router)``
-    (or ``OpenAIWrapper.register_model_client``); calling before that raises ag2's ``RuntimeError``.
+    (or ``OpenAIWrapper.register_model_client``); calling before that raises ag2's ``RuntimeError``. Usage
+    attribution goes there too (``register_model_client(..., tags=[...], user=...)``): entries stay plain data.
     """
     names = list(models)
     if not names:
@@ -157,7 +174,7 @@ class PolyrouteModelClient:
     ag2 builds it as ``PolyrouteModelClient(entry, **kwargs)`` with the kwargs of ``register_model_client``:
     ``router=`` (a live router to share) or ``config=`` (a router config: ``RouterConfig``, dict, or a YAML /
     TOML / JSON path); with neither, ``Router()`` routes direct ``provider/model`` names with keys from the
-    environment. Other kwargs go to the ``openai.OpenAI`` client (``timeout``...).
+    environment. Other kwargs go to :meth:`~polyroute.Router.openai_client` (``tags``, ``user``, ``timeout``...).
     """
 
     RESPONSE_USAGE_KEYS: ClassVar[list[str]] = ["prompt_tokens", "completion_tokens", "total_tokens", "cost", "model"]
@@ -224,11 +241,14 @@ def _create_params() -> frozenset[str]:
     return frozenset(completion_create_params.CompletionCreateParamsBase.__annotations__)
 
 
-def openai_config(router: Router, model: str, **kwargs: Any) -> Any:
+def openai_config(
+    router: Router, model: str, *, tags: list[str] | None = None, user: str | None = None, **kwargs: Any
+) -> Any:
     """ag2 1.x's ``OpenAIConfig`` for ``model``, sending through ``router`` in-process (needs ``ag2>=1``).
 
     ``kwargs`` go to ``OpenAIConfig`` (``temperature``, ``max_tokens``...). The ``http_client`` is an async
-    client of the openai SDK's own family, as ag2 1.x calls the SDK asynchronously.
+    client of the openai SDK's own family, as ag2 1.x calls the SDK asynchronously; ``tags`` and ``user``
+    attribute its calls in the router's usage records and budgets.
     """
     config_cls = _ag2_openai_config()
     router.route(model)
@@ -237,7 +257,7 @@ def openai_config(router: Router, model: str, **kwargs: Any) -> Any:
         model=model,
         api_key=_PLACEHOLDER_KEY,
         base_url=BASE_URL,
-        http_client=shared_http_client(router, asynchronous=True),
+        http_client=shared_http_client(router, asynchronous=True, tags=tags, user=user),
         **kwargs,
     )
 

@@ -452,8 +452,19 @@ class Router:
         """The same transport, for async clients (one object serves both)."""
         return self.transport()
 
-    def http_client(self, *, library: str | None = None, asynchronous: bool = False, **kwargs: Any) -> Any:
-        """An ``httpx``/``httpx2`` client on the router's transport, of the family the openai SDK here uses."""
+    def http_client(
+        self,
+        *,
+        library: str | None = None,
+        asynchronous: bool = False,
+        tags: list[str] | None = None,
+        user: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """An ``httpx``/``httpx2`` client on the router's transport, of the family the openai SDK here uses;
+        ``tags`` and ``user`` as for :meth:`openai_client` (for SDK clients built elsewhere, e.g. by ag2).
+        """
+        _attribution(kwargs, tags, user, key="headers")
         lib = _client_library(library)
         cls = lib.AsyncClient if asynchronous else lib.Client
         return cls(transport=self.transport().client_view(), base_url=_BASE_URL, **kwargs)
@@ -609,18 +620,20 @@ def _recorder(config: RouterConfig, store: BudgetStore | None) -> Recorder | Non
     return Recorder(settings, config.budgets, store)
 
 
-def _attribution(kwargs: dict[str, Any], tags: list[str] | None, user: str | None) -> None:
-    """A client's default tags and user, as headers on each of its requests."""
+def _attribution(
+    kwargs: dict[str, Any], tags: list[str] | None, user: str | None, *, key: str = "default_headers"
+) -> None:
+    """A client's default tags and user, as headers on each of its requests (``kwargs[key]``)."""
     if not tags and not user:
         return
     from polyroute.usage.recorder import TAGS_HEADER, USER_HEADER
 
-    headers = dict(kwargs.get("default_headers") or {})
+    headers = dict(kwargs.get(key) or {})
     if tags:
         headers[TAGS_HEADER] = ",".join(tags)
     if user:
         headers[USER_HEADER] = user
-    kwargs["default_headers"] = headers
+    kwargs[key] = headers
 
 
 def is_auth_failure(error: UpstreamError) -> bool:

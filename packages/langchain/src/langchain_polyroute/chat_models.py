@@ -103,6 +103,8 @@ class ChatPolyroute(BaseChatModel):
             Seconds per request.
         max_retries:
             Retries by the openai SDK (default 0: polyroute already retries and fails over).
+        tags, user:
+            Attribute every call in the router's usage records and budgets (`tags` are LangChain's own).
 
     Instantiate:
         ```python
@@ -191,6 +193,8 @@ class ChatPolyroute(BaseChatModel):
     """Stream by default (``invoke`` aggregates the stream)."""
     stream_usage: bool = True
     """Ask for token usage at the end of streams."""
+    user: str | None = None
+    """The user every call is attributed to in usage records and budgets (a call's own ``user`` wins)."""
     api_key: SecretStr | None = Field(default_factory=secret_from_env("POLYROUTE_API_KEY", default=None))
     """A key for the transport. polyroute never forwards it: provider keys belong in the router config."""
 
@@ -213,6 +217,8 @@ class ChatPolyroute(BaseChatModel):
             options["timeout"] = self.timeout
         if self.tags:  # LangChain's own model tags also attribute the model's calls in polyroute's usage records
             options["tags"] = list(self.tags)
+        if self.user:
+            options["user"] = self.user
         self._client = router.openai_client(**options)
         self._async_client = router.async_openai_client(**options)
         return self

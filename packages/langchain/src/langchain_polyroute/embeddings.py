@@ -34,6 +34,8 @@ class PolyrouteEmbeddings(BaseModel, Embeddings):
             A ``polyroute.Router`` to share with chat models.
         config:
             A router config (dict, ``RouterConfig``, or file path) when no ``router`` is given.
+        tags, user:
+            Attribute every call in the router's usage records and budgets.
 
     Instantiate:
         .. code-block:: python
@@ -61,6 +63,10 @@ class PolyrouteEmbeddings(BaseModel, Embeddings):
     """Seconds for one call (all failover attempts included)."""
     max_retries: int = 0
     """SDK retries on top of polyroute's own failover (0: polyroute has already tried every deployment)."""
+    tags: list[str] | None = None
+    """Tags that attribute every call in the router's usage records and budgets."""
+    user: str | None = None
+    """The user every call is attributed to in usage records and budgets."""
     api_key: SecretStr | None = Field(default_factory=secret_from_env("POLYROUTE_API_KEY", default=None))
     """A key for the transport. polyroute never forwards it: provider keys belong in the router config."""
 
@@ -76,6 +82,8 @@ class PolyrouteEmbeddings(BaseModel, Embeddings):
         options: dict[str, Any] = {
             "api_key": self.api_key.get_secret_value() if self.api_key else "polyroute",
             "max_retries": self.max_retries,
+            "tags": self.tags,
+            "user": self.user,
         }
         if self.timeout is not None:
             options["timeout"] = self.timeout

@@ -43,6 +43,12 @@ class PolyrouteEmbedding(BaseEmbedding):
     max_retries: int = Field(
         default=0, ge=0, description="openai SDK retries; the router already fails over, so 0 by default."
     )
+    tags: list[str] | None = Field(
+        default=None, description="Tags that attribute every call in the router's usage records and budgets."
+    )
+    user: str | None = Field(
+        default=None, description="The user every call is attributed to in usage records and budgets."
+    )
 
     _router: Router = PrivateAttr()
     _config: Any = PrivateAttr(default=None)
@@ -103,7 +109,7 @@ class PolyrouteEmbedding(BaseEmbedding):
         return self._aclient
 
     def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_retries": self.max_retries}
+        kwargs: dict[str, Any] = {"max_retries": self.max_retries, "tags": self.tags, "user": self.user}
         if self.timeout is not None:
             kwargs["timeout"] = self.timeout
         return kwargs
