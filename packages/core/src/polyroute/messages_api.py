@@ -11,6 +11,10 @@ are the request loop's own. Per deployment:
 - any other deployment gets the request translated to Chat Completions by :mod:`polyroute.anthropic_inbound`,
   through that provider's own adapter, and the answer (or stream) translated back to Messages.
 
+Either way an answer is priced as Chat Completions prices the same tokens (the cost on ``usage.cost``; a stream's
+on its ``message_delta``), and errors come in Anthropic's shape (``{"type": "error", "error": {"type", "message"}}``,
+in a stream an ``error`` event), so Anthropic's SDKs raise their own classes.
+
 ``count_tokens`` goes only to Anthropic deployments (no other provider counts Messages tokens): for a route
 without one the loop answers 400, and ``polyroute serve`` answers the router's own estimate instead.
 """
@@ -371,7 +375,7 @@ class MessagesStreamFormat:
         return b""
 
     def error(self, exc: UpstreamError) -> bytes:
-        """One ``event: error``, typed by the failure's status (``overloaded_error`` for 529, ``api_error``…)."""
+        """One ``event: error``, typed as Claude typed the failure (``overloaded_error``), else by its status."""
         body = anthropic_error_body(exc.status or 500, exc.message, exc.code)
         return b"event: error\ndata: " + dumps(body) + b"\n\n"
 
