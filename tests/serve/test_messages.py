@@ -276,3 +276,25 @@ def test_max_tokens_is_lowered_to_what_the_deployment_can_write(emulator: StartE
         text = "".join(stream.text_stream)
     assert text == "It is sunny in Paris."
     assert upstream.bodies[0]["max_tokens"] == 1000
+
+
+def test_an_overloaded_claude_keeps_its_error_type_and_a_stream_carries_its_cost(emulator: StartEmulator) -> None:
+    """The transport's Messages errors are Anthropic's already (the server passes them on as they are: a Claude
+    529 stays ``overloaded_error``, not the ``api_error`` its 503 would say); a stream's ``message_delta`` carries
+    the cost the whole answer does."""
+    busy = emulator(lambda request: claude.overloaded())
+    healthy = emulator(claude.scripted(["Sunny."], repeat_last=True))
+    cfg = config([anthropic_route("busy", busy.url), anthropic_route("claude", healthy.url)])
+    cfg["retry"] = {"last_resort_retries": 0}
+    with serving(cfg) as server:
+        sdk = client(server.url)
+        with pytest.raises(anthropic.InternalServerError) as overloaded:
+            sdk.messages.create(model="busy", max_tokens=10, messages=ASK)  # type: ignore[arg-type]
+        whole = sdk.messages.create(model="claude", max_tokens=10, messages=ASK)  # type: ignore[arg-type]
+        with sdk.messages.stream(model="claude", max_tokens=10, messages=ASK) as stream:  # type: ignore[arg-type]
+            [delta] = [event for event in stream if event.type == "message_delta"]
+    assert overloaded.value.type == "overloaded_error"
+    assert overloaded.value.api_message is not None and "Overloaded" in overloaded.value.api_message
+    cost = (whole.usage.model_extra or {}).get("cost")
+    assert cost is not None and cost > 0
+    assert (delta.usage.model_extra or {}).get("cost") == cost

@@ -333,12 +333,12 @@ def message_id() -> str:
 
 def to_messages_usage(usage: Mapping[str, Any] | None) -> dict[str, int]:
     """OpenAI usage → Messages usage: ``input_tokens`` excludes cache reads and writes, which Anthropic counts
-    apart.
+    apart (writes: polyroute's ``cache_creation_tokens``, or OpenAI's own ``cache_write_tokens``).
     """
     usage = usage or {}
     details = _obj(usage.get("prompt_tokens_details"))
     cached = int(details.get("cached_tokens") or 0)
-    written = int(details.get("cache_creation_tokens") or 0)
+    written = int(details.get("cache_creation_tokens") or details.get("cache_write_tokens") or 0)
     return {
         "input_tokens": max(0, int(usage.get("prompt_tokens") or 0) - cached - written),
         "output_tokens": int(usage.get("completion_tokens") or 0),

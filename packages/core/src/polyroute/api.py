@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
 from polyroute._sse import DONE, encode_event
-from polyroute.errors import InvalidRequestError, StreamInterruptedError, UpstreamError
+from polyroute.errors import InvalidRequestError, PolyrouteError, StreamInterruptedError, UpstreamError
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, dumps
 from polyroute.types.openai import ChatCompletionChunk, ChatCompletionRequest, Usage
@@ -49,7 +49,11 @@ class StreamFormat(Protocol):
 
 
 class Api(Protocol):
-    """One API served through the request loop."""
+    """One API served through the request loop.
+
+    An API whose errors are not OpenAI's shape (Anthropic's Messages) also defines ``error_body(exc)``, the body of
+    its error answers (:func:`error_body`).
+    """
 
     name: str
     stream_format: StreamFormat
@@ -114,6 +118,14 @@ class RawAnswer(dict[str, Any]):
         if closing < 0 or raw.find(b"{", opening + 1, closing) >= 0 or not raw[opening + 1 : closing].strip():
             return dumps(dict(self))  # not the flat usage object expected: encode the parsed answer
         return b"".join((raw[:closing], b',"cost":', json.dumps(cost).encode(), raw[closing:]))
+
+
+def error_body(api: Api | None, exc: PolyrouteError) -> Any:
+    """The body of an error answer on ``api``'s path: the API's own shape when it has one (``error_body``), else
+    OpenAI's (a path no API serves, too).
+    """
+    shape = getattr(api, "error_body", None)
+    return shape(exc) if shape is not None else exc.to_body()
 
 
 # -- Chat Completions ---------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ are the request loop's own. Per deployment:
 - any other deployment gets the request translated to Chat Completions by :mod:`polyroute.anthropic_inbound`,
   through that provider's own adapter, and the answer (or stream) translated back to Messages.
 
+Either way an answer is priced as Chat Completions prices the same tokens (the cost on ``usage.cost``; a stream's
+on its ``message_delta``), and errors come in Anthropic's shape (``{"type": "error", "error": {"type", "message"}}``,
+in a stream an ``error`` event), so Anthropic's SDKs raise their own classes.
+
 ``count_tokens`` goes only to Anthropic deployments (no other provider counts Messages tokens): for a route
 without one the loop answers 400, and ``polyroute serve`` answers the router's own estimate instead.
 """
@@ -18,16 +22,25 @@ without one the loop answers 400, and ``polyroute serve`` answers the router's o
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from polyroute import anthropic_inbound as inbound
 from polyroute._sse import SSEDecoder, SSEEvent
 from polyroute.api import StreamFormat
-from polyroute.errors import InvalidRequestError, StreamInterruptedError, UpstreamError, UpstreamStatusError, redact
+from polyroute.errors import (
+    InvalidRequestError,
+    PolyrouteError,
+    StreamInterruptedError,
+    UpstreamError,
+    UpstreamStatusError,
+    redact,
+)
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, UpstreamRequest, dumps
-from polyroute.types.openai import ChatCompletionRequest
+from polyroute.types.openai import ChatCompletionRequest, Usage
+from polyroute.usage.prices import cost as usage_cost
 
 _ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -42,14 +55,46 @@ _ERROR_TYPES: dict[int, str] = {
 }
 
 
-def error_type_for(status: int) -> str:
-    """Anthropic's error ``type`` for an HTTP status (api/errors)."""
+ERROR_TYPES = frozenset({*_ERROR_TYPES.values(), "api_error"})
+"""Anthropic's error types: an upstream Claude error keeps its own (``overloaded_error`` though its status is 503)."""
+
+
+def error_type_for(status: int, code: str | None = None) -> str:
+    """Anthropic's error ``type`` for an error's status, or its code when that already is one (api/errors)."""
+    if code in ERROR_TYPES:
+        return code
     return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
-def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+def anthropic_error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
     """An error in Anthropic's shape: ``{"type": "error", "error": {"type", "message"}}``."""
-    return {"type": "error", "error": {"type": error_type_for(status), "message": message}}
+    return {"type": "error", "error": {"type": error_type_for(status, code), "message": redact(message)}}
+
+
+def chat_usage(usage: Mapping[str, Any]) -> Usage:
+    """Messages usage → the OpenAI shape that prices and usage records read: ``prompt_tokens`` includes the cache
+    reads and writes, which Anthropic counts apart from ``input_tokens``.
+    """
+    cached = int(usage.get("cache_read_input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    prompt = int(usage.get("input_tokens") or 0) + cached + written
+    completion = int(usage.get("output_tokens") or 0)
+    out: Usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if cached or written:
+        out["prompt_tokens_details"] = {"cached_tokens": cached, "cache_creation_tokens": written}
+    return out
+
+
+def price(target: Target, usage: dict[str, Any]) -> Usage:
+    """Price Messages usage as chat usage is priced (:func:`polyroute.api.price`: the deployment's prices,
+    genai-prices, the catalog), so a call costs the same through either API, streamed or not. The cost rides on
+    ``usage.cost``; returns the chat-shaped usage, with the cost when there is one.
+    """
+    counted = chat_usage(usage)
+    found = usage_cost(target, counted)
+    if found is not None:
+        usage["cost"] = counted["cost"] = found
+    return counted
 
 
 @dataclass(slots=True)
@@ -90,17 +135,20 @@ def is_anthropic(target: Target) -> bool:
 
 
 class _Usage:
-    """What the transport reads of a translator's bookkeeping: ``builder.usage`` (tokens used, to release)."""
+    """What the usage recorder and the transport read of a translator's bookkeeping: ``builder.usage``, in the
+    chat shape (tokens used, priced), as a chat translator's ``ChunkBuilder`` keeps it.
+    """
 
     __slots__ = ("usage",)
 
     def __init__(self) -> None:
-        self.usage: dict[str, int] | None = None
+        self.usage: Usage | None = None
 
 
 class NativeStreamTranslator:
-    """Anthropic's own events, passed on as they are; ``error`` events raise (so the loop fails over before the
-    commit), and a stream that ends without ``message_stop`` was cut short.
+    """Anthropic's own events, passed on as they are but for the cost of the call, added to the usage of
+    ``message_delta`` as the non-streamed answer carries it; ``error`` events raise (so the loop fails over before
+    the commit), and a stream that ends without ``message_stop`` was cut short.
     """
 
     __slots__ = ("_model", "_stopped", "_tokens", "builder", "target")
@@ -109,7 +157,7 @@ class NativeStreamTranslator:
         self.target = target
         self._model = model
         self.builder = _Usage()
-        self._tokens: dict[str, int] = {}
+        self._tokens: dict[str, Any] = {}
         self._stopped = False
 
     def feed(self, event: SSEEvent) -> list[Any]:
@@ -119,21 +167,35 @@ class NativeStreamTranslator:
         name = event.event
         if name == "error" or (not name and '"type":"error"' in event.data):
             raise adapter_for(self.target.spec).classify_error(200, {}, event.data.encode(), self.target)
-        if name in ("message_start", "message_delta"):
+        if name == "message_start":
             data: dict[str, Any] = json.loads(event.data)
             message: dict[str, Any] = data.get("message") or {}
-            usage: dict[str, Any] = data.get("usage") or message.get("usage") or {}
-            for key, value in usage.items():
-                if isinstance(value, int):
-                    self._tokens[key] = value
-            total = sum(v for k, v in self._tokens.items() if k.endswith("tokens"))
-            self.builder.usage = {"total_tokens": total}
+            self._count(message.get("usage"))
             if message.get("model") not in (None, self._model):
                 message["model"] = self._model
                 return [(name, dumps(data).decode())]
+        elif name == "message_delta":
+            # its counts are cumulative and may leave out those of message_start (input, cache): both make the call
+            data = json.loads(event.data)
+            usage = data.get("usage")
+            self._count(usage)
+            if isinstance(usage, dict):
+                priced = price(self.target, dict(self._tokens))
+                self.builder.usage = priced
+                if "cost" in priced:
+                    cast(dict[str, Any], usage)["cost"] = priced["cost"]
+                    return [(name, dumps(data).decode())]
         elif name == "message_stop":
             self._stopped = True
         return [(name or "message", event.data)]
+
+    def _count(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for key, value in cast(dict[str, Any], usage).items():
+            if isinstance(value, int) and key.endswith("tokens"):
+                self._tokens[key] = value
+        self.builder.usage = chat_usage(self._tokens)
 
     def finish(self) -> list[Any]:
         """Nothing more; raises when ``message_stop`` never came."""
@@ -197,14 +259,37 @@ class NativeAdapter:
 # -- translated (every other deployment) -------------------------------------------------------------------------
 
 
+class _TranslatedUsage:
+    """A translated stream's bookkeeping: the chat translator's finish reason, and the usage the Messages answer
+    reports (priced), as the non-streamed answer's is counted; the chat usage until ``message_delta`` was sent.
+    """
+
+    __slots__ = ("chat", "reported")
+
+    def __init__(self, chat: Any) -> None:
+        self.chat = chat
+        self.reported: Usage | None = None
+
+    @property
+    def finish_reason(self) -> Any:
+        """Whether the upstream said why it stopped (None: the stream was left or cut before the end)."""
+        return self.chat.finish_reason
+
+    @property
+    def usage(self) -> Usage | None:
+        """The tokens used, in the chat shape."""
+        return self.reported if self.reported is not None else self.chat.usage
+
+
 class TranslatedStreamTranslator:
-    """The provider's chat translator, then chat chunks → Messages events."""
+    """The provider's chat translator, then chat chunks → Messages events; ``message_delta`` carries the cost."""
 
-    __slots__ = ("_encoder", "_inner", "builder")
+    __slots__ = ("_encoder", "_inner", "builder", "target")
 
-    def __init__(self, inner: Any, model: str) -> None:
+    def __init__(self, inner: Any, model: str, target: Target) -> None:
         self._inner = inner
-        self.builder = inner.builder
+        self.target = target
+        self.builder = _TranslatedUsage(inner.builder)
         self._encoder = inbound.MessagesEventEncoder(model)
 
     def feed(self, event: SSEEvent) -> list[Any]:
@@ -212,9 +297,12 @@ class TranslatedStreamTranslator:
         return [e for chunk in self._inner.feed(event) for e in self._encoder.feed(_chunk(chunk))]
 
     def finish(self) -> list[Any]:
-        """The inner translator's last chunks (it raises on a cut stream), then the closing events."""
+        """The inner translator's last chunks (it raises on a cut stream), then the closing events, priced."""
         out = [e for chunk in self._inner.finish() for e in self._encoder.feed(_chunk(chunk))]
         out.extend(self._encoder.finish())
+        for event in out:
+            if event.get("type") == "message_delta":
+                self.builder.reported = price(self.target, event["usage"])
         return out
 
 
@@ -249,7 +337,7 @@ class TranslatedAdapter:
     def stream_translator(self, target: Target, call: MessagesCall) -> TranslatedStreamTranslator:
         """The provider's translator, then chunks → Messages events."""
         inner = self.inner.stream_translator(target, call.chat_request(target))
-        return TranslatedStreamTranslator(inner, str(call.native["model"]))
+        return TranslatedStreamTranslator(inner, str(call.native["model"]), target)
 
 
 # -- the API ------------------------------------------------------------------------------------------------------
@@ -287,8 +375,8 @@ class MessagesStreamFormat:
         return b""
 
     def error(self, exc: UpstreamError) -> bytes:
-        """One ``event: error``, typed by the failure's status (``overloaded_error`` for 529, ``api_error``…)."""
-        body = anthropic_error_body(exc.status or 500, redact(exc.message))
+        """One ``event: error``, typed as Claude typed the failure (``overloaded_error``), else by its status."""
+        body = anthropic_error_body(exc.status or 500, exc.message, exc.code)
         return b"event: error\ndata: " + dumps(body) + b"\n\n"
 
 
@@ -337,15 +425,15 @@ class MessagesApi:
         return TranslatedAdapter(adapter_for(target.spec))
 
     def finish(self, answer: Any, target: Target) -> float | None:
-        """Price the answer's Messages usage."""
+        """Price the answer's Messages usage (the cost rides on ``usage.cost``, as in chat)."""
         usage: Any = cast(dict[str, Any], answer).get("usage") if isinstance(answer, dict) else None
         if not isinstance(usage, dict):
             return None
-        usage = cast(dict[str, Any], usage)
-        cached = int(usage.get("cache_read_input_tokens") or 0)
-        written = int(usage.get("cache_creation_input_tokens") or 0)
-        prompt = int(usage.get("input_tokens") or 0) + cached + written
-        return target.info.cost(prompt, int(usage.get("output_tokens") or 0), cached, written)
+        return price(target, cast(dict[str, Any], usage)).get("cost")
+
+    def error_body(self, exc: PolyrouteError) -> dict[str, Any]:
+        """Anthropic's error shape, so Anthropic clients read ``error.type`` and raise their own classes."""
+        return anthropic_error_body(exc.status, exc.message, exc.code)
 
     def split(self, body: MessagesCall, transport: Any) -> list[Any] | None:
         """Never split."""

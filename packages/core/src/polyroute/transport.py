@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from polyroute import _compat
-from polyroute.api import Api, RawAnswer, StreamFormat, api_for, served
+from polyroute.api import Api, RawAnswer, StreamFormat, api_for, error_body, served
 from polyroute.errors import (
     AllTargetsFailedError,
     NotFoundPathError,
@@ -46,7 +46,6 @@ from polyroute.errors import (
     UpstreamError,
     UpstreamStatusError,
     UpstreamTimeout,
-    error_body,
     redact,
 )
 from polyroute.failover import Attempts
@@ -181,7 +180,7 @@ class RouterTransport(_compat.TransportBase):
             if type(exc).__name__ in _PASSTHROUGH:
                 raise
             logger.exception("polyroute internal error")
-            return _internal_error(lib, exc)
+            return _internal_error(lib, request, exc)
 
     async def handle_async_request(self, request: Any) -> Any:
         """Serve one request from an async client."""
@@ -205,7 +204,7 @@ class RouterTransport(_compat.TransportBase):
             if type(exc).__name__ in _PASSTHROUGH:
                 raise
             logger.exception("polyroute internal error")
-            return _internal_error(lib, exc)
+            return _internal_error(lib, request, exc)
 
     def _run_parts(self, lib: Any, api: Api, parts: list[Any], request: Any) -> Any:
         """A request the API splits (an embeddings batch larger than a provider takes): each part is a request of
@@ -1329,13 +1328,14 @@ def _error_response(lib: Any, request: Any, exc: PolyrouteError, attempts: Attem
     request_id = getattr(exc, "request_id", None)
     if request_id:
         headers["x-request-id"] = request_id
-    return _json_response(lib, exc.status, exc.to_body(), headers)
+    return _json_response(lib, exc.status, error_body(api_for(request.url.path), exc), headers)
 
 
-def _internal_error(lib: Any, exc: Exception) -> Any:
-    body = error_body(
+def _internal_error(lib: Any, request: Any, exc: Exception) -> Any:
+    error = PolyrouteError(
         f"polyroute internal error: {type(exc).__name__}: {exc}. This is a bug in polyroute; please report it.",
-        "server_error",
-        "internal_error",
+        code="internal_error",
     )
+    error.error_type = "server_error"
+    body = error_body(api_for(request.url.path), error)
     return _json_response(lib, 500, body, {"x-should-retry": "false"})

@@ -5,9 +5,9 @@ Nothing here routes, translates or fails over: each request becomes an httpx req
 serves (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, and each API registered in
 :mod:`polyroute.api` later) is served here too, with the same stream-commit rule, errors and headers. What the app
 adds is what only a server needs: virtual keys (:mod:`polyroute.serve.keys`), ``GET /health``, the usage report
-at ``GET /usage`` for admin keys, Anthropic-shaped
-errors on Anthropic paths, and streaming to the socket: each chunk is sent as it arrives (no buffering), and a
-client that goes away closes the upstream stream at once, even while the upstream is silent.
+at ``GET /usage`` for admin keys, its own errors in the shape of the path's API (the transport's already are), and
+streaming to the socket: each chunk is sent as it arrives (no buffering), and a client that goes away closes the
+upstream stream at once, even while the upstream is silent.
 """
 
 from __future__ import annotations
@@ -179,12 +179,10 @@ class ServeApp:
             status: int = response.status_code
             out = [(name, value) for name, value in response.headers.raw if name.lower() not in _HOP]
             stream = response.stream
-            if isinstance(stream, lib.ByteStream) or (status >= 400 and anthropic):  # a whole answer: one write
+            if isinstance(stream, lib.ByteStream):  # a whole answer (errors too, in their API's shape): one write
                 content = b"".join([chunk async for chunk in stream])
-                if status >= 400 and anthropic:
-                    content = _as_anthropic_error(status, content)
-                elif key is not None and key.key.routes is not None and scope["path"] == "/v1/models":
-                    content = _only_allowed(content, key) if status == 200 else content
+                if status == 200 and key is not None and key.key.routes is not None and scope["path"] == "/v1/models":
+                    content = _only_allowed(content, key)
                 watch.stop()
                 await _send(send, status, out, content)
                 return
@@ -300,17 +298,6 @@ def _only_allowed(content: bytes, key: KeyState) -> bytes:
     listing = json.loads(content)
     listing["data"] = [model for model in listing.get("data", []) if key.allows(str(model.get("id")))]
     return json.dumps(listing, separators=(",", ":")).encode()
-
-
-def _as_anthropic_error(status: int, content: bytes) -> bytes:
-    """An OpenAI error body from the transport → Anthropic's error shape (Anthropic clients read ``error.type``)."""
-    from polyroute.messages_api import anthropic_error_body
-
-    try:
-        message = json.loads(content)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = content.decode("utf-8", "replace")
-    return json.dumps(anthropic_error_body(status, str(message)), separators=(",", ":")).encode()
 
 
 async def _read_body(receive: Receive) -> bytes | None:

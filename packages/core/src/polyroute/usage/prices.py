@@ -47,10 +47,14 @@ _available: bool | None = None
 
 def counts(usage: Usage) -> tuple[int, int, int, int, int]:
     """``(input, output, cached, cache_write, reasoning)`` tokens of an OpenAI usage (input includes the cache):
-    Chat Completions' and embeddings' (``prompt_tokens``), or the Responses API's (``input_tokens``).
+    Chat Completions' and embeddings' (``prompt_tokens``), the Responses API's (``input_tokens``), or Anthropic's
+    Messages answer (``input_tokens`` without the cache reads and writes it counts apart).
     """
     if "prompt_tokens" not in usage and "input_tokens" in usage:
         raw = cast("dict[str, Any]", usage)
+        if "cache_read_input_tokens" in raw or "cache_creation_input_tokens" in raw:
+            read, written = raw.get("cache_read_input_tokens") or 0, raw.get("cache_creation_input_tokens") or 0
+            return ((raw.get("input_tokens") or 0) + read + written, raw.get("output_tokens") or 0, read, written, 0)
         inputs: dict[str, Any] = raw.get("input_tokens_details") or {}
         outputs: dict[str, Any] = raw.get("output_tokens_details") or {}
         return (
