@@ -259,3 +259,28 @@ def test_an_error_after_the_commit_is_anthropics_error_event(emulator: Start) ->
     assert "".join(received) == "one two th"  # two deltas, then the error
     assert caught.value.type == "overloaded_error"
     assert caught.value.api_message == "anthropic/claude-sonnet-4-5: Overloaded"
+
+
+def test_a_messages_answer_counts_its_tokens_against_tpm(emulator: Start) -> None:
+    """Messages usage has no ``total_tokens``: input plus output are what the tpm bucket is charged."""
+    usage = {"prompt_tokens": 200, "completion_tokens": 100, "total_tokens": 300}
+
+    def answer(request: Request) -> Reply:
+        return Reply(body=completion("ok", model=request.json()["model"], usage=usage))
+
+    def deployment(name: str, **extra: Any) -> dict[str, Any]:
+        emu = emulator(answer)
+        return {"provider": "openai-compatible", "model": "m", "id": name, "api_base": f"{emu.url}/v1", **extra}
+
+    router = Router({"models": [{"name": "m", "deployments": [deployment("limited", tpm=250), deployment("other")]}]})
+    client = anthropic.Anthropic(
+        api_key="unused", base_url="http://polyroute", http_client=httpx2.Client(transport=router.transport())
+    )
+    served = []
+    for _ in range(2):
+        raw = client.messages.with_raw_response.create(
+            model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        served.append(raw.headers["x-polyroute-deployment"])
+    assert served == ["limited", "other"]  # 300 tokens spent: the bucket of 250 a minute is empty
+    router.close()

@@ -1292,8 +1292,18 @@ def _succeeded(attempts: Attempts, target: Target, outcome: Outcome) -> None:
     if isinstance(outcome, StreamCall):
         attempts.succeeded(target, streaming=True)
         return
-    usage = outcome.get("usage")
-    attempts.succeeded(target, used_tokens=usage.get("total_tokens", 0) if usage else 0)
+    usage: Any = outcome.get("usage")
+    attempts.succeeded(target, used_tokens=_total_tokens(usage) if usage else 0)
+
+
+def _total_tokens(usage: Mapping[str, Any]) -> int:
+    """A call's tokens for the tpm bucket: ``total_tokens`` (Chat, Responses, embeddings), else input plus output
+    (Anthropic's Messages usage has no total).
+    """
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
 
 
 def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Any:
