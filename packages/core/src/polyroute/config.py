@@ -334,10 +334,28 @@ class StateSettings(_Model):
 class ResponsesSettings(_Model):
     """Where ``/v1/responses`` keeps responses for ``previous_response_id`` and ``GET /v1/responses/{id}``."""
 
+    store: Literal["memory", "sqlite", "redis"] | None = Field(
+        default=None,
+        description="memory, sqlite (store_path) or redis (the state: Redis, shared by every process on it); "
+        "unset: sqlite with a store_path, else memory.",
+    )
     store_path: str | None = Field(
         default=None, description="A SQLite file that outlives the process; None keeps responses in memory."
     )
-    max_stored: int = Field(default=10_000, ge=1, description="Responses kept; the least recently used go first.")
+    max_stored: int = Field(
+        default=10_000, ge=1, description="Responses kept; the least recently used (on Redis: written) go first."
+    )
+    ttl: float = Field(
+        default=30 * 86_400, gt=0, description="Seconds a response stays on Redis after it is written (30 days)."
+    )
+
+    @model_validator(mode="after")
+    def _store_has_its_place(self) -> ResponsesSettings:
+        if self.store == "sqlite" and not self.store_path:
+            raise ValueError("store 'sqlite' needs store_path (a file)")
+        if self.store in ("memory", "redis") and self.store_path:
+            raise ValueError(f"store {self.store!r} keeps no file: drop store_path, or use store 'sqlite'")
+        return self
 
 
 class UsageSettings(_Model):
@@ -443,6 +461,8 @@ class RouterConfig(_Model):
                             f"model {route.name!r}: {field} names {target!r}, which is not a model here "
                             f"(known: {', '.join(names)})"
                         )
+        if self.responses.store == "redis" and self.state.backend != "redis":
+            raise ValueError("responses.store 'redis' uses the state: Redis; set state: {backend: redis, url: ...}")
         budget_names: set[str] = set()
         for budget in self.budgets:
             if budget.name in budget_names:
