@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from polyroute.errors import ConfigError, is_secret_header, remember_secret
+from polyroute.state.sentinel import is_sentinel_url, parse_sentinel_url
 
 Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost"]
 
@@ -301,7 +302,9 @@ class StateSettings(_Model):
 
     backend: Literal["memory", "redis"] = "memory"
     url: SecretStr | None = Field(
-        default=None, description="redis://, rediss:// or unix:// URL, as redis-py takes it (may hold a password)."
+        default=None,
+        description="redis://, rediss:// or unix:// URL, as redis-py takes it, or "
+        "redis+sentinel://host:26379[,host:26379]/service[/db] (may hold a password).",
     )
     cluster: bool = Field(default=False, description="The URL names a node of a Redis Cluster.")
     prefix: str = Field(default="polyroute:", description="Start of every key, to keep apart fleets on one Redis.")
@@ -326,6 +329,10 @@ class StateSettings(_Model):
     def _url_for_redis(self) -> StateSettings:
         if self.backend == "redis" and self.url is None:
             raise ValueError("backend 'redis' needs url (redis://host:6379/0)")
+        if self.url is not None and is_sentinel_url(self.url.get_secret_value()):
+            parse_sentinel_url(self.url.get_secret_value())  # its ValueError names what to fix, never the password
+            if self.cluster:
+                raise ValueError("state.url names Sentinel, which serves one master: drop cluster: true")
         if "{" in self.prefix or "}" in self.prefix:
             raise ValueError("state.prefix must not contain braces: they mark Redis Cluster hash tags")
         return self
