@@ -121,3 +121,42 @@ def cluster_nodes(count: int = 3) -> list[RedisServer]:
         for node in nodes:
             node.cleanup()
         raise
+
+
+class SentinelServer(RedisServer):
+    """One Redis Sentinel (``redis-server --sentinel``, what Debian's ``redis-sentinel`` runs) on loopback watching
+    ``master`` as ``mymaster`` with a quorum of one; it fails over half a second after the master stops answering."""
+
+    def __init__(self, master: RedisServer, service: str = "mymaster") -> None:
+        super().__init__()
+        self.service = service
+        self.config = os.path.join(self.dir, "sentinel.conf")
+        with open(self.config, "w") as conf:  # Sentinel rewrites it as it learns: it must be its own file
+            conf.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"sentinel monitor {service} 127.0.0.1 {master.port} 1\n"
+                f"sentinel down-after-milliseconds {service} 500\nsentinel failover-timeout {service} 2000\n"
+            )
+
+    def start(self) -> SentinelServer:
+        self.process = subprocess.Popen(
+            [self.binary, self.config, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.master_port() is not None:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-sentinel did not answer on port {self.port}")
+
+    def master_port(self) -> int | None:
+        """The port of the master Sentinel names now (None: it does not answer yet)."""
+        try:
+            lines = self.command("sentinel", "get-master-addr-by-name", self.service).split()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    def replicas(self) -> int:
+        """How many replicas of the master Sentinel has found."""
+        return self.command("sentinel", "replicas", self.service).splitlines().count("flags")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from polyroute.errors import ConfigError, is_secret_header, remember_secret
+from polyroute.state.sentinel import is_sentinel_url, parse_sentinel_url
 
 Strategy = Literal["ordered", "weighted", "least-busy", "latency", "cost"]
 
@@ -301,7 +302,9 @@ class StateSettings(_Model):
 
     backend: Literal["memory", "redis"] = "memory"
     url: SecretStr | None = Field(
-        default=None, description="redis://, rediss:// or unix:// URL, as redis-py takes it (may hold a password)."
+        default=None,
+        description="redis://, rediss:// or unix:// URL, as redis-py takes it, or "
+        "redis+sentinel://host:26379[,host:26379]/service[/db] (may hold a password).",
     )
     cluster: bool = Field(default=False, description="The URL names a node of a Redis Cluster.")
     prefix: str = Field(default="polyroute:", description="Start of every key, to keep apart fleets on one Redis.")
@@ -326,6 +329,10 @@ class StateSettings(_Model):
     def _url_for_redis(self) -> StateSettings:
         if self.backend == "redis" and self.url is None:
             raise ValueError("backend 'redis' needs url (redis://host:6379/0)")
+        if self.url is not None and is_sentinel_url(self.url.get_secret_value()):
+            parse_sentinel_url(self.url.get_secret_value())  # its ValueError names what to fix, never the password
+            if self.cluster:
+                raise ValueError("state.url names Sentinel, which serves one master: drop cluster: true")
         if "{" in self.prefix or "}" in self.prefix:
             raise ValueError("state.prefix must not contain braces: they mark Redis Cluster hash tags")
         return self
@@ -334,10 +341,28 @@ class StateSettings(_Model):
 class ResponsesSettings(_Model):
     """Where ``/v1/responses`` keeps responses for ``previous_response_id`` and ``GET /v1/responses/{id}``."""
 
+    store: Literal["memory", "sqlite", "redis"] | None = Field(
+        default=None,
+        description="memory, sqlite (store_path) or redis (the state: Redis, shared by every process on it); "
+        "unset: sqlite with a store_path, else memory.",
+    )
     store_path: str | None = Field(
         default=None, description="A SQLite file that outlives the process; None keeps responses in memory."
     )
-    max_stored: int = Field(default=10_000, ge=1, description="Responses kept; the least recently used go first.")
+    max_stored: int = Field(
+        default=10_000, ge=1, description="Responses kept; the least recently used (on Redis: written) go first."
+    )
+    ttl: float = Field(
+        default=30 * 86_400, gt=0, description="Seconds a response stays on Redis after it is written (30 days)."
+    )
+
+    @model_validator(mode="after")
+    def _store_has_its_place(self) -> ResponsesSettings:
+        if self.store == "sqlite" and not self.store_path:
+            raise ValueError("store 'sqlite' needs store_path (a file)")
+        if self.store in ("memory", "redis") and self.store_path:
+            raise ValueError(f"store {self.store!r} keeps no file: drop store_path, or use store 'sqlite'")
+        return self
 
 
 class UsageSettings(_Model):
@@ -443,6 +468,8 @@ class RouterConfig(_Model):
                             f"model {route.name!r}: {field} names {target!r}, which is not a model here "
                             f"(known: {', '.join(names)})"
                         )
+        if self.responses.store == "redis" and self.state.backend != "redis":
+            raise ValueError("responses.store 'redis' uses the state: Redis; set state: {backend: redis, url: ...}")
         budget_names: set[str] = set()
         for budget in self.budgets:
             if budget.name in budget_names:

@@ -3,7 +3,8 @@
 A record is a response, the whole input the model saw for it (a chain of ``previous_response_id`` already
 expanded), and where it came from (``upstream``: an OpenAI deployment that keeps its own copy; ``polyroute``: a
 translated answer only polyroute has). In memory and bounded by default (least recently used go first); in a SQLite
-file (``responses.store_path`` in the router config) for a process that restarts. One store per router.
+file (``responses.store_path`` in the router config) for a process that restarts; on the ``state:`` Redis
+(``responses.store: redis``, :mod:`polyroute.state.redis_responses`) for a fleet of processes. One store per router.
 """
 
 from __future__ import annotations
@@ -124,7 +125,14 @@ def store_for(router: Router) -> ResponseStore:
             store = _STORES.get(router)
             if store is None:
                 settings = router.config.responses
-                if settings.store_path:
+                if settings.store == "redis":
+                    from polyroute.state.redis import RedisState
+                    from polyroute.state.redis_responses import RedisResponseStore
+
+                    shared = router.shared_state
+                    assert isinstance(shared, RedisState)  # the config requires state: {backend: redis}
+                    store = RedisResponseStore(shared, settings.max_stored, settings.ttl)
+                elif settings.store_path:
                     sqlite = SQLiteStore(settings.store_path, settings.max_stored)
                     weakref.finalize(router, sqlite.close)  # the file is closed with the router, not left to GC
                     store = sqlite

@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from polyroute.errors import redact
 from polyroute.health import LATENCY_ALPHA, SkipKind, Unavailable
+from polyroute.state.sentinel import is_sentinel_url, parse_sentinel_url
 
 if TYPE_CHECKING:
     from polyroute.config import StateSettings
@@ -460,6 +461,8 @@ class RedisState:
                 from redis.cluster import RedisCluster
 
                 self._client = RedisCluster.from_url(url, **options)  # pyright: ignore[reportUnknownMemberType]
+            elif is_sentinel_url(url):
+                self._client = _sentinel_client(url, options)
             else:
                 self._client = redis.Redis.from_url(url, **options)  # pyright: ignore[reportUnknownMemberType]
             return self._client
@@ -599,6 +602,29 @@ def _background(ref: weakref.ReferenceType[RedisState], wake: threading.Event, s
         if state is None or not state._background_step():  # pyright: ignore[reportPrivateUsage]
             return
         del state
+
+
+def _sentinel_client(url: str, options: dict[str, Any]) -> Any:
+    """The master named by a ``redis+sentinel://`` URL, found through its sentinels on each new connection (so after
+    a failover the next connection goes to the new master). Closing the client closes the sentinels' connections too.
+    """
+    from redis.sentinel import Sentinel
+
+    parsed = parse_sentinel_url(url)
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=dict(options))  # the same short timeouts, no retries
+    master = sentinel.master_for(  # pyright: ignore[reportUnknownMemberType]
+        parsed.service, db=parsed.db, username=parsed.username, password=parsed.password, **options
+    )
+    close = master.close
+
+    def close_both() -> None:
+        try:
+            close()
+        finally:
+            sentinel.close()
+
+    master.close = close_both
+    return master
 
 
 @functools.cache
