@@ -7,6 +7,8 @@ PolyrouteError
 ├── NoRouteError               → 404: no model by that name
 ├── UnsupportedFeatureError    → 400: the request needs something a deployment cannot do
 ├── BudgetExceededError        → 429 budget_exceeded: a configured budget is spent until it resets
+│   └── BudgetStoreUnreachableError → 503: a shared budget store (Redis) is down and budgets fail closed
+├── ResponseStoreUnreachableError → 503: a stored response cannot be looked up (Redis is down)
 ├── UpstreamError              provider, status, request_id
 │   ├── UpstreamConnectionError → 502
 │   ├── UpstreamTimeout         → 504
@@ -173,6 +175,32 @@ class BudgetExceededError(PolyrouteError):
 
     def headers(self) -> dict[str, str]:
         """``retry-after``: whole seconds until the budget's period resets."""
+        return {"retry-after": str(max(int(self.retry_after + 0.999), 1))}
+
+
+class BudgetStoreUnreachableError(BudgetExceededError):
+    """A shared budget store cannot answer and its budgets fail closed (``state.budgets_when_unreachable``): the call
+    is refused rather than let through unchecked.
+    """
+
+    status = 503
+    error_type = "api_error"
+    code = "budget_store_unreachable"
+
+
+class ResponseStoreUnreachableError(PolyrouteError):
+    """A stored response cannot be looked up: the shared store (Redis) does not answer. Retrying shortly may work."""
+
+    status = 503
+    error_type = "api_error"
+    code = "response_store_unreachable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """When to retry (the store checks whether Redis is back at this pace)."""
         return {"retry-after": str(max(int(self.retry_after + 0.999), 1))}
 
 

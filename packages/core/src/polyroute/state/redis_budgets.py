@@ -27,8 +27,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from polyroute.errors import BudgetStoreUnreachableError
 from polyroute.state.redis import RedisState
-from polyroute.usage.budgets import BudgetStoreUnreachableError, Claim, MemoryBudgetStore
+from polyroute.usage.budgets import Claim, MemoryBudgetStore
 
 _log = logging.getLogger("polyroute.state")
 

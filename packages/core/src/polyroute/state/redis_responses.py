@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from polyroute.errors import PolyrouteError
+from polyroute.errors import ResponseStoreUnreachableError
 from polyroute.state.redis import RedisState
 
 _log = logging.getLogger("polyroute.state")
@@ -48,22 +48,6 @@ _DELETE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('DEL', KEYS[2])
 """
-
-
-class ResponseStoreUnreachableError(PolyrouteError):
-    """A stored response cannot be looked up: the shared store (Redis) does not answer. Retrying shortly may work."""
-
-    status = 503
-    error_type = "api_error"
-    code = "response_store_unreachable"
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        """When to retry (the store checks whether Redis is back at this pace)."""
-        return {"retry-after": str(max(int(self.retry_after + 0.999), 1))}
 
 
 def response_keys(prefix: str, response_id: str) -> tuple[str, str]:

@@ -43,16 +43,6 @@ class Claim:
     budget: str
 
 
-class BudgetStoreUnreachableError(BudgetExceededError):
-    """A shared budget store cannot answer and its budgets fail closed (``state.budgets_when_unreachable``): the call
-    is refused rather than let through unchecked.
-    """
-
-    status = 503
-    error_type = "api_error"
-    code = "budget_store_unreachable"
-
-
 class BudgetStore(Protocol):
     """Budget counters: spent and reserved amounts per key."""
 
