@@ -1,5 +1,5 @@
-"""Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL) and Gemini's
-``models/{model}:batchEmbedContents``, as strict as the real APIs.
+"""Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL), Gemini's
+``models/{model}:batchEmbedContents`` and Vertex's ``:predict``, as strict as the real APIs.
 
 OpenAI (https://platform.openai.com/docs/api-reference/embeddings/create, and the recordings in
 ``tests/fixtures/embeddings``): a bearer key; only ``model``, ``input``, ``dimensions``, ``encoding_format`` and
@@ -236,6 +236,96 @@ def _gemini_request_problem(item: Mapping[str, Any], model: str, i: int) -> str 
     size = item.get("outputDimensionality")
     if size is not None and (not isinstance(size, int) or size < 1):
         return f"* BatchEmbedContentsRequest.requests[{i}].output_dimensionality: must be positive\n"
+    return None
+
+
+VERTEX_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-005": 768, "text-multilingual-embedding-002": 768}
+_VERTEX_INSTANCE_FIELDS = frozenset({"content", "task_type", "title"})
+_VERTEX_PARAMETERS = frozenset({"autoTruncate", "outputDimensionality"})
+_VERTEX_PATH = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^:/]+):predict$")
+
+
+def vertex_predict_handler():
+    """A handler for Vertex's ``publishers/google/models/{model}:predict`` with text embedding models (behind
+    :class:`tests.emulators.vertex_format.VertexEmulator`, which checks the token, project and location).
+
+    As documented (get-text-embeddings, text-embeddings-api) and recorded (``pydantic-ai__TestGoogle.
+    test_vertex_query.yaml``): the body has ``instances`` and optionally ``parameters`` (``autoTruncate``,
+    ``outputDimensionality``) and nothing else; each instance a non-empty ``content`` with optionally ``task_type``
+    and ``title`` (only with ``RETRIEVAL_DOCUMENT``); ``gemini-embedding-001`` takes one instance per request, the
+    others 250. Answers carry ``statistics.token_count`` per prediction and ``metadata.billableCharacterCount``.
+    """
+
+    def handle(request: Request) -> Reply:
+        match = _VERTEX_PATH.match(request.path)
+        if match is None:
+            return _gemini_error(404, "NOT_FOUND", f"Method not found: {request.path}")
+        model = match["model"]
+        if model not in VERTEX_DIMENSIONS:
+            return _gemini_error(
+                404,
+                "NOT_FOUND",
+                f"Publisher Model `publishers/google/models/{model}` was not found or your project does not have "
+                "access to it.",
+            )
+        body: dict[str, Any] = request.json()
+        unknown = sorted(set(body) - {"instances", "parameters"})
+        if unknown:
+            return _gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.',
+            )
+        instances = body.get("instances")
+        if not isinstance(instances, list) or not instances:
+            return _gemini_error(400, "INVALID_ARGUMENT", "instances must be a non-empty list")
+        limit = 1 if model == "gemini-embedding-001" else 250
+        if len(instances) > limit:
+            return _gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                f"Unable to submit request because the model {model} supports up to {limit} instance(s) per "
+                f"request, but {len(instances)} were given.",
+            )
+        parameters: Mapping[str, Any] = body.get("parameters") or {}
+        unknown = sorted(set(parameters) - _VERTEX_PARAMETERS)
+        if unknown:
+            return _gemini_error(400, "INVALID_ARGUMENT", f'Invalid parameter "{unknown[0]}".')
+        size = parameters.get("outputDimensionality") or VERTEX_DIMENSIONS[model]
+        if not isinstance(size, int) or not 1 <= size <= VERTEX_DIMENSIONS[model]:
+            return _gemini_error(
+                400, "INVALID_ARGUMENT", f"outputDimensionality must be in [1, {VERTEX_DIMENSIONS[model]}]."
+            )
+        predictions: list[dict[str, Any]] = []
+        characters = 0
+        for i, instance in enumerate(instances):
+            problem = _vertex_instance_problem(instance, i)
+            if problem:
+                return _gemini_error(400, "INVALID_ARGUMENT", problem)
+            text: str = instance["content"]
+            characters += len(text.replace(" ", ""))
+            statistics = {"token_count": (len(text) + 3) // 4, "truncated": False}
+            predictions.append({"embeddings": {"statistics": statistics, "values": vector(model, text, size)}})
+        answer = {"predictions": predictions, "metadata": {"billableCharacterCount": characters}}
+        return Reply(body=json.dumps(answer, indent=2), headers={"content-type": "application/json; charset=UTF-8"})
+
+    return handle
+
+
+def _vertex_instance_problem(instance: Any, i: int) -> str | None:
+    if not isinstance(instance, dict):
+        return f"instances[{i}] must be an object"
+    item: dict[str, Any] = instance
+    unknown = sorted(set(item) - _VERTEX_INSTANCE_FIELDS)
+    if unknown:
+        return f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at 'instances[{i}]': Cannot find field."
+    if not isinstance(item.get("content"), str) or not item["content"]:
+        return f"instances[{i}].content must be a non-empty string"
+    task = item.get("task_type")
+    if task is not None and task not in _TASK_TYPES:
+        return f"instances[{i}].task_type: unsupported task type {task!r}"
+    if item.get("title") and task != "RETRIEVAL_DOCUMENT":
+        return f"instances[{i}].title is only valid with task_type RETRIEVAL_DOCUMENT"
     return None
 
 

@@ -1,0 +1,146 @@
+"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict`` (and later Cohere's ``/v2/embed``), end to
+end through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
+tests/fixtures/embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from polyroute import Router
+from polyroute.embeddings import EMBEDDINGS, parse_request
+from tests.corpus import FIXTURES, load_cassette
+from tests.emulators import Emulator
+from tests.emulators import vertex_format as vx
+from tests.emulators.embeddings_format import decode, vector, vertex_predict_handler
+from tests.emulators.server import Handler, Reply, Request
+
+EMBEDDINGS_FIXTURES = FIXTURES / "embeddings"
+Start = Callable[[Handler], Emulator]
+TEXTS = ["The cat sat on the mat.", "Rain is expected in Paris tomorrow.", "Gradient descent minimises a loss."]
+
+
+# -- Vertex AI ------------------------------------------------------------------------------------------------------
+
+
+def start_vertex(emulator: Start, embeddings: Handler | None = None) -> tuple[vx.VertexEmulator, Emulator, Any]:
+    handler = vx.VertexEmulator(embeddings=embeddings or vertex_predict_handler())
+    emu = emulator(handler)
+    handler.url = emu.url
+    info, handler.public_key = vx.service_account(f"{emu.url}/token")
+    return handler, emu, info
+
+
+def vertex_deployment(emu: Emulator, info: Any, model: str = "gemini-embedding-001", **extra: Any) -> dict[str, Any]:
+    base = {"provider": "vertex", "model": model, "api_base": emu.url, "credentials": info, "location": "us-east5"}
+    return base | extra
+
+
+def vertex_router(*deployments: dict[str, Any], **route: Any) -> Router:
+    labelled = [{"id": f"d{i}", **d} for i, d in enumerate(deployments)]
+    return Router({"models": [{"name": "vembed", "deployments": labelled, **route}], "retry": {"backoff": 0}})
+
+
+def predict_calls(emu: Emulator) -> list[Request]:
+    return [r for r in emu.requests if r.path.endswith(":predict")]
+
+
+def test_vertex_recording_request_and_answer(emulator: Start) -> None:
+    (recorded,) = load_cassette(EMBEDDINGS_FIXTURES / "pydantic-ai__TestGoogle.test_vertex_query.yaml")
+    _, emu, info = start_vertex(emulator)
+    instance = recorded.request_body["instances"][0]
+    deployment = vertex_deployment(
+        emu, info, project="pydantic-ai", location="global", params={"task_type": instance["task_type"]}
+    )
+    target = vertex_router(deployment).route("vembed").targets[0]
+    body = parse_request(json.dumps({"model": "vembed", "input": instance["content"]}).encode())
+    adapter = EMBEDDINGS.adapter(target, body)
+    request = adapter.build_request(body, target)
+    # the recording is of the v1beta1 surface; polyroute calls v1, as for chat (the same method and body)
+    assert request.url == emu.url + recorded.uri.removeprefix("https://aiplatform.googleapis.com").replace(
+        "/v1beta1/", "/v1/"
+    )
+    assert json.loads(request.content) == recorded.request_body
+    assert request.headers["authorization"].startswith("Bearer ya29.emu-")
+    answer = adapter.parse_response(recorded.body, target, {**body, "encoding_format": "float"})
+    values = recorded.json()["predictions"][0]["embeddings"]["values"]
+    assert answer["data"][0]["embedding"] == values and len(values) == 3072
+    assert answer["usage"] == {"prompt_tokens": 4, "total_tokens": 4}  # statistics.token_count
+    base64_answer = adapter.parse_response(recorded.body, target, body | {"encoding_format": "base64"})
+    assert decode(base64_answer["data"][0]["embedding"]) == pytest.approx(values, rel=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_vertex_end_to_end_one_instance_per_call_in_order(emulator: Start, encoding: str) -> None:
+    handler, emu, info = start_vertex(emulator)
+    router = vertex_router(vertex_deployment(emu, info, params={"task_type": "RETRIEVAL_DOCUMENT"}))
+    client = router.openai_client()
+    kwargs: dict[str, Any] = {} if encoding == "base64" else {"encoding_format": "float"}  # the SDK's default: base64
+    raw = client.embeddings.with_raw_response.create(model="vembed", input=TEXTS, dimensions=64, **kwargs)
+    result = raw.parse()
+    calls = predict_calls(emu)
+    assert len(calls) == 3  # gemini-embedding-001 takes one instance per request on Vertex
+    assert sorted(json.dumps(b) for b in handler.bodies) == sorted(
+        json.dumps(
+            {
+                "instances": [{"content": t, "task_type": "RETRIEVAL_DOCUMENT"}],
+                "parameters": {"outputDimensionality": 64},
+            }
+        )
+        for t in TEXTS
+    )
+    assert [d.embedding for d in result.data] == [vector("gemini-embedding-001", t, 64) for t in TEXTS]
+    assert [d.index for d in result.data] == [0, 1, 2]
+    tokens = sum((len(t) + 3) // 4 for t in TEXTS)  # the emulator's statistics.token_count
+    assert result.usage.prompt_tokens == tokens
+    assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(tokens * 0.15 / 1e6)
+    assert handler.token_requests == 1
+
+
+def test_vertex_text_embedding_005_batches_of_250(emulator: Start) -> None:
+    _, emu, info = start_vertex(emulator)
+    router = vertex_router(vertex_deployment(emu, info, model="text-embedding-005"))
+    texts = [f"passage {i}" for i in range(300)]
+    result = router.openai_client().embeddings.create(model="vembed", input=texts, encoding_format="float")
+    assert sorted(len(r.json()["instances"]) for r in predict_calls(emu)) == [50, 250]
+    assert [d.embedding for d in result.data] == [vector("text-embedding-005", t, 768) for t in texts]
+    info = router.route("vembed").targets[0].info
+    assert (info.known, info.embedding) == (True, True)  # catalog.json's row, not a guess from the name
+
+
+def test_vertex_emulator_refuses_two_instances_for_gemini_embedding_001(emulator: Start) -> None:
+    _, emu, info = start_vertex(emulator)
+    client = vertex_router(vertex_deployment(emu, info, max_batch=2)).openai_client()
+    with pytest.raises(openai.BadRequestError, match="supports up to 1 instance"):
+        client.embeddings.create(model="vembed", input=TEXTS[:2])
+
+
+def test_vertex_refuses_what_it_cannot_take(emulator: Start) -> None:
+    _, emu, info = start_vertex(emulator)
+    client = vertex_router(vertex_deployment(emu, info)).openai_client()
+    with pytest.raises(openai.BadRequestError, match="takes text inputs only"):
+        client.embeddings.create(model="vembed", input=[[1, 2, 3]])
+    with pytest.raises(openai.BadRequestError, match="no embeddings field 'truncate'"):
+        client.embeddings.create(model="vembed", input="x", extra_body={"truncate": True})
+    claude = vertex_router(vertex_deployment(emu, info, model="claude-sonnet-4-5@20250929", mode="embedding"))
+    with pytest.raises(openai.BadRequestError, match="Claude makes no embeddings"):
+        claude.openai_client().embeddings.create(model="vembed", input="x")
+    assert predict_calls(emu) == []
+
+
+def test_vertex_failover_between_two_deployments_of_the_model(emulator: Start) -> None:
+    def exhausted(request: Request) -> Reply:
+        return vx.rpc_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com/online_prediction")
+
+    _, down, down_info = start_vertex(emulator, exhausted)
+    _, up, up_info = start_vertex(emulator)
+    router = vertex_router(vertex_deployment(down, down_info), vertex_deployment(up, up_info))
+    raw = router.openai_client().embeddings.with_raw_response.create(model="vembed", input="hello")
+    assert raw.headers["x-polyroute-deployment"] == "d1"
+    assert len(predict_calls(down)) == 1 and len(predict_calls(up)) == 1
+    assert raw.parse().data[0].embedding == vector("gemini-embedding-001", "hello", 3072)
