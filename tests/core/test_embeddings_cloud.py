@@ -1,5 +1,5 @@
-"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict`` (and later Cohere's ``/v2/embed``), end to
-end through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
+"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict`` and Cohere's ``/v2/embed``, end to end
+through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
 tests/fixtures/embeddings.
 """
 
@@ -14,10 +14,12 @@ import pytest
 
 from polyroute import Router
 from polyroute.embeddings import EMBEDDINGS, parse_request
+from polyroute.errors import UpstreamStatusError
 from tests.corpus import FIXTURES, load_cassette
 from tests.emulators import Emulator
+from tests.emulators import cohere_format as co
 from tests.emulators import vertex_format as vx
-from tests.emulators.embeddings_format import decode, vector, vertex_predict_handler
+from tests.emulators.embeddings_format import cohere_embed_handler, decode, vector, vertex_predict_handler
 from tests.emulators.server import Handler, Reply, Request
 
 EMBEDDINGS_FIXTURES = FIXTURES / "embeddings"
@@ -144,3 +146,114 @@ def test_vertex_failover_between_two_deployments_of_the_model(emulator: Start) -
     assert raw.headers["x-polyroute-deployment"] == "d1"
     assert len(predict_calls(down)) == 1 and len(predict_calls(up)) == 1
     assert raw.parse().data[0].embedding == vector("gemini-embedding-001", "hello", 3072)
+
+
+# -- Cohere ---------------------------------------------------------------------------------------------------------
+
+
+def cohere_deployment(emu: Emulator, model: str = "embed-v4.0", **extra: Any) -> dict[str, Any]:
+    return {"provider": "cohere", "model": model, "api_base": emu.url, "api_key": co.KEY} | extra
+
+
+def cohere_router(*deployments: dict[str, Any]) -> Router:
+    labelled = [{"id": f"c{i}", **d} for i, d in enumerate(deployments)]
+    return Router({"models": [{"name": "cembed", "deployments": labelled}], "retry": {"backoff": 0}})
+
+
+def test_cohere_recording_request_and_answer() -> None:
+    (recorded,) = load_cassette(EMBEDDINGS_FIXTURES / "pydantic-ai__TestCohere.test_query.yaml")
+    sent = recorded.request_body
+    deployment = {
+        "provider": "cohere",
+        "model": sent["model"],
+        "api_key": "k-recorded",
+        "params": {"input_type": sent["input_type"], "truncate": sent["truncate"]},
+    }
+    target = Router({"models": [{"name": "r", "deployments": [deployment]}]}).route("r").targets[0]
+    body = parse_request(json.dumps({"model": "r", "input": sent["texts"]}).encode())
+    adapter = EMBEDDINGS.adapter(target, body)
+    request = adapter.build_request(body, target)
+    assert request.url == recorded.uri
+    assert json.loads(request.content) == {k: v for k, v in sent.items() if v is not None}  # no nulls sent
+    assert request.headers["authorization"] == "Bearer k-recorded"
+    answer = adapter.parse_response(recorded.body, target, {**body, "encoding_format": "float"})
+    assert answer["data"][0]["embedding"] == recorded.json()["embeddings"]["float"][0]
+    assert len(answer["data"][0]["embedding"]) == 1536
+    assert answer["usage"] == {"prompt_tokens": 4, "total_tokens": 4}  # meta.billed_units.input_tokens
+
+
+def test_cohere_recorded_errors_and_int8_answer() -> None:
+    (missing,) = load_cassette(EMBEDDINGS_FIXTURES / "pydantic-ai__TestCohere.test_embed_error.yaml")
+    deployment = {"provider": "cohere", "model": "embed-english-light-v3.0", "api_key": "k-recorded"}
+    target = Router({"models": [{"name": "r", "deployments": [deployment]}]}).route("r").targets[0]
+    body = parse_request(b'{"model":"r","input":"foo bar"}')
+    adapter = EMBEDDINGS.adapter(target, body)
+    error = adapter.classify_error(missing.status, missing.headers, missing.body, target)
+    assert (error.status, error.retryable) == (404, False)
+    assert "model 'nonexistent' not found" in error.message
+    # an int8 answer (recorded from Cohere's v1 endpoint) has no float vectors: a 502, never a misread vector
+    (int8,) = load_cassette(
+        EMBEDDINGS_FIXTURES / "langchain-cohere__test_langchain_cohere_embedding_query_int8_embedding_type.yaml"
+    )
+    with pytest.raises(UpstreamStatusError, match="0 float embeddings for 1 inputs") as caught:
+        adapter.parse_response(int8.body, target, body)
+    assert caught.value.status == 502
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_cohere_end_to_end_batches_of_96_in_order(emulator: Start, encoding: str) -> None:
+    emu = emulator(cohere_embed_handler())
+    router = cohere_router(cohere_deployment(emu, params={"input_type": "search_query"}))
+    texts = [f"query {i} about topic {i % 5}" for i in range(200)]
+    kwargs: dict[str, Any] = {} if encoding == "base64" else {"encoding_format": "float"}  # the SDK's default: base64
+    raw = router.openai_client().embeddings.with_raw_response.create(
+        model="cembed", input=texts, dimensions=256, **kwargs
+    )
+    result = raw.parse()
+    bodies = [r.json() for r in emu.requests]
+    assert sorted(len(b["texts"]) for b in bodies) == [8, 96, 96]
+    assert {(b["input_type"], b["output_dimension"], tuple(b["embedding_types"])) for b in bodies} == {
+        ("search_query", 256, ("float",))
+    }
+    assert [d.embedding for d in result.data] == [vector("embed-v4.0", t, 256) for t in texts]
+    tokens = sum((len(t) + 3) // 4 for t in texts)  # the emulator's billed input_tokens
+    assert result.usage.prompt_tokens == tokens
+    assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(tokens * 0.12 / 1e6)
+    info = router.route("cembed").targets[0].info
+    assert (info.known, info.embedding) == (True, True)
+
+
+def test_cohere_default_input_type_and_extra_body(emulator: Start) -> None:
+    emu = emulator(cohere_embed_handler())
+    client = cohere_router(cohere_deployment(emu, model="embed-english-v3.0")).openai_client()
+    client.embeddings.create(model="cembed", input="a document")
+    client.embeddings.create(model="cembed", input="a query?", extra_body={"input_type": "search_query"})
+    assert [r.json()["input_type"] for r in emu.requests] == ["search_document", "search_query"]
+
+
+def test_cohere_refuses_what_it_cannot_take(emulator: Start) -> None:
+    emu = emulator(cohere_embed_handler())
+    client = cohere_router(cohere_deployment(emu, model="embed-english-v3.0")).openai_client()
+    with pytest.raises(openai.BadRequestError, match="takes text inputs only"):
+        client.embeddings.create(model="cembed", input=[[1, 2, 3]])
+    with pytest.raises(openai.BadRequestError, match="float vectors only"):
+        client.embeddings.create(model="cembed", input="x", extra_body={"embedding_types": ["int8"]})
+    with pytest.raises(openai.BadRequestError, match="no embeddings field 'task_type'"):
+        client.embeddings.create(model="cembed", input="x", extra_body={"task_type": "RETRIEVAL_QUERY"})
+    assert emu.requests == []
+    with pytest.raises(openai.BadRequestError, match=r"output_dimension is not supported for embed-english-v3\.0"):
+        client.embeddings.create(model="cembed", input="x", dimensions=256)  # the emulator refuses, as Cohere does
+
+
+def test_cohere_failover_between_two_deployments_of_the_model(emulator: Start) -> None:
+    limited = emulator(
+        lambda request: co.error(429, "You are using a Trial key, which is limited to 100 API calls / minute.")
+    )
+    up = emulator(cohere_embed_handler())
+    router = cohere_router(cohere_deployment(limited), cohere_deployment(up))
+    raw = router.openai_client().embeddings.with_raw_response.create(
+        model="cembed", input=TEXTS, encoding_format="float"
+    )
+    assert raw.headers["x-polyroute-deployment"] == "c1"
+    assert len(limited.requests) == 1 and len(up.requests) == 1
+    assert [d.embedding for d in raw.parse().data] == [vector("embed-v4.0", t, 1536) for t in TEXTS]

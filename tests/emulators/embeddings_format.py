@@ -1,5 +1,5 @@
 """Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL), Gemini's
-``models/{model}:batchEmbedContents`` and Vertex's ``:predict``, as strict as the real APIs.
+``models/{model}:batchEmbedContents``, Vertex's ``:predict`` and Cohere's ``/v2/embed``, as strict as the real APIs.
 
 OpenAI (https://platform.openai.com/docs/api-reference/embeddings/create, and the recordings in
 ``tests/fixtures/embeddings``): a bearer key; only ``model``, ``input``, ``dimensions``, ``encoding_format`` and
@@ -327,6 +327,106 @@ def _vertex_instance_problem(instance: Any, i: int) -> str | None:
     if item.get("title") and task != "RETRIEVAL_DOCUMENT":
         return f"instances[{i}].title is only valid with task_type RETRIEVAL_DOCUMENT"
     return None
+
+
+COHERE_DIMENSIONS = {
+    "embed-v4.0": 1536,
+    "embed-english-v3.0": 1024,
+    "embed-multilingual-v3.0": 1024,
+    "embed-english-light-v3.0": 384,
+    "embed-multilingual-light-v3.0": 384,
+}
+_COHERE_FIELDS = frozenset(
+    {
+        "model",
+        "texts",
+        "images",
+        "inputs",
+        "input_type",
+        "embedding_types",
+        "output_dimension",
+        "max_tokens",
+        "truncate",
+    }
+)
+_COHERE_INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
+_COHERE_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "base64"})
+
+
+def cohere_embed_handler():
+    """A handler for Cohere's ``POST /v2/embed`` (https://docs.cohere.com/reference/embed; recordings
+    ``pydantic-ai__TestCohere.*``, ``langchain-cohere__*embedding*``): the bearer key of
+    :data:`tests.emulators.cohere_format.KEY`; only the v2 fields; ``model`` one it serves (else the recorded 404);
+    ``texts`` 1 to 96 non-empty strings; ``input_type`` required (v3 and newer) and one of Cohere's; ``embedding_types``
+    among Cohere's (default float); ``output_dimension`` only on ``embed-v4.0`` and one of 256, 512, 1024, 1536;
+    ``truncate`` NONE, START or END. Answers ``embeddings_by_type`` with ``meta.billed_units.input_tokens``, compact.
+    """
+    from tests.emulators import cohere_format
+
+    def invalid(message: str) -> Reply:
+        return cohere_format.error(400, f"invalid request: {message}")
+
+    def handle(request: Request) -> Reply:
+        if request.method != "POST" or request.path != "/v2/embed":
+            return cohere_format.error(404, f"{request.method} {request.path} not found")
+        if request.headers.get("authorization") != f"Bearer {cohere_format.KEY}":
+            return cohere_format.error(401, "invalid api token")
+        body: dict[str, Any] = request.json()
+        unknown = sorted(set(body) - _COHERE_FIELDS)
+        if unknown:
+            return invalid(f"unknown field(s) {', '.join(unknown)}")
+        model = body.get("model")
+        if model not in COHERE_DIMENSIONS:
+            return cohere_format.error(
+                404,
+                f"model '{model}' not found, make sure the correct model ID was used and that you have access to the "
+                "model.",
+            )
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            return invalid("texts must be a non-empty list of non-empty strings")
+        if len(texts) > 96:
+            return invalid(f"texts can contain at most 96 items, got {len(texts)}")
+        if body.get("input_type") not in _COHERE_INPUT_TYPES:
+            return invalid(
+                "input_type is required for embed models v3 and higher, and must be one of "
+                + ", ".join(sorted(_COHERE_INPUT_TYPES))
+            )
+        kinds = body.get("embedding_types") or ["float"]
+        if not set(kinds) <= _COHERE_TYPES:
+            return invalid(f"embedding_types must be among {', '.join(sorted(_COHERE_TYPES))}")
+        size = body.get("output_dimension")
+        if size is not None:
+            if model != "embed-v4.0":
+                return invalid(f"output_dimension is not supported for {model}")
+            if size not in (256, 512, 1024, 1536):
+                return invalid("output_dimension must be one of 256, 512, 1024, 1536")
+        if body.get("truncate") not in (None, "NONE", "START", "END"):
+            return invalid("truncate must be one of NONE, START, END")
+        size = size or COHERE_DIMENSIONS[model]
+        floats = [vector(model, text, size) for text in texts]
+        by_type: dict[str, Any] = {}
+        for kind in kinds:
+            if kind == "float":
+                by_type["float"] = floats
+            elif kind == "int8":
+                by_type["int8"] = [[max(-128, min(127, round(v * 127))) for v in values] for values in floats]
+            else:
+                return invalid(f"the emulator does not produce {kind} embeddings")
+        tokens = sum((len(t) + 3) // 4 for t in texts)
+        answer = {
+            "id": "emu-embed",
+            "embeddings": by_type,
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+            "response_type": "embeddings_by_type",
+        }
+        return Reply(
+            body=json.dumps(answer, separators=(",", ":")).encode(),
+            headers={"content-type": "application/json", "num_tokens": str(tokens)},
+        )
+
+    return handle
 
 
 CONTEXT = re.compile(r"-{5,}\n(?P<context>.*?)\n-{5,}", re.S)

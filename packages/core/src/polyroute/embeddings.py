@@ -12,7 +12,8 @@ Wire formats:
 - Gemini's ``models/{model}:batchEmbedContents`` (``google/ai/generativelanguage/v1beta/generative_service.proto``):
   one ``EmbedContentRequest`` per input, with ``outputDimensionality``, ``taskType`` and ``title``; at most 100 per
   batch ("BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch").
-- the clouds' own, one module each beside this one: Vertex AI's ``:predict`` (:mod:`polyroute.embeddings_vertex`).
+- the clouds' own, one module each beside this one: Vertex AI's ``:predict`` (:mod:`polyroute.embeddings_vertex`),
+  Cohere's ``/v2/embed`` (:mod:`polyroute.embeddings_cohere`).
 
 ``encoding_format: base64`` (the openai SDK's default) is little-endian float32, base64-encoded: what the SDK
 decodes. OpenAI and Azure are asked for it as the caller asked (their strings pass through untouched); other
@@ -47,6 +48,7 @@ _BATCH_LIMITS: Mapping[str, int] = {
     "openai-compatible": OPENAI_MAX_INPUTS,
     "mock": OPENAI_MAX_INPUTS,
     "gemini": GEMINI_MAX_INPUTS,
+    "cohere": 96,  # embeddings_cohere.MAX_TEXTS (not imported here: that module imports this one)
 }
 _DEFAULT_BATCH = 128
 """Vendors that document a token budget per request rather than a count (Mistral, Together, Fireworks, Ollama):
@@ -476,8 +478,8 @@ class EmbeddingsApi:
         return routing_request(body)
 
     def adapter(self, target: Target, body: dict[str, Any]) -> Any:
-        """OpenAI's wire format, Gemini's, or Vertex's ``:predict``; other providers have no embeddings API polyroute
-        speaks.
+        """OpenAI's wire format, Gemini's, Vertex's ``:predict`` or Cohere's ``/v2/embed``; other providers have no
+        embeddings API polyroute speaks.
         """
         match target.spec.adapter:
             case "openai" | "mock":
@@ -488,10 +490,15 @@ class EmbeddingsApi:
                 from polyroute.embeddings_vertex import VERTEX
 
                 return VERTEX
+            case "cohere":
+                from polyroute.embeddings_cohere import COHERE
+
+                return COHERE
             case _:
                 raise UnsupportedFeatureError(
                     f"{target.label}: polyroute does not speak {target.provider}'s embeddings API; route embeddings "
-                    "to openai, azure, gemini, vertex, mistral, together, fireworks, ollama or openai-compatible",
+                    "to openai, azure, gemini, vertex, cohere, mistral, together, fireworks, ollama or "
+                    "openai-compatible",
                     param="model",
                 )
 
