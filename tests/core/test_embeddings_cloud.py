@@ -1,5 +1,5 @@
-"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict`` and Cohere's ``/v2/embed``, end to end
-through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
+"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict``, Cohere's ``/v2/embed`` and Bedrock Titan's
+``InvokeModel``, end to end through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
 tests/fixtures/embeddings.
 """
 
@@ -17,9 +17,17 @@ from polyroute.embeddings import EMBEDDINGS, parse_request
 from polyroute.errors import UpstreamStatusError
 from tests.corpus import FIXTURES, load_cassette
 from tests.emulators import Emulator
+from tests.emulators import bedrock_format as br
 from tests.emulators import cohere_format as co
 from tests.emulators import vertex_format as vx
-from tests.emulators.embeddings_format import cohere_embed_handler, decode, vector, vertex_predict_handler
+from tests.emulators.embeddings_format import (
+    cohere_embed_handler,
+    decode,
+    titan_embed_handler,
+    titan_vector,
+    vector,
+    vertex_predict_handler,
+)
 from tests.emulators.server import Handler, Reply, Request
 
 EMBEDDINGS_FIXTURES = FIXTURES / "embeddings"
@@ -257,3 +265,96 @@ def test_cohere_failover_between_two_deployments_of_the_model(emulator: Start) -
     assert raw.headers["x-polyroute-deployment"] == "c1"
     assert len(limited.requests) == 1 and len(up.requests) == 1
     assert [d.embedding for d in raw.parse().data] == [vector("embed-v4.0", t, 1536) for t in TEXTS]
+
+
+# -- Bedrock Titan ----------------------------------------------------------------------------------------------------
+
+TITAN = "amazon.titan-embed-text-v2:0"
+SIGV4 = {
+    "aws_access_key_id": br.ACCESS_KEY,
+    "aws_secret_access_key": br.SECRET_KEY,
+    "aws_session_token": br.SESSION_TOKEN,
+    "aws_region": br.REGION,
+}
+
+
+def titan_deployment(emu: Emulator, model: str = TITAN, **extra: Any) -> dict[str, Any]:
+    return {"provider": "bedrock", "model": model, "api_base": emu.url, **SIGV4} | extra
+
+
+def titan_router(*deployments: dict[str, Any]) -> Router:
+    labelled = [{"id": f"b{i}", **d} for i, d in enumerate(deployments)]
+    return Router({"models": [{"name": "tembed", "deployments": labelled}], "retry": {"backoff": 0}})
+
+
+def test_titan_recording_request_and_answer() -> None:
+    (recorded,) = load_cassette(EMBEDDINGS_FIXTURES / "pydantic-ai__TestBedrock.test_titan_v2_with_dimensions.yaml")
+    sent = recorded.request_body
+    deployment = {"provider": "bedrock", "model": TITAN, **SIGV4, "params": {"normalize": sent["normalize"]}}
+    target = Router({"models": [{"name": "r", "deployments": [deployment]}]}).route("r").targets[0]
+    body = parse_request(json.dumps({"model": "r", "input": sent["inputText"], "dimensions": 256}).encode())
+    adapter = EMBEDDINGS.adapter(target, body)
+    request = adapter.build_request(body, target)
+    assert request.url == recorded.uri  # model id escaped as botocore does: amazon.titan-embed-text-v2%3A0
+    assert json.loads(request.content) == sent
+    assert request.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={br.ACCESS_KEY}/")
+    assert "/us-east-1/bedrock/aws4_request" in request.headers["authorization"]
+    answer = adapter.parse_response(recorded.body, target, {**body, "encoding_format": "float"})
+    assert answer["data"][0]["embedding"] == recorded.json()["embedding"]
+    assert len(answer["data"][0]["embedding"]) == 256
+    assert answer["usage"] == {"prompt_tokens": 4, "total_tokens": 4}  # inputTextTokenCount
+
+
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_titan_end_to_end_one_text_per_signed_call(emulator: Start, encoding: str) -> None:
+    emu = emulator(titan_embed_handler())
+    router = titan_router(titan_deployment(emu, max_batch=50))  # Titan takes one text per call whatever max_batch says
+    kwargs: dict[str, Any] = {} if encoding == "base64" else {"encoding_format": "float"}  # the SDK's default: base64
+    raw = router.openai_client().embeddings.with_raw_response.create(
+        model="tembed", input=TEXTS, dimensions=512, **kwargs
+    )
+    result = raw.parse()
+    assert sorted(json.dumps(r.json()) for r in emu.requests) == sorted(
+        json.dumps({"inputText": t, "dimensions": 512}) for t in TEXTS
+    )
+    assert all(r.path == "/model/amazon.titan-embed-text-v2%3A0/invoke" for r in emu.requests)
+    assert [d.embedding for d in result.data] == [titan_vector(TITAN, t, 512) for t in TEXTS]
+    tokens = sum((len(t) + 3) // 4 for t in TEXTS)
+    assert result.usage.prompt_tokens == tokens
+    assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(tokens * 0.02 / 1e6)
+    info = router.route("tembed").targets[0].info
+    assert (info.known, info.embedding) == (True, True)
+
+
+def test_titan_with_a_bedrock_api_key(emulator: Start) -> None:
+    emu = emulator(titan_embed_handler())
+    deployment = {"provider": "bedrock", "model": TITAN, "api_base": emu.url, "api_key": br.API_KEY}
+    router = titan_router(deployment | {"aws_region": br.REGION, "params": {"normalize": False}})
+    result = router.openai_client().embeddings.create(model="tembed", input="hello", encoding_format="float")
+    assert result.data[0].embedding == titan_vector(TITAN, "hello", 1024, normalize=False)
+    assert emu.requests[0].headers["authorization"] == f"Bearer {br.API_KEY}"
+
+
+def test_titan_refuses_what_it_cannot_take(emulator: Start) -> None:
+    emu = emulator(titan_embed_handler())
+    client = titan_router(titan_deployment(emu)).openai_client()
+    with pytest.raises(openai.BadRequestError, match="takes text inputs only"):
+        client.embeddings.create(model="tembed", input=[[1, 2, 3]])
+    with pytest.raises(openai.BadRequestError, match="float vectors only"):
+        client.embeddings.create(model="tembed", input="x", extra_body={"embeddingTypes": ["binary"]})
+    cohere_on_bedrock = titan_router(titan_deployment(emu, model="cohere.embed-english-v3"))
+    with pytest.raises(openai.BadRequestError, match="Amazon Titan text embeddings"):
+        cohere_on_bedrock.openai_client().embeddings.create(model="tembed", input="x")
+    assert emu.requests == []
+    with pytest.raises(openai.BadRequestError, match="100 is not a valid enum value"):
+        client.embeddings.create(model="tembed", input="x", dimensions=100)  # the emulator refuses, as Bedrock does
+
+
+def test_titan_failover_between_two_deployments_of_the_model(emulator: Start) -> None:
+    throttled = emulator(lambda request: br.throttled())
+    up = emulator(titan_embed_handler())
+    router = titan_router(titan_deployment(throttled), titan_deployment(up))
+    raw = router.openai_client().embeddings.with_raw_response.create(model="tembed", input="hello")
+    assert raw.headers["x-polyroute-deployment"] == "b1"
+    assert len(throttled.requests) == 1 and len(up.requests) == 1
+    assert raw.parse().data[0].embedding == pytest.approx(titan_vector(TITAN, "hello", 1024), rel=1e-6)

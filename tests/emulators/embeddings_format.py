@@ -1,5 +1,6 @@
 """Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL), Gemini's
-``models/{model}:batchEmbedContents``, Vertex's ``:predict`` and Cohere's ``/v2/embed``, as strict as the real APIs.
+``models/{model}:batchEmbedContents``, Vertex's ``:predict``, Cohere's ``/v2/embed`` and Bedrock Titan's
+``InvokeModel``, as strict as the real APIs.
 
 OpenAI (https://platform.openai.com/docs/api-reference/embeddings/create, and the recordings in
 ``tests/fixtures/embeddings``): a bearer key; only ``model``, ``input``, ``dimensions``, ``encoding_format`` and
@@ -425,6 +426,76 @@ def cohere_embed_handler():
             body=json.dumps(answer, separators=(",", ":")).encode(),
             headers={"content-type": "application/json", "num_tokens": str(tokens)},
         )
+
+    return handle
+
+
+TITAN_DIMENSIONS = {"amazon.titan-embed-text-v2:0": 1024, "amazon.titan-embed-text-v1": 1536}
+_TITAN_V2_FIELDS = frozenset({"inputText", "dimensions", "normalize", "embeddingTypes"})
+
+
+def titan_vector(model: str, text: str, size: int, normalize: bool = True) -> list[float]:
+    """The Titan emulator's vector: :func:`vector`, scaled to unit length when ``normalize`` (Titan v2's default)."""
+    values = vector(model, text, size)
+    if not normalize:
+        return values
+    norm = sum(v * v for v in values) ** 0.5
+    return list(struct.unpack(f"<{size}f", struct.pack(f"<{size}f", *(v / norm for v in values))))
+
+
+def titan_embed_handler():
+    """A handler for Bedrock's ``POST /model/{modelId}/invoke`` with Titan text embeddings
+    (model-parameters-titan-embed-text; recording ``pydantic-ai__TestBedrock.test_titan_v2_with_dimensions.yaml``):
+    SigV4 or the API key checked as for Converse (:func:`tests.emulators.bedrock_format.check_auth`); one non-empty
+    ``inputText``; v2 also ``dimensions`` (256, 512, 1024), ``normalize`` (default true) and ``embeddingTypes``, v1
+    nothing else; any other key is the ``ValidationException`` Bedrock sends. Answers ``embedding``,
+    ``embeddingsByType`` and ``inputTextTokenCount`` (and its ``x-amzn-bedrock-input-token-count`` header).
+    """
+    from urllib.parse import unquote
+
+    from tests.emulators import bedrock_format as br
+
+    def malformed(problem: str) -> Reply:
+        return br.invalid(f"Malformed input request: {problem}, please reformat your input and try again.")
+
+    def handle(request: Request) -> Reply:
+        match = re.fullmatch(r"/model/([^/]+)/invoke", request.path)
+        if request.method != "POST" or match is None:
+            return br.error(404, "UnknownOperationException", f"{request.method} {request.path}")
+        problem = br.check_auth(request)
+        if problem is not None:
+            return problem
+        model = unquote(match.group(1))
+        if model not in TITAN_DIMENSIONS:
+            return br.invalid("The provided model identifier is invalid.")
+        try:
+            body: dict[str, Any] = request.json()
+        except ValueError:
+            return br.error(400, "SerializationException", "Could not parse the request body as JSON")
+        allowed = _TITAN_V2_FIELDS if model.endswith("v2:0") else frozenset({"inputText"})
+        extra = sorted(set(body) - allowed)
+        if extra:
+            return malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+        text = body.get("inputText")
+        if not isinstance(text, str):
+            return malformed("#: required key [inputText] not found")
+        if not text:
+            return malformed("#/inputText: expected minLength: 1, actual: 0")
+        size = body.get("dimensions", TITAN_DIMENSIONS[model])
+        if model.endswith("v2:0") and size not in (256, 512, 1024):
+            return malformed(f"#/dimensions: {size} is not a valid enum value")
+        normalize = body.get("normalize", True)
+        if not isinstance(normalize, bool):
+            return malformed(f"#/normalize: expected type: Boolean, found: {type(normalize).__name__}")
+        if not set(body.get("embeddingTypes", ["float"])) <= {"float", "binary"}:
+            return malformed("#/embeddingTypes: not a valid enum value")
+        values = titan_vector(model, text, size, normalize)
+        tokens = (len(text) + 3) // 4
+        answer: dict[str, Any] = {"embedding": values, "inputTextTokenCount": tokens}
+        if model.endswith("v2:0"):
+            answer["embeddingsByType"] = {"float": values}
+        headers = {"x-amzn-requestid": "emu-titan", "x-amzn-bedrock-input-token-count": str(tokens)}
+        return Reply(body=answer, headers=headers)
 
     return handle
 
