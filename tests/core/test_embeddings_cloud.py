@@ -156,6 +156,54 @@ def test_vertex_failover_between_two_deployments_of_the_model(emulator: Start) -
     assert raw.parse().data[0].embedding == vector("gemini-embedding-001", "hello", 3072)
 
 
+def test_vertex_gemini_embedding_2_recording_request_and_answer(emulator: Start) -> None:
+    (recorded,) = load_cassette(EMBEDDINGS_FIXTURES / "pydantic-ai__test_google_task_prefix_vertex.yaml")
+    _, emu, info = start_vertex(emulator)
+    deployment = vertex_deployment(emu, info, model="gemini-embedding-2", project="pydantic-ai", location="global")
+    target = vertex_router(deployment).route("vembed").targets[0]
+    text = recorded.request_body["content"]["parts"][0]["text"]  # the task is a prefix of the text
+    body = parse_request(json.dumps({"model": "vembed", "input": text}).encode())
+    adapter = EMBEDDINGS.adapter(target, body)
+    request = adapter.build_request(body, target)
+    assert request.url == emu.url + recorded.uri.removeprefix("https://aiplatform.googleapis.com")  # v1beta1
+    assert json.loads(request.content) == recorded.request_body
+    answer = adapter.parse_response(recorded.body, target, {**body, "encoding_format": "float"})
+    assert answer["data"][0]["embedding"] == recorded.json()["embedding"]["values"]
+    assert answer["usage"] == {"prompt_tokens": 11, "total_tokens": 11}  # usageMetadata.promptTokenCount
+
+
+def test_vertex_gemini_embedding_2_one_text_per_embed_content_call(emulator: Start) -> None:
+    handler, emu, info = start_vertex(emulator)
+    router = vertex_router(vertex_deployment(emu, info, model="gemini-embedding-2", max_batch=10))
+    client = router.openai_client()
+    result = client.embeddings.create(model="vembed", input=TEXTS, dimensions=256)  # base64, the SDK's default
+    calls = [r for r in emu.requests if r.path.endswith(":embedContent")]
+    assert len(calls) == 3 and all("/v1beta1/" in r.path for r in calls)
+    assert sorted(json.dumps(b) for b in handler.bodies) == sorted(
+        json.dumps({"content": {"parts": [{"text": t}]}, "outputDimensionality": 256}) for t in TEXTS
+    )
+    assert [d.embedding for d in result.data] == [vector("gemini-embedding-2", t, 256) for t in TEXTS]
+    assert result.usage.prompt_tokens == sum((len(t) + 3) // 4 for t in TEXTS)
+    with pytest.raises(openai.BadRequestError, match="put the task in the text as a prefix"):
+        client.embeddings.create(model="vembed", input="x", extra_body={"task_type": "RETRIEVAL_QUERY"})
+    assert len(handler.bodies) == 3
+
+
+def test_gemini_api_fails_over_to_the_same_model_on_vertex(emulator: Start) -> None:
+    down = emulator(
+        lambda request: vx.rpc_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+    )
+    _, emu, info = start_vertex(emulator)
+    gemini = {"provider": "gemini", "model": "gemini-embedding-001", "api_base": down.url, "api_key": "g-emu-key"}
+    router = vertex_router(gemini, vertex_deployment(emu, info))  # one vector space: accepted without opting in
+    raw = router.openai_client().embeddings.with_raw_response.create(
+        model="vembed", input=TEXTS[:2], dimensions=128, encoding_format="float"
+    )
+    assert {r.path for r in down.requests} == {"/v1beta/models/gemini-embedding-001:batchEmbedContents"}
+    assert raw.headers["x-polyroute-deployment"] == "d1"
+    assert [d.embedding for d in raw.parse().data] == [vector("gemini-embedding-001", t, 128) for t in TEXTS[:2]]
+
+
 # -- Cohere ---------------------------------------------------------------------------------------------------------
 
 

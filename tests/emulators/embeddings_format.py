@@ -243,7 +243,13 @@ def _gemini_request_problem(item: Mapping[str, Any], model: str, i: int) -> str 
 VERTEX_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-005": 768, "text-multilingual-embedding-002": 768}
 _VERTEX_INSTANCE_FIELDS = frozenset({"content", "task_type", "title"})
 _VERTEX_PARAMETERS = frozenset({"autoTruncate", "outputDimensionality"})
-_VERTEX_PATH = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^:/]+):predict$")
+_VERTEX_PATH = re.compile(
+    r"^/v1(?:beta1)?/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^:/]+):predict$"
+)
+_VERTEX_EMBED_CONTENT_PATH = re.compile(
+    r"^/v1beta1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^:/]+):embedContent$"
+)
+EMBED_CONTENT_DIMENSIONS = {"gemini-embedding-2": 3072}
 
 
 def vertex_predict_handler():
@@ -255,9 +261,16 @@ def vertex_predict_handler():
     ``outputDimensionality``) and nothing else; each instance a non-empty ``content`` with optionally ``task_type``
     and ``title`` (only with ``RETRIEVAL_DOCUMENT``); ``gemini-embedding-001`` takes one instance per request, the
     others 250. Answers carry ``statistics.token_count`` per prediction and ``metadata.billableCharacterCount``.
+
+    ``gemini-embedding-2`` answers ``:embedContent`` (v1beta1, as recorded in ``pydantic-ai__test_google_task_prefix_
+    vertex.yaml``): ``content.parts[].text`` and optionally ``outputDimensionality``, nothing else (no task type:
+    the task is a prefix of the text); ``embedding.values`` and ``usageMetadata`` back.
     """
 
     def handle(request: Request) -> Reply:
+        embed_content = _VERTEX_EMBED_CONTENT_PATH.match(request.path)
+        if embed_content is not None:
+            return _vertex_embed_content(embed_content["model"], request.json())
         match = _VERTEX_PATH.match(request.path)
         if match is None:
             return _gemini_error(404, "NOT_FOUND", f"Method not found: {request.path}")
@@ -311,6 +324,40 @@ def vertex_predict_handler():
         return Reply(body=json.dumps(answer, indent=2), headers={"content-type": "application/json; charset=UTF-8"})
 
     return handle
+
+
+def _vertex_embed_content(model: str, body: dict[str, Any]) -> Reply:
+    if model not in EMBED_CONTENT_DIMENSIONS:
+        return _gemini_error(
+            404,
+            "NOT_FOUND",
+            f"Publisher Model `publishers/google/models/{model}` was not found or your project does not have access "
+            "to it.",
+        )
+    unknown = sorted(set(body) - {"content", "outputDimensionality"})
+    if unknown:
+        return _gemini_error(
+            400, "INVALID_ARGUMENT", f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.'
+        )
+    parts = (body.get("content") or {}).get("parts")
+    if not parts or not all(isinstance(p, dict) and set(p) == {"text"} and p["text"] for p in parts):
+        return _gemini_error(400, "INVALID_ARGUMENT", "content.parts must hold non-empty text parts")
+    size = body.get("outputDimensionality") or EMBED_CONTENT_DIMENSIONS[model]
+    if not isinstance(size, int) or not 1 <= size <= EMBED_CONTENT_DIMENSIONS[model]:
+        return _gemini_error(
+            400, "INVALID_ARGUMENT", f"outputDimensionality must be in [1, {EMBED_CONTENT_DIMENSIONS[model]}]."
+        )
+    text = "".join(part["text"] for part in parts)
+    tokens = (len(text) + 3) // 4
+    answer = {
+        "embedding": {"values": vector(model, text, size)},
+        "usageMetadata": {
+            "promptTokenCount": tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+            "totalTokenCount": tokens,
+        },
+    }
+    return Reply(body=json.dumps(answer, indent=2), headers={"content-type": "application/json; charset=UTF-8"})
 
 
 def _vertex_instance_problem(instance: Any, i: int) -> str | None:

@@ -150,13 +150,11 @@ def batch_limit(target: Target) -> int:
     """Most inputs one upstream request to ``target`` takes: its ``max_batch``, else the provider's limit."""
     if target.spec.adapter == "bedrock":
         return 1  # Titan's InvokeModel body takes one inputText
-    if target.deployment.max_batch:
-        return target.deployment.max_batch
     if target.spec.adapter == "vertex":
         from polyroute import embeddings_vertex
 
         return embeddings_vertex.batch_limit(target)
-    return _BATCH_LIMITS.get(target.provider, _DEFAULT_BATCH)
+    return target.deployment.max_batch or _BATCH_LIMITS.get(target.provider, _DEFAULT_BATCH)
 
 
 def split_request(body: dict[str, Any], limit: int) -> list[dict[str, Any]] | None:
