@@ -1,5 +1,5 @@
-"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict``, Cohere's ``/v2/embed`` and Bedrock Titan's
-``InvokeModel``, end to end through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
+"""Embeddings on the cloud providers' own APIs: Vertex AI's ``:predict``, Cohere's ``/v2/embed`` and Bedrock's
+``InvokeModel`` (Titan, Cohere v3), end to end through the openai SDK to strict loopback emulators, and conformance with the recorded traffic in
 tests/fixtures/embeddings.
 """
 
@@ -21,9 +21,9 @@ from tests.emulators import bedrock_format as br
 from tests.emulators import cohere_format as co
 from tests.emulators import vertex_format as vx
 from tests.emulators.embeddings_format import (
+    bedrock_embed_handler,
     cohere_embed_handler,
     decode,
-    titan_embed_handler,
     titan_vector,
     vector,
     vertex_predict_handler,
@@ -355,7 +355,7 @@ def test_titan_recording_request_and_answer() -> None:
 
 @pytest.mark.parametrize("encoding", ["base64", "float"])
 def test_titan_end_to_end_one_text_per_signed_call(emulator: Start, encoding: str) -> None:
-    emu = emulator(titan_embed_handler())
+    emu = emulator(bedrock_embed_handler())
     router = titan_router(titan_deployment(emu, max_batch=50))  # Titan takes one text per call whatever max_batch says
     kwargs: dict[str, Any] = {} if encoding == "base64" else {"encoding_format": "float"}  # the SDK's default: base64
     raw = router.openai_client().embeddings.with_raw_response.create(
@@ -375,7 +375,7 @@ def test_titan_end_to_end_one_text_per_signed_call(emulator: Start, encoding: st
 
 
 def test_titan_with_a_bedrock_api_key(emulator: Start) -> None:
-    emu = emulator(titan_embed_handler())
+    emu = emulator(bedrock_embed_handler())
     deployment = {"provider": "bedrock", "model": TITAN, "api_base": emu.url, "api_key": br.API_KEY}
     router = titan_router(deployment | {"aws_region": br.REGION, "params": {"normalize": False}})
     result = router.openai_client().embeddings.create(model="tembed", input="hello", encoding_format="float")
@@ -384,23 +384,42 @@ def test_titan_with_a_bedrock_api_key(emulator: Start) -> None:
 
 
 def test_titan_refuses_what_it_cannot_take(emulator: Start) -> None:
-    emu = emulator(titan_embed_handler())
+    emu = emulator(bedrock_embed_handler())
     client = titan_router(titan_deployment(emu)).openai_client()
     with pytest.raises(openai.BadRequestError, match="takes text inputs only"):
         client.embeddings.create(model="tembed", input=[[1, 2, 3]])
     with pytest.raises(openai.BadRequestError, match="float vectors only"):
         client.embeddings.create(model="tembed", input="x", extra_body={"embeddingTypes": ["binary"]})
-    cohere_on_bedrock = titan_router(titan_deployment(emu, model="cohere.embed-english-v3"))
+    cohere_v4 = titan_router(titan_deployment(emu, model="cohere.embed-v4:0"))
     with pytest.raises(openai.BadRequestError, match="Amazon Titan text embeddings"):
-        cohere_on_bedrock.openai_client().embeddings.create(model="tembed", input="x")
+        cohere_v4.openai_client().embeddings.create(model="tembed", input="x")
     assert emu.requests == []
     with pytest.raises(openai.BadRequestError, match="100 is not a valid enum value"):
         client.embeddings.create(model="tembed", input="x", dimensions=100)  # the emulator refuses, as Bedrock does
 
 
+def test_cohere_v3_on_bedrock_batches_of_96_signed(emulator: Start) -> None:
+    emu = emulator(bedrock_embed_handler())
+    model = "cohere.embed-english-v3"
+    router = titan_router(titan_deployment(emu, model=model, params={"truncate": "END"}))
+    texts = [f"document {i}" for i in range(100)]
+    client = router.openai_client()
+    result = client.embeddings.create(model="tembed", input=texts)  # base64, the SDK's default
+    bodies = [r.json() for r in emu.requests]
+    assert sorted(len(b["texts"]) for b in bodies) == [4, 96]
+    assert all(set(b) == {"texts", "input_type", "truncate"} and b["input_type"] == "search_document" for b in bodies)
+    assert all(r.path == "/model/cohere.embed-english-v3/invoke" for r in emu.requests)
+    assert [d.embedding for d in result.data] == [vector(model, t, 1024) for t in texts]
+    assert result.usage.prompt_tokens == sum((len(t) + 3) // 4 for t in texts)  # estimated: no count in the body
+    with pytest.raises(openai.BadRequestError, match="takes no 'dimensions'"):
+        client.embeddings.create(model="tembed", input="x", dimensions=256)
+    info = router.route("tembed").targets[0].info
+    assert (info.known, info.embedding) == (True, True)
+
+
 def test_titan_failover_between_two_deployments_of_the_model(emulator: Start) -> None:
     throttled = emulator(lambda request: br.throttled())
-    up = emulator(titan_embed_handler())
+    up = emulator(bedrock_embed_handler())
     router = titan_router(titan_deployment(throttled), titan_deployment(up))
     raw = router.openai_client().embeddings.with_raw_response.create(model="tembed", input="hello")
     assert raw.headers["x-polyroute-deployment"] == "b1"

@@ -1,6 +1,6 @@
 """Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL), Gemini's
-``models/{model}:batchEmbedContents``, Vertex's ``:predict``, Cohere's ``/v2/embed`` and Bedrock Titan's
-``InvokeModel``, as strict as the real APIs.
+``models/{model}:batchEmbedContents``, Vertex's ``:predict``, Cohere's ``/v2/embed`` and Bedrock's
+``InvokeModel`` (Titan, Cohere v3), as strict as the real APIs.
 
 OpenAI (https://platform.openai.com/docs/api-reference/embeddings/create, and the recordings in
 ``tests/fixtures/embeddings``): a bearer key; only ``model``, ``input``, ``dimensions``, ``encoding_format`` and
@@ -478,6 +478,8 @@ def cohere_embed_handler():
 
 
 TITAN_DIMENSIONS = {"amazon.titan-embed-text-v2:0": 1024, "amazon.titan-embed-text-v1": 1536}
+BEDROCK_COHERE_DIMENSIONS = {"cohere.embed-english-v3": 1024, "cohere.embed-multilingual-v3": 1024}
+_BEDROCK_COHERE_FIELDS = frozenset({"texts", "images", "input_type", "truncate", "embedding_types"})
 _TITAN_V2_FIELDS = frozenset({"inputText", "dimensions", "normalize", "embeddingTypes"})
 
 
@@ -490,13 +492,19 @@ def titan_vector(model: str, text: str, size: int, normalize: bool = True) -> li
     return list(struct.unpack(f"<{size}f", struct.pack(f"<{size}f", *(v / norm for v in values))))
 
 
-def titan_embed_handler():
-    """A handler for Bedrock's ``POST /model/{modelId}/invoke`` with Titan text embeddings
-    (model-parameters-titan-embed-text; recording ``pydantic-ai__TestBedrock.test_titan_v2_with_dimensions.yaml``):
-    SigV4 or the API key checked as for Converse (:func:`tests.emulators.bedrock_format.check_auth`); one non-empty
-    ``inputText``; v2 also ``dimensions`` (256, 512, 1024), ``normalize`` (default true) and ``embeddingTypes``, v1
-    nothing else; any other key is the ``ValidationException`` Bedrock sends. Answers ``embedding``,
-    ``embeddingsByType`` and ``inputTextTokenCount`` (and its ``x-amzn-bedrock-input-token-count`` header).
+def bedrock_embed_handler():
+    """A handler for Bedrock's ``POST /model/{modelId}/invoke`` with its text embedding models, SigV4 or the API key
+    checked as for Converse (:func:`tests.emulators.bedrock_format.check_auth`); any key a model does not take is the
+    ``ValidationException`` Bedrock sends ("Malformed input request: #: extraneous key […] is not permitted").
+
+    - Titan (model-parameters-titan-embed-text; recording ``pydantic-ai__TestBedrock.test_titan_v2_with_dimensions.
+      yaml``): one non-empty ``inputText``; v2 also ``dimensions`` (256, 512, 1024), ``normalize`` (default true)
+      and ``embeddingTypes``, v1 nothing else. Answers ``embedding``, ``embeddingsByType`` (v2) and
+      ``inputTextTokenCount``.
+    - Cohere Embed v3 (model-parameters-embed-v3): ``texts`` (at most 96, each at most 2,048 characters),
+      ``input_type`` required, ``truncate``, ``embedding_types``. Answers ``embeddings_floats`` (a list of vectors),
+      or ``embeddings_by_type`` when ``embedding_types`` is sent; the token count only in the
+      ``x-amzn-bedrock-input-token-count`` header.
     """
     from urllib.parse import unquote
 
@@ -513,12 +521,14 @@ def titan_embed_handler():
         if problem is not None:
             return problem
         model = unquote(match.group(1))
-        if model not in TITAN_DIMENSIONS:
+        if model not in TITAN_DIMENSIONS and model not in BEDROCK_COHERE_DIMENSIONS:
             return br.invalid("The provided model identifier is invalid.")
         try:
             body: dict[str, Any] = request.json()
         except ValueError:
             return br.error(400, "SerializationException", "Could not parse the request body as JSON")
+        if model in BEDROCK_COHERE_DIMENSIONS:
+            return _bedrock_cohere(model, body, malformed)
         allowed = _TITAN_V2_FIELDS if model.endswith("v2:0") else frozenset({"inputText"})
         extra = sorted(set(body) - allowed)
         if extra:
@@ -545,6 +555,39 @@ def titan_embed_handler():
         return Reply(body=answer, headers=headers)
 
     return handle
+
+
+def _bedrock_cohere(model: str, body: dict[str, Any], malformed: Any) -> Reply:
+    extra = sorted(set(body) - _BEDROCK_COHERE_FIELDS)
+    if extra:
+        return malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return malformed("#: required key [texts] not found")
+    if len(texts) > 96:
+        return malformed(f"#/texts: expected maxItems: 96, actual: {len(texts)}")
+    for i, text in enumerate(texts):
+        if len(text) > 2048:
+            return malformed(f"#/texts/{i}: expected maxLength: 2048, actual: {len(text)}")
+    if "input_type" not in body:
+        return malformed("#: required key [input_type] not found")
+    if body["input_type"] not in _COHERE_INPUT_TYPES:
+        return malformed(f"#/input_type: {body['input_type']} is not a valid enum value")
+    if body.get("truncate", "NONE") not in ("NONE", "START", "END"):
+        return malformed(f"#/truncate: {body['truncate']} is not a valid enum value")
+    floats = [vector(model, text, BEDROCK_COHERE_DIMENSIONS[model]) for text in texts]
+    kinds = body.get("embedding_types")
+    if kinds is None:
+        embeddings: Any = floats
+        kind = "embeddings_floats"
+    elif kinds == ["float"]:
+        embeddings, kind = {"float": floats}, "embeddings_by_type"
+    else:
+        return malformed("#/embedding_types: the emulator produces float embeddings only")
+    tokens = sum((len(t) + 3) // 4 for t in texts)
+    answer = {"embeddings": embeddings, "id": "emu-bedrock-cohere", "response_type": kind, "texts": texts}
+    headers = {"x-amzn-requestid": "emu-cohere", "x-amzn-bedrock-input-token-count": str(tokens)}
+    return Reply(body=answer, headers=headers)
 
 
 CONTEXT = re.compile(r"-{5,}\n(?P<context>.*?)\n-{5,}", re.S)

@@ -13,8 +13,8 @@ Wire formats:
   one ``EmbedContentRequest`` per input, with ``outputDimensionality``, ``taskType`` and ``title``; at most 100 per
   batch ("BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch").
 - the clouds' own, one module each beside this one: Vertex AI's ``:predict`` (:mod:`polyroute.embeddings_vertex`),
-  Cohere's ``/v2/embed`` (:mod:`polyroute.embeddings_cohere`), Bedrock Titan's ``InvokeModel``
-  (:mod:`polyroute.embeddings_bedrock`).
+  Cohere's ``/v2/embed`` (:mod:`polyroute.embeddings_cohere`), Bedrock's ``InvokeModel`` for Titan and
+  Cohere v3 (:mod:`polyroute.embeddings_bedrock`).
 
 ``encoding_format: base64`` (the openai SDK's default) is little-endian float32, base64-encoded: what the SDK
 decodes. OpenAI and Azure are asked for it as the caller asked (their strings pass through untouched); other
@@ -149,7 +149,9 @@ def routing_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
 def batch_limit(target: Target) -> int:
     """Most inputs one upstream request to ``target`` takes: its ``max_batch``, else the provider's limit."""
     if target.spec.adapter == "bedrock":
-        return 1  # Titan's InvokeModel body takes one inputText
+        from polyroute import embeddings_bedrock
+
+        return embeddings_bedrock.batch_limit(target)
     if target.spec.adapter == "vertex":
         from polyroute import embeddings_vertex
 
@@ -479,8 +481,8 @@ class EmbeddingsApi:
         return routing_request(body)
 
     def adapter(self, target: Target, body: dict[str, Any]) -> Any:
-        """OpenAI's wire format, Gemini's, Vertex's ``:predict``, Cohere's ``/v2/embed`` or Bedrock Titan's
-        ``InvokeModel``; other providers have no embeddings API polyroute speaks.
+        """OpenAI's wire format, Gemini's, Vertex's ``:predict``, Cohere's ``/v2/embed`` or Bedrock's
+        ``InvokeModel`` (Titan, Cohere v3); other providers have no embeddings API polyroute speaks.
         """
         match target.spec.adapter:
             case "openai" | "mock":
@@ -496,14 +498,14 @@ class EmbeddingsApi:
 
                 return COHERE
             case "bedrock":
-                from polyroute.embeddings_bedrock import TITAN
+                from polyroute.embeddings_bedrock import BEDROCK
 
-                return TITAN
+                return BEDROCK
             case _:
                 raise UnsupportedFeatureError(
                     f"{target.label}: polyroute does not speak {target.provider}'s embeddings API; route embeddings "
-                    "to openai, azure, gemini, vertex, cohere, bedrock (Titan), mistral, together, fireworks, "
-                    "ollama or openai-compatible",
+                    "to openai, azure, gemini, vertex, cohere, bedrock (Titan, Cohere v3), mistral, together, "
+                    "fireworks, ollama or openai-compatible",
                     param="model",
                 )
 
