@@ -112,6 +112,14 @@ def test_vertex_end_to_end_one_instance_per_call_in_order(emulator: Start, encod
     assert handler.token_requests == 1
 
 
+async def test_vertex_async_sdk(emulator: Start) -> None:
+    handler, emu, info = start_vertex(emulator)
+    router = vertex_router(vertex_deployment(emu, info, model="text-embedding-005"))
+    result = await router.async_openai_client().embeddings.create(model="vembed", input=TEXTS)  # base64
+    assert [d.embedding for d in result.data] == [vector("text-embedding-005", t, 768) for t in TEXTS]
+    assert len(predict_calls(emu)) == 1 and handler.token_requests == 1
+
+
 def test_vertex_text_embedding_005_batches_of_250(emulator: Start) -> None:
     _, emu, info = start_vertex(emulator)
     router = vertex_router(vertex_deployment(emu, info, model="text-embedding-005"))
