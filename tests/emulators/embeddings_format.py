@@ -1,5 +1,6 @@
-"""Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL) and Gemini's
-``models/{model}:batchEmbedContents``, as strict as the real APIs.
+"""Embeddings emulators: OpenAI's ``POST /v1/embeddings`` (and Azure's deployment URL), Gemini's
+``models/{model}:batchEmbedContents``, Vertex's ``:predict``, Cohere's ``/v2/embed`` and Bedrock's
+``InvokeModel`` (Titan, Cohere v3), as strict as the real APIs.
 
 OpenAI (https://platform.openai.com/docs/api-reference/embeddings/create, and the recordings in
 ``tests/fixtures/embeddings``): a bearer key; only ``model``, ``input``, ``dimensions``, ``encoding_format`` and
@@ -237,6 +238,356 @@ def _gemini_request_problem(item: Mapping[str, Any], model: str, i: int) -> str 
     if size is not None and (not isinstance(size, int) or size < 1):
         return f"* BatchEmbedContentsRequest.requests[{i}].output_dimensionality: must be positive\n"
     return None
+
+
+VERTEX_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-005": 768, "text-multilingual-embedding-002": 768}
+_VERTEX_INSTANCE_FIELDS = frozenset({"content", "task_type", "title"})
+_VERTEX_PARAMETERS = frozenset({"autoTruncate", "outputDimensionality"})
+_VERTEX_PATH = re.compile(
+    r"^/v1(?:beta1)?/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^:/]+):predict$"
+)
+_VERTEX_EMBED_CONTENT_PATH = re.compile(
+    r"^/v1beta1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^:/]+):embedContent$"
+)
+EMBED_CONTENT_DIMENSIONS = {"gemini-embedding-2": 3072}
+
+
+def vertex_predict_handler():
+    """A handler for Vertex's ``publishers/google/models/{model}:predict`` with text embedding models (behind
+    :class:`tests.emulators.vertex_format.VertexEmulator`, which checks the token, project and location).
+
+    As documented (get-text-embeddings, text-embeddings-api) and recorded (``pydantic-ai__TestGoogle.
+    test_vertex_query.yaml``): the body has ``instances`` and optionally ``parameters`` (``autoTruncate``,
+    ``outputDimensionality``) and nothing else; each instance a non-empty ``content`` with optionally ``task_type``
+    and ``title`` (only with ``RETRIEVAL_DOCUMENT``); ``gemini-embedding-001`` takes one instance per request, the
+    others 250. Answers carry ``statistics.token_count`` per prediction and ``metadata.billableCharacterCount``.
+
+    ``gemini-embedding-2`` answers ``:embedContent`` (v1beta1, as recorded in ``pydantic-ai__test_google_task_prefix_
+    vertex.yaml``): ``content.parts[].text`` and optionally ``outputDimensionality``, nothing else (no task type:
+    the task is a prefix of the text); ``embedding.values`` and ``usageMetadata`` back.
+    """
+
+    def handle(request: Request) -> Reply:
+        embed_content = _VERTEX_EMBED_CONTENT_PATH.match(request.path)
+        if embed_content is not None:
+            return _vertex_embed_content(embed_content["model"], request.json())
+        match = _VERTEX_PATH.match(request.path)
+        if match is None:
+            return _gemini_error(404, "NOT_FOUND", f"Method not found: {request.path}")
+        model = match["model"]
+        if model not in VERTEX_DIMENSIONS:
+            return _gemini_error(
+                404,
+                "NOT_FOUND",
+                f"Publisher Model `publishers/google/models/{model}` was not found or your project does not have "
+                "access to it.",
+            )
+        body: dict[str, Any] = request.json()
+        unknown = sorted(set(body) - {"instances", "parameters"})
+        if unknown:
+            return _gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.',
+            )
+        instances = body.get("instances")
+        if not isinstance(instances, list) or not instances:
+            return _gemini_error(400, "INVALID_ARGUMENT", "instances must be a non-empty list")
+        limit = 1 if model == "gemini-embedding-001" else 250
+        if len(instances) > limit:
+            return _gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                f"Unable to submit request because the model {model} supports up to {limit} instance(s) per "
+                f"request, but {len(instances)} were given.",
+            )
+        parameters: Mapping[str, Any] = body.get("parameters") or {}
+        unknown = sorted(set(parameters) - _VERTEX_PARAMETERS)
+        if unknown:
+            return _gemini_error(400, "INVALID_ARGUMENT", f'Invalid parameter "{unknown[0]}".')
+        size = parameters.get("outputDimensionality") or VERTEX_DIMENSIONS[model]
+        if not isinstance(size, int) or not 1 <= size <= VERTEX_DIMENSIONS[model]:
+            return _gemini_error(
+                400, "INVALID_ARGUMENT", f"outputDimensionality must be in [1, {VERTEX_DIMENSIONS[model]}]."
+            )
+        predictions: list[dict[str, Any]] = []
+        characters = 0
+        for i, instance in enumerate(instances):
+            problem = _vertex_instance_problem(instance, i)
+            if problem:
+                return _gemini_error(400, "INVALID_ARGUMENT", problem)
+            text: str = instance["content"]
+            characters += len(text.replace(" ", ""))
+            statistics = {"token_count": (len(text) + 3) // 4, "truncated": False}
+            predictions.append({"embeddings": {"statistics": statistics, "values": vector(model, text, size)}})
+        answer = {"predictions": predictions, "metadata": {"billableCharacterCount": characters}}
+        return Reply(body=json.dumps(answer, indent=2), headers={"content-type": "application/json; charset=UTF-8"})
+
+    return handle
+
+
+def _vertex_embed_content(model: str, body: dict[str, Any]) -> Reply:
+    if model not in EMBED_CONTENT_DIMENSIONS:
+        return _gemini_error(
+            404,
+            "NOT_FOUND",
+            f"Publisher Model `publishers/google/models/{model}` was not found or your project does not have access "
+            "to it.",
+        )
+    unknown = sorted(set(body) - {"content", "outputDimensionality"})
+    if unknown:
+        return _gemini_error(
+            400, "INVALID_ARGUMENT", f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.'
+        )
+    parts = (body.get("content") or {}).get("parts")
+    if not parts or not all(isinstance(p, dict) and set(p) == {"text"} and p["text"] for p in parts):
+        return _gemini_error(400, "INVALID_ARGUMENT", "content.parts must hold non-empty text parts")
+    size = body.get("outputDimensionality") or EMBED_CONTENT_DIMENSIONS[model]
+    if not isinstance(size, int) or not 1 <= size <= EMBED_CONTENT_DIMENSIONS[model]:
+        return _gemini_error(
+            400, "INVALID_ARGUMENT", f"outputDimensionality must be in [1, {EMBED_CONTENT_DIMENSIONS[model]}]."
+        )
+    text = "".join(part["text"] for part in parts)
+    tokens = (len(text) + 3) // 4
+    answer = {
+        "embedding": {"values": vector(model, text, size)},
+        "usageMetadata": {
+            "promptTokenCount": tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+            "totalTokenCount": tokens,
+        },
+    }
+    return Reply(body=json.dumps(answer, indent=2), headers={"content-type": "application/json; charset=UTF-8"})
+
+
+def _vertex_instance_problem(instance: Any, i: int) -> str | None:
+    if not isinstance(instance, dict):
+        return f"instances[{i}] must be an object"
+    item: dict[str, Any] = instance
+    unknown = sorted(set(item) - _VERTEX_INSTANCE_FIELDS)
+    if unknown:
+        return f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at 'instances[{i}]': Cannot find field."
+    if not isinstance(item.get("content"), str) or not item["content"]:
+        return f"instances[{i}].content must be a non-empty string"
+    task = item.get("task_type")
+    if task is not None and task not in _TASK_TYPES:
+        return f"instances[{i}].task_type: unsupported task type {task!r}"
+    if item.get("title") and task != "RETRIEVAL_DOCUMENT":
+        return f"instances[{i}].title is only valid with task_type RETRIEVAL_DOCUMENT"
+    return None
+
+
+COHERE_DIMENSIONS = {
+    "embed-v4.0": 1536,
+    "embed-english-v3.0": 1024,
+    "embed-multilingual-v3.0": 1024,
+    "embed-english-light-v3.0": 384,
+    "embed-multilingual-light-v3.0": 384,
+}
+_COHERE_FIELDS = frozenset(
+    {
+        "model",
+        "texts",
+        "images",
+        "inputs",
+        "input_type",
+        "embedding_types",
+        "output_dimension",
+        "max_tokens",
+        "truncate",
+    }
+)
+_COHERE_INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
+_COHERE_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "base64"})
+
+
+def cohere_embed_handler():
+    """A handler for Cohere's ``POST /v2/embed`` (https://docs.cohere.com/reference/embed; recordings
+    ``pydantic-ai__TestCohere.*``, ``langchain-cohere__*embedding*``): the bearer key of
+    :data:`tests.emulators.cohere_format.KEY`; only the v2 fields; ``model`` one it serves (else the recorded 404);
+    ``texts`` 1 to 96 non-empty strings; ``input_type`` required (v3 and newer) and one of Cohere's; ``embedding_types``
+    among Cohere's (default float); ``output_dimension`` only on ``embed-v4.0`` and one of 256, 512, 1024, 1536;
+    ``truncate`` NONE, START or END. Answers ``embeddings_by_type`` with ``meta.billed_units.input_tokens``, compact.
+    """
+    from tests.emulators import cohere_format
+
+    def invalid(message: str) -> Reply:
+        return cohere_format.error(400, f"invalid request: {message}")
+
+    def handle(request: Request) -> Reply:
+        if request.method != "POST" or request.path != "/v2/embed":
+            return cohere_format.error(404, f"{request.method} {request.path} not found")
+        if request.headers.get("authorization") != f"Bearer {cohere_format.KEY}":
+            return cohere_format.error(401, "invalid api token")
+        body: dict[str, Any] = request.json()
+        unknown = sorted(set(body) - _COHERE_FIELDS)
+        if unknown:
+            return invalid(f"unknown field(s) {', '.join(unknown)}")
+        model = body.get("model")
+        if model not in COHERE_DIMENSIONS:
+            return cohere_format.error(
+                404,
+                f"model '{model}' not found, make sure the correct model ID was used and that you have access to the "
+                "model.",
+            )
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            return invalid("texts must be a non-empty list of non-empty strings")
+        if len(texts) > 96:
+            return invalid(f"texts can contain at most 96 items, got {len(texts)}")
+        if body.get("input_type") not in _COHERE_INPUT_TYPES:
+            return invalid(
+                "input_type is required for embed models v3 and higher, and must be one of "
+                + ", ".join(sorted(_COHERE_INPUT_TYPES))
+            )
+        kinds = body.get("embedding_types") or ["float"]
+        if not set(kinds) <= _COHERE_TYPES:
+            return invalid(f"embedding_types must be among {', '.join(sorted(_COHERE_TYPES))}")
+        size = body.get("output_dimension")
+        if size is not None:
+            if model != "embed-v4.0":
+                return invalid(f"output_dimension is not supported for {model}")
+            if size not in (256, 512, 1024, 1536):
+                return invalid("output_dimension must be one of 256, 512, 1024, 1536")
+        if body.get("truncate") not in (None, "NONE", "START", "END"):
+            return invalid("truncate must be one of NONE, START, END")
+        size = size or COHERE_DIMENSIONS[model]
+        floats = [vector(model, text, size) for text in texts]
+        by_type: dict[str, Any] = {}
+        for kind in kinds:
+            if kind == "float":
+                by_type["float"] = floats
+            elif kind == "int8":
+                by_type["int8"] = [[max(-128, min(127, round(v * 127))) for v in values] for values in floats]
+            else:
+                return invalid(f"the emulator does not produce {kind} embeddings")
+        tokens = sum((len(t) + 3) // 4 for t in texts)
+        answer = {
+            "id": "emu-embed",
+            "embeddings": by_type,
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+            "response_type": "embeddings_by_type",
+        }
+        return Reply(
+            body=json.dumps(answer, separators=(",", ":")).encode(),
+            headers={"content-type": "application/json", "num_tokens": str(tokens)},
+        )
+
+    return handle
+
+
+TITAN_DIMENSIONS = {"amazon.titan-embed-text-v2:0": 1024, "amazon.titan-embed-text-v1": 1536}
+BEDROCK_COHERE_DIMENSIONS = {"cohere.embed-english-v3": 1024, "cohere.embed-multilingual-v3": 1024}
+_BEDROCK_COHERE_FIELDS = frozenset({"texts", "images", "input_type", "truncate", "embedding_types"})
+_TITAN_V2_FIELDS = frozenset({"inputText", "dimensions", "normalize", "embeddingTypes"})
+
+
+def titan_vector(model: str, text: str, size: int, normalize: bool = True) -> list[float]:
+    """The Titan emulator's vector: :func:`vector`, scaled to unit length when ``normalize`` (Titan v2's default)."""
+    values = vector(model, text, size)
+    if not normalize:
+        return values
+    norm = sum(v * v for v in values) ** 0.5
+    return list(struct.unpack(f"<{size}f", struct.pack(f"<{size}f", *(v / norm for v in values))))
+
+
+def bedrock_embed_handler():
+    """A handler for Bedrock's ``POST /model/{modelId}/invoke`` with its text embedding models, SigV4 or the API key
+    checked as for Converse (:func:`tests.emulators.bedrock_format.check_auth`); any key a model does not take is the
+    ``ValidationException`` Bedrock sends ("Malformed input request: #: extraneous key […] is not permitted").
+
+    - Titan (model-parameters-titan-embed-text; recording ``pydantic-ai__TestBedrock.test_titan_v2_with_dimensions.
+      yaml``): one non-empty ``inputText``; v2 also ``dimensions`` (256, 512, 1024), ``normalize`` (default true)
+      and ``embeddingTypes``, v1 nothing else. Answers ``embedding``, ``embeddingsByType`` (v2) and
+      ``inputTextTokenCount``.
+    - Cohere Embed v3 (model-parameters-embed-v3): ``texts`` (at most 96, each at most 2,048 characters),
+      ``input_type`` required, ``truncate``, ``embedding_types``. Answers ``embeddings_floats`` (a list of vectors),
+      or ``embeddings_by_type`` when ``embedding_types`` is sent; the token count only in the
+      ``x-amzn-bedrock-input-token-count`` header.
+    """
+    from urllib.parse import unquote
+
+    from tests.emulators import bedrock_format as br
+
+    def malformed(problem: str) -> Reply:
+        return br.invalid(f"Malformed input request: {problem}, please reformat your input and try again.")
+
+    def handle(request: Request) -> Reply:
+        match = re.fullmatch(r"/model/([^/]+)/invoke", request.path)
+        if request.method != "POST" or match is None:
+            return br.error(404, "UnknownOperationException", f"{request.method} {request.path}")
+        problem = br.check_auth(request)
+        if problem is not None:
+            return problem
+        model = unquote(match.group(1))
+        if model not in TITAN_DIMENSIONS and model not in BEDROCK_COHERE_DIMENSIONS:
+            return br.invalid("The provided model identifier is invalid.")
+        try:
+            body: dict[str, Any] = request.json()
+        except ValueError:
+            return br.error(400, "SerializationException", "Could not parse the request body as JSON")
+        if model in BEDROCK_COHERE_DIMENSIONS:
+            return _bedrock_cohere(model, body, malformed)
+        allowed = _TITAN_V2_FIELDS if model.endswith("v2:0") else frozenset({"inputText"})
+        extra = sorted(set(body) - allowed)
+        if extra:
+            return malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+        text = body.get("inputText")
+        if not isinstance(text, str):
+            return malformed("#: required key [inputText] not found")
+        if not text:
+            return malformed("#/inputText: expected minLength: 1, actual: 0")
+        size = body.get("dimensions", TITAN_DIMENSIONS[model])
+        if model.endswith("v2:0") and size not in (256, 512, 1024):
+            return malformed(f"#/dimensions: {size} is not a valid enum value")
+        normalize = body.get("normalize", True)
+        if not isinstance(normalize, bool):
+            return malformed(f"#/normalize: expected type: Boolean, found: {type(normalize).__name__}")
+        if not set(body.get("embeddingTypes", ["float"])) <= {"float", "binary"}:
+            return malformed("#/embeddingTypes: not a valid enum value")
+        values = titan_vector(model, text, size, normalize)
+        tokens = (len(text) + 3) // 4
+        answer: dict[str, Any] = {"embedding": values, "inputTextTokenCount": tokens}
+        if model.endswith("v2:0"):
+            answer["embeddingsByType"] = {"float": values}
+        headers = {"x-amzn-requestid": "emu-titan", "x-amzn-bedrock-input-token-count": str(tokens)}
+        return Reply(body=answer, headers=headers)
+
+    return handle
+
+
+def _bedrock_cohere(model: str, body: dict[str, Any], malformed: Any) -> Reply:
+    extra = sorted(set(body) - _BEDROCK_COHERE_FIELDS)
+    if extra:
+        return malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return malformed("#: required key [texts] not found")
+    if len(texts) > 96:
+        return malformed(f"#/texts: expected maxItems: 96, actual: {len(texts)}")
+    for i, text in enumerate(texts):
+        if len(text) > 2048:
+            return malformed(f"#/texts/{i}: expected maxLength: 2048, actual: {len(text)}")
+    if "input_type" not in body:
+        return malformed("#: required key [input_type] not found")
+    if body["input_type"] not in _COHERE_INPUT_TYPES:
+        return malformed(f"#/input_type: {body['input_type']} is not a valid enum value")
+    if body.get("truncate", "NONE") not in ("NONE", "START", "END"):
+        return malformed(f"#/truncate: {body['truncate']} is not a valid enum value")
+    floats = [vector(model, text, BEDROCK_COHERE_DIMENSIONS[model]) for text in texts]
+    kinds = body.get("embedding_types")
+    if kinds is None:
+        embeddings: Any = floats
+        kind = "embeddings_floats"
+    elif kinds == ["float"]:
+        embeddings, kind = {"float": floats}, "embeddings_by_type"
+    else:
+        return malformed("#/embedding_types: the emulator produces float embeddings only")
+    tokens = sum((len(t) + 3) // 4 for t in texts)
+    answer = {"embeddings": embeddings, "id": "emu-bedrock-cohere", "response_type": kind, "texts": texts}
+    headers = {"x-amzn-requestid": "emu-cohere", "x-amzn-bedrock-input-token-count": str(tokens)}
+    return Reply(body=answer, headers=headers)
 
 
 CONTEXT = re.compile(r"-{5,}\n(?P<context>.*?)\n-{5,}", re.S)

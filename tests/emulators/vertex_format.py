@@ -8,7 +8,8 @@
   bearer token must be one this endpoint issued and not expired (401 ``UNAUTHENTICATED`` otherwise), the project and
   location the expected ones; then Gemini calls go to the Gemini emulator and Claude calls (``rawPredict`` /
   ``streamRawPredict``: ``anthropic_version: vertex-2023-10-16`` in the body, no ``model``) to the Anthropic one,
-  which check bodies as strictly as for the direct APIs.
+  which check bodies as strictly as for the direct APIs; ``:predict`` and ``:embedContent`` (Google's embedding
+  models) go to :attr:`VertexEmulator.embeddings`. ``v1beta1`` is served beside ``v1``, as on Vertex.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 """The ``aud`` of a service account's assertion: Google's token endpoint, wherever ``token_uri`` points."""
 
 _PATH = re.compile(
-    r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/(?P<publisher>google|anthropic)"
-    r"/models/(?P<model>[^:/]+):(?P<method>generateContent|streamGenerateContent|rawPredict|streamRawPredict)$"
+    r"^/v1(?:beta1)?/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/"
+    r"(?P<publisher>google|anthropic)/models/(?P<model>[^:/]+):"
+    r"(?P<method>generateContent|streamGenerateContent|rawPredict|streamRawPredict|predict|embedContent)$"
 )
 
 
@@ -76,6 +78,8 @@ class VertexEmulator:
 
     gemini: Handler | None = None
     claude: Handler | None = None
+    embeddings: Handler | None = None
+    """Google's embedding models (``:predict``, ``:embedContent``), e.g. ``embeddings_format.vertex_predict_handler()``."""
     location: str = "us-east5"
     token_lifetime: int = 3600
     public_key: Any = None
@@ -109,6 +113,10 @@ class VertexEmulator:
         body = request.json()
         with self._lock:
             self.bodies.append(body)
+        if found["publisher"] == "google" and found["method"] in ("predict", "embedContent"):
+            if self.embeddings is None:
+                return rpc_error(404, "NOT_FOUND", "no embedding model here")
+            return self.embeddings(request)
         if found["publisher"] == "google":
             return self._gemini(request, found)
         return self._claude(request, body, found)

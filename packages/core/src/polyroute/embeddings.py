@@ -12,6 +12,9 @@ Wire formats:
 - Gemini's ``models/{model}:batchEmbedContents`` (``google/ai/generativelanguage/v1beta/generative_service.proto``):
   one ``EmbedContentRequest`` per input, with ``outputDimensionality``, ``taskType`` and ``title``; at most 100 per
   batch ("BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch").
+- the clouds' own, one module each beside this one: Vertex AI's ``:predict`` (:mod:`polyroute.embeddings_vertex`),
+  Cohere's ``/v2/embed`` (:mod:`polyroute.embeddings_cohere`), Bedrock's ``InvokeModel`` for Titan and
+  Cohere v3 (:mod:`polyroute.embeddings_bedrock`).
 
 ``encoding_format: base64`` (the openai SDK's default) is little-endian float32, base64-encoded: what the SDK
 decodes. OpenAI and Azure are asked for it as the caller asked (their strings pass through untouched); other
@@ -46,6 +49,7 @@ _BATCH_LIMITS: Mapping[str, int] = {
     "openai-compatible": OPENAI_MAX_INPUTS,
     "mock": OPENAI_MAX_INPUTS,
     "gemini": GEMINI_MAX_INPUTS,
+    "cohere": 96,  # embeddings_cohere.MAX_TEXTS (not imported here: that module imports this one)
 }
 _DEFAULT_BATCH = 128
 """Vendors that document a token budget per request rather than a count (Mistral, Together, Fireworks, Ollama):
@@ -144,6 +148,14 @@ def routing_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
 
 def batch_limit(target: Target) -> int:
     """Most inputs one upstream request to ``target`` takes: its ``max_batch``, else the provider's limit."""
+    if target.spec.adapter == "bedrock":
+        from polyroute import embeddings_bedrock
+
+        return embeddings_bedrock.batch_limit(target)
+    if target.spec.adapter == "vertex":
+        from polyroute import embeddings_vertex
+
+        return embeddings_vertex.batch_limit(target)
     return target.deployment.max_batch or _BATCH_LIMITS.get(target.provider, _DEFAULT_BATCH)
 
 
@@ -196,7 +208,7 @@ def decode_base64(text: str) -> list[float]:
     return packed.tolist()
 
 
-def _as_requested(vector: Any, encoding: str) -> Any:
+def as_requested(vector: Any, encoding: str) -> Any:
     """A vector in the caller's ``encoding_format``, whichever form the provider sent."""
     if encoding == "base64":
         return vector if isinstance(vector, str) else encode_base64(vector)
@@ -212,6 +224,38 @@ def _as_sent(data: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any
     return all(
         sent["embedding"] is ours["embedding"] and len(sent) == 3 for sent, ours in zip(data, items, strict=True)
     )
+
+
+def text_inputs(body: Mapping[str, Any], target: Target, api: str) -> list[str]:
+    """The request's inputs, which must be text for ``api`` (token arrays are a 400 that says what to do)."""
+    inputs: list[Any] = body["input"]
+    if not isinstance(inputs[0], str):
+        raise UnsupportedFeatureError(
+            f"{target.label} ({api}) takes text inputs only, not token arrays; send strings or route to an OpenAI "
+            "deployment",
+            param="input",
+        )
+    return cast(list[str], inputs)
+
+
+def native_fields(body: Mapping[str, Any], target: Target, fields: Mapping[str, str], api: str) -> dict[str, Any]:
+    """The provider's own fields a deployment's ``params`` or the request's ``extra_body`` set, by native name
+    (``fields`` maps each accepted name to it); any other is a 400 naming it, never dropped.
+    """
+    native: dict[str, Any] = {}
+    for source, where in ((target.deployment.params, "its deployment params"), (body, "the request")):
+        for name, value in source.items():
+            if where == "the request" and name in EMBEDDING_FIELDS:
+                continue
+            found = fields.get(name)
+            if found is None:
+                known = ", ".join(sorted(set(fields.values())))
+                raise UnsupportedFeatureError(
+                    f"{target.label} ({api}) has no embeddings field {name!r} (from {where}); it takes {known}",
+                    param=name,
+                )
+            native[found] = value
+    return native
 
 
 def estimate_tokens(inputs: Sequence[Any]) -> int:
@@ -262,13 +306,13 @@ class OpenAIEmbeddings:
         answer: dict[str, Any] = json.loads(content)
         data: list[dict[str, Any]] = answer["data"]
         if len(data) != len(body["input"]):
-            raise _unreadable(target, f"{len(data)} embeddings for {len(body['input'])} inputs")
+            raise unreadable(target, f"{len(data)} embeddings for {len(body['input'])} inputs")
         encoding = body.get("encoding_format", "float")
         in_order = all(item.get("index") == i for i, item in enumerate(data))
         if not in_order:
             data.sort(key=lambda item: item["index"])
         items = [
-            {"object": "embedding", "index": i, "embedding": _as_requested(item["embedding"], encoding)}
+            {"object": "embedding", "index": i, "embedding": as_requested(item["embedding"], encoding)}
             for i, item in enumerate(data)
         ]
         usage: Mapping[str, Any] = answer.get("usage") or {}
@@ -325,27 +369,8 @@ class GeminiEmbeddings:
 
     def build_request(self, body: Mapping[str, Any], target: Target) -> UpstreamRequest:
         """The ``models/{model}:batchEmbedContents`` request for ``target``."""
-        inputs: list[Any] = body["input"]
-        if not isinstance(inputs[0], str):
-            raise UnsupportedFeatureError(
-                f"{target.label} (Gemini) takes text inputs only, not token arrays; send strings or route to an "
-                "OpenAI deployment",
-                param="input",
-            )
-        common: dict[str, Any] = {}
-        for source, where in ((target.deployment.params, "its deployment params"), (body, "the request")):
-            for name, value in source.items():
-                if where == "the request" and name in EMBEDDING_FIELDS:
-                    continue
-                native = _GEMINI_FIELDS.get(name)
-                if native is None:
-                    known = ", ".join(sorted(set(_GEMINI_FIELDS.values())))
-                    raise UnsupportedFeatureError(
-                        f"{target.label} (Gemini) has no embeddings field {name!r} (from {where}); Gemini takes "
-                        f"{known}",
-                        param=name,
-                    )
-                common[native] = value
+        inputs = text_inputs(body, target, "Gemini")
+        common = native_fields(body, target, _GEMINI_FIELDS, "Gemini")
         dimensions = body.get("dimensions") or target.deployment.dimensions
         if dimensions is not None:
             common["outputDimensionality"] = dimensions
@@ -365,13 +390,13 @@ class GeminiEmbeddings:
         embeddings: list[dict[str, Any]] = answer["embeddings"]
         inputs: list[Any] = body["input"]
         if len(embeddings) != len(inputs):
-            raise _unreadable(target, f"{len(embeddings)} embeddings for {len(inputs)} inputs")
+            raise unreadable(target, f"{len(embeddings)} embeddings for {len(inputs)} inputs")
         encoding = body.get("encoding_format", "float")
         prompt = estimate_tokens(inputs)
         return {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": i, "embedding": _as_requested(item["values"], encoding)}
+                {"object": "embedding", "index": i, "embedding": as_requested(item["values"], encoding)}
                 for i, item in enumerate(embeddings)
             ],
             "model": target.model,
@@ -399,7 +424,8 @@ def _gemini_model(model: str) -> str:
     return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
 
 
-def _unreadable(target: Target, what: str) -> UpstreamStatusError:
+def unreadable(target: Target, what: str) -> UpstreamStatusError:
+    """A 502 for an upstream answer that does not fit the request (e.g. fewer vectors than inputs)."""
     return UpstreamStatusError(
         f"{target.label} returned {what}", provider=target.provider, deployment=target.label, status=502
     )
@@ -455,16 +481,31 @@ class EmbeddingsApi:
         return routing_request(body)
 
     def adapter(self, target: Target, body: dict[str, Any]) -> Any:
-        """OpenAI's wire format, or Gemini's; other providers have no embeddings API polyroute speaks."""
+        """OpenAI's wire format, Gemini's, Vertex's ``:predict``, Cohere's ``/v2/embed`` or Bedrock's
+        ``InvokeModel`` (Titan, Cohere v3); other providers have no embeddings API polyroute speaks.
+        """
         match target.spec.adapter:
             case "openai" | "mock":
                 return _OPENAI
             case "gemini":
                 return _GEMINI
+            case "vertex":
+                from polyroute.embeddings_vertex import VERTEX
+
+                return VERTEX
+            case "cohere":
+                from polyroute.embeddings_cohere import COHERE
+
+                return COHERE
+            case "bedrock":
+                from polyroute.embeddings_bedrock import BEDROCK
+
+                return BEDROCK
             case _:
                 raise UnsupportedFeatureError(
                     f"{target.label}: polyroute does not speak {target.provider}'s embeddings API; route embeddings "
-                    "to openai, azure, gemini, mistral, together, fireworks, ollama or openai-compatible",
+                    "to openai, azure, gemini, vertex, cohere, bedrock (Titan, Cohere v3), mistral, together, "
+                    "fireworks, ollama or openai-compatible",
                     param="model",
                 )
 

@@ -327,6 +327,13 @@ def region(target: Target) -> str:
     return str(found)
 
 
+def signed_headers(target: Target, url: str, content: bytes, headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with the request's auth added (a bearer API key, else SigV4): for other Bedrock Runtime operations
+    (``InvokeModel`` for embeddings) signed as Converse is.
+    """
+    return {**headers, **_auth_headers(target, url, content, headers)}
+
+
 def _auth_headers(target: Target, url: str, content: bytes, headers: Mapping[str, str]) -> dict[str, str]:
     """A Bedrock API key as a bearer token, else the SigV4 headers (``authorization``, ``x-amz-date``,
     ``x-amz-security-token``) for this exact request.
