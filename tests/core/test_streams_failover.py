@@ -211,7 +211,8 @@ def test_hedge_starts_a_second_deployment_and_the_first_answer_wins(emulator: St
     assert time.monotonic() - started < 0.7
     assert headers["x-polyroute-deployment"] == "fast"
     assert headers["x-polyroute-attempts"] == "2"  # the loser counts as an attempt, cancelled
-    assert len(slow.requests) == 1 and len(fast.requests) == 1
+    # the loser may be cancelled before its request reached the slow upstream (a loaded machine delays its connect)
+    assert len(slow.requests) <= 1 and len(fast.requests) == 1
     if mode == "async":  # the loser task was cancelled and its connection closed before we answered
         assert router.state(router.route("m").targets[0]).in_flight == 0
 
