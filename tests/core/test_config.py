@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,17 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
     odd.write_text("x")
     with pytest.raises(ConfigError, match="unknown config format"):
         Router.from_config(odd)
+
+
+def test_yaml_without_pyyaml_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install "polyroute[yaml]"` fails from a checkout (no index has polyroute): name the package itself."""
+    path = tmp_path / "polyroute.yaml"
+    path.write_text("models: []\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML not installed: `import yaml` raises ImportError
+    with pytest.raises(ConfigError) as caught:
+        Router.from_config(path)
+    assert "needs PyYAML: pip install pyyaml" in str(caught.value)
+    assert "TOML / JSON" in str(caught.value)
 
 
 def test_config_object_round_trips() -> None:

@@ -513,7 +513,8 @@ def _read_file(path: Path) -> Any:
                 import yaml
             except ImportError:
                 raise ConfigError(
-                    f"{path} is YAML, which needs PyYAML: pip install 'polyroute[yaml]' (or use TOML / JSON)"
+                    f"{path} is YAML, which needs PyYAML: pip install pyyaml (the polyroute[yaml] extra), "
+                    "or use TOML / JSON"
                 ) from None
             return yaml.safe_load(text) or {}
         if suffix == ".toml":
