@@ -46,7 +46,25 @@ GOOD = {
         ),
         (
             {"models": [{"name": "a", "deployments": [{"provider": "openai", "model": "x", "colour": "red"}]}]},
-            ["models[0].deployments[0].colour", "Extra inputs"],
+            ["models[0].deployments[0].colour: unknown field (known here: ", "api_base, api_key"],
+        ),
+        (  # a misspelt field is named with the one meant, at every level
+            {"models": [{"name": "a", "deployments": [{"provider": "openai", "model": "x", "timout": 3}]}]},
+            ["models[0].deployments[0].timout: unknown field (did you mean 'timeout'?)"],
+        ),
+        (
+            {"models": [{"name": "a", "fallback": ["b"], "deployments": [{"provider": "openai", "model": "x"}]}]},
+            ["models[0].fallback: unknown field (did you mean 'fallbacks'?)"],
+        ),
+        ({"model": []}, ["model: unknown field (did you mean 'models'?)"]),
+        ({"state": {"backend": "redis", "urll": "x"}}, ["state.urll: unknown field (did you mean 'url'?)"]),
+        (
+            {
+                "models": [
+                    {"name": "a", "deployments": [{"provider": "mock", "model": "m", "capabilities": {"vison": 1}}]}
+                ]
+            },
+            ["capabilities.vison: unknown field (did you mean 'vision'?)"],
         ),
         (
             {"models": [{"name": "a", "deployments": [{"provider": "openai", "model": "x", "error": 500}]}]},
