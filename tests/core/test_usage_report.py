@@ -143,7 +143,7 @@ def test_bad_arguments_say_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFix
     path = tmp_path / "usage.db"
     generate(path, 10)
     assert main(["usage", str(path), "--by", "colour"]) == 2
-    assert "choose from route, deployment, tag, user, day" in capsys.readouterr().err
+    assert "polyroute usage: --by 'colour': choose from route, deployment, tag, user, day" in capsys.readouterr().err
     assert main(["usage", str(path), "--since", "soon"]) == 2
     assert "use a duration" in capsys.readouterr().err
 

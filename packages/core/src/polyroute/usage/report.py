@@ -477,7 +477,7 @@ def run(ledger: str, *, since: str | None, by: str, as_json: bool, html_path: st
     dimensions = [d.strip() for d in by.split(",") if d.strip()]
     unknown = [d for d in dimensions if d not in DIMENSIONS]
     if unknown or not dimensions:
-        print(f"--by {by!r}: choose from {', '.join(DIMENSIONS)}", file=sys.stderr)
+        print(f"polyroute usage: --by {by!r}: choose from {', '.join(DIMENSIONS)}", file=sys.stderr)
         return 2
     try:
         start = parse_since(since) if since else None
