@@ -146,6 +146,12 @@ def test_bad_arguments_say_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFix
     assert "polyroute usage: --by 'colour': choose from route, deployment, tag, user, day" in capsys.readouterr().err
     assert main(["usage", str(path), "--since", "soon"]) == 2
     assert "use a duration" in capsys.readouterr().err
+    config = tmp_path / "polyroute.yaml"  # the config instead of its ledger
+    config.write_text("usage:\n  ledger: usage.db\n" * 20)
+    assert main(["usage", str(config)]) == 2
+    assert f"polyroute usage: {config} is not a usage ledger (the SQLite file usage.ledger names)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_the_html_page_is_self_contained_with_three_charts(tmp_path: Path) -> None:
