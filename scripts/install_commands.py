@@ -53,6 +53,7 @@ CHECKS: dict[str, str] = {
     'python3 -m pip install "./packages/core[openai]"': "python3 -m polyroute demo",
     "python3 -m pip install uv": "python3 -m uv --version",
     'pip install "polyroute[yaml]"': "python3 -c 'import yaml, polyroute; print(yaml.safe_load(\"a: 1\"))'",
+    'pip install "./packages/core[yaml]"': "python3 -c 'import yaml, polyroute; print(yaml.safe_load(\"a: 1\"))'",
     'pip install "polyroute[bedrock]"': (
         "python3 -c 'import botocore.auth, polyroute.providers.bedrock as b; print(b.stream_decoder().feed(bytes()))'"
     ),
@@ -97,8 +98,8 @@ CHECKS: dict[str, str] = {
         "python3 -c 'from ag2 import Agent; from polyroute import Router; from polyroute_autogen import openai_config; "
         f'print(type(openai_config(Router(), "{_MOCK}")).__name__)\''
     ),
-    'pip install "polyroute[serve]"': _SERVE_CHECK,
-    'pip install "./packages/core[serve]"': _SERVE_CHECK,
+    'pip install "polyroute[serve,yaml]"': _SERVE_CHECK + " && python3 -c 'import yaml'",
+    'pip install "./packages/core[serve,yaml]"': _SERVE_CHECK + " && python3 -c 'import yaml'",
 }
 """Each documented install command → a shell command, run in its venv afterwards, that uses what it installed."""
 

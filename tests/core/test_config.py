@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,25 @@ GOOD = {
         ),
         (
             {"models": [{"name": "a", "deployments": [{"provider": "openai", "model": "x", "colour": "red"}]}]},
-            ["models[0].deployments[0].colour", "Extra inputs"],
+            ["models[0].deployments[0].colour: unknown field (known here: ", "api_base, api_key"],
+        ),
+        (  # a misspelt field is named with the one meant, at every level
+            {"models": [{"name": "a", "deployments": [{"provider": "openai", "model": "x", "timout": 3}]}]},
+            ["models[0].deployments[0].timout: unknown field (did you mean 'timeout'?)"],
+        ),
+        (
+            {"models": [{"name": "a", "fallback": ["b"], "deployments": [{"provider": "openai", "model": "x"}]}]},
+            ["models[0].fallback: unknown field (did you mean 'fallbacks'?)"],
+        ),
+        ({"model": []}, ["model: unknown field (did you mean 'models'?)"]),
+        ({"state": {"backend": "redis", "urll": "x"}}, ["state.urll: unknown field (did you mean 'url'?)"]),
+        (
+            {
+                "models": [
+                    {"name": "a", "deployments": [{"provider": "mock", "model": "m", "capabilities": {"vison": 1}}]}
+                ]
+            },
+            ["capabilities.vison: unknown field (did you mean 'vision'?)"],
         ),
         (
             {"models": [{"name": "a", "deployments": [{"provider": "openai", "model": "x", "error": 500}]}]},
@@ -147,6 +166,17 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
     odd.write_text("x")
     with pytest.raises(ConfigError, match="unknown config format"):
         Router.from_config(odd)
+
+
+def test_yaml_without_pyyaml_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install "polyroute[yaml]"` fails from a checkout (no index has polyroute): name the package itself."""
+    path = tmp_path / "polyroute.yaml"
+    path.write_text("models: []\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML not installed: `import yaml` raises ImportError
+    with pytest.raises(ConfigError) as caught:
+        Router.from_config(path)
+    assert "needs PyYAML: pip install pyyaml" in str(caught.value)
+    assert "TOML / JSON" in str(caught.value)
 
 
 def test_config_object_round_trips() -> None:

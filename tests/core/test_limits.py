@@ -39,7 +39,12 @@ def test_all_at_limit_is_429_after_a_bounded_wait_and_called_once(emulator: Star
         call(mode, router, client={"max_retries": 2})
     assert time.monotonic() - started < 0.5
     assert caught.value.response.headers["x-should-retry"] == "false"
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60  # when the rpm window frees a slot
     assert "rpm limit" in str(caught.value.message)
+    # says what happened ("no deployment ... is at its rate limit" said the opposite)
+    assert str(caught.value.message).startswith(
+        "Error code: 429 - every deployment of 'm' is at its rate limit: limited: "
+    )
     assert len(limited.requests) == 1
 
 

@@ -143,9 +143,15 @@ def test_bad_arguments_say_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFix
     path = tmp_path / "usage.db"
     generate(path, 10)
     assert main(["usage", str(path), "--by", "colour"]) == 2
-    assert "choose from route, deployment, tag, user, day" in capsys.readouterr().err
+    assert "polyroute usage: --by 'colour': choose from route, deployment, tag, user, day" in capsys.readouterr().err
     assert main(["usage", str(path), "--since", "soon"]) == 2
     assert "use a duration" in capsys.readouterr().err
+    config = tmp_path / "polyroute.yaml"  # the config instead of its ledger
+    config.write_text("usage:\n  ledger: usage.db\n" * 20)
+    assert main(["usage", str(config)]) == 2
+    assert f"polyroute usage: {config} is not a usage ledger (the SQLite file usage.ledger names)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_the_html_page_is_self_contained_with_three_charts(tmp_path: Path) -> None:

@@ -342,6 +342,7 @@ def test_the_usage_report_is_served_to_admin_keys(emulator: StartEmulator, tmp_p
         page = httpx2.get(f"{server.url}/usage", headers=bearer(admin_key))
         data = httpx2.get(f"{server.url}/usage?format=json&by=tag", headers=bearer(admin_key))
         bad = httpx2.get(f"{server.url}/usage?by=colour", headers=bearer(admin_key))
+        bad_since = httpx2.get(f"{server.url}/usage?since=soon", headers=bearer(admin_key))
     assert forbidden.status_code == 403
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
@@ -350,6 +351,9 @@ def test_the_usage_report_is_served_to_admin_keys(emulator: StartEmulator, tmp_p
     assert set(data.json()["tag"]) == {"team-a", "key:dev"}
     assert bad.status_code == 400
     assert "choose from" in bad.json()["error"]["message"]
+    assert bad_since.status_code == 400
+    # the query parameter's name, not the command's --since
+    assert bad_since.json()["error"]["message"].startswith("/usage: since='soon': use a duration (24h, 7d, 30m)")
 
 
 def test_usage_without_a_ledger_says_how_to_get_one(emulator: StartEmulator) -> None:

@@ -24,6 +24,20 @@ def test_import_polyroute_loads_no_server() -> None:
     assert json.loads(out.stdout) == []
 
 
+def test_serve_without_uvicorn_says_how_to_install_it_from_pypi_and_a_checkout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from polyroute.serve import run
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # not installed: `import uvicorn` raises ImportError
+    with pytest.raises(SystemExit) as caught:
+        run("polyroute.yaml")
+    assert str(caught.value.code) == (
+        'polyroute serve needs uvicorn: pip install "polyroute[serve]" '
+        '(from a checkout: pip install "./packages/core[serve]")'
+    )
+
+
 def test_a_key_is_found_by_its_digest_only() -> None:
     key = new_key()
     ring = KeyRing([VirtualKey(name="a", sha256=hash_key(key))])

@@ -7,13 +7,14 @@ bad value (``models[0].deployments[1].provider: unknown provider 'antropic'; kno
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -513,7 +514,8 @@ def _read_file(path: Path) -> Any:
                 import yaml
             except ImportError:
                 raise ConfigError(
-                    f"{path} is YAML, which needs PyYAML: pip install 'polyroute[yaml]' (or use TOML / JSON)"
+                    f"{path} is YAML, which needs PyYAML: pip install pyyaml (the polyroute[yaml] extra), "
+                    "or use TOML / JSON"
                 ) from None
             return yaml.safe_load(text) or {}
         if suffix == ".toml":
@@ -540,8 +542,45 @@ def _format_validation_error(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
         secret = "api_key" in loc or ".headers" in loc or loc.endswith("sha256")  # a raw key pasted by mistake
-        if error["type"] in ("extra_forbidden", "missing") or secret or isinstance(value, dict | list):
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{loc or 'config'}: {_unknown_field(error['loc'])}")
+        elif error["type"] == "missing" or secret or isinstance(value, dict | list):
             lines.append(f"{loc or 'config'}: {message}")
         else:
             lines.append(f"{loc or 'config'}: {message} (got {value!r})")
     return "invalid polyroute config:\n  " + "\n  ".join(lines)
+
+
+def _unknown_field(loc: tuple[int | str, ...]) -> str:
+    """A misspelt field (``timout``) is named with the closest field of its place, so the fix is obvious."""
+    fields = _fields_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field (did you mean {close[0]!r}?)"
+    return "unknown field" + (f" (known here: {', '.join(sorted(fields))})" if fields else "")
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names the config model at ``loc`` takes (none when ``loc`` leaves the models, e.g. a dict)."""
+    model: type[BaseModel] | None = RouterConfig
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):  # a list index: the list's item model was taken with the list's field
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model inside an annotation (``list[Deployment]``, ``StateSettings | None``…), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None

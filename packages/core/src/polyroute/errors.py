@@ -280,8 +280,15 @@ class AllTargetsFailedError(PolyrouteError, ExceptionGroup):  # type: ignore[mis
         return AllTargetsFailedError(self.message, [e for e in excs if isinstance(e, UpstreamError)])
 
     def headers(self) -> dict[str, str]:
-        """The router gave up: tell the SDK not to re-run the whole chain."""
-        return {"x-should-retry": "false"}
+        """The router gave up: tell the SDK not to re-run the whole chain; when every deployment is rate-limited
+        and each said when it frees up (its rpm / tpm window, an upstream ``retry-after``), ``retry-after`` is the
+        soonest, in whole seconds, for callers that wait and retry themselves.
+        """
+        headers = {"x-should-retry": "false"}
+        waits = [e.retry_after for e in self.errors if e.retry_after is not None]
+        if self.status == 429 and waits and len(waits) == len(self.errors):
+            headers["retry-after"] = str(max(int(min(waits) + 0.999), 1))
+        return headers
 
 
 def _summarize(errors: Sequence[UpstreamError]) -> tuple[int, str, str | None]:

@@ -584,8 +584,13 @@ class Attempts:
             for s in self.skipped
             if s.kind not in ("capability", "context")
         ]
-        what = "at its rate limit" if limited else "available" if kinds - {"auth"} else "usable (no valid API key)"
-        return AllTargetsFailedError(f"no deployment of {self.model!r} is {what}: {lines}", errors)
+        if limited:
+            summary = f"every deployment of {self.model!r} is at its rate limit"
+        else:
+            summary = f"no deployment of {self.model!r} is " + (
+                "available" if kinds - {"auth"} else "usable (no valid API key)"
+            )
+        return AllTargetsFailedError(f"{summary}: {lines}", errors)
 
     def _budget_note(self) -> str:
         if self._deadline is not None and time.monotonic() >= self._deadline:

@@ -36,7 +36,10 @@ def run(config: str, *, host: str = "127.0.0.1", port: int = 4000, workers: int 
     try:
         import uvicorn
     except ImportError:
-        raise SystemExit('polyroute serve needs uvicorn: pip install "polyroute[serve]"') from None
+        raise SystemExit(
+            'polyroute serve needs uvicorn: pip install "polyroute[serve]" '
+            '(from a checkout: pip install "./packages/core[serve]")'
+        ) from None
     create_app(config, open_access=open_access)  # fail here, once, on a bad config or missing keys
     os.environ[CONFIG_ENV] = os.path.abspath(config)
     os.environ[OPEN_ENV] = "1" if open_access else "0"

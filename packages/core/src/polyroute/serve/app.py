@@ -329,7 +329,11 @@ def _usage_report(router: Router, ledger: str, since: str | None, by: str, as_js
         router.recorder.flush()
     if not Path(ledger).is_file():
         raise ValueError(f"the ledger {ledger} has no records yet")
-    summary = summarise(ledger, parse_since(since) if since else None)
+    try:
+        start = parse_since(since) if since else None
+    except ValueError:  # parse_since speaks of the command's --since; here it is a query parameter
+        raise ValueError(f"since={since!r}: use a duration (24h, 7d, 30m) or a date (2026-11-30)") from None
+    summary = summarise(ledger, start)
     if as_json:
         return json.dumps(summary.to_dict(dimensions), separators=(",", ":")).encode()
     return render_html(summary, dimensions, ledger).encode()

@@ -477,14 +477,20 @@ def run(ledger: str, *, since: str | None, by: str, as_json: bool, html_path: st
     dimensions = [d.strip() for d in by.split(",") if d.strip()]
     unknown = [d for d in dimensions if d not in DIMENSIONS]
     if unknown or not dimensions:
-        print(f"--by {by!r}: choose from {', '.join(DIMENSIONS)}", file=sys.stderr)
+        print(f"polyroute usage: --by {by!r}: choose from {', '.join(DIMENSIONS)}", file=sys.stderr)
         return 2
     try:
         start = parse_since(since) if since else None
         with _progress(as_json) as progress:
             summary = summarise(ledger, start, progress)
-    except (ValueError, FileNotFoundError, sqlite3.DatabaseError) as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"polyroute usage: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # e.g. the config file given instead of its ledger
+        print(
+            f"polyroute usage: {ledger} is not a usage ledger (the SQLite file usage.ledger names): {exc}",
+            file=sys.stderr,
+        )
         return 2
     if html_path is not None:
         Path(html_path).write_text(render_html(summary, dimensions, ledger), encoding="utf-8")
