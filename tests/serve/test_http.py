@@ -390,3 +390,19 @@ def test_a_keys_budget_holds_through_the_server(emulator: StartEmulator) -> None
     assert codes[1].json()["error"]["code"] == "budget_exceeded"
     assert "dev-daily" in codes[1].json()["error"]["message"]
     assert other.status_code == 200
+
+
+def test_a_missing_provider_key_on_the_server_is_a_503_not_the_clients_401(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's polyroute key is fine; the server has no provider key: a 401 would tell the client (Claude Code,
+    say) that *its* key is bad."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    route = {"name": "gpt", "deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]}
+    with serving(config([route])) as server:
+        chat = httpx2.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY))
+        messages = httpx2.post(f"{server.url}/v1/messages", json={**CHAT, "max_tokens": 10}, headers=bearer(KEY))
+    for response in (chat, messages):
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert error["type"] == "api_error"
+        assert "server's provider key" in error["message"] and "OPENAI_API_KEY" in error["message"]
+    assert messages.json()["type"] == "error"  # still Anthropic's shape on /v1/messages

@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from polyroute import _compat
 from polyroute.errors import error_body, status_error_type
@@ -183,6 +183,8 @@ class ServeApp:
                 content = b"".join([chunk async for chunk in stream])
                 if status == 200 and key is not None and key.key.routes is not None and scope["path"] == "/v1/models":
                     content = _only_allowed(content, key)
+                if status == 401:
+                    status, content = _server_side_key_error(content)
                 watch.stop()
                 await _send(send, status, out, content)
                 return
@@ -337,6 +339,31 @@ def _usage_report(router: Router, ledger: str, since: str | None, by: str, as_js
     if as_json:
         return json.dumps(summary.to_dict(dimensions), separators=(",", ":")).encode()
     return render_html(summary, dimensions, ledger).encode()
+
+
+_PROVIDER_KEY_CODES = ("missing_api_key", "invalid_api_key")
+
+
+def _server_side_key_error(content: bytes) -> tuple[int, bytes]:
+    """A 401 from the router is about *its* provider key (missing or refused), which the client cannot fix: to the
+    client it is a 503 (clients such as Claude Code take a 401 as their own key being bad, and stop). The body keeps
+    its shape (OpenAI's or Anthropic's) and says whose key it is.
+    """
+    try:
+        body = json.loads(content)
+        error = body["error"]
+    except (ValueError, KeyError, TypeError):
+        return 401, content
+    if not isinstance(error, dict):
+        return 401, content
+    fields = cast("dict[str, Any]", error)
+    message = str(fields.get("message", ""))
+    if fields.get("code") not in _PROVIDER_KEY_CODES and "API key" not in message:
+        return 401, content
+    fields["message"] = f"the polyroute server's provider key is the problem, not yours: {message}"
+    if fields.get("type") == "authentication_error":
+        fields["type"] = "api_error"
+    return 503, json.dumps(body, separators=(",", ":")).encode()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
