@@ -135,6 +135,11 @@ def test_the_command_prints_tables_and_json(tmp_path: Path, capsys: pytest.Captu
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["calls"] == 3 and data["deployment"]["mock/mock-1"]["calls"] == 3
     assert data["total"]["cost"] > 0
+    p50 = data["deployment"]["mock/mock-1"]["p50_ms"]
+    assert main(["usage", str(path), "--by", "deployment"]) == 0
+    text = capsys.readouterr().out
+    if p50 < 10:  # a sub-10 ms latency keeps its tenth (a mock answers in well under 1 ms: not "0")
+        assert f"{p50:.1f}" in text
 
 
 def test_bad_arguments_say_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
