@@ -36,6 +36,7 @@ from polyroute.api import RawAnswer, StreamFormat, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.types.openai import ChatCompletionRequest
+from polyroute.validation import json_object
 
 OPENAI_MAX_INPUTS = 2048
 """OpenAI's limit on inputs per request ("'$.input' ... maximum 2048")."""
@@ -81,15 +82,7 @@ def parse_request(raw: bytes) -> dict[str, Any]:
     """The request body, validated and with ``input`` as a list (a lone string or token array becomes a list of
     one: the answer is the same list of one embedding, as OpenAI's).
     """
-    if not raw:
-        raise InvalidRequestError("request body is empty; send a JSON object with 'model' and 'input'")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object with 'model' and 'input'")
-    body = cast(dict[str, Any], body)
+    body = json_object(raw, "'model' and 'input'")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")

@@ -41,6 +41,7 @@ from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.types.openai import ChatCompletionRequest, Usage
 from polyroute.usage.prices import cost as usage_cost
+from polyroute.validation import json_object
 
 _ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -397,13 +398,7 @@ class MessagesApi:
 
     def parse(self, raw: bytes, transport: Any) -> MessagesCall:
         """The Messages body (a JSON object with ``model`` and ``messages``) and its chat translation to route on."""
-        try:
-            native = json.loads(raw)
-        except ValueError:
-            raise InvalidRequestError("the request body is not valid JSON") from None
-        if not isinstance(native, dict):
-            raise InvalidRequestError("the request body must be a JSON object")
-        native = cast(dict[str, Any], native)
+        native = json_object(raw, "'model', 'max_tokens' and 'messages'")
         routing = inbound.to_chat_request(native, strict=False)
         if self.count_tokens:
             routing.pop("stream", None)

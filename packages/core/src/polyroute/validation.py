@@ -20,17 +20,24 @@ _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
 _PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
 
-def parse_body(raw: bytes) -> ChatCompletionRequest:
-    """The request body as a validated dict, or :class:`InvalidRequestError`."""
+def json_object(raw: bytes, fields: str) -> dict[str, Any]:
+    """A request body as a JSON object, or an :class:`InvalidRequestError` naming the ``fields`` it needs
+    (``"'model' and 'messages'"``): every API's first check.
+    """
     if not raw:
-        raise InvalidRequestError("request body is empty; send a JSON object with 'model' and 'messages'")
+        raise InvalidRequestError(f"request body is empty; send a JSON object with {fields}")
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object with 'model' and 'messages'")
-    return validate(cast(dict[str, Any], body))
+        raise InvalidRequestError(f"request body must be a JSON object with {fields}")
+    return cast(dict[str, Any], body)
+
+
+def parse_body(raw: bytes) -> ChatCompletionRequest:
+    """The request body as a validated dict, or :class:`InvalidRequestError`."""
+    return validate(json_object(raw, "'model' and 'messages'"))
 
 
 def validate(body: dict[str, Any]) -> ChatCompletionRequest:

@@ -40,6 +40,7 @@ from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.responses import translate
 from polyroute.responses.store import Record, ResponseStore, store_for
 from polyroute.types.openai import ChatCompletionRequest, Usage
+from polyroute.validation import json_object
 
 PASS_THROUGH = frozenset({"openai", "azure"})
 """Providers whose deployments serve the Responses API themselves."""
@@ -450,15 +451,7 @@ class ResponsesApi:
 
     def parse(self, raw: bytes, transport: Any) -> ResponsesCall:
         """The validated request, its ``previous_response_id`` looked up."""
-        if not raw:
-            raise InvalidRequestError("request body is empty; send a JSON object with 'model' and 'input'")
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequestError("request body must be a JSON object with 'model' and 'input'")
-        body = translate.validate(cast(dict[str, Any], data))
+        body = translate.validate(json_object(raw, "'model' and 'input'"))
         transport.router.require_mode(body["model"], "chat")
         store = store_for(transport.router)
         previous_id = body.get("previous_response_id")
