@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
-from typing_extensions import Self
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
+from llama_index.llms.polyroute._clients import RouterClients
 from polyroute import Router, RouterConfig
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ DEFAULT_BATCH_SIZE = 100
 """Texts per call from LlamaIndex; polyroute splits a call further when a provider takes fewer."""
 
 
-class PolyrouteEmbedding(BaseEmbedding):
+class PolyrouteEmbedding(RouterClients, BaseEmbedding):
     """A LlamaIndex embedding model served by a polyroute router: routing and failover in-process.
 
     .. code-block:: python
@@ -70,49 +70,10 @@ class PolyrouteEmbedding(BaseEmbedding):
         self._config = config
         self._router.require_mode(model_name, "embedding")  # a wrong or chat model name fails here, not later
 
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        """A copy that shares the live router and its clients (pools, health, limits); data fields are copied."""
-        memo = {} if memo is None else memo
-        for live in (self._router, self._client, self._aclient):
-            if live is not None:
-                memo[id(live)] = live
-        return super().__deepcopy__(memo)
-
-    def __getstate__(self) -> dict[Any, Any]:
-        """Pickles (an ingestion pipeline's worker processes) carry the router's config, not the live router:
-        unpickling builds a router from it (LlamaIndex unpickles through ``__init__``).
-        """
-        state = BaseModel.__getstate__(self)
-        config = self._config if self._config is not None else self._router.config
-        return {**state, "__dict__": {**state["__dict__"], "config": config}, "__pydantic_private__": {}}
-
     @classmethod
     def class_name(cls) -> str:
         """The name LlamaIndex serializes this class under."""
         return "PolyrouteEmbedding"
-
-    @property
-    def router(self) -> Router:
-        """The router serving this model."""
-        return self._router
-
-    @property
-    def _sync_client(self) -> openai.OpenAI:
-        if self._client is None:
-            self._client = self._router.openai_client(**self._client_kwargs())
-        return self._client
-
-    @property
-    def _async_client(self) -> openai.AsyncOpenAI:
-        if self._aclient is None:
-            self._aclient = self._router.async_openai_client(**self._client_kwargs())
-        return self._aclient
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_retries": self.max_retries, "tags": self.tags, "user": self.user}
-        if self.timeout is not None:
-            kwargs["timeout"] = self.timeout
-        return kwargs
 
     def _params(self, texts: list[str]) -> dict[str, Any]:
         params: dict[str, Any] = {"model": self.model_name, "input": texts}

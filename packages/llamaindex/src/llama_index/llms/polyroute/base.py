@@ -42,14 +42,14 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
-from typing_extensions import Self
 
+from llama_index.llms.polyroute._clients import RouterClients
 from polyroute import Router, RouterConfig
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ _ROLES = {
 }
 
 
-class Polyroute(FunctionCallingLLM):
+class Polyroute(RouterClients, FunctionCallingLLM):
     """A LlamaIndex LLM served by a polyroute router: routing, failover and provider translation in-process.
 
     Examples:
@@ -113,31 +113,10 @@ class Polyroute(FunctionCallingLLM):
         self._config = config
         self._router.route(model)  # an unknown model name fails here, not on the first call
 
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        """A copy that shares the live router and its clients (pools, health, limits); data fields are copied."""
-        memo = {} if memo is None else memo
-        for live in (self._router, self._client, self._aclient):
-            if live is not None:
-                memo[id(live)] = live
-        return super().__deepcopy__(memo)
-
-    def __getstate__(self) -> dict[Any, Any]:
-        """Pickles carry the router's config, not the live router: unpickling builds a router from it (LlamaIndex
-        unpickles through ``__init__``).
-        """
-        state = BaseModel.__getstate__(self)
-        config = self._config if self._config is not None else self._router.config
-        return {**state, "__dict__": {**state["__dict__"], "config": config}, "__pydantic_private__": {}}
-
     @classmethod
     def class_name(cls) -> str:
         """The name LlamaIndex serializes this class under."""
         return "Polyroute"
-
-    @property
-    def router(self) -> Router:
-        """The router serving this LLM."""
-        return self._router
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -152,24 +131,6 @@ class Polyroute(FunctionCallingLLM):
         )
 
     # -- clients and requests -----------------------------------------------------------------------------------
-
-    @property
-    def _sync_client(self) -> openai.OpenAI:
-        if self._client is None:
-            self._client = self._router.openai_client(**self._client_kwargs())
-        return self._client
-
-    @property
-    def _async_client(self) -> openai.AsyncOpenAI:
-        if self._aclient is None:
-            self._aclient = self._router.async_openai_client(**self._client_kwargs())
-        return self._aclient
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_retries": self.max_retries, "tags": self.tags, "user": self.user}
-        if self.timeout is not None:
-            kwargs["timeout"] = self.timeout
-        return kwargs
 
     def _body(self, messages: Sequence[ChatMessage], stream: bool, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model}
