@@ -127,3 +127,23 @@ def test_model_client_takes_a_router_config() -> None:
     assert client.message_retrieval(client.create({"messages": HI})) == ["cfg"]
     with pytest.raises(ValueError, match="either"):
         PolyrouteModelClient({"model": "smart"}, config=config, router=mock_router())
+
+
+def test_entry_price_counts_the_routes_it_falls_back_to() -> None:
+    """A call the fallback serves is priced by the same entry: a route whose fallback costs something else gets no
+    ``price`` (ag2 would charge the fallback's tokens at the primary's price), one whose fallback costs the same does.
+    """
+
+    def router(fallback_model: str) -> Router:
+        primary = {"provider": "mock", "model": "mock-1", "error": 503}
+        fallback = {"provider": "mock", "model": fallback_model}
+        models = [
+            {"name": "smart", "fallbacks": ["local"], "deployments": [primary]},
+            {"name": "local", "fallbacks": ["smart"], "deployments": [fallback]},  # a cycle ends
+        ]
+        return Router({"models": models})
+
+    (entry,) = config_list(router("mock-small"), ["smart"])
+    assert "price" not in entry
+    (entry,) = config_list(router("mock-1"), ["smart"])
+    assert entry["price"] == config_list(mock_router(), ["smart"])[0]["price"]

@@ -21,9 +21,12 @@ import importlib.util
 import os
 from collections.abc import Iterable, Mapping
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from polyroute import Router, RouterConfig
+
+if TYPE_CHECKING:
+    from polyroute.providers._base import Target
 
 __all__ = ["PolyrouteModelClient", "config_list", "model_client_config_list", "openai_config"]
 
@@ -95,15 +98,33 @@ def route_price_per_1k(router: Router, model: str) -> list[float] | None:
     name it lacks (every route name, most non-OpenAI models), whatever polyroute priced. An entry's ``price``
     replaces that table: ag2's cost then equals polyroute's ``usage.cost`` for calls without prompt caching
     (ag2 charges cached tokens at the full input price). Routes whose deployments differ in price get no entry
-    price; :class:`PolyrouteModelClient` reports polyroute's own cost in every case.
+    price; :class:`PolyrouteModelClient` reports polyroute's own cost in every case. The routes it falls back to
+    count too: a call one of them serves is priced by the same entry.
     """
-    prices = {(t.info.input_price, t.info.output_price) for t in router.route(model).targets}
+    prices = {(t.info.input_price, t.info.output_price) for t in _reachable_targets(router, model)}
     if len(prices) != 1:
         return None
     ((prompt, completion),) = prices
     if prompt is None or completion is None:
         return None
     return [prompt / 1000, completion / 1000]  # the catalog's prices are per million tokens
+
+
+def _reachable_targets(router: Router, model: str) -> list[Target]:
+    """The deployments a call to ``model`` may end at: its own, then those of every route it falls back to."""
+    seen: set[str] = set()
+    pending = [model]
+    targets: list[Target] = []
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        route = router.route(name)
+        targets.extend(route.targets)
+        config = route.config
+        pending.extend([*config.fallbacks, *config.context_window_fallbacks, *config.content_policy_fallbacks])
+    return targets
 
 
 def _legacy_ag2_library() -> str | None:
