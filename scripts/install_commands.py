@@ -48,6 +48,13 @@ _SERVE_CHECK = (
     'print(r.json()["content"][0]["text"])\''
 )
 
+_TESTING_CHECK = (
+    # docs/testing.md's examples: the plugin, and the openai client its tests call (on the mock provider)
+    "python3 -c 'import polyroute.testing, vcr, pytest_recording; from polyroute import Router; "
+    f'print(Router().openai_client().chat.completions.create(model="{_MOCK}", '
+    'messages=[{"role": "user", "content": "hi"}]).choices[0].message.content)\''
+)
+
 CHECKS: dict[str, str] = {
     # the README's own follow-up, as written: the demo runs on mock deployments through the openai SDK
     'python3 -m pip install "./packages/core[openai]"': "python3 -m polyroute demo",
@@ -58,8 +65,8 @@ CHECKS: dict[str, str] = {
         "python3 -c 'import botocore.auth, polyroute.providers.bedrock as b; print(b.stream_decoder().feed(bytes()))'"
     ),
     'pip install "polyroute[vertex]"': "python3 -c 'import google.oauth2.service_account, polyroute.providers.vertex'",
-    'pip install "polyroute[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
-    'pip install "./packages/core[testing]"': "python3 -c 'import polyroute.testing, vcr, pytest_recording'",
+    'pip install "polyroute[testing,openai]"': _TESTING_CHECK,
+    'pip install "./packages/core[testing,openai]"': _TESTING_CHECK,
     'pip install "polyroute[langchain]"': (
         "python3 -c 'from langchain_polyroute import ChatPolyroute as M, PolyrouteEmbeddings as E; "
         f'print(M(model="{_MOCK}").invoke("hi").content, len(E(model="{_MOCK_EMBED}").embed_query("hi")))\''
