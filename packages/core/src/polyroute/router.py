@@ -473,7 +473,10 @@ class Router:
         """An ``openai.OpenAI`` that talks to this router in-process; ``max_retries=0`` unless given. ``tags`` and
         ``user`` attribute every call of this client in usage records and budgets.
         """
-        import openai
+        try:
+            import openai
+        except ImportError as exc:
+            raise ImportError(_NO_OPENAI) from exc
 
         _attribution(kwargs, tags, user)
         kwargs.setdefault("api_key", "polyroute")
@@ -488,7 +491,10 @@ class Router:
         """An ``openai.AsyncOpenAI`` that talks to this router in-process; ``max_retries=0`` unless given; ``tags``
         and ``user`` as for :meth:`openai_client`.
         """
-        import openai
+        try:
+            import openai
+        except ImportError as exc:
+            raise ImportError(_NO_OPENAI) from exc
 
         _attribution(kwargs, tags, user)
         kwargs.setdefault("api_key", "polyroute")
@@ -618,6 +624,10 @@ def _recorder(config: RouterConfig, store: BudgetStore | None) -> Recorder | Non
     from polyroute.usage.recorder import Recorder
 
     return Recorder(settings, config.budgets, store)
+
+
+_NO_OPENAI = "openai_client() and async_openai_client() need the openai SDK: pip install 'polyroute[openai]'"
+"""Said when the openai SDK is missing, instead of a bare ``No module named 'openai'``."""
 
 
 def _attribution(
