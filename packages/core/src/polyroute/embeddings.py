@@ -259,7 +259,21 @@ def estimate_tokens(inputs: Sequence[Any]) -> int:
 # -- OpenAI's wire format ----------------------------------------------------------------------------------------
 
 
-class OpenAIEmbeddings:
+class Unstreamed:
+    """What an embeddings adapter says to the stream half of the adapter interface: embeddings never stream (the
+    API refuses ``stream: true`` before any deployment is tried).
+    """
+
+    def stream_decoder(self) -> Any:
+        """Never used: embeddings do not stream."""
+        raise NotImplementedError
+
+    def stream_translator(self, target: Target, body: Any) -> Any:
+        """Never used: embeddings do not stream."""
+        raise NotImplementedError
+
+
+class OpenAIEmbeddings(Unstreamed):
     """OpenAI's embeddings wire format, for OpenAI and the vendors that copy it (and the mock)."""
 
     def build_request(self, body: Mapping[str, Any], target: Target) -> UpstreamRequest:
@@ -331,14 +345,6 @@ class OpenAIEmbeddings:
 
         return openai.classify_error(status, headers, content, target)
 
-    def stream_decoder(self) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
-
-    def stream_translator(self, target: Target, body: Any) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
-
 
 def _openai_endpoint(target: Target) -> tuple[str, dict[str, str]]:
     """``{base}/embeddings``; Azure's ``{base}/openai/deployments/{deployment}/embeddings?api-version=…`` unless the
@@ -357,7 +363,7 @@ def _openai_endpoint(target: Target) -> tuple[str, dict[str, str]]:
 # -- Gemini ------------------------------------------------------------------------------------------------------
 
 
-class GeminiEmbeddings:
+class GeminiEmbeddings(Unstreamed):
     """Gemini's ``batchEmbedContents``: one ``EmbedContentRequest`` per input."""
 
     def build_request(self, body: Mapping[str, Any], target: Target) -> UpstreamRequest:
@@ -403,14 +409,6 @@ class GeminiEmbeddings:
         from polyroute.providers import gemini
 
         return gemini.classify_error(status, headers, content, target)
-
-    def stream_decoder(self) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
-
-    def stream_translator(self, target: Target, body: Any) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
 
 
 def _gemini_model(model: str) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import quote
 
-from polyroute.embeddings import as_requested, estimate_tokens, native_fields, text_inputs, unreadable
+from polyroute.embeddings import Unstreamed, as_requested, estimate_tokens, native_fields, text_inputs, unreadable
 from polyroute.errors import UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import bedrock
 from polyroute.providers._base import Target, UpstreamRequest, dumps
@@ -74,7 +74,7 @@ def batch_limit(target: Target) -> int:
     return 1
 
 
-class BedrockEmbeddings:
+class BedrockEmbeddings(Unstreamed):
     """``InvokeModel`` bodies of Bedrock's text embedding models."""
 
     def build_request(self, body: Mapping[str, Any], target: Target) -> UpstreamRequest:
@@ -130,14 +130,6 @@ class BedrockEmbeddings:
     ) -> UpstreamStatusError:
         """AWS's JSON errors, read by the Converse adapter's reader."""
         return bedrock.classify_error(status, headers, content, target)
-
-    def stream_decoder(self) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
-
-    def stream_translator(self, target: Target, body: Any) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
 
 
 def _titan_body(body: Mapping[str, Any], target: Target) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from polyroute.embeddings import as_requested, estimate_tokens, native_fields, text_inputs, unreadable
+from polyroute.embeddings import Unstreamed, as_requested, estimate_tokens, native_fields, text_inputs, unreadable
 from polyroute.errors import UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import cohere
 from polyroute.providers._base import Target, UpstreamRequest, dumps
@@ -40,7 +40,7 @@ _FIELDS: Mapping[str, str] = {
 """What a deployment's ``params`` or a request's ``extra_body`` may set."""
 
 
-class CohereEmbeddings:
+class CohereEmbeddings(Unstreamed):
     """Cohere's ``/v2/embed``."""
 
     def build_request(self, body: Mapping[str, Any], target: Target) -> UpstreamRequest:
@@ -94,14 +94,6 @@ class CohereEmbeddings:
     ) -> UpstreamStatusError:
         """Cohere's ``{"id", "message"}`` body, read by the chat adapter's reader."""
         return cohere.classify_error(status, headers, content, target)
-
-    def stream_decoder(self) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
-
-    def stream_translator(self, target: Target, body: Any) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
 
 
 COHERE = CohereEmbeddings()

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from polyroute.embeddings import as_requested, estimate_tokens, native_fields, text_inputs, unreadable
+from polyroute.embeddings import Unstreamed, as_requested, estimate_tokens, native_fields, text_inputs, unreadable
 from polyroute.errors import UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import gemini, vertex
 from polyroute.providers._base import Target, UpstreamRequest, dumps
@@ -85,7 +85,7 @@ def batch_limit(target: Target) -> int:
     return 1 if model_id(target).startswith(SINGLE_INSTANCE_MODELS) else MAX_INSTANCES
 
 
-class VertexEmbeddings:
+class VertexEmbeddings(Unstreamed):
     """Vertex's ``:predict`` for Google's embedding models."""
 
     def build_request(self, body: Mapping[str, Any], target: Target) -> UpstreamRequest:
@@ -141,14 +141,6 @@ class VertexEmbeddings:
     ) -> UpstreamStatusError:
         """Vertex's ``google.rpc.Status`` body, read by the Gemini reader."""
         return gemini.classify_error(status, headers, content, target)
-
-    def stream_decoder(self) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
-
-    def stream_translator(self, target: Target, body: Any) -> Any:
-        """Never used: embeddings do not stream."""
-        raise NotImplementedError
 
 
 def _request(target: Target, version: str, method: str, native: Mapping[str, Any]) -> UpstreamRequest:
