@@ -664,3 +664,13 @@ def test_an_answer_out_of_order_is_put_in_order(emulator: Start) -> None:
     assert [d.embedding for d in result.data] == [
         pytest.approx(vector("text-embedding-3-small", t, 8)) for t in TEXTS[:3]
     ]
+
+
+def test_a_deployments_own_prices_price_its_embeddings(emulator: Start) -> None:
+    """As for chat: the deployment's ``prices`` come before genai-prices and the catalog."""
+    emu = emulator(openai_handler())
+    router = Router({"models": [openai_route(emu, prices={"input": 1.0, "output": 1.0})]})
+    raw = client(router).embeddings.with_raw_response.create(model="embed", input="hello", encoding_format="float")
+    result = raw.parse()
+    assert result.usage.model_extra == {"cost": pytest.approx(result.usage.prompt_tokens / 1e6)}
+    assert float(raw.headers["x-polyroute-cost"]) == pytest.approx(result.usage.prompt_tokens / 1e6)

@@ -225,3 +225,17 @@ def test_status(reason: str, status: str, why: str | None) -> None:
     response = translate.from_chat(completion, {"model": "m"}, "resp_1")  # type: ignore[arg-type]
     assert response["status"] == status
     assert response["incomplete_details"] == ({"reason": why} if why else None)
+
+
+def test_a_deployments_own_prices_price_a_response() -> None:
+    """As for chat: the deployment's ``prices`` come before genai-prices and the catalog (Responses usage shape)."""
+    from polyroute import Router
+
+    prices = {"input": 1.0, "output": 100.0}
+    router = Router(
+        {"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1", "prices": prices}]}]}
+    )
+    answer = router.openai_client().responses.create(model="m", input="hi")
+    assert answer.usage is not None
+    expected = (answer.usage.input_tokens * 1.0 + answer.usage.output_tokens * 100.0) / 1e6
+    assert answer.usage.model_extra == {"cost": pytest.approx(expected)}

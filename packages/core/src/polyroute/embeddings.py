@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from polyroute.api import RawAnswer, StreamFormat, stream_error_event
+from polyroute.api import RawAnswer, StreamFormat, price, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.types.openai import ChatCompletionRequest
@@ -502,11 +502,7 @@ class EmbeddingsApi:
 
     def finish(self, answer: Any, target: Target) -> float | None:
         """Price the input tokens (embeddings have no output)."""
-        usage = answer["usage"]
-        cost = target.info.cost(usage.get("prompt_tokens", 0), 0)
-        if cost is not None:
-            usage["cost"] = cost
-        return cost
+        return price(target, answer["usage"])
 
     def split(self, body: dict[str, Any], transport: Any) -> list[Any] | None:
         """Parts no larger than the smallest batch limit of any deployment the call may reach (its route's and

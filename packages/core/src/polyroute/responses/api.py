@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote
 
 from polyroute._sse import SSEDecoder, SSEEvent
 from polyroute.api import StreamFormat
+from polyroute.api import price as chat_price
 from polyroute.errors import (
     InvalidRequestError,
     NotFoundPathError,
@@ -104,15 +105,10 @@ def _output_as_input(output: list[Any]) -> list[dict[str, Any]]:
 
 
 def price(target: Target, usage: dict[str, Any] | None) -> float | None:
-    """Price Responses usage from the catalog; the cost rides on ``usage.cost``, as in chat."""
-    if not usage:
-        return None
-    details = _obj(usage.get("input_tokens_details"))
-    cached, written = details.get("cached_tokens", 0) or 0, details.get("cache_write_tokens", 0) or 0
-    cost = target.info.cost(usage.get("input_tokens", 0), usage.get("output_tokens", 0), cached, written)
-    if cost is not None:
-        usage["cost"] = cost
-    return cost
+    """Price Responses usage as chat usage is priced (:func:`polyroute.api.price`: the deployment's prices,
+    genai-prices, the catalog); the cost rides on ``usage.cost``.
+    """
+    return chat_price(target, cast("Usage", usage)) if usage else None
 
 
 def _chat_usage(usage: Any) -> Usage | None:
