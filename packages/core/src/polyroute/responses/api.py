@@ -51,8 +51,7 @@ AZURE_API_VERSION = "2025-04-01-preview"
 old for Responses)."""
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+_obj = translate.as_object
 
 
 @dataclass(slots=True)

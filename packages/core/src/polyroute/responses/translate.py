@@ -108,7 +108,8 @@ def is_polyroute_id(value: Any) -> bool:
     return isinstance(value, str) and value.partition("_")[2].startswith(ID_MARK)
 
 
-def _obj(value: Any) -> dict[str, Any]:
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (a field of the wrong type reads as absent)."""
     return cast(dict[str, Any], value) if isinstance(value, dict) else {}
 
 
@@ -140,10 +141,10 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     for i, item in enumerate(_list(raw)):
         _check_item(i, item)
     for i, tool in enumerate(_list(body.get("tools"))):
-        kind = _obj(tool).get("type")
+        kind = as_object(tool).get("type")
         if not isinstance(kind, str):
             raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
-        if kind == "function" and not isinstance(_obj(tool).get("name"), str):
+        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
             raise InvalidRequestError(
                 f"'tools[{i}].name' is required: a Responses function tool is flat "
                 "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
@@ -151,7 +152,7 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
             )
     if "tools" in body and not isinstance(body["tools"], list):
         raise InvalidRequestError("'tools' must be an array", param="tools")
-    fmt = _obj(_obj(body.get("text")).get("format"))
+    fmt = as_object(as_object(body.get("text")).get("format"))
     if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
         raise InvalidRequestError(
             f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
@@ -197,7 +198,7 @@ def _check_item(i: int, item: Any) -> None:
         raise InvalidRequestError(
             f"'{where}' must be an object (an input item), got {type(item).__name__}", param=where
         )
-    item = _obj(item)
+    item = as_object(item)
     kind = item.get("type", "message" if "role" in item else None)
     if kind not in _ITEM_TYPES:
         raise InvalidRequestError(
@@ -230,7 +231,7 @@ def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
     items: list[dict[str, Any]] = []
-    for item in map(_obj, _list(raw)):
+    for item in map(as_object, _list(raw)):
         if "type" not in item:
             item = {"type": "message", **item}
         items.append(item)
@@ -239,8 +240,8 @@ def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def hosted_tools(body: Mapping[str, Any]) -> list[str]:
     """The OpenAI-hosted tools the request uses (its ``tools`` and a ``tool_choice`` naming one)."""
-    found = [str(_obj(t).get("type")) for t in _list(body.get("tools")) if _obj(t).get("type") != "function"]
-    choice = _obj(body.get("tool_choice")).get("type")
+    found = [str(as_object(t).get("type")) for t in _list(body.get("tools")) if as_object(t).get("type") != "function"]
+    choice = as_object(body.get("tool_choice")).get("type")
     if isinstance(choice, str) and choice in HOSTED_TOOLS and choice not in found:
         found.append(choice)
     return found
@@ -268,19 +269,19 @@ def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: 
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = [_to_chat_tool(_obj(t)) for t in _list(body.get("tools"))]
+    tools = [_to_chat_tool(as_object(t)) for t in _list(body.get("tools"))]
     if tools:
         out["tools"] = tools
     choice = body.get("tool_choice")
     if choice is not None:
         out["tool_choice"] = _to_chat_tool_choice(choice, label)
-    fmt = _obj(_obj(body.get("text")).get("format"))
+    fmt = as_object(as_object(body.get("text")).get("format"))
     if fmt.get("type") == "json_schema":
         schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
         out["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif fmt.get("type") == "json_object":
         out["response_format"] = {"type": "json_object"}
-    effort = _obj(body.get("reasoning")).get("effort")
+    effort = as_object(body.get("reasoning")).get("effort")
     if effort is not None:
         out["reasoning_effort"] = effort
     if body.get("max_output_tokens") is not None:
@@ -304,7 +305,7 @@ def _to_chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
 def _to_chat_tool_choice(choice: Any, label: str) -> Any:
     if isinstance(choice, str):
         return choice
-    choice = _obj(choice)
+    choice = as_object(choice)
     if choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise UnsupportedFeatureError(
@@ -351,7 +352,7 @@ def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) ->
                 )
             case "reasoning":
                 current = model_turn()
-                summary = "".join(str(_obj(s).get("text") or "") for s in _list(item.get("summary")))
+                summary = "".join(str(as_object(s).get("text") or "") for s in _list(item.get("summary")))
                 if summary:
                     current["reasoning_content"] = (current.get("reasoning_content") or "") + summary
                 state = decode_reasoning(item.get("encrypted_content"))
@@ -373,15 +374,15 @@ def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) ->
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return "".join(str(_obj(p).get("text") or _obj(p).get("refusal") or "") for p in _list(content))
+    return "".join(str(as_object(p).get("text") or as_object(p).get("refusal") or "") for p in _list(content))
 
 
 def _tool_output(output: Any) -> Any:
     if isinstance(output, str):
         return output
     parts = _list(output)
-    if parts and all(_obj(p).get("type") in ("input_text", "output_text") for p in parts):
-        return "".join(str(_obj(p).get("text") or "") for p in parts)
+    if parts and all(as_object(p).get("type") in ("input_text", "output_text") for p in parts):
+        return "".join(str(as_object(p).get("text") or "") for p in parts)
     return json.dumps(output) if output is not None else ""
 
 
@@ -389,7 +390,7 @@ def _to_chat_content(content: Any, i: int) -> Any:
     if isinstance(content, str):
         return content
     parts: list[dict[str, Any]] = []
-    for j, part in enumerate(map(_obj, _list(content))):
+    for j, part in enumerate(map(as_object, _list(content))):
         where = f"input[{i}].content[{j}]"
         match part.get("type"):
             case "input_text" | "output_text" | "text":
@@ -443,7 +444,7 @@ def decode_reasoning(token: Any) -> dict[str, Any]:
     if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX):
         return {}
     try:
-        return _obj(json.loads(base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX) :])))
+        return as_object(json.loads(base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX) :])))
     except ValueError:
         raise InvalidRequestError(
             "a reasoning item's encrypted_content was changed; send it back as it was returned",
@@ -461,8 +462,8 @@ def wants_encrypted(body: Mapping[str, Any]) -> bool:
 
 def skeleton(body: Mapping[str, Any], response_id: str, model: str, created_at: int | None = None) -> dict[str, Any]:
     """A Response object with the request's settings echoed, ``in_progress`` and no output yet."""
-    fmt = _obj(body.get("text")).get("format") or {"type": "text"}
-    reasoning = _obj(body.get("reasoning"))
+    fmt = as_object(body.get("text")).get("format") or {"type": "text"}
+    reasoning = as_object(body.get("reasoning"))
     return {
         "id": response_id,
         "object": "response",
@@ -596,7 +597,7 @@ def from_chat(
         item["content"] = [{"type": "refusal", "refusal": refusal}]
         output.append(item)
     for call in _list(message.get("tool_calls")):
-        function = _obj(_obj(call).get("function"))
+        function = as_object(as_object(call).get("function"))
         output.append(call_item(str(call["id"]), str(function.get("name")), str(function.get("arguments") or "")))
     return finish(response, choices[0].get("finish_reason") if choices else None, completion.get("usage"))
 
@@ -606,7 +607,7 @@ def _reasoning_state(message: Mapping[str, Any]) -> dict[str, Any]:
     blocks = _list(message.get("thinking_blocks"))
     if blocks:
         state["thinking_blocks"] = blocks
-    signature = _obj(message.get("provider_specific_fields")).get("thought_signature")
+    signature = as_object(message.get("provider_specific_fields")).get("thought_signature")
     if isinstance(signature, str) and signature:
         state["thought_signature"] = signature
     return state
@@ -669,10 +670,10 @@ class ChatToResponseEvents:
         if usage:
             self.usage = cast(Usage, usage)
         for choice in _list(chunk.get("choices")):
-            choice = _obj(choice)
+            choice = as_object(choice)
             if choice.get("index", 0) != 0:
                 continue
-            delta = _obj(choice.get("delta"))
+            delta = as_object(choice.get("delta"))
             reasoning = delta.get("reasoning_content")
             if reasoning:
                 events += self._reasoning(str(reasoning))
@@ -681,13 +682,13 @@ class ChatToResponseEvents:
                 if self._open is None or self._open.item["type"] != "reasoning":
                     events += self._reasoning("")
                 self._state.setdefault("thinking_blocks", []).extend(blocks)
-            signature = _obj(delta.get("provider_specific_fields")).get("thought_signature")
+            signature = as_object(delta.get("provider_specific_fields")).get("thought_signature")
             if isinstance(signature, str) and signature:
                 self._state["thought_signature"] = signature
             content = delta.get("content")
             if content:
                 events += self._text(str(content))
-            for call in map(_obj, _list(delta.get("tool_calls"))):
+            for call in map(as_object, _list(delta.get("tool_calls"))):
                 events += self._call(call)
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
@@ -733,7 +734,7 @@ class ChatToResponseEvents:
     def _call(self, call: Mapping[str, Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         position = int(call.get("index", 0))
-        function = _obj(call.get("function"))
+        function = as_object(call.get("function"))
         current = self._calls.get(position)
         if current is None:
             events += self._close()
@@ -820,4 +821,4 @@ def is_content(event: Mapping[str, Any]) -> bool:
     kind = event.get("type")
     if kind in CONTENT_EVENTS:
         return True
-    return kind == "response.output_item.added" and _obj(event.get("item")).get("type") == "function_call"
+    return kind == "response.output_item.added" and as_object(event.get("item")).get("type") == "function_call"
