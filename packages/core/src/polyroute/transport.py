@@ -151,6 +151,7 @@ class RouterTransport(_compat.TransportBase):
         self._mock: Any = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._urls: dict[str, Any] = {}
+        self._headers: dict[tuple[Any, ...], Any] = {}
         self._clients = 0
 
     def __repr__(self) -> str:
@@ -573,18 +574,31 @@ class RouterTransport(_compat.TransportBase):
         # that names the variable to set: no second check here.
         adapter = api.adapter(target, body)
         upstream = adapter.build_request(body, target)
+        lib = _compat.UPSTREAM
         url = self._urls.get(upstream.url)
         if url is None:  # parsing a URL costs more than the rest of the request build: parse each once
             if len(self._urls) >= 1024:
                 self._urls.clear()
-            url = self._urls[upstream.url] = _compat.UPSTREAM.URL(upstream.url)
-        req = _compat.UPSTREAM.Request(
+            url = self._urls[upstream.url] = lib.URL(upstream.url)
+        headers = with_forwarded(upstream.headers, forwarded_headers(incoming, target))
+        # Headers are normalized once per set seen (a deployment's usually never change), not per call.
+        key = (url.netloc, *headers.items())
+        prepared = self._headers.get(key)
+        if prepared is None:
+            if len(self._headers) >= 1024:
+                self._headers.clear()
+            prepared = self._headers[key] = lib.Headers([("host", url.netloc.decode("ascii")), *headers.items()])
+        content = upstream.content
+        req = lib.Request(
             upstream.method,
             url,
-            headers=with_forwarded(upstream.headers, forwarded_headers(incoming, target)),
-            content=upstream.content,
+            headers=prepared,
+            stream=lib.ByteStream(content),
             extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
         )
+        if content or upstream.method in _WITH_BODY:
+            req.headers["content-length"] = str(len(content))
+        req.read()  # the body as ``request.content`` too, as ``Request(content=...)`` has it (vcrpy reads it)
         return adapter, req, upstream.stream
 
     # -- answers --------------------------------------------------------------------------------------------
@@ -623,7 +637,7 @@ class RouterTransport(_compat.TransportBase):
             headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
         headers["content-type"] = "application/json"
         content = outcome.to_bytes() if isinstance(outcome, RawAnswer) else dumps(outcome)
-        return lib.Response(200, headers=headers, content=content)
+        return _bytes_response(lib, 200, headers, content)
 
 
 class ClientTransport(_compat.TransportBase):
@@ -1306,8 +1320,20 @@ def _total_tokens(usage: Mapping[str, Any]) -> int:
     return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
 
 
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose requests say ``content-length: 0`` when empty (as ``Request(content=...)`` does)."""
+
+
 def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Any:
-    return lib.Response(status, headers={"content-type": "application/json", **(headers or {})}, content=dumps(body))
+    return _bytes_response(lib, status, {"content-type": "application/json", **(headers or {})}, dumps(body))
+
+
+def _bytes_response(lib: Any, status: int, headers: dict[str, str], content: bytes) -> Any:
+    """A response whose body is ``content``, left for the client to read: ``Response(content=...)`` reads it into
+    the response at once and again through the client's stream, a few µs more per call.
+    """
+    headers["content-length"] = str(len(content))
+    return lib.Response(status, headers=headers, stream=lib.ByteStream(content))
 
 
 def _unreachable(exc: PolyrouteError) -> str | None:
