@@ -17,7 +17,8 @@ import pytest
 from polyroute import Router, UnsupportedFeatureError
 from polyroute.errors import StreamInterruptedError, UpstreamStatusError
 from polyroute.providers import openai as adapter
-from polyroute.providers._base import Target
+from polyroute.api import RawAnswer
+from polyroute.providers._base import Target, dumps
 from tests.corpus import FIXTURES, Interaction, load_cassette
 
 CASSETTES = sorted((FIXTURES / "openai_compatible").glob("*.yaml*"))
@@ -259,6 +260,40 @@ def test_recorded_json_responses(name: str, interaction: Interaction) -> None:
         assert ours_calls == raw_calls
         assert all(c["id"] for c in message.get("tool_calls") or [])  # filled in where the vendor sent none
     assert result.get("usage") == native.get("usage")
+
+
+@pytest.mark.parametrize(
+    ("name", "interaction"),
+    [p for p in INTERACTIONS if p[1].status == 200 and not _is_stream(p[1])],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_recorded_json_answers_go_to_the_caller_as_the_vendors_bytes(name: str, interaction: Interaction) -> None:
+    """An answer that needed no normalization (every recorded OpenAI one) goes to the caller as the vendor's own
+    bytes with the cost spliced into its usage, nested details and all; any answer's bytes read back as the answer.
+    """
+    result = adapter.parse_response(interaction.body, target(_provider_for(name)), {"model": "route", "messages": []})
+    if name.startswith("openai__"):
+        assert isinstance(result, RawAnswer)
+    if result.get("usage"):
+        result["usage"]["cost"] = 0.000125
+    sent = result.to_bytes() if isinstance(result, RawAnswer) else dumps(result)
+    assert json.loads(sent) == result
+    if isinstance(result, RawAnswer) and result.get("usage"):
+        assert sent.replace(b'"cost":0.000125,', b"", 1) == interaction.body
+
+
+def test_an_answer_with_a_second_usage_object_is_encoded_not_spliced() -> None:
+    """Groq's ``x_groq`` may carry a ``usage`` of its own: the cost must land in the top-level one."""
+    raw = (
+        b'{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":'
+        b'{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"x_groq":{"id":"r","usage":{"queue_time":0.1}},'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
+    )
+    result = adapter.parse_response(raw, target("groq"), {"model": "route", "messages": []})
+    assert isinstance(result, RawAnswer)
+    result["usage"]["cost"] = 0.5
+    sent = json.loads(result.to_bytes())
+    assert sent["usage"]["cost"] == 0.5 and "cost" not in sent["x_groq"]["usage"]
 
 
 STREAMS = [p for p in INTERACTIONS if p[1].status == 200 and _is_stream(p[1])]

@@ -106,18 +106,22 @@ class RawAnswer(dict[str, Any]):
         self.raw = raw
 
     def to_bytes(self) -> bytes:
-        """The upstream's bytes, with ``"cost"`` added to the last ``usage`` object when the answer was priced."""
+        """The upstream's bytes, with ``"cost"`` added first in the ``usage`` object when the answer was priced (a
+        body where ``"usage"`` is not found exactly once is encoded from the parsed answer instead).
+        """
         usage: Any = self.get("usage")
         cost: Any = cast("dict[str, Any]", usage).get("cost") if isinstance(usage, dict) else None
-        if cost is None:
-            return self.raw
         raw = self.raw
-        start = raw.rfind(b'"usage"')
-        opening = raw.find(b"{", start) if start >= 0 else -1
-        closing = raw.find(b"}", opening) if opening >= 0 else -1
-        if closing < 0 or raw.find(b"{", opening + 1, closing) >= 0 or not raw[opening + 1 : closing].strip():
-            return dumps(dict(self))  # not the flat usage object expected: encode the parsed answer
-        return b"".join((raw[:closing], b',"cost":', json.dumps(cost).encode(), raw[closing:]))
+        if cost is None:
+            return raw
+        start = raw.find(b'"usage"')
+        opening = raw.find(b"{", start + 7) if start >= 0 else -1
+        if opening < 0 or raw[start + 7 : opening].strip() != b":" or raw.count(b'"usage"', start + 7):
+            return dumps(dict(self))
+        empty = raw[opening + 1 : opening + 64].lstrip().startswith(b"}")
+        return b"".join(
+            (raw[: opening + 1], b'"cost":', json.dumps(cost).encode(), b"" if empty else b",", raw[opening + 1 :])
+        )
 
 
 def error_body(api: Api | None, exc: PolyrouteError) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from polyroute._sse import SSEDecoder, SSEEvent
+from polyroute.api import RawAnswer
 from polyroute.errors import StreamInterruptedError, UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers._base import (
     ChunkBuilder,
@@ -174,33 +175,48 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             status=502,
         )
     completion = cast(dict[str, Any], data)
+    changed = not ("id" in completion and "created" in completion and "model" in completion)
+    changed = changed or completion.get("object") != "chat.completion"
     completion.setdefault("id", completion_id())
     completion["object"] = "chat.completion"
     completion.setdefault("created", 0)
     completion.setdefault("model", target.model)
     for choice in _list(completion["choices"]):
         message = _obj(_obj(choice).get("message"))
-        _normalize_reasoning(message)
+        changed = _normalize_reasoning(message) or changed
         for call in map(_obj, _list(message.get("tool_calls"))):
             if not call.get("id"):
                 call["id"] = tool_call_id()
-            call.setdefault("type", "function")
+                changed = True
+            if "type" not in call:
+                call["type"] = "function"
+                changed = True
         if body.get("parallel_tool_calls") is False and len(_list(message.get("tool_calls"))) > 1:
             message["tool_calls"] = _list(message["tool_calls"])[:1]
-    return cast(ChatCompletion, completion)
+            changed = True
+    if changed:
+        return cast(ChatCompletion, completion)
+    return cast(ChatCompletion, RawAnswer(completion, content))  # the vendor's bytes are the answer: no re-encoding
 
 
-def _normalize_reasoning(message: dict[str, Any]) -> None:
-    """``reasoning`` → ``reasoning_content``; Mistral's list content (text and ``thinking`` chunks) → strings."""
+def _normalize_reasoning(message: dict[str, Any]) -> bool:
+    """``reasoning`` → ``reasoning_content``; Mistral's list content (text and ``thinking`` chunks) → strings.
+    Whether the message changed.
+    """
+    changed = False
     content = message.get("content")
     if isinstance(content, list):
         text, thinking = _split_content_chunks(cast(list[Any], content))
         message["content"] = text
+        changed = True
         if thinking:
             message["reasoning_content"] = (message.get("reasoning_content") or "") + thinking
-    reasoning = message.pop("reasoning", None)
-    if isinstance(reasoning, str) and reasoning and not message.get("reasoning_content"):
-        message["reasoning_content"] = reasoning
+    if "reasoning" in message:
+        reasoning = message.pop("reasoning")
+        changed = True
+        if isinstance(reasoning, str) and reasoning and not message.get("reasoning_content"):
+            message["reasoning_content"] = reasoning
+    return changed
 
 
 def _split_content_chunks(parts: list[Any]) -> tuple[str, str]:
