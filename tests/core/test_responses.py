@@ -448,6 +448,7 @@ def test_retrieve_input_items_and_delete(emulator: Start, mode: str) -> None:
     assert [(i.type, i.role) for i in page.data] == [("message", "user"), ("message", "assistant"), ("message", "user")]
     assert page.data[0].content[0].text == "One" and page.data[2].content[0].text == "Two"
     assert len(desc.data) == 1 and desc.has_more and desc.data[0].content[0].text == "Two"
+    assert desc.data[0].id == page.data[2].id  # an item's id, given when first listed, stays the same
     with pytest.raises(openai.NotFoundError, match=r"Response with id .* not found"):
         run(ONE, router, lambda c: c.responses.retrieve(second.id))
 
@@ -529,6 +530,30 @@ def test_failure_after_commit_is_an_error_event_the_sdk_raises(emulator: Start) 
     assert "response.output_text.delta" in kinds and kinds[-2:] == ["error", "response.failed"]
     assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
     assert b"[DONE]" not in body
+
+
+def test_pass_through_forwards_the_callers_bytes_and_answers_the_upstreams(emulator: Start) -> None:
+    """A request an OpenAI deployment can take as it is goes upstream as the caller's own bytes, and its answer
+    comes back as the upstream's bytes with polyroute's cost first in ``usage`` (no second encoding either way);
+    a route whose name is not the deployment's model gets the body re-encoded with that model.
+    """
+    emu = emulator(oai.ResponsesEmulator({"text": "Hi."}))
+    priced = deployment("openai", emu.url, prices={"input": 1.0, "output": 100.0})
+    same = Router({"models": [{"name": "gpt-5-emu", "deployments": [priced]}]})
+    sent = b'{"model": "gpt-5-emu",  "input": [{"role": "user", "content": "Hello"}], "max_output_tokens": 64}'
+    with same.http_client() as http:
+        answer = http.post("/v1/responses", content=sent, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert emu.requests[-1].body == sent
+    # first in usage: spliced into the upstream's bytes (an encoded answer would have it last)
+    cost = re.search(rb'"usage":\{"cost":([0-9.e-]+),', answer.content)
+    assert cost is not None and float(cost.group(1)) == float(answer.headers["x-polyroute-cost"])
+    assert b'"input_tokens_details":{' in answer.content  # OpenAI's nested usage kept as sent
+    renamed = router_for(deployment("openai", emu.url))
+    with renamed.http_client() as http:
+        assert http.post("/v1/responses", content=sent.replace(b"gpt-5-emu", b"m")).status_code == 200
+    assert json.loads(emu.requests[-1].body)["model"] == "gpt-5-emu"
+    assert b" " not in emu.requests[-1].body.split(b'"Hello"')[0]  # re-encoded compact
 
 
 def test_recorded_upstream_error_stream(emulator: Start) -> None:

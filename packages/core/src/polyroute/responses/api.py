@@ -25,7 +25,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from polyroute._sse import SSEDecoder, SSEEvent
-from polyroute.api import StreamFormat
+from polyroute.api import RawAnswer, StreamFormat
 from polyroute.api import price as chat_price
 from polyroute.errors import (
     InvalidRequestError,
@@ -65,6 +65,8 @@ class ResponsesCall:
     """What ``previous_response_id`` stands for (its input and output), empty without one."""
     previous: Record | None
     store: ResponseStore
+    raw: bytes = b""
+    """The request as the caller sent it: what a pass-through deployment gets when nothing in it needs changing."""
 
     @property
     def full_input(self) -> list[dict[str, Any]]:
@@ -78,7 +80,8 @@ class ResponsesCall:
         if self.body.get("store") is False or not isinstance(response.get("id"), str):
             return
         origin = target.label if target.spec.key in PASS_THROUGH else "polyroute"
-        record = {"response": response, "input": _with_ids(self.full_input), "origin": origin}
+        # the input's ids are given when first listed (GET …/input_items), not on every call
+        record = {"response": response, "input": self.full_input, "origin": origin}
         self.store.put(response["id"], record)
 
 
@@ -153,24 +156,38 @@ class PassThroughAdapter:
         self.call = call
 
     def build_request(self, body: Any, target: Target) -> UpstreamRequest:
-        """The caller's body, the deployment's model in it; a chain only polyroute knows, expanded."""
+        """The caller's body, the deployment's model in it; a chain only polyroute knows, expanded. A body that
+        needs none of that goes as the caller's own bytes (no second encoding).
+        """
         call = self.call
-        out: dict[str, Any] = dict(call.body)
+        source = call.body
+        content = call.raw
+        changed = not content or source["model"] != target.model or bool(target.deployment.params)
+        out: dict[str, Any] = dict(source)
         out["model"] = target.model
         if call.previous is not None and call.previous.get("origin") != target.label:
             # This deployment never saw that response: send the conversation it stands for instead.
             out.pop("previous_response_id", None)
             out["input"] = _for_openai(call.full_input, foreign=True)
-        elif isinstance(out.get("input"), list):
-            out["input"] = _for_openai(call.items, foreign=False)
-        if target.deployment.params:
-            out.update(target.deployment.params)
+            changed = True
+        elif isinstance(source.get("input"), list):
+            items = _for_openai(call.items, foreign=False)
+            changed = (
+                changed
+                or len(items) != len(call.items)
+                or any(a is not b for a, b in zip(items, call.items, strict=True))
+            )
+            out["input"] = items
+        if changed:
+            if target.deployment.params:
+                out.update(target.deployment.params)
+            content = dumps(out)
         headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
         headers.update(target.deployment.headers)
-        return UpstreamRequest("POST", _url(target), headers, dumps(out), stream=bool(call.body.get("stream")))
+        return UpstreamRequest("POST", _url(target), headers, content, stream=bool(source.get("stream")))
 
-    def parse_response(self, content: bytes, target: Target, body: Any) -> dict[str, Any]:
-        """The upstream's Response, kept in the store."""
+    def parse_response(self, content: bytes, target: Target, body: Any) -> RawAnswer:
+        """The upstream's Response, kept in the store; it goes to the caller as the upstream's bytes."""
         data = _obj(json.loads(content))
         if data.get("object") != "response":
             if "error" in data:
@@ -182,7 +199,7 @@ class PassThroughAdapter:
                 status=502,
             )
         self.call.keep(data, target)
-        return data
+        return RawAnswer(data, content)
 
     def stream_decoder(self) -> SSEDecoder:
         """OpenAI streams are SSE."""
@@ -437,7 +454,10 @@ class ResponsesApi:
                 store.delete(parts[0])
                 return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
             case "GET", ["input_items"]:
-                return 200, _page(record["input"], parse_qs(query))
+                listed = _with_ids(record["input"])
+                if listed != record["input"]:  # ids given now are kept, so the next page names the same items
+                    store.put(parts[0], {**record, "input": listed})
+                return 200, _page(listed, parse_qs(query))
             case _:
                 raise InvalidRequestError(
                     f"{method} {path} is not served; polyroute serves GET and DELETE /v1/responses/{{id}} and "
@@ -454,7 +474,7 @@ class ResponsesApi:
         history: list[dict[str, Any]] = []
         if previous is not None:
             history = list(previous["input"]) + _output_as_input(previous["response"].get("output") or [])
-        return ResponsesCall(body, translate.input_items(body), history, previous, store)
+        return ResponsesCall(body, translate.input_items(body), history, previous, store, raw)
 
     def routing_body(self, call: ResponsesCall) -> ChatCompletionRequest:
         """The chat view of the request, for its needs (tools, images, reasoning, size)."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -100,7 +100,7 @@ polyroute's, and an OpenAI deployment is never sent one of those items by id (it
 
 def new_id(prefix: str) -> str:
     """A fresh OpenAI-style item or response id (``resp_pr…``, ``msg_pr…``, ``rs_pr…``, ``fc_pr…``)."""
-    return f"{prefix}_{ID_MARK}{uuid.uuid4().hex}"
+    return f"{prefix}_{ID_MARK}{os.urandom(16).hex()}"  # as unique as a uuid4, a third of its cost
 
 
 def is_polyroute_id(value: Any) -> bool:
