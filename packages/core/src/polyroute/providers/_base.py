@@ -98,6 +98,11 @@ class Target:
     thinking_store: ThinkingStore | None = field(default=None, repr=False)
     """The router's store of thinking blocks / thought signatures by tool-call id (see ``polyroute._thinking``);
     None for a target built outside a router: then nothing is remembered."""
+    label: str = field(init=False, repr=False, compare=False)
+    """How logs, headers and errors name this deployment (its ``label``; read several times per call)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", self.deployment.label)
 
     @property
     def api_key(self) -> str | None:
@@ -147,11 +152,6 @@ class Target:
     def model(self) -> str:
         """The upstream model id."""
         return self.deployment.model
-
-    @property
-    def label(self) -> str:
-        """How logs, headers and errors name this deployment."""
-        return self.deployment.label
 
     def auth_headers(self) -> dict[str, str]:
         """The provider's auth header for this key (empty when the provider needs none)."""
