@@ -69,6 +69,13 @@ def shared_level(server: RedisServer, cfg: dict[str, Any], budget: str) -> float
     return float(spent) + float(reserved)
 
 
+def settled(*routers: Router) -> None:
+    """Send the routers' settles now: each goes to Redis from the background thread a few ms after its call."""
+    for router in routers:
+        assert isinstance(router.shared_state, RedisState)
+        assert router.shared_state.flush()
+
+
 def chat(router: Router) -> str:
     raw = router.openai_client().chat.completions.with_raw_response.create(model="m", messages=MESSAGES, max_tokens=10)
     return raw.headers["x-polyroute-deployment"]
@@ -117,6 +124,7 @@ def test_a_call_under_several_budgets_reserves_them_in_one_script_on_a_redis_clu
         first, second = Router(cfg), Router(cfg)
         assert chat(first) == "d"
         assert chat(second) == "d"
+        settled(second)
         with pytest.raises(openai.RateLimitError, match="'all'"):
             chat(first)  # the budgets' keys share one slot: one script reserves both (no CROSSSLOT, no fallback)
         assert all("up=True" in repr(r.shared_state) for r in (first, second))  # Redis never refused a script
@@ -134,11 +142,13 @@ def test_budgets_fail_open_while_redis_is_down_and_share_again_when_it_is_back(
     emulator: Start, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     upstream = emulator(answer)
-    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.05, "per": "day"}, reconnect=0.1)
+    budget = {"name": "team", "usd": 0.05, "per": "day"}
+    cfg = budget_config(redis_server.url, upstream, budget, reconnect=0.1, refresh=0.1)
     caplog.set_level(logging.WARNING, logger="polyroute.state")
     first, second = Router(cfg), Router(cfg)  # two processes' views
     assert chat(first) == "d"
     assert chat(second) == "d"  # $0.04 spent between them
+    settled(second)
     with pytest.raises(openai.RateLimitError, match="'team'"):
         chat(first)  # $0.04 + the estimate would pass $0.05
 
@@ -151,13 +161,16 @@ def test_budgets_fail_open_while_redis_is_down_and_share_again_when_it_is_back(
         chat(first)  # its own count holds it to the budget too
     fell_back = [r for r in caplog.records if "budgets on Redis unreachable" in r.getMessage()]
     assert len(fell_back) == 1 and "(open)" in fell_back[0].getMessage()  # logged once, not per call
+    time.sleep(0.3)  # the second process's background refresh finds Redis down too
 
     redis_server.start()  # empty, as a restarted Redis without persistence
     _wait_for(caplog, "reachable again", times=2)  # both processes
     assert chat(first) == "d"
     assert chat(second) == "d"
+    settled(first, second)
     with pytest.raises(openai.RateLimitError, match="'team'"):
         chat(second)  # sharing again: the first process's call counts for the second
+    settled(second)
     assert shared_level(redis_server, cfg, "team") == pytest.approx(2 * CALL_COST)
     first.close()
     second.close()
@@ -187,6 +200,7 @@ def test_budgets_fail_closed_with_a_clear_error_while_redis_is_down(
     redis_server.start()
     _wait_for(caplog, "reachable again")
     assert chat(router) == "d"
+    settled(router)
     assert shared_level(redis_server, cfg, "team") == pytest.approx(CALL_COST)
     router.close()
 
@@ -215,17 +229,24 @@ class _NoUpstream:
     url = "http://127.0.0.1:9"
 
 
+def stored(server: RedisServer, prefix: str, key: str) -> float:
+    """Spent plus reserved on Redis for budget counter ``key``."""
+    counter = budget_keys(prefix, key)[0]
+    return sum(float(server.command("hget", counter, field).strip() or 0) for field in ("spent", "reserved"))
+
+
 def test_the_router_puts_budgets_on_redis_and_the_store_reserves_all_or_nothing(redis_server: RedisServer) -> None:
     store, prefix = store_for(redis_server)
     end = period("day", time.time())[1]
     a, b = Claim("a||1", 10.0, 6.0, end, "a"), Claim("b||1", 5.0, 6.0, end, "b")
     assert store.reserve([a, b]) == b  # b would pass its limit: nothing reserved, a neither
-    assert store.level("a||1") == 0.0
+    assert stored(redis_server, prefix, "a||1") == 0.0
     small = [a, Claim("b||1", 5.0, 4.0, end, "b")]
     assert store.reserve(small) is None
-    assert (store.level("a||1"), store.level("b||1")) == (6.0, 4.0)
-    store.settle(small, [2.5, 2.5])  # the reservation released, the spend added
-    assert (store.level("a||1"), store.level("b||1")) == (2.5, 2.5)
+    assert (stored(redis_server, prefix, "a||1"), stored(redis_server, prefix, "b||1")) == (6.0, 4.0)
+    store.settle(small, [2.5, 2.5])  # the reservation released, the spend added (from the background thread)
+    assert store._state.flush()  # pyright: ignore[reportPrivateUsage]
+    assert (stored(redis_server, prefix, "a||1"), stored(redis_server, prefix, "b||1")) == (2.5, 2.5)
     ttl = int(redis_server.command("pttl", budget_keys(prefix, "a||1")[0]))
     assert 0 < ttl <= (end - time.time()) * 1000 + 1000  # the counter goes when its period ends
     midnight = datetime.fromtimestamp(end, timezone.utc)
