@@ -8,9 +8,11 @@ Keys of one deployment share a Redis Cluster slot through the hash tag ``{name}`
     <prefix>{<name>}:busy   sorted set of calls in flight, scored by lease expiry (a dead process's calls expire)
 
 Times are the Redis server's (``TIME`` inside the scripts, in ms), so hosts with skewed clocks agree. A claim is one
-script, one round trip (:meth:`RedisState.acquire`); outcomes are queued and sent in order by a background thread,
-which also refreshes local copies where staleness is harmless: the fleet's latency average, its calls in flight,
-and cooldowns or open circuits learned by other processes (held locally until they end, without asking again).
+script, one round trip (:meth:`RedisState.acquire`), which also reserves the call's budgets when they are on this
+connection (:mod:`polyroute.state.redis_budgets`); outcomes, budget settles and charges are queued and sent in order
+by a background thread, which also refreshes local copies where staleness is harmless: the fleet's latency average,
+its calls in flight, cooldowns or open circuits learned by other processes (held locally until they end, without
+asking again), and deployment budget levels.
 
 When Redis is slow or down, an operation gives up after ``timeout``; the process logs it once, routes on its own
 state, and the background thread checks every ``reconnect`` seconds whether Redis answers again.
