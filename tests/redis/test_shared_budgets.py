@@ -204,6 +204,7 @@ def test_budgets_fail_closed_with_a_clear_error_while_redis_is_down(
         assert "budgets_when_unreachable" in error.message
         assert int(error.response.headers["retry-after"]) >= 1
     assert len(upstream.requests) == 1  # refused before any upstream call
+    assert router.state(router.route("m").targets[0]).in_flight == 0  # and before the deployment was claimed
 
     redis_server.start()
     _wait_for(caplog, "reachable again")
@@ -447,3 +448,17 @@ def test_deployment_budget_levels_of_other_processes_arrive_with_the_refresh(
     assert chat(other) == "e"
     spender.close()
     other.close()
+
+
+def test_a_settle_that_cannot_reach_redis_counts_its_spend_in_this_process(redis_server: RedisServer) -> None:
+    store, _ = store_for(redis_server)
+    end = period("day", time.time())[1]
+    claims = [Claim("lost||1", 10.0, 3.0, end, "lost")]
+    assert store.reserve(claims) is None
+    redis_server.stop()  # the process does not know yet: the settle is queued for the background thread
+    store.settle(claims, [2.0])
+    deadline = time.monotonic() + 5
+    while store.local.level("lost||1") == 0.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.local.level("lost||1") == 2.0  # its sending failed: the spend counts here (the reservation lapses)
+    assert store.level("lost||1") == 2.0  # what the process goes by while Redis is away
