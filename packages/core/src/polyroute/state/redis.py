@@ -454,7 +454,7 @@ class RedisState:
         refused = int(reserved)
         if not refused:
             store.reserved(budget, member)
-        elif int(reply[0]) == 0:  # the budget refused what the claim admitted: give the claim back
+        elif int(reply[0]) == 0:  # the budget refused what the claim admitted: give its claim back (rpm stays spent)
             call = args[5]
             self._send(_Outcome("release", entry, call, probe=call if int(reply[1]) else ""))
         return refused, reply
