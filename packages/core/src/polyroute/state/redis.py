@@ -58,6 +58,9 @@ IN_FLIGHT_LEASE = 60.0
 BATCH_WINDOW = 0.005
 """Seconds the background thread waits after the first queued outcome, to send it with those that follow."""
 
+_FOLD_MAX = 256
+"""Budget outcomes folded into one script at most (its keys and arguments grow with them)."""
+
 KEY_TTL_MS = 86_400_000
 """A deployment's keys expire a day after their last claim or failure, so retired deployments leave nothing behind."""
 
@@ -720,21 +723,33 @@ class RedisState:
             self._sending = False
 
     def _send_queued(self, queue: deque[_Outcome]) -> None:
+        """Consecutive outcomes that fold go as one script; budget scripts (settles, charges: additions, in any
+        order) are gathered from the whole batch into one script each, sent after the deployments' outcomes.
+        """
         client = self._client or self._connect()
         pipe = client.pipeline(transaction=False)
         run: list[_Outcome] = []
+        budget_runs: dict[str, list[_Outcome]] = {}
         taken: deque[_Outcome] = deque()
         while queue or run:
             outcome = queue.popleft() if queue else None
+            if outcome is not None:
+                if outcome.sent is not None:
+                    outcome.sent()
+                taken.append(outcome)
+                if outcome.entry is None:
+                    budget_runs.setdefault(outcome.script, []).append(outcome)
+                    continue
             if run and (outcome is None or not run[0].folds_with(outcome)):
                 script, keys, args = _folded(run)
                 pipe.execute_command("EVAL", script, len(keys), *keys, *args)  # a cluster pipeline has no .eval()
                 run = []
             if outcome is not None:
-                if outcome.sent is not None:
-                    outcome.sent()
-                taken.append(outcome)
                 run.append(outcome)
+        for budget_run in budget_runs.values():
+            for start in range(0, len(budget_run), _FOLD_MAX):
+                script, keys, args = _folded(budget_run[start : start + _FOLD_MAX])
+                pipe.execute_command("EVAL", script, len(keys), *keys, *args)
         try:
             pipe.execute()
         except BaseException:
