@@ -4,6 +4,7 @@ budget store is unreachable) as configured; with Redis back, processes share the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -76,7 +77,7 @@ def settled(*routers: Router) -> None:
     """Send the routers' settles now: each goes to Redis from the background thread a few ms after its call."""
     for router in routers:
         assert isinstance(router.shared_state, RedisState)
-        assert router.shared_state.flush()
+        assert router.shared_state.flush(timeout=5)
 
 
 def chat(router: Router) -> str:
@@ -356,7 +357,7 @@ def test_a_call_under_route_tag_user_and_deployment_budgets_makes_one_round_trip
     with monitored(redis_server) as seen:
         for _ in range(calls):
             tagged_call()
-        assert router.shared_state.flush()
+        assert router.shared_state.flush(timeout=5)
     # what the caller waits for: one EVALSHA per call (the route, tag and user reservations and the deployment
     # claim in one script); settles, charges and the claims' ends are EVALs the background thread pipelines
     assert seen.count("EVALSHA") == calls
@@ -462,3 +463,31 @@ def test_a_settle_that_cannot_reach_redis_counts_its_spend_in_this_process(redis
         time.sleep(0.01)
     assert store.local.level("lost||1") == 2.0  # its sending failed: the spend counts here (the reservation lapses)
     assert store.level("lost||1") == 2.0  # what the process goes by while Redis is away
+
+
+def test_async_callers_reserve_with_the_claim_and_are_refused_the_same_way(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.05, "per": "day"})
+    router = Router(cfg)
+    client = router.async_openai_client()
+
+    async def go() -> list[str]:
+        served: list[str] = []
+        for _ in range(3):
+            try:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="m", messages=MESSAGES, max_tokens=10
+                )
+                served.append(raw.headers["x-polyroute-deployment"])
+            except openai.RateLimitError as exc:
+                served.append(str(exc.code))
+            settled(router)
+        return served
+
+    with monitored(redis_server) as seen:
+        served = asyncio.run(go())
+    assert served == ["d", "d", "budget_exceeded"]  # $0.04 spent: the third call's estimate would pass $0.05
+    assert seen.count("EVALSHA") == 3  # each call: one round trip, the refused one too
+    router.close()
