@@ -4,8 +4,12 @@ budget store is unreachable) as configured; with Redis back, processes share the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -69,6 +73,13 @@ def shared_level(server: RedisServer, cfg: dict[str, Any], budget: str) -> float
     return float(spent) + float(reserved)
 
 
+def settled(*routers: Router) -> None:
+    """Send the routers' settles now: each goes to Redis from the background thread a few ms after its call."""
+    for router in routers:
+        assert isinstance(router.shared_state, RedisState)
+        assert router.shared_state.flush(timeout=5)
+
+
 def chat(router: Router) -> str:
     raw = router.openai_client().chat.completions.with_raw_response.create(model="m", messages=MESSAGES, max_tokens=10)
     return raw.headers["x-polyroute-deployment"]
@@ -117,9 +128,15 @@ def test_a_call_under_several_budgets_reserves_them_in_one_script_on_a_redis_clu
         first, second = Router(cfg), Router(cfg)
         assert chat(first) == "d"
         assert chat(second) == "d"
+        settled(second)
         with pytest.raises(openai.RateLimitError, match="'all'"):
             chat(first)  # the budgets' keys share one slot: one script reserves both (no CROSSSLOT, no fallback)
         assert all("up=True" in repr(r.shared_state) for r in (first, second))  # Redis never refused a script
+        # the deployment's claim went in the same pipeline as the refused reservation (another slot, maybe another
+        # node): the budget refused it, so its claim was given back
+        settled(first)
+        assert sum(busy_calls(node, cfg["state"]["prefix"]) for node in nodes) == 0
+        assert len(upstream.requests) == 2
         first.close()
         second.close()
     finally:
@@ -134,11 +151,13 @@ def test_budgets_fail_open_while_redis_is_down_and_share_again_when_it_is_back(
     emulator: Start, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     upstream = emulator(answer)
-    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.05, "per": "day"}, reconnect=0.1)
+    budget = {"name": "team", "usd": 0.05, "per": "day"}
+    cfg = budget_config(redis_server.url, upstream, budget, reconnect=0.1, refresh=0.1)
     caplog.set_level(logging.WARNING, logger="polyroute.state")
     first, second = Router(cfg), Router(cfg)  # two processes' views
     assert chat(first) == "d"
     assert chat(second) == "d"  # $0.04 spent between them
+    settled(second)
     with pytest.raises(openai.RateLimitError, match="'team'"):
         chat(first)  # $0.04 + the estimate would pass $0.05
 
@@ -151,13 +170,16 @@ def test_budgets_fail_open_while_redis_is_down_and_share_again_when_it_is_back(
         chat(first)  # its own count holds it to the budget too
     fell_back = [r for r in caplog.records if "budgets on Redis unreachable" in r.getMessage()]
     assert len(fell_back) == 1 and "(open)" in fell_back[0].getMessage()  # logged once, not per call
+    time.sleep(0.3)  # the second process's background refresh finds Redis down too
 
     redis_server.start()  # empty, as a restarted Redis without persistence
     _wait_for(caplog, "reachable again", times=2)  # both processes
     assert chat(first) == "d"
     assert chat(second) == "d"
+    settled(first, second)
     with pytest.raises(openai.RateLimitError, match="'team'"):
         chat(second)  # sharing again: the first process's call counts for the second
+    settled(second)
     assert shared_level(redis_server, cfg, "team") == pytest.approx(2 * CALL_COST)
     first.close()
     second.close()
@@ -183,10 +205,12 @@ def test_budgets_fail_closed_with_a_clear_error_while_redis_is_down(
         assert "budgets_when_unreachable" in error.message
         assert int(error.response.headers["retry-after"]) >= 1
     assert len(upstream.requests) == 1  # refused before any upstream call
+    assert router.state(router.route("m").targets[0]).in_flight == 0  # and before the deployment was claimed
 
     redis_server.start()
     _wait_for(caplog, "reachable again")
     assert chat(router) == "d"
+    settled(router)
     assert shared_level(redis_server, cfg, "team") == pytest.approx(CALL_COST)
     router.close()
 
@@ -215,17 +239,24 @@ class _NoUpstream:
     url = "http://127.0.0.1:9"
 
 
+def stored(server: RedisServer, prefix: str, key: str) -> float:
+    """Spent plus reserved on Redis for budget counter ``key``."""
+    counter = budget_keys(prefix, key)[0]
+    return sum(float(server.command("hget", counter, field).strip() or 0) for field in ("spent", "reserved"))
+
+
 def test_the_router_puts_budgets_on_redis_and_the_store_reserves_all_or_nothing(redis_server: RedisServer) -> None:
     store, prefix = store_for(redis_server)
     end = period("day", time.time())[1]
     a, b = Claim("a||1", 10.0, 6.0, end, "a"), Claim("b||1", 5.0, 6.0, end, "b")
     assert store.reserve([a, b]) == b  # b would pass its limit: nothing reserved, a neither
-    assert store.level("a||1") == 0.0
+    assert stored(redis_server, prefix, "a||1") == 0.0
     small = [a, Claim("b||1", 5.0, 4.0, end, "b")]
     assert store.reserve(small) is None
-    assert (store.level("a||1"), store.level("b||1")) == (6.0, 4.0)
-    store.settle(small, [2.5, 2.5])  # the reservation released, the spend added
-    assert (store.level("a||1"), store.level("b||1")) == (2.5, 2.5)
+    assert (stored(redis_server, prefix, "a||1"), stored(redis_server, prefix, "b||1")) == (6.0, 4.0)
+    store.settle(small, [2.5, 2.5])  # the reservation released, the spend added (from the background thread)
+    assert store._state.flush()  # pyright: ignore[reportPrivateUsage]
+    assert (stored(redis_server, prefix, "a||1"), stored(redis_server, prefix, "b||1")) == (2.5, 2.5)
     ttl = int(redis_server.command("pttl", budget_keys(prefix, "a||1")[0]))
     assert 0 < ttl <= (end - time.time()) * 1000 + 1000  # the counter goes when its period ends
     midnight = datetime.fromtimestamp(end, timezone.utc)
@@ -241,3 +272,222 @@ def test_a_reservation_whose_process_died_leaves_the_budget_when_its_lease_ends(
     time.sleep(0.4)
     assert store.reserve([claim]) is None  # the dead reservation's lease ended
     assert store.level("dead||1") == 8.0
+
+
+# -- one round trip on the call's path --------------------------------------------------------------------------
+
+
+HANDSHAKE = {"HELLO", "CLIENT", "PING"}
+"""What a new connection may send before its first command."""
+
+
+@contextlib.contextmanager
+def monitored(server: RedisServer) -> Iterator[list[str]]:
+    """The commands clients send to ``server`` meanwhile (``MONITOR``; not those scripts run inside)."""
+    import redis
+
+    seen: list[str] = []
+    client = redis.Redis.from_url(server.url)
+    monitor = client.monitor()
+    connection = monitor.__enter__()
+    done = threading.Event()
+    marker = f"end-{uuid.uuid4().hex}"
+
+    def watch() -> None:
+        for command in connection.listen():
+            if marker in command["command"]:
+                break
+            if command.get("client_type") != "lua":
+                seen.append(command["command"].split(" ", 1)[0].strip('"').upper())
+        done.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    time.sleep(0.1)  # MONITOR is on
+    try:
+        yield seen
+    finally:
+        redis.Redis.from_url(server.url).echo(marker)
+        done.wait(5)
+        monitor.__exit__(None, None, None)
+        client.close()
+    seen[:] = [c for c in seen if c != "ECHO"]
+
+
+def commandstats(server: RedisServer) -> dict[str, int]:
+    """Calls per command so far, from ``INFO commandstats``."""
+    out = server.command("info", "commandstats")
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"cmdstat_([\w|]+):calls=(\d+)", out)}
+
+
+def deployment(upstream: Emulator, name: str) -> dict[str, Any]:
+    return {
+        "provider": "openai",
+        "model": "gpt-4o",
+        "id": name,
+        "api_base": upstream.url + "/v1",
+        "api_key": "sk-budget-test-0123456789abcdef",
+        "prices": PRICES,
+    }
+
+
+def test_a_call_under_route_tag_user_and_deployment_budgets_makes_one_round_trip(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "route", "scope": "route", "usd": 100.0}, refresh=60)
+    cfg["budgets"] += [
+        {"name": "tag", "scope": "tag", "tokens": 10**6},
+        {"name": "user", "scope": "user", "usd": 100.0, "per": "month"},
+        {"name": "spend", "scope": "deployment", "usd": 100.0},
+    ]
+    router = Router(cfg)
+    client = router.openai_client()
+
+    def tagged_call() -> None:
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=MESSAGES, max_tokens=10, user="alice", extra_headers={"x-polyroute-tags": "team-a"}
+        )
+        assert raw.headers["x-polyroute-deployment"] == "d"
+
+    tagged_call()  # the first call reads the deployment budget's level once (kept and refreshed in the background)
+    assert isinstance(router.shared_state, RedisState)
+    assert router.shared_state.flush()
+    calls = 20
+    with monitored(redis_server) as seen:
+        for _ in range(calls):
+            tagged_call()
+        assert router.shared_state.flush(timeout=5)
+    # what the caller waits for: one EVALSHA per call (the route, tag and user reservations and the deployment
+    # claim in one script); settles, charges and the claims' ends are EVALs the background thread pipelines
+    assert seen.count("EVALSHA") == calls
+    assert set(seen) <= {"EVALSHA", "EVAL", *HANDSHAKE}
+    assert 1 <= seen.count("EVAL") <= 3 * calls
+    start = period("day", time.time())[0]
+    for key in (f"route|m|{start:.0f}", f"spend|d|{start:.0f}"):
+        assert stored(redis_server, cfg["state"]["prefix"], key) == pytest.approx((calls + 1) * CALL_COST)
+    assert stored(redis_server, cfg["state"]["prefix"], f"tag|team-a|{start:.0f}") == (calls + 1) * 20
+    router.close()
+
+
+# -- a budget found spent when the deployment is claimed ----------------------------------------------------------
+
+
+def busy_calls(server: RedisServer, prefix: str) -> int:
+    """Calls in flight on Redis across every deployment under ``prefix``."""
+    keys = server.command("--scan", "--pattern", prefix + "*:busy").split()
+    return sum(int(server.command("zcard", key).strip() or 0) for key in keys)
+
+
+def test_a_budget_spent_at_claim_time_sends_the_call_to_its_fallback_route(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    upstream = emulator(answer)
+    budget = {"name": "main", "scope": "route", "match": "m", "usd": 0.04, "fallback": "cheap"}
+    cfg = budget_config(redis_server.url, upstream, budget)
+    cfg["models"].append({"name": "cheap", "deployments": [deployment(upstream, "c")]})
+    cfg["budgets"].append({"name": "cheap-tokens", "scope": "route", "match": "cheap", "tokens": 1000})
+    first, second = Router(cfg), Router(cfg)
+    assert chat(first) == "d"
+    settled(first)
+    assert chat(second) == "d"  # second's view: $0.02 spent, its estimate fits
+    settled(second)
+    for router in (first, second):  # $0.04 spent: each process finds it at its call's claim, one round trip
+        assert chat(router) == "c"
+    settled(first, second)
+    prefix = cfg["state"]["prefix"]
+    assert busy_calls(redis_server, prefix) == 0  # no claim left behind on "d"
+    start = period("day", time.time())[0]
+    assert stored(redis_server, prefix, f"main|m|{start:.0f}") == pytest.approx(2 * CALL_COST)
+    assert stored(redis_server, prefix, f"cheap-tokens|cheap|{start:.0f}") == 2 * 20  # the fallback's own budget
+    assert [r.json()["model"] for r in upstream.requests] == ["gpt-4o"] * 4
+    first.close()
+    second.close()
+
+
+def test_a_budget_spent_at_claim_time_without_fallback_answers_429_and_claims_nothing(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.04, "per": "day"})
+    first, second = Router(cfg), Router(cfg)
+    assert chat(first) == "d"
+    settled(first)
+    assert chat(second) == "d"
+    settled(second)
+    before = commandstats(redis_server)
+    with pytest.raises(openai.RateLimitError) as caught:
+        chat(first)
+    after = commandstats(redis_server)
+    assert after["evalsha"] - before["evalsha"] == 1  # refused within the claim's one round trip
+    error = caught.value
+    assert error.code == "budget_exceeded"
+    assert "budget 'team' ($0.04 per day for all calls) would be exceeded by this call" in error.message
+    assert 0 < int(error.response.headers["retry-after"]) <= 86400
+    settled(first)
+    assert busy_calls(redis_server, cfg["state"]["prefix"]) == 0
+    assert len(upstream.requests) == 2
+    assert shared_level(redis_server, cfg, "team") == pytest.approx(2 * CALL_COST)  # nothing reserved
+    first.close()
+    second.close()
+
+
+def test_deployment_budget_levels_of_other_processes_arrive_with_the_refresh(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(
+        redis_server.url, upstream, {"name": "d-spend", "scope": "deployment", "usd": 0.03}, refresh=0.1
+    )
+    cfg["models"][0]["deployments"].append(deployment(upstream, "e"))
+    spender, other = Router(cfg), Router(cfg)
+    assert chat(other) == "d"  # reads the level once ($0), then keeps a copy
+    settled(other)
+    assert chat(spender) == "d"  # reads $0.02 (the other process's call)
+    assert chat(spender) == "e"  # $0.04 spent on "d": its own charge counts in its copy at once
+    time.sleep(0.4)  # the other process's background refresh reads the level
+    assert chat(other) == "e"
+    spender.close()
+    other.close()
+
+
+def test_a_settle_that_cannot_reach_redis_counts_its_spend_in_this_process(redis_server: RedisServer) -> None:
+    store, _ = store_for(redis_server)
+    end = period("day", time.time())[1]
+    claims = [Claim("lost||1", 10.0, 3.0, end, "lost")]
+    assert store.reserve(claims) is None
+    redis_server.stop()  # the process does not know yet: the settle is queued for the background thread
+    store.settle(claims, [2.0])
+    deadline = time.monotonic() + 5
+    while store.local.level("lost||1") == 0.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.local.level("lost||1") == 2.0  # its sending failed: the spend counts here (the reservation lapses)
+    assert store.level("lost||1") == 2.0  # what the process goes by while Redis is away
+
+
+def test_async_callers_reserve_with_the_claim_and_are_refused_the_same_way(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "team", "usd": 0.05, "per": "day"})
+    router = Router(cfg)
+    client = router.async_openai_client()
+
+    async def go() -> list[str]:
+        served: list[str] = []
+        for _ in range(3):
+            try:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="m", messages=MESSAGES, max_tokens=10
+                )
+                served.append(raw.headers["x-polyroute-deployment"])
+            except openai.RateLimitError as exc:
+                served.append(str(exc.code))
+            settled(router)
+        return served
+
+    with monitored(redis_server) as seen:
+        served = asyncio.run(go())
+    assert served == ["d", "d", "budget_exceeded"]  # $0.04 spent: the third call's estimate would pass $0.05
+    assert seen.count("EVALSHA") == 3  # each call: one round trip, the refused one too
+    router.close()

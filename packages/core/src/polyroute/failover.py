@@ -352,9 +352,13 @@ class Attempts:
             if self.call is not None and (spent := self.call.blocked(target)) is not None:
                 self._skip(target, "budget", spent)
                 continue
-            skip = router.try_acquire(target, tokens, now)
+            budget = self.call.pending if self.call is not None else None
+            skip = router.try_acquire(target, tokens, now, budget)
             if skip is not None:
-                self._defer(target, skip.kind, skip.reason, skip.ready_at)
+                if budget is not None and budget.refused is not None:
+                    self._budget_spent()
+                else:
+                    self._defer(target, skip.kind, skip.reason, skip.ready_at)
                 continue
             self._begun[target] = now
             return target
@@ -399,6 +403,24 @@ class Attempts:
             logger.info("polyroute falling back: model=%s -> %s", self.model, name)
             return True
         return False
+
+    def _budget_spent(self) -> None:
+        """A budget was found spent as a deployment was claimed (its reservation rode on the claim; nothing was
+        claimed): the plan starts over at the budget's fallback model, as if that had been the model asked for, or
+        :class:`~polyroute.errors.BudgetExceededError` is raised.
+        """
+        assert self.call is not None
+        name = self.call.refused_at_claim(self.router)
+        self.model = name
+        self.route = self.router.route(name)
+        hedge = self.route.config.hedge_after_ms
+        self.hedge_after = hedge / 1000.0 if hedge else None
+        self._queue = self._ordered(self.route)
+        self._models = list(self.route.fallbacks)
+        self._seen = {name}
+        self._deferred.clear()
+        self.skipped.clear()
+        self._retry = None
 
     def _jump(self, names: Sequence[str], drop: bool) -> bool:
         """Put specific fallbacks first (``drop``: abandon the current model's remaining deployments)."""

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import openai
 
     from polyroute.transport import RouterTransport
-    from polyroute.usage.budgets import BudgetStore
+    from polyroute.usage.budgets import BudgetStore, Reservation
     from polyroute.usage.recorder import Recorder
 
 Mode = Literal["chat", "embedding"]
@@ -339,11 +339,15 @@ class Router:
                     return Unavailable("auth", reason, until)
         return None
 
-    def try_acquire(self, target: Target, tokens: int = 0, now: float | None = None) -> Unavailable | None:
+    def try_acquire(
+        self, target: Target, tokens: int = 0, now: float | None = None, budget: Reservation | None = None
+    ) -> Unavailable | None:
         """Claim a deployment for a call (in flight, rate-limit tokens, half-open probe), or say why not.
 
         With shared state, this process's own state is checked first (no round trip when it already says no), then
         the fleet's claim decides (one round trip), then the claim is recorded here too, as the fallback's view.
+        A pending ``budget`` reservation rides on that round trip (:meth:`SharedState.acquire`): when a budget is
+        spent, nothing is claimed and ``budget.refused`` says which.
         """
         state = self.state(target)
         if now is None:
@@ -358,7 +362,7 @@ class Router:
                 state.acquire(tokens, now)
         if skip is not None or shared is None:
             return skip
-        skip = shared.acquire(state, tokens, now)
+        skip = shared.acquire(state, tokens, now, budget)
         if skip is None:
             with self._lock:
                 state.acquire(tokens, now)

@@ -3,8 +3,9 @@
 Each process keeps its own :class:`~polyroute.health.DeploymentState` per deployment; that in-memory state is the
 default and needs nothing here (:func:`open_shared_state` gives ``None``). With ``state: {backend: redis}`` a
 :class:`SharedState` adds the fleet's view: the router asks it once per claim (:meth:`SharedState.acquire`, the
-only call that may wait on the network) and tells it outcomes, which it sends in the background. When the shared
-store cannot answer in time the process routes on its own state, as with the default.
+only call that may wait on the network; a call's budget reservation rides on its first claim) and tells it outcomes,
+which it sends in the background. When the shared store cannot answer in time the process routes on its own state,
+as with the default.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from polyroute.config import StateSettings
     from polyroute.health import DeploymentState, Unavailable
-    from polyroute.usage.budgets import BudgetStore
+    from polyroute.usage.budgets import BudgetStore, Reservation
 
 
 class SharedState(Protocol):
@@ -29,8 +30,20 @@ class SharedState(Protocol):
         """Stop sharing ``state`` (its route was dropped)."""
         ...
 
-    def acquire(self, state: DeploymentState, tokens: int, now: float) -> Unavailable | None:
-        """Claim a call fleet-wide (rpm/tpm, in flight, the half-open probe) or say why not; at most one round trip."""
+    def acquire(
+        self, state: DeploymentState, tokens: int, now: float, budget: Reservation | None = None
+    ) -> Unavailable | None:
+        """Claim a call fleet-wide (rpm/tpm, in flight, the half-open probe) or say why not; at most one round trip.
+
+        A pending ``budget`` (see :meth:`takes_budgets`) is reserved first in the same round trip, all or nothing:
+        when a budget is spent, nothing is claimed, ``budget.refused`` says which, and the answer is not None. When
+        the claim is refused the budget stays reserved. When no script runs (Redis down) the budget is reserved on
+        its own (:meth:`~polyroute.usage.budgets.Reservation.reserve_in`) before the claim is admitted.
+        """
+        ...
+
+    def takes_budgets(self, store: BudgetStore) -> bool:
+        """Whether ``store``'s reservations can ride on this state's claims now (the same connection, reachable)."""
         ...
 
     def release(self, state: DeploymentState, extra_tokens: int) -> None:

@@ -8,9 +8,11 @@ Keys of one deployment share a Redis Cluster slot through the hash tag ``{name}`
     <prefix>{<name>}:busy   sorted set of calls in flight, scored by lease expiry (a dead process's calls expire)
 
 Times are the Redis server's (``TIME`` inside the scripts, in ms), so hosts with skewed clocks agree. A claim is one
-script, one round trip (:meth:`RedisState.acquire`); outcomes are queued and sent in order by a background thread,
-which also refreshes local copies where staleness is harmless: the fleet's latency average, its calls in flight,
-and cooldowns or open circuits learned by other processes (held locally until they end, without asking again).
+script, one round trip (:meth:`RedisState.acquire`), which also reserves the call's budgets when they are on this
+connection (:mod:`polyroute.state.redis_budgets`); outcomes, budget settles and charges are queued and sent in order
+by a background thread, which also refreshes local copies where staleness is harmless: the fleet's latency average,
+its calls in flight, cooldowns or open circuits learned by other processes (held locally until they end, without
+asking again), and deployment budget levels.
 
 When Redis is slow or down, an operation gives up after ``timeout``; the process logs it once, routes on its own
 state, and the background thread checks every ``reconnect`` seconds whether Redis answers again.
@@ -28,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -45,6 +47,8 @@ from polyroute.state.sentinel import is_sentinel_url, parse_sentinel_url
 if TYPE_CHECKING:
     from polyroute.config import StateSettings
     from polyroute.health import DeploymentState
+    from polyroute.state.redis_budgets import RedisBudgetStore
+    from polyroute.usage.budgets import BudgetStore, Reservation
 
 _log = logging.getLogger("polyroute.state")
 
@@ -54,63 +58,122 @@ IN_FLIGHT_LEASE = 60.0
 BATCH_WINDOW = 0.005
 """Seconds the background thread waits after the first queued outcome, to send it with those that follow."""
 
+_FOLD_MAX = 256
+"""Budget outcomes folded into one script at most (its keys and arguments grow with them)."""
+
 KEY_TTL_MS = 86_400_000
 """A deployment's keys expire a day after their last claim or failure, so retired deployments leave nothing behind."""
 
-# A claim: circuit, probe, cooldown, max_parallel, rpm, tpm, in that order (as DeploymentState.unavailable).
-# KEYS: state hash, probe, busy. ARGV: rpm, tpm, tokens, max_parallel, probe ms, call id, lease ms, key ttl ms.
-# Reply: {0, probe?} admitted; {code, wait ms, detail} refused (codes in _REFUSED).
-_ACQUIRE = """
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = KEYS[1]
-local f = redis.call('HMGET', h, 'circuit', 'open_until', 'cool_until', 'rpm', 'rpm_at', 'tpm', 'tpm_at', 'last_error')
-local half_open = false
-if f[1] == 'open' then
-  local open_until = tonumber(f[2]) or 0
-  if now < open_until then return {1, open_until - now, f[8] or ''} end
-  half_open = true
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 50, ''} end
-end
-local cool = tonumber(f[3]) or 0
-if now < cool then return {3, cool - now, ''} end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local maxp = tonumber(ARGV[4])
-if maxp > 0 then
-  local n = redis.call('ZCARD', KEYS[3])
-  if n >= maxp then return {4, 20, tostring(n)} end
-end
-local rpm = tonumber(ARGV[1])
-local rpm_have = 0
-if rpm > 0 then
-  rpm_have = tonumber(f[4]) or rpm
-  local at = tonumber(f[5]) or now
-  if now > at then rpm_have = math.min(rpm, rpm_have + (now - at) * rpm / 60000) end
-  if rpm_have < 1 then return {5, math.ceil((1 - rpm_have) * 60000 / rpm), ''} end
-end
-local tpm = tonumber(ARGV[2])
-local tokens = tonumber(ARGV[3])
-local tpm_have = 0
-if tpm > 0 then
-  tpm_have = tonumber(f[6]) or tpm
-  local at = tonumber(f[7]) or now
-  if now > at then tpm_have = math.min(tpm, tpm_have + (now - at) * tpm / 60000) end
-  local need = math.min(tokens, tpm)
-  if tokens > 0 and tpm_have < need then return {6, math.ceil((need - tpm_have) * 60000 / tpm), ''} end
-end
-local probe = 0
-if half_open then
-  if not redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[5]) then return {2, 50, ''} end
-  probe = 1
-end
-local at = string.format('%d', now)
-if rpm > 0 then redis.call('HSET', h, 'rpm', tostring(rpm_have - 1), 'rpm_at', at) end
-if tpm > 0 then redis.call('HSET', h, 'tpm', tostring(tpm_have - tokens), 'tpm_at', at) end
-redis.call('ZADD', KEYS[3], string.format('%d', now + tonumber(ARGV[7])), ARGV[6])
-redis.call('PEXPIRE', h, ARGV[8])
-redis.call('PEXPIRE', KEYS[3], ARGV[8])
-return {0, probe}
 """
+"""Every script's clock: the Redis server's, in ms."""
+
+# A claim: circuit, probe, cooldown, max_parallel, rpm, tpm, in that order (as DeploymentState.unavailable).
+# K: state hash, probe, busy. A: rpm, tpm, tokens, max_parallel, probe ms, call id, lease ms, key ttl ms.
+# Reply: {0, probe?} admitted; {code, wait ms, detail} refused (codes in _REFUSED).
+_CLAIM = """
+local function claim(now, K, A)
+  local h = K[1]
+  local f = redis.call('HMGET', h, 'circuit', 'open_until', 'cool_until', 'rpm', 'rpm_at', 'tpm', 'tpm_at',
+    'last_error')
+  local half_open = false
+  if f[1] == 'open' then
+    local open_until = tonumber(f[2]) or 0
+    if now < open_until then return {1, open_until - now, f[8] or ''} end
+    half_open = true
+    if redis.call('EXISTS', K[2]) == 1 then return {2, 50, ''} end
+  end
+  local cool = tonumber(f[3]) or 0
+  if now < cool then return {3, cool - now, ''} end
+  redis.call('ZREMRANGEBYSCORE', K[3], '-inf', now)
+  local maxp = tonumber(A[4])
+  if maxp > 0 then
+    local n = redis.call('ZCARD', K[3])
+    if n >= maxp then return {4, 20, tostring(n)} end
+  end
+  local rpm = tonumber(A[1])
+  local rpm_have = 0
+  if rpm > 0 then
+    rpm_have = tonumber(f[4]) or rpm
+    local at = tonumber(f[5]) or now
+    if now > at then rpm_have = math.min(rpm, rpm_have + (now - at) * rpm / 60000) end
+    if rpm_have < 1 then return {5, math.ceil((1 - rpm_have) * 60000 / rpm), ''} end
+  end
+  local tpm = tonumber(A[2])
+  local tokens = tonumber(A[3])
+  local tpm_have = 0
+  if tpm > 0 then
+    tpm_have = tonumber(f[6]) or tpm
+    local at = tonumber(f[7]) or now
+    if now > at then tpm_have = math.min(tpm, tpm_have + (now - at) * tpm / 60000) end
+    local need = math.min(tokens, tpm)
+    if tokens > 0 and tpm_have < need then return {6, math.ceil((need - tpm_have) * 60000 / tpm), ''} end
+  end
+  local probe = 0
+  if half_open then
+    if not redis.call('SET', K[2], A[6], 'NX', 'PX', A[5]) then return {2, 50, ''} end
+    probe = 1
+  end
+  local at = string.format('%d', now)
+  if rpm > 0 then redis.call('HSET', h, 'rpm', tostring(rpm_have - 1), 'rpm_at', at) end
+  if tpm > 0 then redis.call('HSET', h, 'tpm', tostring(tpm_have - tokens), 'tpm_at', at) end
+  redis.call('ZADD', K[3], string.format('%d', now + tonumber(A[7])), A[6])
+  redis.call('PEXPIRE', h, A[8])
+  redis.call('PEXPIRE', K[3], A[8])
+  return {0, probe}
+end
+"""
+
+# Budget reservations, all or nothing (see redis_budgets). K: per budget claim its hash and its reservations.
+# A: lease ms, reservation id, then per claim: amount, limit, expire-at (epoch ms).
+# Reply: 0 (all reserved) or the index (from 1) of the first claim that would pass its limit (nothing reserved).
+_RESERVE_CLAIMS = """
+local function reserve(now, K, A)
+  local n = #K / 2
+  for i = 1, n do
+    local h, r = K[2 * i - 1], K[2 * i]
+    local stale = redis.call('ZRANGEBYSCORE', r, '-inf', now)
+    if #stale > 0 then
+      local gone = 0
+      for _, m in ipairs(stale) do gone = gone + (tonumber(string.match(m, '|([^|]*)$')) or 0) end
+      redis.call('ZREMRANGEBYSCORE', r, '-inf', now)
+      if tonumber(redis.call('HINCRBYFLOAT', h, 'reserved', -gone)) < 1e-9 then redis.call('HSET', h, 'reserved', 0) end
+    end
+    local f = redis.call('HMGET', h, 'spent', 'reserved')
+    if (tonumber(f[1]) or 0) + (tonumber(f[2]) or 0) + tonumber(A[3 * i]) > tonumber(A[3 * i + 1]) then
+      return i
+    end
+  end
+  for i = 1, n do
+    local h, r = K[2 * i - 1], K[2 * i]
+    redis.call('HINCRBYFLOAT', h, 'reserved', A[3 * i])
+    redis.call('ZADD', r, now + tonumber(A[1]), A[2] .. '|' .. i .. '|' .. A[3 * i])
+    redis.call('PEXPIREAT', h, A[3 * i + 2])
+    redis.call('PEXPIREAT', r, A[3 * i + 2])
+  end
+  return 0
+end
+"""
+
+_ACQUIRE = _NOW + _CLAIM + "return claim(now, KEYS, ARGV)\n"
+_RESERVE = _NOW + _RESERVE_CLAIMS + "return reserve(now, KEYS, ARGV)\n"
+
+# A call's budget reservations, then its deployment claim, in one step (one round trip): KEYS: the claim's three,
+# then the budgets' (two per claim); ARGV: the claim's eight, then the reservations'. Reply: {BUDGET_REFUSED, index
+# of the claim refused} (nothing reserved, nothing claimed), else _ACQUIRE's (the budgets stay reserved either way).
+_ACQUIRE_RESERVING = (
+    _NOW
+    + _CLAIM
+    + _RESERVE_CLAIMS
+    + """
+local refused = reserve(now, {unpack(KEYS, 4)}, {unpack(ARGV, 9)})
+if refused ~= 0 then return {7, refused} end
+return claim(now, {KEYS[1], KEYS[2], KEYS[3]}, ARGV)
+"""
+)
+_BUDGET_REFUSED = 7
 
 # Calls that ended, folded: KEYS: state hash, probe, busy. ARGV: extra tokens (sum), probe id ('' if none), call ids.
 _RELEASE = """
@@ -224,23 +287,37 @@ class _Entry:
 class _Outcome:
     """A call's outcome waiting for the background thread."""
 
-    kind: Literal["release", "success", "failure"]
-    entry: _Entry
+    kind: Literal["release", "success", "failure", "script"]
+    entry: _Entry | None
+    """The deployment (None for a ``script``: budgets' settles and charges)."""
     call: str = ""
     extra_tokens: int = 0
     probe: str = ""
     latency: float = 0.0
     args: Sequence[str] = ()
-    """The failure script's arguments."""
+    """The failure script's arguments, or a ``script``'s."""
+    script: str = ""
+    keys: Sequence[str] = ()
+    """A ``script``'s keys."""
+    sent: Callable[[], None] | None = None
+    """Called when the background thread takes it to send."""
+    lost: Callable[[], None] | None = None
+    """Called when it could not be sent (Redis went down): the caller's fallback counts it."""
 
     def folds_with(self, other: _Outcome) -> bool:
-        """Whether ``other`` can go in the same script as this one (same deployment, success or release)."""
+        """Whether ``other`` can go in the same script as this one (same deployment, success or release; the same
+        ``script``: those take any number of keys and arguments, in runs).
+        """
+        if self.kind == "script":
+            return other.kind == "script" and other.script is self.script
         return self.kind == other.kind and self.entry is other.entry and self.kind != "failure"
 
 
 def _folded(run: list[_Outcome]) -> tuple[str, Sequence[str], Sequence[str]]:
     """One script for a run of outcomes that fold together (see :meth:`_Outcome.folds_with`)."""
     first = run[0]
+    if first.entry is None:
+        return first.script, [k for o in run for k in o.keys], [a for o in run for a in o.args]
     keys = first.entry.keys
     extra = str(sum(o.extra_tokens for o in run))
     if first.kind == "failure":
@@ -270,6 +347,8 @@ class RedisState:
         self._settings = settings
         self._router_lock = lock
         self._entries: dict[DeploymentState, _Entry] = {}
+        self._budgets: RedisBudgetStore | None = None
+        """The budget store on this connection, if any (its reservations ride on claims)."""
         self._reset()
 
     def __repr__(self) -> str:
@@ -285,6 +364,8 @@ class RedisState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._down_since: float | None = None
+        self._sending = False
+        """The background thread is sending outcomes it took from the queue."""
         self._last_refresh = 0.0
         self._ids = 0
         self._process = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -301,18 +382,21 @@ class RedisState:
     def unregister(self, state: DeploymentState) -> None:  # noqa: D102
         self._entries.pop(state, None)
 
-    def acquire(self, state: DeploymentState, tokens: int, now: float) -> Unavailable | None:  # noqa: D102
+    def acquire(  # noqa: D102
+        self, state: DeploymentState, tokens: int, now: float, budget: Reservation | None = None
+    ) -> Unavailable | None:
+        riding = budget if budget is not None and budget.pending and self._budgets is not None else None
         entry = self._entries.get(state)
         if entry is None:
-            return None
+            return self._reserve_apart(riding, now)
         hold = entry.hold
         if hold is not None:
             if now < hold.ready_at:
-                return hold
+                return hold  # the budget claims stay pending: nothing was claimed
             entry.hold = None
         client = self._ready()
         if client is None:
-            return None
+            return self._reserve_apart(riding, now)
         with self._lock:
             self._ids += 1
             call = f"{self._process}-{self._ids}"
@@ -329,10 +413,15 @@ class RedisState:
             str(KEY_TTL_MS),
         )
         try:
-            reply = self._run(client, _ACQUIRE, entry.keys, args)
+            if riding is None:
+                reply = self._run(client, _ACQUIRE, entry.keys, args)
+            else:
+                refused, reply = self._acquire_reserving(client, entry, args, riding)
+                if refused:
+                    return _budget_refused(riding, refused, now)
         except Exception as exc:  # a call never fails because Redis did
             self._went_down(exc)
-            return None
+            return self._reserve_apart(riding, now)
         code = int(reply[0])
         if code == 0:
             entry.calls.append(call)
@@ -347,6 +436,55 @@ class RedisState:
         if code in _HELD:
             entry.hold = skip
         return skip
+
+    def _acquire_reserving(
+        self, client: Any, entry: _Entry, args: Sequence[str], budget: Reservation
+    ) -> tuple[int, Any]:
+        """The budget reservations and the claim in one round trip: ``(index of the budget claim refused, or 0;
+        the claim's reply)``. One script on a single Redis; on a Cluster (budget keys and the deployment's keys
+        are in different slots) the two scripts in one pipeline, which writes to every node before it reads.
+        """
+        store = self._budgets
+        assert store is not None
+        keys, reserve_args, member = store.reserve_args(budget.claims)
+        if not self._settings.cluster:
+            reply = self._run(client, _ACQUIRE_RESERVING, (*entry.keys, *keys), (*args, *reserve_args))
+            if int(reply[0]) == _BUDGET_REFUSED:
+                return int(reply[1]), None
+            store.reserved(budget, member)
+            return 0, reply
+        reserved, reply = self._pipelined(client, ((_RESERVE, keys, reserve_args), (_ACQUIRE, entry.keys, args)))
+        refused = int(reserved)
+        if not refused:
+            store.reserved(budget, member)
+        elif int(reply[0]) == 0:  # the budget refused what the claim admitted: give its claim back (rpm stays spent)
+            call = args[5]
+            self._send(_Outcome("release", entry, call, probe=call if int(reply[1]) else ""))
+        return refused, reply
+
+    def _pipelined(self, client: Any, scripts: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> list[Any]:
+        """Scripts in one pipeline (one round trip); a script the server does not know yet is sent again in full."""
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in scripts:
+            pipe.execute_command("EVALSHA", _sha1(script), len(keys), *keys, *args)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                script, keys, args = scripts[index]
+                replies[index] = client.eval(script, len(keys), *keys, *args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _reserve_apart(self, budget: Reservation | None, now: float) -> Unavailable | None:
+        """No script ran: reserve pending budget claims on their own (Redis down: in this process, or refused when
+        budgets fail closed), so a deployment is never claimed without them.
+        """
+        if budget is None:
+            return None
+        assert self._budgets is not None
+        refused = budget.reserve_in(self._budgets)
+        return None if refused is None else _budget_refused(budget, 0, now)
 
     def release(self, state: DeploymentState, extra_tokens: int) -> None:  # noqa: D102
         entry = self._entries.get(state)
@@ -389,6 +527,30 @@ class RedisState:
         call = _pop(entry.calls) if release else ""
         self._send(_Outcome("success", entry, call, max(extra_tokens, 0), latency=latency))
 
+    def takes_budgets(self, store: BudgetStore) -> bool:  # noqa: D102
+        return store is self._budgets and self._down_since is None
+
+    def carry(self, store: RedisBudgetStore) -> None:
+        """Let ``store``'s reservations ride on this state's claims, and refresh its levels in the background."""
+        self._budgets = store
+
+    def queue(
+        self,
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[str],
+        sent: Callable[[], None] | None = None,
+        lost: Callable[[], None] | None = None,
+    ) -> bool:
+        """Send ``script`` with the outcomes, in the background (runs of it fold into one: it must take any number of
+        key and argument groups). False when Redis is unreachable now: the caller counts on its own; ``lost`` is
+        called if Redis goes down before it is sent, ``sent`` when it is taken to be sent.
+        """
+        if self._ready() is None:
+            return False
+        self._send(_Outcome("script", None, args=args, script=script, keys=keys, sent=sent, lost=lost))
+        return True
+
     def add(self, name: str, amount: float, limit: float | None = None, ttl: float | None = None) -> float | None:  # noqa: D102
         client = self._ready()
         if client is None:
@@ -400,6 +562,16 @@ class RedisState:
         except Exception as exc:
             self._went_down(exc)
             return None
+
+    def flush(self, timeout: float = 1.0) -> bool:
+        """Wait until the outcomes queued so far (budget settles among them) are sent; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue or self._sending:
+            if self._thread is None or self._down_since is not None or time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.001)
+        return True
 
     def close(self) -> None:
         """Send what is queued, stop the background thread, drop the connection (used again, it reconnects)."""
@@ -487,10 +659,10 @@ class RedisState:
             if self._down_since is not None:
                 return
             self._down_since = time.monotonic()
-            self._queue.clear()
             for entry in self._entries.values():
                 entry.calls.clear()
                 entry.probe = None
+        _lose(self._queue)
         _log.warning(
             "shared routing state on Redis unreachable (%s: %s); this process routes on its own state until it answers",
             type(exc).__name__,
@@ -544,30 +716,67 @@ class RedisState:
         queue = self._queue
         if not queue:
             return
+        self._sending = True
+        try:
+            self._send_queued(queue)
+        finally:
+            self._sending = False
+
+    def _send_queued(self, queue: deque[_Outcome]) -> None:
+        """Consecutive outcomes that fold go as one script; budget scripts (settles, charges: additions, in any
+        order) are gathered from the whole batch into one script each, sent after the deployments' outcomes.
+        """
         client = self._client or self._connect()
         pipe = client.pipeline(transaction=False)
         run: list[_Outcome] = []
+        budget_runs: dict[str, list[_Outcome]] = {}
+        taken: deque[_Outcome] = deque()
         while queue or run:
             outcome = queue.popleft() if queue else None
+            if outcome is not None:
+                if outcome.sent is not None:
+                    outcome.sent()
+                taken.append(outcome)
+                if outcome.entry is None:
+                    budget_runs.setdefault(outcome.script, []).append(outcome)
+                    continue
             if run and (outcome is None or not run[0].folds_with(outcome)):
                 script, keys, args = _folded(run)
                 pipe.execute_command("EVAL", script, len(keys), *keys, *args)  # a cluster pipeline has no .eval()
                 run = []
             if outcome is not None:
                 run.append(outcome)
-        pipe.execute()
+        for budget_run in budget_runs.values():
+            for start in range(0, len(budget_run), _FOLD_MAX):
+                script, keys, args = _folded(budget_run[start : start + _FOLD_MAX])
+                pipe.execute_command("EVAL", script, len(keys), *keys, *args)
+        try:
+            pipe.execute()
+        except BaseException:
+            _lose(taken)
+            raise
 
     def _refresh(self) -> None:
-        """Read the fleet's latency, calls in flight and holds into local copies (one pipeline)."""
+        """Read the fleet's latency, calls in flight and holds into local copies, and the budget levels the budget
+        store watches (one pipeline).
+        """
         entries = list(self._entries.items())
-        if not entries:
+        budgets = self._budgets
+        levels = budgets.watched() if budgets is not None else []
+        if not entries and not levels:
             return
         client = self._client or self._connect()
         pipe = client.pipeline(transaction=False)
         lease = str(int(IN_FLIGHT_LEASE * 1000))
         for _, entry in entries:
             pipe.execute_command("EVAL", _REFRESH, 2, entry.keys[0], entry.keys[2], lease, *list(entry.calls))
+        for key in levels:
+            pipe.execute_command("HMGET", key, "spent", "reserved")
         replies = pipe.execute()
+        if levels:
+            assert budgets is not None
+            budgets.refreshed(levels, replies[len(entries) :])
+            replies = replies[: len(entries)]
         now = time.monotonic()
         with self._router_lock:
             for (state, entry), reply in zip(entries, replies, strict=True):
@@ -602,6 +811,29 @@ def _background(ref: weakref.ReferenceType[RedisState], wake: threading.Event, s
         if state is None or not state._background_step():  # pyright: ignore[reportPrivateUsage]
             return
         del state
+
+
+def _lose(outcomes: deque[_Outcome]) -> None:
+    """Outcomes that will not reach Redis: those with a fallback (budgets' spend) count on their own."""
+    while outcomes:
+        try:
+            outcome = outcomes.popleft()
+        except IndexError:  # another thread emptied it meanwhile
+            return
+        if outcome.lost is not None:
+            try:
+                outcome.lost()
+            except Exception:  # pragma: no cover - a local count does not fail
+                _log.exception("polyroute: counting a lost budget outcome locally failed")
+
+
+def _budget_refused(budget: Reservation, index: int, now: float) -> Unavailable:
+    """The answer to a claim whose budget reservation was refused (``index`` from 1; 0: already set by the store)."""
+    if index:
+        budget.refused = budget.claims[index - 1]
+    refused = budget.refused
+    assert refused is not None
+    return Unavailable("limit", f"budget {refused.budget!r} would be exceeded", now)
 
 
 def _sentinel_client(url: str, options: dict[str, Any]) -> Any:

@@ -8,7 +8,8 @@ checked when a deployment is picked (a spent one is skipped, as at its rate limi
 
 The counters live behind :class:`BudgetStore` (``reserve`` / ``settle`` / ``charge`` / ``level``), in memory here;
 with ``state: {backend: redis}`` the router puts them on Redis (:mod:`polyroute.state.redis_budgets`), so a budget
-holds across processes.
+holds across processes. There the reservation is made with the call's first deployment claim (one round trip for
+both, ``pending`` until then), and a budget found spent at that point answers as it would before routing.
 """
 
 from __future__ import annotations
@@ -149,6 +150,20 @@ class Reservation:
     usd: list[bool]
     """Per claim: in USD (else tokens)."""
     deployment_budgets: list[Budget]
+    pending: bool = False
+    """The claims are not reserved yet: they ride on the call's first deployment claim (budgets on the router's
+    shared state, see :meth:`polyroute.router.Router.try_acquire`), which reserves them or sets :attr:`refused`."""
+    refused: Claim | None = None
+    """The claim that a pending reservation found spent (nothing reserved, no deployment claimed)."""
+
+    def reserve_in(self, store: BudgetStore) -> Claim | None:
+        """Reserve the pending claims on their own: the refused claim (also set in :attr:`refused`), or None."""
+        refused = store.reserve(self.claims)
+        if refused is None:
+            self.pending = False
+        else:
+            self.refused = refused
+        return refused
 
 
 class Budgets:
@@ -183,10 +198,12 @@ class Budgets:
         prompt_tokens: int,
         max_tokens: int,
         fallback: bool = True,
+        defer: bool = False,
     ) -> tuple[Route | str, Reservation | None]:
         """Reserve this call's estimate: ``(route, reservation)``, or ``(fallback name, None)`` when a budget that
         names a fallback is spent; raises :class:`BudgetExceededError` when one without a fallback is (or any,
-        with ``fallback=False``).
+        with ``fallback=False``). With ``defer``, the reservation is only computed (``pending``): the call's first
+        deployment claim reserves it, and :meth:`refusal` answers if a budget is spent then.
         """
         now = time.time()
         output = max_tokens or DEFAULT_OUTPUT_ESTIMATE
@@ -211,13 +228,21 @@ class Budgets:
         deployment_budgets = self._deployment_budgets
         if not claims:
             return route, Reservation([], [], deployment_budgets) if deployment_budgets else None
+        if defer:
+            return route, Reservation(claims, usd, deployment_budgets, pending=True)
         refused = self.store.reserve(claims)
         if refused is None:
             return route, Reservation(claims, usd, deployment_budgets)
+        return self.refusal(route.name, refused, fallback), None
+
+    def refusal(self, route: str, refused: Claim, fallback: bool = True) -> str:
+        """A call to ``route`` found the budget of ``refused`` spent: the name of the budget's fallback route, or
+        :class:`BudgetExceededError` raised when it has none (or with ``fallback=False``).
+        """
         budget = next(b for b in self._call_budgets if b.name == refused.budget)
-        if fallback and budget.fallback is not None and budget.fallback != route.name:
-            return budget.fallback, None
-        raise _exceeded(budget, refused, now)
+        if fallback and budget.fallback is not None and budget.fallback != route:
+            return budget.fallback
+        raise _exceeded(budget, refused, time.time())
 
     def blocked(self, target: Target) -> str | None:
         """Why ``target`` may not be picked now (a deployment budget is spent), or None."""
@@ -235,7 +260,7 @@ class Budgets:
 
     def settle(self, reservation: Reservation, deployment: str | None, cost: float | None, tokens: int) -> None:
         """The call is over: release its reservation and count what it used (a failed call used nothing)."""
-        if reservation.claims:
+        if reservation.claims and not reservation.pending:  # pending: never reserved (no deployment was claimed)
             actual = [(cost or 0.0) if is_usd else float(tokens) for is_usd in reservation.usd]
             self.store.settle(reservation.claims, actual)
         if deployment is None or not reservation.deployment_budgets or not (cost or tokens):

@@ -257,6 +257,8 @@ class Call:
     """
 
     __slots__ = (
+        "_estimate",
+        "_tried",
         "api",
         "attempts",
         "budget_refusal",
@@ -298,10 +300,17 @@ class Call:
         self.attempts = 0
         self.ttft: float | None = None
         self.ended = False
+        self._estimate = (0, 0)
+        """Prompt tokens and ``max_tokens`` of the request, for its budget claims."""
+        self._tried: set[str] = set()
+        """Routes whose budgets this call was admitted under, or refused by (a fallback never loops back)."""
 
     def admit(self, router: Router, routing: ChatCompletionRequest) -> ChatCompletionRequest:
         """Check the budgets and reserve this call's estimate; a spent budget with a ``fallback`` sends the call
         to that model instead (the returned routing body names it). Raises :class:`BudgetExceededError`.
+
+        With budgets on the router's shared state (Redis), the reservation is only computed here: it rides on the
+        call's first deployment claim (:attr:`pending`, :meth:`refused_at_claim`), so it costs no round trip.
         """
         budgets = self.recorder.budgets
         name = routing["model"]
@@ -311,28 +320,63 @@ class Call:
         from polyroute.failover import profile
 
         needs = profile(routing)
-        seen: set[str] = set()
+        self._estimate = (needs.tokens, needs.max_tokens)
+        try:
+            name = self._admit(router, budgets, name)
+        except BudgetExceededError as exc:
+            self._refused(exc)
+            raise
+        if name != routing["model"]:
+            routing = {**routing, "model": name}
+        return routing
+
+    def _admit(self, router: Router, budgets: Budgets, name: str) -> str:
+        """Admit the call under the budgets of route ``name``, following spent budgets' fallbacks: the route it
+        goes to (:attr:`reservation` set).
+        """
+        tokens, max_tokens = self._estimate
+        seen = self._tried
+        shared = router.shared_state
+        defer = shared is not None and shared.takes_budgets(budgets.store)
         while True:
             route = router.route(name)
             seen.add(name)
-            try:
-                admitted, reservation = budgets.admit(route, self.user, self.tags, needs.tokens, needs.max_tokens)
-                if isinstance(admitted, str) and admitted in seen:  # fallbacks spent all round: refuse here
-                    admitted, reservation = budgets.admit(
-                        route, self.user, self.tags, needs.tokens, needs.max_tokens, fallback=False
-                    )
-            except BudgetExceededError as exc:
-                self._refused(exc)
-                raise
+            admitted, reservation = budgets.admit(route, self.user, self.tags, tokens, max_tokens, defer=defer)
+            if isinstance(admitted, str) and admitted in seen:  # fallbacks spent all round: refuse here
+                admitted, reservation = budgets.admit(
+                    route, self.user, self.tags, tokens, max_tokens, fallback=False, defer=defer
+                )
             if not isinstance(admitted, str):
                 self.reservation = reservation
                 break
             logger.info("polyroute budget spent: model=%s -> fallback %s", name, admitted)
             name = admitted
         self.route = name
-        if name != routing["model"]:
-            routing = {**routing, "model": name}
-        return routing
+        return name
+
+    @property
+    def pending(self) -> Reservation | None:
+        """The budget reservation waiting to ride on the call's next deployment claim, or None."""
+        reservation = self.reservation
+        return reservation if reservation is not None and reservation.pending else None
+
+    def refused_at_claim(self, router: Router) -> str:
+        """The :attr:`pending` reservation found a budget spent when a deployment was claimed (nothing was claimed).
+        As when that happens before routing: the name of the budget's fallback route, whose budgets the call is now
+        admitted under, or :class:`BudgetExceededError` raised (the transport answers and records it).
+        """
+        budgets = self.recorder.budgets
+        reservation = self.reservation
+        assert budgets is not None
+        assert reservation is not None
+        assert reservation.refused is not None
+        self.reservation = None
+        refused = reservation.refused
+        name = budgets.refusal(self.route, refused)
+        if name in self._tried:  # fallbacks spent all round: refuse here
+            budgets.refusal(self.route, refused, fallback=False)
+        logger.info("polyroute budget spent: model=%s -> fallback %s", self.route, name)
+        return self._admit(router, budgets, name)
 
     def blocked(self, target: Target) -> str | None:
         """Why a deployment budget keeps ``target`` out of this call, or None."""
