@@ -15,8 +15,8 @@ plus ``stream_decoder() -> StreamDecoder`` (SSE for every provider today). Endpo
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -331,12 +331,12 @@ def dumps(value: Any) -> bytes:
 
 def completion_id() -> str:
     """A fresh OpenAI-style completion id."""
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    return f"chatcmpl-{os.urandom(12).hex()}"  # 24 hex digits, a third of uuid4's cost
 
 
 def tool_call_id() -> str:
     """A fresh OpenAI-style tool-call id, for providers that do not give one."""
-    return f"call_{uuid.uuid4().hex[:24]}"
+    return f"call_{os.urandom(12).hex()}"
 
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -177,10 +177,12 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     completion = cast(dict[str, Any], data)
     changed = not ("id" in completion and "created" in completion and "model" in completion)
     changed = changed or completion.get("object") != "chat.completion"
-    completion.setdefault("id", completion_id())
-    completion["object"] = "chat.completion"
-    completion.setdefault("created", 0)
-    completion.setdefault("model", target.model)
+    if changed:  # (setdefault would make an id on every call)
+        if "id" not in completion:
+            completion["id"] = completion_id()
+        completion["object"] = "chat.completion"
+        completion.setdefault("created", 0)
+        completion.setdefault("model", target.model)
     for choice in _list(completion["choices"]):
         message = _obj(_obj(choice).get("message"))
         changed = _normalize_reasoning(message) or changed
