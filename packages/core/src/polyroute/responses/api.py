@@ -67,6 +67,8 @@ class ResponsesCall:
     store: ResponseStore
     raw: bytes = b""
     """The request as the caller sent it: what a pass-through deployment gets when nothing in it needs changing."""
+    chat: ChatCompletionRequest | None = None
+    """The request as chat, once routing translated it (a translated deployment sends the same)."""
 
     @property
     def full_input(self) -> list[dict[str, Any]]:
@@ -301,7 +303,10 @@ class TranslatedAdapter:
                 code="previous_response_not_found",
                 param="previous_response_id",
             )
-        self.chat: ChatCompletionRequest = translate.to_chat(call.body, call.full_input, target.label)
+        chat = call.chat
+        self.chat: ChatCompletionRequest = (
+            chat if chat is not None else translate.to_chat(call.body, call.full_input, target.label)
+        )
         self.classify_error = self.inner.classify_error
 
     def build_request(self, body: Any, target: Target) -> UpstreamRequest:
@@ -479,17 +484,18 @@ class ResponsesApi:
     def routing_body(self, call: ResponsesCall) -> ChatCompletionRequest:
         """The chat view of the request, for its needs (tools, images, reasoning, size)."""
         body = call.body
+        hosted = translate.hosted_tools(body)
         try:
-            chat = translate.to_chat(
-                {**body, "tools": []} if translate.hosted_tools(body) else body, call.full_input, ""
-            )
+            chat = translate.to_chat({**body, "tools": []} if hosted else body, call.full_input, "")
         except (UnsupportedFeatureError, InvalidRequestError):
             chat = cast(ChatCompletionRequest, {"model": body["model"], "messages": [{"role": "user", "content": ""}]})
+            if body.get("stream"):
+                chat["stream"] = True
+        else:
+            if not hosted and chat["messages"]:
+                call.chat = chat  # what a translated deployment sends: translated once
         if not chat["messages"]:
-            chat["messages"] = [{"role": "user", "content": ""}]
-        chat["model"] = body["model"]
-        if body.get("stream"):
-            chat["stream"] = True
+            chat = cast(ChatCompletionRequest, {**chat, "messages": [{"role": "user", "content": ""}]})
         return chat
 
     def adapter(self, target: Target, call: ResponsesCall) -> Any:
