@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 from collections.abc import Callable
@@ -61,6 +62,28 @@ async def test_non_stream_async(emulator: Callable[..., Emulator]) -> None:
     result = await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     assert result.choices[0].message.content == "Hello async"
     assert result.usage is not None and result.usage.total_tokens == 15
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_compressed_answer_is_decoded(emulator: Callable[..., Emulator], asynchronous: bool) -> None:
+    """polyroute asks for no compression and reads an unencoded body as it is; a server that gzips anyway (or a
+    replayed cassette) still gets its body decoded.
+    """
+    body = gzip.compress(json.dumps(completion("Squeezed")).encode())
+    emu = emulator(
+        lambda request: Reply(body=body, headers={"content-type": "application/json", "content-encoding": "gzip"})
+    )
+    router = make_router(emu)
+    if asynchronous:
+
+        async def call() -> Any:
+            return await router.async_openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+
+        result = asyncio.run(call())
+    else:
+        result = router.openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    assert result.choices[0].message.content == "Squeezed"
+    assert "accept-encoding" not in emu.requests[0].headers
 
 
 def test_caller_key_is_never_forwarded(emulator: Callable[..., Emulator]) -> None:

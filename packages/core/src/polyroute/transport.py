@@ -1166,10 +1166,18 @@ async def _aread(step: _Read) -> bytes | None:
 
 async def _aread_all(step: _ReadAll) -> bytes:
     """Async :func:`_read_all`."""
+    response = step.response
     try:
-        return await _within(step.response.aread(), step.deadline)
+        if "content-encoding" in response.headers:
+            return await _within(response.aread(), step.deadline)
+        return await _within(_ajoin(response.stream), step.deadline)
     finally:
-        await step.response.aclose()
+        await response.aclose()
+
+
+async def _ajoin(stream: Any) -> bytes:
+    """An unencoded body's bytes, without the library's decoder layers."""
+    return b"".join([chunk async for chunk in stream])
 
 
 if sys.version_info >= (3, 11):
