@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from polyroute import Router, UnsupportedFeatureError
+from polyroute.api import RawAnswer
 from polyroute.errors import StreamInterruptedError, UpstreamStatusError
 from polyroute.providers import openai as adapter
-from polyroute.api import RawAnswer
 from polyroute.providers._base import Target, dumps
 from tests.corpus import FIXTURES, Interaction, load_cassette
 
