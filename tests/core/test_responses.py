@@ -21,6 +21,7 @@ from openai.types import responses as rtypes
 from pydantic import TypeAdapter
 
 from polyroute import Router
+from polyroute.responses.store import store_for
 from tests.clients import matrix
 from tests.emulators import Emulator, Reply
 from tests.emulators import anthropic_format as claude
@@ -391,6 +392,31 @@ def test_conversation_resent_from_claude_to_openai(emulator: Start) -> None:
     assert "id" not in openai_emu.bodies[0]["input"][1]
 
 
+def test_a_pass_through_answer_is_kept_as_bytes_and_read_back(emulator: Start) -> None:
+    """An OpenAI deployment's answer is kept as the upstream's bytes (no object tree per stored response), and reads
+    back whole: by GET, and as the history a chain sends to Claude.
+    """
+    openai_url = emulator(oai.ResponsesEmulator({"text": "First answer."})).url
+    claude_emu = emulator(claude.scripted(["Second answer."]))
+    router = Router(
+        {
+            "models": [
+                {"name": "gpt", "deployments": [deployment("openai", openai_url)]},
+                {"name": "claude", "deployments": [deployment("anthropic", claude_emu.url)]},
+            ]
+        }
+    )
+    first = create(ONE, router, model="gpt", input="One?")
+    record = store_for(router).get(first.id)
+    assert record is not None and isinstance(record.get("raw"), bytes) and "response" not in record
+    got = run(ONE, router, lambda c: c.responses.retrieve(first.id))
+    assert got.output_text == "First answer." and got.id == first.id
+    second = create(ONE, router, model="claude", input="Two?", previous_response_id=first.id)
+    assert second.output_text == "Second answer."
+    sent = claude_emu.requests[-1].json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"] and "First answer." in json.dumps(sent[1])
+
+
 def test_chain_moves_between_openai_deployments(emulator: Start) -> None:
     """A chain begun on one OpenAI deployment goes on by id there; failing over to another deployment, which never
     saw it, the chain is sent as input.
@@ -463,11 +489,13 @@ def test_store_false_keeps_nothing(emulator: Start) -> None:
     assert caught.value.param == "previous_response_id"
 
 
-def test_sqlite_store_outlives_the_router(emulator: Start, tmp_path: Path) -> None:
-    url = text_upstream(emulator, "gemini").url
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_sqlite_store_outlives_the_router(emulator: Start, tmp_path: Path, provider: str) -> None:
+    """A translated answer, and a pass-through one (kept in memory as the upstream's bytes), in a SQLite store."""
+    url = text_upstream(emulator, provider).url
     config = {"responses": {"store_path": str(tmp_path / "responses.db")}}
-    first = create(ONE, router_for(deployment("gemini", url), **config), input="One")
-    again = router_for(deployment("gemini", url), **config)  # a restarted process
+    first = create(ONE, router_for(deployment(provider, url), **config), input="One")
+    again = router_for(deployment(provider, url), **config)  # a restarted process
     assert run(ONE, again, lambda c: c.responses.retrieve(first.id)).output_text == first.output_text
     second = create(ONE, again, input="Two", previous_response_id=first.id)
     assert second.previous_response_id == first.id

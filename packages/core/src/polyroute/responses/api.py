@@ -39,7 +39,7 @@ from polyroute.providers import adapter_for
 from polyroute.providers import openai as openai_format
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.responses import translate
-from polyroute.responses.store import Record, ResponseStore, store_for
+from polyroute.responses.store import Record, ResponseStore, response_of, store_for
 from polyroute.types.openai import ChatCompletionRequest, Usage
 from polyroute.validation import json_object
 
@@ -75,7 +75,7 @@ class ResponsesCall:
         """Everything the model sees: the history, then this request's items."""
         return self.history + self.items
 
-    def keep(self, response: dict[str, Any], target: Target) -> None:
+    def keep(self, response: dict[str, Any], target: Target, raw: bytes | None = None) -> None:
         """Store the answer unless the caller said ``store: false``; an OpenAI deployment's own answers are marked
         with it (it keeps them too, so a chain may go on there by id).
         """
@@ -83,7 +83,9 @@ class ResponsesCall:
             return
         origin = target.label if target.spec.key in PASS_THROUGH else "polyroute"
         # the input's ids are given when first listed (GET …/input_items), not on every call
-        record = {"response": response, "input": self.full_input, "origin": origin}
+        record: Record = {"response": response} if raw is None else {"raw": raw}  # raw: the upstream's bytes of it
+        record["input"] = self.full_input
+        record["origin"] = origin
         self.store.put(response["id"], record)
 
 
@@ -200,7 +202,7 @@ class PassThroughAdapter:
                 deployment=target.label,
                 status=502,
             )
-        self.call.keep(data, target)
+        self.call.keep(data, target, content)
         return RawAnswer(data, content)
 
     def stream_decoder(self) -> SSEDecoder:
@@ -454,7 +456,7 @@ class ResponsesApi:
             raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
         match method, parts[1:]:
             case "GET", []:
-                return 200, translate.public(record["response"], translate.ENCRYPTED_REASONING in unquote(query))
+                return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
             case "DELETE", []:
                 store.delete(parts[0])
                 return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
@@ -478,7 +480,7 @@ class ResponsesApi:
         previous = store.get(previous_id) if isinstance(previous_id, str) else None
         history: list[dict[str, Any]] = []
         if previous is not None:
-            history = list(previous["input"]) + _output_as_input(previous["response"].get("output") or [])
+            history = list(previous["input"]) + _output_as_input(response_of(previous).get("output") or [])
         return ResponsesCall(body, translate.input_items(body), history, previous, store, raw)
 
     def routing_body(self, call: ResponsesCall) -> ChatCompletionRequest:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyroute.errors import ResponseStoreUnreachableError
+from polyroute.responses.store import portable
 from polyroute.state.redis import RedisState
 
 _log = logging.getLogger("polyroute.state")
@@ -76,7 +77,7 @@ class RedisResponseStore:
         keys = response_keys(self._prefix, response_id)
         args = (
             response_id,
-            json.dumps(record, separators=(",", ":")),
+            json.dumps(portable(record), separators=(",", ":")),
             str(max(int(self.ttl * 1000), 1)),
             str(self.max_entries),
             keys[0] + ":",
