@@ -627,6 +627,27 @@ class _Open:
         self.text: list[str] = []
 
 
+def _plain_text_delta(chunk: Mapping[str, Any]) -> str | None:
+    """The text of a chunk that carries only text (its one choice's delta: content, perhaps a role), else None."""
+    choices: Any = chunk.get("choices")
+    if type(choices) is not list or len(cast(list[Any], choices)) != 1 or chunk.get("usage"):
+        return None
+    choice: Any = cast(list[Any], choices)[0]
+    if type(choice) is not dict:
+        return None
+    choice = cast(dict[str, Any], choice)
+    if choice.get("finish_reason") or choice.get("index", 0) != 0:
+        return None
+    delta: Any = choice.get("delta")
+    if type(delta) is not dict or not 1 <= len(cast(dict[str, Any], delta)) <= 2:
+        return None
+    delta = cast(dict[str, Any], delta)
+    content: Any = delta.get("content")
+    if not isinstance(content, str) or (len(delta) == 2 and "role" not in delta):
+        return None
+    return content
+
+
 class ChatToResponseEvents:
     """Chat chunks (from a chat adapter's translator) → Responses stream events, with sequence numbers.
 
@@ -665,6 +686,13 @@ class ChatToResponseEvents:
 
     def feed(self, chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One chat chunk → its events."""
+        current = self._open
+        if current is not None and current.item["type"] == "message":
+            text = _plain_text_delta(chunk)
+            if text:  # most of a stream: more text for the open message, one event
+                current.text.append(text)
+                ref = {"item_id": current.item["id"], "output_index": current.index, "content_index": 0}
+                return [self._event("response.output_text.delta", **ref, delta=text, logprobs=[])]
         events = self.start()
         usage = chunk.get("usage")
         if usage:
