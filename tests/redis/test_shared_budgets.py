@@ -85,6 +85,26 @@ def chat(router: Router) -> str:
     return raw.headers["x-polyroute-deployment"]
 
 
+def test_back_to_back_calls_are_not_refused_by_their_own_queued_settles(
+    emulator: Start, redis_server: RedisServer
+) -> None:
+    """A budget with room for one estimate: each call reserves it and spends little, and the next call right after
+    must not be refused because the previous call's settle was still waiting for the background thread.
+    """
+    upstream = emulator(answer)
+    cfg = budget_config(redis_server.url, upstream, {"name": "tight", "tokens": 150, "per": "day"}, refresh=60)
+    router = Router(cfg)
+    create = router.openai_client().chat.completions.create
+    try:
+        # each call: an estimate of 104 tokens (a few of prompt, max_tokens 100), then 20 spent
+        for _ in range(3):
+            create(model="m", messages=MESSAGES, max_tokens=100)
+    finally:
+        router.close()
+    assert len(upstream.requests) == 3
+    assert shared_level(redis_server, cfg, "tight") == pytest.approx(60)
+
+
 # -- several processes ------------------------------------------------------------------------------------------
 
 

@@ -417,6 +417,10 @@ class RedisState:
                 reply = self._run(client, _ACQUIRE, entry.keys, args)
             else:
                 refused, reply = self._acquire_reserving(client, entry, args, riding)
+                if refused and (self._queue or self._sending) and self.flush(self._settings.timeout * 4):
+                    # This process's own settles were still queued: the reservations they free may be what the
+                    # budget refused for. Send them and ask once more (a second round trip on this path only).
+                    refused, reply = self._acquire_reserving(client, entry, args, riding)
                 if refused:
                     return _budget_refused(riding, refused, now)
         except Exception as exc:  # a call never fails because Redis did
