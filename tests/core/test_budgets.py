@@ -60,6 +60,19 @@ def spent(router: Router) -> float:
 # -- the answer when spent -------------------------------------------------------------------------------------
 
 
+def test_a_token_budget_below_the_default_estimate_says_to_set_max_tokens(emulator: Start) -> None:
+    """Without max_tokens a call reserves 512 output tokens: a small budget refuses it, and the 429 says so and how
+    to reserve less (max_tokens), rather than only that the budget would be exceeded.
+    """
+    router = make([dep(emulator(answer()), "a")], [{"name": "small", "tokens": 300, "per": "day"}])
+    client = router.openai_client()
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    message = caught.value.message
+    assert "estimate of 516 tokens" in message and "512 output tokens" in message and "set max_tokens" in message
+    assert client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=10).choices
+
+
 def test_a_spent_budget_answers_429_budget_exceeded_with_its_name_and_reset(emulator: Start) -> None:
     router = make([dep(emulator(answer()), "a")], [{"name": "daily-cap", "usd": 0.05, "per": "day"}])
     client = router.openai_client()

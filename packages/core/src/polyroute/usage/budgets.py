@@ -292,9 +292,15 @@ def _exceeded(budget: Budget, claim: Claim, now: float) -> BudgetExceededError:
     limit = f"${budget.usd:g}" if budget.usd is not None else f"{budget.tokens} tokens"
     scope = "all calls" if budget.scope == "all" else f"{budget.scope} {claim.key.split('|')[1]!r}"
     resets = datetime.fromtimestamp(claim.resets_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if budget.usd is not None:
+        estimate = f"${claim.amount:.6g} (its prompt and max_tokens at the route's dearest price)"
+    else:
+        estimate = f"{claim.amount:.0f} tokens (its prompt and max_tokens)"
     return BudgetExceededError(
-        f"budget {budget.name!r} ({limit} per {budget.per} for {scope}) would be exceeded by this call; "
-        f"it resets at {resets}. Raise the budget or wait.",
+        f"budget {budget.name!r} ({limit} per {budget.per} for {scope}) would be exceeded by this call, which "
+        f"reserves an estimate of {estimate} until it ends, with what is spent and what calls in flight reserved; "
+        f"it resets at {resets}. A request without max_tokens is estimated at {DEFAULT_OUTPUT_ESTIMATE} output "
+        "tokens: set max_tokens to reserve less, raise the budget, or wait.",
         budget=budget.name,
         resets_at=claim.resets_at,
         retry_after=claim.resets_at - now,
