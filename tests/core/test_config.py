@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from polyroute import ConfigError, Router, RouterConfig
+from polyroute.config import load_config
 
 GOOD = {
     "models": [
@@ -153,6 +154,33 @@ def test_config_files(tmp_path: Path, suffix: str) -> None:
     router = Router.from_config(path)
     assert "cheap" in router.model_names
     assert Router.from_config(str(path)).model_names == router.model_names
+
+
+def test_relative_files_in_a_config_file_are_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config file's relative store_path, ledger and credentials are relative to the file, not to wherever the
+    process runs; absolute paths and a dict config are left as they are.
+    """
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "polyroute.json"
+    config = {
+        "models": [
+            {"name": "cheap", "deployments": [{"provider": "mock", "model": "mock-1"}]},
+            {
+                "name": "g",
+                "deployments": [{"provider": "vertex", "model": "gemini-2.5-flash", "credentials": "sa.json"}],
+            },
+        ],
+        "responses": {"store_path": "responses.db"},
+        "usage": {"ledger": str(tmp_path / "abs" / "usage.db")},
+    }
+    path.write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config(path)
+    assert loaded.responses.store_path == str(folder / "responses.db")
+    assert loaded.usage.ledger == str(tmp_path / "abs" / "usage.db")
+    assert loaded.models[1].deployments[0].credentials == str(folder / "sa.json")
+    assert load_config(config).responses.store_path == "responses.db"  # a dict: the caller's own paths
 
 
 def test_unreadable_config_files(tmp_path: Path) -> None:

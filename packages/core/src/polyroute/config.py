@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -489,11 +489,54 @@ def load_config(source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str
     """Validate ``source`` (a config, a dict, or a YAML / TOML / JSON path) into a :class:`RouterConfig`."""
     if isinstance(source, RouterConfig):
         return source
-    data: Any = _read_file(Path(source)) if isinstance(source, str | os.PathLike) else dict(source)
+    if isinstance(source, str | os.PathLike):
+        data: Any = _read_file(Path(source))
+        if isinstance(data, dict):
+            data = _files_beside(cast("dict[str, Any]", data), Path(source).resolve().parent)
+    else:
+        data = dict(source)
     try:
         return RouterConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
+
+
+def _files_beside(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A config file's relative file paths (``responses.store_path``, ``usage.ledger``, a Vertex deployment's
+    ``credentials``) taken relative to the file's folder, as the file's author meant them, not the process's
+    working directory.
+    """
+
+    def beside(value: Any) -> Any:
+        if isinstance(value, str) and value and value != ":memory:" and not Path(value).expanduser().is_absolute():
+            return str(folder / value)
+        return value
+
+    data = dict(data)
+    for section, key in (("responses", "store_path"), ("usage", "ledger")):
+        part = data.get(section)
+        if isinstance(part, dict) and key in part:
+            data[section] = {**cast("dict[str, Any]", part), key: beside(cast("dict[str, Any]", part)[key])}
+    models = data.get("models")
+    if isinstance(models, list):
+        data["models"] = [_credentials_beside(model, beside) for model in cast("list[Any]", models)]
+    return data
+
+
+def _credentials_beside(model: Any, beside: Callable[[Any], Any]) -> Any:
+    if not isinstance(model, dict):
+        return model
+    route = cast("dict[str, Any]", model)
+    deployments: Any = route.get("deployments")
+    if not isinstance(deployments, list):
+        return route
+    moved: list[Any] = []
+    for deployment in cast("list[Any]", deployments):
+        if isinstance(deployment, dict) and "credentials" in deployment:
+            fields = cast("dict[str, Any]", deployment)
+            deployment = {**fields, "credentials": beside(fields["credentials"])}
+        moved.append(deployment)
+    return {**route, "deployments": moved}
 
 
 def _read_file(path: Path) -> Any:
