@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import openai
 import pytest
 
 from polyroute import ConfigError, Router
+from polyroute.__main__ import main
 from polyroute.usage.budgets import MemoryBudgetStore, period
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import completion
@@ -71,6 +73,31 @@ def test_a_token_budget_below_the_default_estimate_says_to_set_max_tokens(emulat
     message = caught.value.message
     assert "estimate of 516 tokens" in message and "512 output tokens" in message and "set max_tokens" in message
     assert client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=10).choices
+
+
+def test_a_usd_budget_over_an_unpriced_deployment_is_warned_about(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model no source prices costs $0: a USD budget never holds it back, so say so at build and in check."""
+    config = {
+        "models": [
+            {"name": "custom", "deployments": [{"provider": "mock", "model": "my-custom-model"}]},
+            {"name": "priced", "deployments": [{"provider": "mock", "model": "m2", "prices": PRICES}]},
+        ],
+        "budgets": [{"name": "tiny", "usd": 0.0001, "per": "day"}],
+    }
+    with caplog.at_level("WARNING", logger="polyroute"):
+        Router(config)
+    warned = [r.getMessage() for r in caplog.records if "budget 'tiny' counts USD" in r.getMessage()]
+    assert len(warned) == 1 and "mock/my-custom-model" in warned[0] and "prices:" in warned[0]
+    path = tmp_path / "polyroute.json"
+    path.write_text(json.dumps(config))
+    assert main(["check", str(path)]) == 0
+    assert "budget 'tiny' counts USD, but mock/my-custom-model" in capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="polyroute"):
+        Router({**config, "budgets": [{"name": "t", "tokens": 100, "per": "day"}]})
+    assert not [r for r in caplog.records if "counts USD" in r.getMessage()]
 
 
 def test_a_spent_budget_answers_429_budget_exceeded_with_its_name_and_reset(emulator: Start) -> None:

@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"capabilities and prices are unknown, so no cost is computed){hint}",
                     file=sys.stderr,
                 )
+    budgets = router.recorder.budgets if router.recorder is not None else None
+    for warning in budgets.unpriced([router.route(n) for n in router.model_names]) if budgets is not None else []:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

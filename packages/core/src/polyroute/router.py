@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 Mode = Literal["chat", "embedding"]
 """What a route serves: Chat Completions or embeddings."""
+
+logger = logging.getLogger("polyroute")
 
 _BASE_URL = "http://polyroute.local/v1"
 
@@ -106,6 +109,10 @@ class Router:
             _check_vector_space(built, self._routes)
         self._direct: OrderedDict[str, Route] = OrderedDict()
         self._transport: RouterTransport | None = None
+        budgets = self.recorder.budgets if self.recorder is not None else None
+        if budgets is not None:
+            for warning in budgets.unpriced(list(self._routes.values())):
+                logger.warning("polyroute: %s", warning)
 
     @classmethod
     def from_config(cls, source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str]) -> Router:

@@ -244,6 +244,30 @@ class Budgets:
             return budget.fallback
         raise _exceeded(budget, refused, time.time())
 
+    def unpriced(self, routes: Sequence[Route]) -> list[str]:
+        """Warnings for USD budgets over deployments no source prices: their calls count $0, so the budget never
+        holds them back.
+        """
+        from polyroute.usage.prices import is_priced
+
+        warnings: list[str] = []
+        for budget in self.budgets:
+            if budget.usd is None:
+                continue
+            for route in routes:
+                if budget.scope == "route" and budget.match is not None and budget.match != route.name:
+                    continue
+                for target in route.targets:
+                    if budget.scope == "deployment" and budget.match is not None and budget.match != target.label:
+                        continue
+                    if not is_priced(target):
+                        warnings.append(
+                            f"budget {budget.name!r} counts USD, but {target.label} (model {route.name!r}) has no "
+                            "known price: its calls count $0 against it. Set prices: {input: ..., output: ...} "
+                            "(USD per million tokens) on the deployment, or use a tokens budget."
+                        )
+        return warnings
+
     def blocked(self, target: Target) -> str | None:
         """Why ``target`` may not be picked now (a deployment budget is spent), or None."""
         now = time.time()

@@ -90,6 +90,14 @@ def cost(target: Target, usage: Usage) -> float | None:
     return target.info.cost(prompt, completion, cached, cache_write)
 
 
+def is_priced(target: Target) -> bool:
+    """Whether any source prices ``target``'s calls (its ``prices``, genai-prices, the catalog)."""
+    if target.deployment.prices is not None or target.info.input_price is not None:
+        return True
+    provider_id = GENAI_PROVIDERS.get(target.provider)
+    return provider_id is not None and _known(provider_id, target.deployment.model) is not None
+
+
 Rate = tuple[float, tuple[tuple[int, float], ...]]
 """USD per million (base, ((tier start, price), …)): a tier's price applies to all tokens once the prompt passes
 its start (genai-prices' "cliff" tiers)."""
