@@ -6,6 +6,8 @@ import io
 import json
 import random
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,6 +142,19 @@ def test_the_command_prints_tables_and_json(tmp_path: Path, capsys: pytest.Captu
     text = capsys.readouterr().out
     if p50 < 10:  # a sub-10 ms latency keeps its tenth (a mock answers in well under 1 ms: not "0")
         assert f"{p50:.1f}" in text
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """``polyroute usage LEDGER --json | head -c 600``: no BrokenPipeError traceback when the reader goes away."""
+    path = tmp_path / "usage.db"
+    generate(path, 3000)
+    command = [sys.executable, "-m", "polyroute", "usage", str(path), "--json", "--by", "route,deployment,tag,user,day"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the report is written, as head is once it has its bytes
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) in (0, 1)
+    assert "Traceback" not in error and "BrokenPipe" not in error
 
 
 def test_bad_arguments_say_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

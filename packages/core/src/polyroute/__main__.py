@@ -153,7 +153,15 @@ def run_demo(live: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``polyroute`` command."""
+    """The ``polyroute`` command; its output piped into a reader that stops early (``| head``) ends it quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error flushing stdout at exit
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="polyroute", description="Multi-provider LLM routing, in-process.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="route a call, stream a call and fail over (no keys needed)")
