@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -98,6 +99,24 @@ def test_a_usd_budget_over_an_unpriced_deployment_is_warned_about(
     with caplog.at_level("WARNING", logger="polyroute"):
         Router({**config, "budgets": [{"name": "t", "tokens": 100, "per": "day"}]})
     assert not [r for r in caplog.records if "counts USD" in r.getMessage()]
+
+
+def test_a_budget_held_by_a_call_in_flight_says_so_and_to_retry_soon(emulator: Start) -> None:
+    """Room for one estimate, two calls at once: the second is refused while the first holds its reservation, with
+    a retry-after of a second (not the period's end) and a message that says calls in flight hold the budget.
+    """
+    router = make([dep(emulator(answer(delay=0.5)), "a")], [{"name": "pair", "tokens": 150, "per": "day"}])
+    client = router.openai_client()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.chat.completions.create, model="m", messages=MESSAGES, max_tokens=100)
+        time.sleep(0.2)  # the first call holds its 104-token estimate until its answer comes
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=100)
+        assert first.result().choices
+    error = caught.value
+    assert "only once calls in flight end" in error.message
+    assert int(error.response.headers["retry-after"]) <= 1
+    assert client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=100).choices  # 20 spent + 104
 
 
 def test_a_spent_budget_answers_429_budget_exceeded_with_its_name_and_reset(emulator: Start) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -103,6 +104,28 @@ def test_back_to_back_calls_are_not_refused_by_their_own_queued_settles(
         router.close()
     assert len(upstream.requests) == 3
     assert shared_level(redis_server, cfg, "tight") == pytest.approx(60)
+
+
+def test_a_budget_held_by_a_call_in_flight_says_so_on_redis_too(emulator: Start, redis_server: RedisServer) -> None:
+    def slow(request: Request) -> Reply:
+        reply = answer(request)
+        reply.first_byte_delay = 0.5
+        return reply
+
+    cfg = budget_config(redis_server.url, emulator(slow), {"name": "pair", "tokens": 150, "per": "day"})
+    router = Router(cfg)
+    client = router.openai_client()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.chat.completions.create, model="m", messages=MESSAGES, max_tokens=100)
+            time.sleep(0.2)
+            with pytest.raises(openai.RateLimitError) as caught:
+                client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=100)
+            assert first.result().choices
+    finally:
+        router.close()
+    assert "only once calls in flight end" in caught.value.message
+    assert int(caught.value.response.headers["retry-after"]) <= 1
 
 
 # -- several processes ------------------------------------------------------------------------------------------

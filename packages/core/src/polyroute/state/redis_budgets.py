@@ -242,6 +242,18 @@ class RedisBudgetStore:
                 self._levels[key[skip:]] = float(spent or 0) + float(reserved or 0)
         self._alone = False
 
+    def spent(self, key: str) -> float | None:
+        """See :meth:`~polyroute.usage.budgets.BudgetStore.spent`: read now (one round trip, on a refusal only)."""
+        client = self._state._ready()  # pyright: ignore[reportPrivateUsage]
+        if client is None:
+            return self.local.spent(key)
+        try:
+            spent = client.hget(budget_keys(self._prefix, key)[0], "spent")
+        except Exception as exc:  # a call never fails because Redis did
+            self._state._went_down(exc)  # pyright: ignore[reportPrivateUsage]
+            return None
+        return float(spent or 0)
+
     def _read_level(self, key: str) -> float | None:
         """A level read now (one round trip), kept for the refresh to update; None when Redis did not answer."""
         client = self._state._ready()  # pyright: ignore[reportPrivateUsage]

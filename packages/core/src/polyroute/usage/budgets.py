@@ -65,6 +65,12 @@ class BudgetStore(Protocol):
         """Spent plus reserved for ``key`` (0 when unknown)."""
         ...
 
+    def spent(self, key: str) -> float | None:
+        """Spent for ``key``, reservations left out (None when it cannot be read now); asked when a call is refused,
+        to tell a spent budget from one that calls in flight hold.
+        """
+        ...
+
 
 class MemoryBudgetStore:
     """Counters in this process, under one lock."""
@@ -115,6 +121,11 @@ class MemoryBudgetStore:
         """See :meth:`BudgetStore.level`."""
         counter = self._counters.get(key)
         return counter[0] + counter[1] if counter is not None else 0.0
+
+    def spent(self, key: str) -> float | None:
+        """See :meth:`BudgetStore.spent`."""
+        counter = self._counters.get(key)
+        return counter[0] if counter is not None else 0.0
 
     def _prune(self) -> None:
         now = time.time()
@@ -242,7 +253,9 @@ class Budgets:
         budget = next(b for b in self._call_budgets if b.name == refused.budget)
         if fallback and budget.fallback is not None and budget.fallback != route:
             return budget.fallback
-        raise _exceeded(budget, refused, time.time())
+        spent = self.store.spent(refused.key)
+        held = spent is not None and spent + refused.amount <= refused.limit
+        raise _exceeded(budget, refused, time.time(), held)
 
     def unpriced(self, routes: Sequence[Route]) -> list[str]:
         """Warnings for USD budgets over deployments no source prices: their calls count $0, so the budget never
@@ -312,7 +325,11 @@ def _estimate_usd(targets: Sequence[Target], prompt: int, output: int) -> float:
     return best
 
 
-def _exceeded(budget: Budget, claim: Claim, now: float) -> BudgetExceededError:
+HELD_RETRY_AFTER = 1.0
+"""Seconds to wait before retrying a call refused only because calls in flight reserved the rest of a budget."""
+
+
+def _exceeded(budget: Budget, claim: Claim, now: float, held: bool = False) -> BudgetExceededError:
     limit = f"${budget.usd:g}" if budget.usd is not None else f"{budget.tokens} tokens"
     scope = "all calls" if budget.scope == "all" else f"{budget.scope} {claim.key.split('|')[1]!r}"
     resets = datetime.fromtimestamp(claim.resets_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -320,6 +337,16 @@ def _exceeded(budget: Budget, claim: Claim, now: float) -> BudgetExceededError:
         estimate = f"${claim.amount:.6g} (its prompt and max_tokens at the route's dearest price)"
     else:
         estimate = f"{claim.amount:.0f} tokens (its prompt and max_tokens)"
+    if held:
+        return BudgetExceededError(
+            f"budget {budget.name!r} ({limit} per {budget.per} for {scope}) has room for this call's estimate of "
+            f"{estimate} only once calls in flight end: they reserve the rest of it until they do. Retry in a "
+            f"moment; a request without max_tokens is estimated at {DEFAULT_OUTPUT_ESTIMATE} output tokens, so "
+            "setting max_tokens reserves less.",
+            budget=budget.name,
+            resets_at=claim.resets_at,
+            retry_after=HELD_RETRY_AFTER,
+        )
     return BudgetExceededError(
         f"budget {budget.name!r} ({limit} per {budget.per} for {scope}) would be exceeded by this call, which "
         f"reserves an estimate of {estimate} until it ends, with what is spent and what calls in flight reserved; "
