@@ -244,6 +244,10 @@ def test_unknown_model_is_404_naming_known_models(emulator: Callable[..., Emulat
     assert "'nope'" in caught.value.message and "m" in caught.value.message
     assert caught.value.code == "model_not_found"
     assert emu.requests == []
+    with pytest.raises(openai.NotFoundError, match="'bogus' is not a provider polyroute knows"):
+        client.chat.completions.create(model="bogus/x", messages=MESSAGES)  # type: ignore[arg-type]
+    with pytest.raises(openai.NotFoundError, match="name the model after the provider: 'openai/<model>'"):
+        client.chat.completions.create(model="openai/", messages=MESSAGES)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -196,9 +196,16 @@ class Router:
         provider, model = _split_direct(name)
         if provider is None or not self.config.direct_routes:
             known = ", ".join(self.model_names) or "none configured"
+            providers = ", ".join(sorted(PROVIDERS))
+            named = next((name.partition(sep)[0] for sep in ("/", ":") if sep in name), None)
+            if named is not None and self.config.direct_routes and named in PROVIDERS:
+                hint = f"name the model after the provider: '{named}/<model>'"
+            elif named is not None and self.config.direct_routes:  # it was meant as provider/model
+                hint = f"{named!r} is not a provider polyroute knows (providers: {providers})"
+            else:
+                hint = f"or name a deployment directly as 'provider/model' (providers: {providers})"
             raise NoRouteError(
-                f"The model {name!r} does not exist in this router. Known models: {known}; or name a deployment "
-                f"directly as 'provider/model' (providers: {', '.join(sorted(PROVIDERS))})",
+                f"The model {name!r} does not exist in this router. Known models: {known}; {hint}",
                 param="model",
             )
         if PROVIDERS[provider].default_base is None:
