@@ -342,7 +342,7 @@ def test_keep_alive_whitespace_before_the_first_token_times_out(emulator: Start,
     text, headers = stream_text(mode, router)
     assert text == "fast"
     assert headers["x-polyroute-attempts"] == "2"
-    assert time.monotonic() - started < 0.7
+    assert time.monotonic() - started < 1.5  # the whitespace alone lasts 2 s; slack for a loaded CI machine
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
