@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from polyroute import Router, RouterConfig
 
 if TYPE_CHECKING:
-    from polyroute.providers._base import Target
+    pass
 
 __all__ = ["PolyrouteModelClient", "config_list", "model_client_config_list", "openai_config"]
 
@@ -101,30 +101,13 @@ def route_price_per_1k(router: Router, model: str) -> list[float] | None:
     price; :class:`PolyrouteModelClient` reports polyroute's own cost in every case. The routes it falls back to
     count too: a call one of them serves is priced by the same entry.
     """
-    prices = {(t.info.input_price, t.info.output_price) for t in _reachable_targets(router, model)}
+    prices = {(t.info.input_price, t.info.output_price) for t in router.reachable_targets(model)}
     if len(prices) != 1:
         return None
     ((prompt, completion),) = prices
     if prompt is None or completion is None:
         return None
     return [prompt / 1000, completion / 1000]  # the catalog's prices are per million tokens
-
-
-def _reachable_targets(router: Router, model: str) -> list[Target]:
-    """The deployments a call to ``model`` may end at: its own, then those of every route it falls back to."""
-    seen: set[str] = set()
-    pending = [model]
-    targets: list[Target] = []
-    while pending:
-        name = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        route = router.route(name)
-        targets.extend(route.targets)
-        config = route.config
-        pending.extend([*config.fallbacks, *config.context_window_fallbacks, *config.content_policy_fallbacks])
-    return targets
 
 
 def _legacy_ag2_library() -> str | None:

@@ -226,6 +226,24 @@ class Router:
                 self._detach(target)
         return kept
 
+    def reachable_targets(self, name: str) -> list[Target]:
+        """The deployments a call to ``name`` may end at: its own, then those of every route it falls back to
+        (``fallbacks``, ``context_window_fallbacks``, ``content_policy_fallbacks``), each route once.
+        """
+        seen: set[str] = set()
+        pending = [name]
+        targets: list[Target] = []
+        while pending:
+            route_name = pending.pop()
+            if route_name in seen:
+                continue
+            seen.add(route_name)
+            route = self.route(route_name)
+            targets.extend(route.targets)
+            config = route.config
+            pending.extend([*config.fallbacks, *config.context_window_fallbacks, *config.content_policy_fallbacks])
+        return targets
+
     def require_mode(self, name: str, mode: Mode) -> Route:
         """The route for ``name``, which must serve ``mode``: a chat call to an embedding route (or the reverse) is a
         400 that says which API to call.

@@ -478,7 +478,11 @@ class ResponsesApi:
         store = store_for(transport.router)
         previous_id = body.get("previous_response_id")
         previous = store.get(previous_id) if isinstance(previous_id, str) else None
-        if previous is None and isinstance(previous_id, str) and not _reaches_openai(transport.router, body["model"]):
+        if (
+            previous is None
+            and isinstance(previous_id, str)
+            and not _reaches_openai(transport.router.reachable_targets(body["model"]))
+        ):
             # Only an OpenAI deployment (which keeps its own answers) could know it: say so as OpenAI does.
             raise InvalidRequestError(
                 f"Previous response with id '{previous_id}' not found. polyroute keeps the responses it answered "
@@ -528,20 +532,9 @@ class ResponsesApi:
         raise NotImplementedError
 
 
-def _reaches_openai(router: Any, model: str) -> bool:
-    """Whether a route (or one of its fallbacks) has a deployment that serves Responses itself."""
-    seen: set[str] = set()
-    names = [model]
-    while names:
-        name = names.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        route = router.route(name)
-        if any(target.spec.key in PASS_THROUGH for target in route.targets):
-            return True
-        names += [*route.fallbacks, *route.config.context_window_fallbacks]
-    return False
+def _reaches_openai(targets: list[Target]) -> bool:
+    """Whether a deployment among ``targets`` serves Responses itself (and so may know a response by its id)."""
+    return any(target.spec.key in PASS_THROUGH for target in targets)
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
