@@ -324,6 +324,21 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """One encoder for every call: ``json.dumps`` with options builds a new ``JSONEncoder`` each time."""
 
 
+def credentials_error(target: Target, message: str, code: str = "missing_api_key") -> UpstreamStatusError:
+    """The 401 for a deployment whose cloud credentials (AWS, Google) are missing or unusable: another deployment
+    may still serve the call, the same one will not until they are fixed.
+    """
+    return UpstreamStatusError(
+        f"{target.label}: {message}",
+        provider=target.provider,
+        deployment=target.label,
+        status=401,
+        error_type="authentication_error",
+        code=code,
+        retryable=False,
+    )
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes, as sent upstream and to the caller."""
     return _ENCODER.encode(value).encode()

@@ -59,6 +59,7 @@ from polyroute.providers._base import (
     Target,
     UpstreamRequest,
     completion_id,
+    credentials_error,
     dumps,
     generic_status_error,
     include_usage,
@@ -323,7 +324,9 @@ def region(target: Target) -> str:
         session = _session(d.aws_profile)
         found = session.get_config_variable("region") if session is not None else None
     if not found:
-        raise _auth_error(target, "no AWS region: set aws_region in the deployment, or AWS_REGION", "missing_region")
+        raise credentials_error(
+            target, "no AWS region: set aws_region in the deployment, or AWS_REGION", "missing_region"
+        )
     return str(found)
 
 
@@ -345,7 +348,7 @@ def _auth_headers(target: Target, url: str, content: bytes, headers: Mapping[str
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
     except ImportError as exc:
-        raise _auth_error(
+        raise credentials_error(
             target, 'Bedrock requests need botocore: pip install "polyroute[bedrock]"', "missing_dependency"
         ) from exc
     request = AWSRequest(method="POST", url=url, data=content, headers=dict(headers))
@@ -372,7 +375,7 @@ def _credentials(target: Target) -> Any:
         session = _session(d.aws_profile)
         found = session.get_credentials() if session is not None else None
         if found is None:
-            raise _auth_error(
+            raise credentials_error(
                 target,
                 "no AWS credentials: set aws_access_key_id / aws_secret_access_key or aws_profile in the deployment, "
                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or a Bedrock API key in AWS_BEARER_TOKEN_BEDROCK",
@@ -396,18 +399,6 @@ def _session(profile: str | None) -> Any:
             return None
         session = _SESSIONS[profile] = botocore.session.Session(profile=profile)
     return session
-
-
-def _auth_error(target: Target, message: str, code: str) -> UpstreamStatusError:
-    return UpstreamStatusError(
-        f"{target.label}: {message}",
-        provider=target.provider,
-        deployment=target.label,
-        status=401,
-        error_type="authentication_error",
-        code=code,
-        retryable=False,
-    )
 
 
 # -- responses ----------------------------------------------------------------------------------------------------

@@ -37,7 +37,14 @@ from urllib.parse import quote
 
 from polyroute.errors import UpstreamStatusError
 from polyroute.providers import anthropic, gemini
-from polyroute.providers._base import StreamDecoder, StreamTranslator, Target, UpstreamRequest, dumps
+from polyroute.providers._base import (
+    StreamDecoder,
+    StreamTranslator,
+    Target,
+    UpstreamRequest,
+    credentials_error,
+    dumps,
+)
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
@@ -134,7 +141,9 @@ def project(target: Target) -> str:
     """The deployment's ``project``, else the credentials' project, else ``GOOGLE_CLOUD_PROJECT``."""
     found = target.deployment.project or _source(target).project or os.environ.get("GOOGLE_CLOUD_PROJECT")
     if not found:
-        raise _auth_error(target, "no Google Cloud project: set project in the deployment, or GOOGLE_CLOUD_PROJECT")
+        raise credentials_error(
+            target, "no Google Cloud project: set project in the deployment, or GOOGLE_CLOUD_PROJECT"
+        )
     return found
 
 
@@ -199,7 +208,7 @@ class TokenSource:
         try:
             self._credentials.refresh(_HttpRequest())
         except GoogleAuthError as exc:
-            raise _auth_error(target, f"Google Cloud credentials could not be refreshed: {exc}") from exc
+            raise credentials_error(target, f"Google Cloud credentials could not be refreshed: {exc}") from exc
 
 
 _SOURCES: dict[str, TokenSource] = {}
@@ -224,7 +233,7 @@ def _load(target: Target, credentials: str | dict[str, Any] | None) -> TokenSour
         from google.auth.exceptions import GoogleAuthError
         from google.oauth2 import service_account
     except ImportError as exc:
-        raise _auth_error(target, 'Vertex AI requests need google-auth: pip install "polyroute[vertex]"') from exc
+        raise credentials_error(target, 'Vertex AI requests need google-auth: pip install "polyroute[vertex]"') from exc
     accounts: Any = service_account.Credentials
     try:
         if isinstance(credentials, dict):
@@ -237,7 +246,7 @@ def _load(target: Target, credentials: str | dict[str, Any] | None) -> TokenSour
         found: tuple[Any, str | None] = default(scopes=SCOPES)
         return TokenSource(found[0], found[1])
     except (GoogleAuthError, OSError, ValueError) as exc:
-        raise _auth_error(target, f"Google Cloud credentials could not be loaded: {exc}") from exc
+        raise credentials_error(target, f"Google Cloud credentials could not be loaded: {exc}") from exc
 
 
 class _HttpRequest:
@@ -272,15 +281,3 @@ class _HttpResponse:
         self.status = status
         self.headers = headers
         self.data = data
-
-
-def _auth_error(target: Target, message: str) -> UpstreamStatusError:
-    return UpstreamStatusError(
-        f"{target.label}: {message}",
-        provider=target.provider,
-        deployment=target.label,
-        status=401,
-        error_type="authentication_error",
-        code="missing_api_key",
-        retryable=False,
-    )
