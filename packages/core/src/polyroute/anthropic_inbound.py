@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
+from polyroute.providers._base import as_object as _obj
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 _IGNORED = frozenset({"service_tier", "context_management"})
@@ -31,10 +32,6 @@ _STOP_REASONS: dict[str, str] = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-
-def _obj(value: Any) -> Mapping[str, Any]:
-    return cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
 
 
 def _blocks(content: Any, where: str) -> list[Mapping[str, Any]]:

@@ -324,6 +324,18 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """One encoder for every call: ``json.dumps`` with options builds a new ``JSONEncoder`` each time."""
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: JSON from callers and upstreams is untyped, and a field of
+    the wrong type reads as absent.
+    """
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one."""
+    return cast(list[Any], value) if isinstance(value, list) else []
+
+
 def credentials_error(target: Target, message: str, code: str = "missing_api_key") -> UpstreamStatusError:
     """The 401 for a deployment whose cloud credentials (AWS, Google) are missing or unusable: another deployment
     may still serve the call, the same one will not until they are fixed.

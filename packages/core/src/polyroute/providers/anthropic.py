@@ -99,6 +99,7 @@ from polyroute.providers._base import (
     tool_call_id,
     upstream_status_error,
 )
+from polyroute.providers._base import as_object as _obj
 from polyroute.types.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -141,11 +142,6 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MODEL_VERSION = re.compile(
     r"claude-(?:(?P<family>opus|sonnet|haiku)-(?P<major>\d+)(?:[-.](?P<minor>\d)(?!\d))?|(?P<old>\d))"
 )
-
-
-def _obj(value: Any) -> Mapping[str, Any]:
-    """``value`` if it is a JSON object, else an empty one (native bodies are read defensively)."""
-    return cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
 
 
 def _event_obj(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

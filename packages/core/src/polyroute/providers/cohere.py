@@ -43,6 +43,7 @@ from polyroute.providers._base import (
     make_usage,
     upstream_status_error,
 )
+from polyroute.providers._base import as_object as _obj
 from polyroute.types.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -73,10 +74,6 @@ _REFUSED: Mapping[str, str] = {
     "web_search_options": "has no web search option; pass 'documents' for grounded answers",
     "functions": "takes 'tools', not the legacy 'functions'",
 }
-
-
-def _obj(value: Any) -> Mapping[str, Any]:
-    return cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
 
 
 def stream_decoder() -> SSEDecoder:

@@ -34,6 +34,8 @@ from polyroute.providers._base import (
     tool_call_id,
     upstream_status_error,
 )
+from polyroute.providers._base import as_list as _list
+from polyroute.providers._base import as_object as _obj
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Message, Usage
 
 _POLYROUTE_MESSAGE_FIELDS = ("thinking_blocks", "provider_specific_fields")
@@ -99,16 +101,6 @@ def _move_max_tokens(out: dict[str, Any], field: str) -> None:
     chosen = value if value is not None else legacy
     if chosen is not None:
         out[field] = chosen
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one (upstream JSON is untyped)."""
-    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    """``value`` if it is a JSON array, else an empty one."""
-    return cast(list[Any], value) if isinstance(value, list) else []
 
 
 def _tool_for(tool: Mapping[str, Any], strict_ok: bool, target: Target) -> Mapping[str, Any]:

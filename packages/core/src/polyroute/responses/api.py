@@ -38,6 +38,7 @@ from polyroute.errors import (
 from polyroute.providers import adapter_for
 from polyroute.providers import openai as openai_format
 from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import as_object as _obj
 from polyroute.responses import translate
 from polyroute.responses.store import Record, ResponseStore, response_of, store_for
 from polyroute.types.openai import ChatCompletionRequest, Usage
@@ -49,9 +50,6 @@ PASS_THROUGH = frozenset({"openai", "azure"})
 AZURE_API_VERSION = "2025-04-01-preview"
 """The Azure OpenAI api-version for ``/openai/responses`` when the deployment names none (its chat default is too
 old for Responses)."""
-
-
-_obj = translate.as_object
 
 
 @dataclass(slots=True)

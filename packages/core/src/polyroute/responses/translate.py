@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
+from polyroute.providers._base import as_list as _list
+from polyroute.providers._base import as_object
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
 
 HOSTED_TOOLS = frozenset(
@@ -106,15 +108,6 @@ def new_id(prefix: str) -> str:
 def is_polyroute_id(value: Any) -> bool:
     """Whether an item id is one polyroute made (see :data:`ID_MARK`)."""
     return isinstance(value, str) and value.partition("_")[2].startswith(ID_MARK)
-
-
-def as_object(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one (a field of the wrong type reads as absent)."""
-    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return cast(list[Any], value) if isinstance(value, list) else []
 
 
 # -- the request --------------------------------------------------------------------------------------------------
