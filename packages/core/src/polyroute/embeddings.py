@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from polyroute.api import RawAnswer, StreamFormat, price, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
+from polyroute.providers import openai
 from polyroute.providers._base import Target, UpstreamRequest, dumps
 from polyroute.types.openai import ChatCompletionRequest
 from polyroute.validation import json_object
@@ -305,7 +306,7 @@ class OpenAIEmbeddings(Unstreamed):
             out["output_dimension"] = out.pop("dimensions")
         if target.deployment.params:
             out.update(target.deployment.params)
-        url, headers = _openai_endpoint(target)
+        url, headers = openai.endpoint(target, "/embeddings")
         return UpstreamRequest("POST", url, headers, dumps(out))
 
     def parse_response(self, content: bytes, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -341,23 +342,7 @@ class OpenAIEmbeddings(Unstreamed):
         self, status: int, headers: Mapping[str, str], content: bytes, target: Target
     ) -> UpstreamStatusError:
         """OpenAI's error body, read by the chat adapter's reader."""
-        from polyroute.providers import openai
-
         return openai.classify_error(status, headers, content, target)
-
-
-def _openai_endpoint(target: Target) -> tuple[str, dict[str, str]]:
-    """``{base}/embeddings``; Azure's ``{base}/openai/deployments/{deployment}/embeddings?api-version=…`` unless the
-    base is its ``/openai/v1`` surface.
-    """
-    headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
-    headers.update(target.deployment.headers)
-    base = target.api_base
-    quirks = target.spec.quirks
-    if quirks.deployment_urls and "/openai/v1" not in base:
-        version = target.deployment.api_version or quirks.default_api_version
-        return f"{base}/openai/deployments/{target.model}/embeddings?api-version={version}", headers
-    return f"{base}/embeddings", headers
 
 
 # -- Gemini ------------------------------------------------------------------------------------------------------

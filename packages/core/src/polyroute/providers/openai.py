@@ -80,19 +80,22 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     out["messages"] = _to_vendor_messages(body["messages"], target)
     if target.deployment.params:
         out.update(target.deployment.params)
-    url, headers = _endpoint(target)
+    url, headers = endpoint(target)
     return UpstreamRequest("POST", url, headers, dumps(out), stream=bool(body.get("stream")))
 
 
-def _endpoint(target: Target) -> tuple[str, dict[str, str]]:
+def endpoint(target: Target, path: str | None = None) -> tuple[str, dict[str, str]]:
+    """The URL and headers of a call to ``path`` (default: the provider's chat path); Azure's
+    ``{base}/openai/deployments/{deployment}{path}?api-version=…`` unless the base is its ``/openai/v1`` surface.
+    """
     headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
     headers.update(target.deployment.headers)
     base = target.api_base
     quirks = target.spec.quirks
     if quirks.deployment_urls and "/openai/v1" not in base:
         version = target.deployment.api_version or quirks.default_api_version
-        return f"{base}/openai/deployments/{target.model}/chat/completions?api-version={version}", headers
-    return base + target.spec.path, headers
+        return f"{base}/openai/deployments/{target.model}{path or '/chat/completions'}?api-version={version}", headers
+    return base + (path or target.spec.path), headers
 
 
 def _move_max_tokens(out: dict[str, Any], field: str) -> None:
