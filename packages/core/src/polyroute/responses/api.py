@@ -200,8 +200,10 @@ class PassThroughAdapter:
                 deployment=target.label,
                 status=502,
             )
-        self.call.keep(data, target, content)
-        return RawAnswer(data, content)
+        answer = RawAnswer(data, content)
+        price(target, _obj(data.get("usage")))  # priced before it is kept: GET answers what the caller got
+        self.call.keep(data, target, answer.to_bytes())
+        return answer
 
     def stream_decoder(self) -> SSEDecoder:
         """OpenAI streams are SSE."""
@@ -317,6 +319,7 @@ class TranslatedAdapter:
         """The chat completion as a Response, kept in the store."""
         completion = self.inner.parse_response(content, target, self.chat)
         response = translate.from_chat(completion, self.call.body, translate.new_id("resp"))
+        price(target, _obj(response.get("usage")))  # priced before it is kept: GET answers what the caller got
         self.call.keep(response, target)
         return translate.public(response, translate.wants_encrypted(self.call.body))
 
@@ -518,8 +521,10 @@ class ResponsesApi:
         return TranslatedAdapter(call, target)
 
     def finish(self, answer: Any, target: Target) -> float | None:
-        """Price the response's usage."""
-        return price(target, _obj(answer).get("usage"))
+        """The response's cost: priced when the adapter parsed it (before it was kept), or now."""
+        usage = _obj(_obj(answer).get("usage"))
+        cost = usage.get("cost")
+        return cost if isinstance(cost, float | int) else price(target, usage)
 
     def split(self, body: Any, transport: Any) -> list[Any] | None:
         """Never split."""

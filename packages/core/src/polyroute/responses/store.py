@@ -16,6 +16,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from polyroute.providers._base import dumps
 from polyroute.router import Router
 
 Record = dict[str, Any]
@@ -60,11 +61,17 @@ class ResponseStore(Protocol):
 
 
 class MemoryStore:
-    """Responses in memory, the ``max_entries`` most recently used."""
+    """Responses in memory, the ``max_entries`` most recently used.
+
+    Each record is kept packed, as JSON bytes (a pass-through answer as the upstream's own bytes): thousands of
+    stored responses as dicts would be hundreds of thousands of objects for the garbage collector to walk on every
+    full collection, a cost every call of the process pays (measured: 40 µs per translated call at 3,000 stored).
+    Packed, they are a few objects each and a third of the memory; a record is unpacked when read.
+    """
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, Record] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -72,8 +79,9 @@ class MemoryStore:
 
     def put(self, response_id: str, record: Record) -> None:
         """Keep a response; the least recently used go when full."""
+        packed = _pack(record)
         with self._lock:
-            self._entries[response_id] = record
+            self._entries[response_id] = packed
             self._entries.move_to_end(response_id)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -81,15 +89,29 @@ class MemoryStore:
     def get(self, response_id: str) -> Record | None:
         """A kept response, or None."""
         with self._lock:
-            record = self._entries.get(response_id)
-            if record is not None:
-                self._entries.move_to_end(response_id)
-            return record
+            packed = self._entries.get(response_id)
+            if packed is None:
+                return None
+            self._entries.move_to_end(response_id)
+        response, rest = packed
+        record: Record = json.loads(rest)
+        record["raw"] = response
+        return record
 
     def delete(self, response_id: str) -> bool:
         """Forget a response."""
         with self._lock:
             return self._entries.pop(response_id, None) is not None
+
+
+def _pack(record: Record) -> tuple[bytes, bytes]:
+    """A record as (its response's JSON bytes, the rest's JSON bytes)."""
+    raw = record.get("raw")
+    response = raw if isinstance(raw, bytes) else dumps(record["response"])
+    return response, dumps({key: value for key, value in record.items() if key not in _RESPONSE_KEYS})
+
+
+_RESPONSE_KEYS = frozenset({"raw", "response"})
 
 
 class SQLiteStore:
