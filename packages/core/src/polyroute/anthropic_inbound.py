@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
 from polyroute.providers._base import as_object as _obj
+from polyroute.providers._base import loads
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 _IGNORED = frozenset({"service_tier", "context_management"})
@@ -388,7 +389,7 @@ def from_chat_completion(completion: ChatCompletion, model: str) -> dict[str, An
 def _arguments(raw: Any) -> Any:
     """Tool-call arguments (a JSON string) → the ``input`` object; what is not an object is kept under a key."""
     try:
-        value: Any = json.loads(raw or "{}")
+        value: Any = loads(raw or "{}")
     except (TypeError, ValueError):
         return {"arguments": raw}
     return cast(dict[str, Any], value) if isinstance(value, dict) else {"arguments": value}

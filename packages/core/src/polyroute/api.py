@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 from polyroute._sse import DONE, encode_event
 from polyroute.errors import InvalidRequestError, PolyrouteError, StreamInterruptedError, UpstreamError
 from polyroute.providers import adapter_for
-from polyroute.providers._base import Target, dumps
+from polyroute.providers._base import Target, dumps, loads
 from polyroute.types.openai import ChatCompletionChunk, ChatCompletionRequest, Usage
 from polyroute.usage.prices import cost as usage_cost
 from polyroute.validation import parse_body
@@ -99,16 +99,20 @@ class RawAnswer(dict[str, Any]):
     time. The adapter returns one only when those bytes already are the answer the caller asked for.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("priced", "raw")
 
-    def __init__(self, parsed: Mapping[str, Any], raw: bytes) -> None:
+    def __init__(self, parsed: Mapping[str, Any], raw: bytes, *, priced: bool = False) -> None:
         super().__init__(parsed)
         self.raw = raw
+        self.priced = priced
+        """``raw`` already carries the cost (an answer polyroute encoded after pricing it)."""
 
     def to_bytes(self) -> bytes:
         """The upstream's bytes, with ``"cost"`` added first in the ``usage`` object when the answer was priced (a
         body where ``"usage"`` is not found exactly once is encoded from the parsed answer instead).
         """
+        if self.priced:
+            return self.raw
         usage: Any = self.get("usage")
         cost: Any = cast("dict[str, Any]", usage).get("cost") if isinstance(usage, dict) else None
         raw = self.raw
@@ -178,7 +182,7 @@ def is_raw_content(raw: bytes) -> bool:
         return True
     if b'": ' not in raw:
         return False
-    return is_content_chunk(json.loads(raw))
+    return is_content_chunk(loads(raw))
 
 
 def stream_error_event(exc: UpstreamError) -> bytes:

@@ -24,7 +24,6 @@ providers are asked for floats, which are encoded here.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import sys
 from array import array
@@ -35,7 +34,7 @@ from urllib.parse import quote
 from polyroute.api import RawAnswer, StreamFormat, price, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
 from polyroute.providers import openai
-from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 from polyroute.types.openai import ChatCompletionRequest
 from polyroute.validation import json_object
 
@@ -311,7 +310,7 @@ class OpenAIEmbeddings(Unstreamed):
 
     def parse_response(self, content: bytes, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """The provider's answer in OpenAI's shape, vectors in the caller's encoding, usage present."""
-        answer: dict[str, Any] = json.loads(content)
+        answer: dict[str, Any] = loads(content)
         data: list[dict[str, Any]] = answer["data"]
         if len(data) != len(body["input"]):
             raise unreadable(target, f"{len(data)} embeddings for {len(body['input'])} inputs")
@@ -370,7 +369,7 @@ class GeminiEmbeddings(Unstreamed):
 
     def parse_response(self, content: bytes, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """``{"embeddings": [{"values": […]}]}`` → OpenAI's answer; Gemini reports no token counts: estimated."""
-        answer: dict[str, Any] = json.loads(content)
+        answer: dict[str, Any] = loads(content)
         embeddings: list[dict[str, Any]] = answer["embeddings"]
         inputs: list[Any] = body["input"]
         if len(embeddings) != len(inputs):

@@ -25,7 +25,6 @@ take.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import quote
@@ -33,7 +32,7 @@ from urllib.parse import quote
 from polyroute.embeddings import Unstreamed, as_requested, estimate_tokens, native_fields, text_inputs, unreadable
 from polyroute.errors import UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import bedrock
-from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 
 TITAN_TEXT = "amazon.titan-embed-text"
 """Model ids (foundation models, ``…:0`` versions, ARNs) of Titan text embeddings hold this."""
@@ -101,7 +100,7 @@ class BedrockEmbeddings(Unstreamed):
 
     def parse_response(self, content: bytes, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """Titan's ``embedding`` (usage from ``inputTextTokenCount``) or Cohere's ``embeddings`` → OpenAI's answer."""
-        answer: dict[str, Any] = json.loads(content)
+        answer: dict[str, Any] = loads(content)
         inputs: list[Any] = body["input"]
         if is_cohere_v3(target.model):
             found: Any = answer.get("embeddings")

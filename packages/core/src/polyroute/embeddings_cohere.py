@@ -16,14 +16,13 @@ refused rather than quietly turned into floats. At most 96 texts per call (Coher
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from polyroute.embeddings import Unstreamed, as_requested, estimate_tokens, native_fields, text_inputs, unreadable
 from polyroute.errors import UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import cohere
-from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 
 MAX_TEXTS = 96
 """Cohere's limit on texts per embed call."""
@@ -67,7 +66,7 @@ class CohereEmbeddings(Unstreamed):
 
     def parse_response(self, content: bytes, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """``embeddings.float`` → OpenAI's answer; usage from ``meta.billed_units.input_tokens``."""
-        answer: dict[str, Any] = json.loads(content)
+        answer: dict[str, Any] = loads(content)
         by_type: Mapping[str, Any] = answer.get("embeddings") or {}
         vectors: list[Any] = by_type.get("float") or []
         inputs: list[Any] = body["input"]

@@ -28,7 +28,6 @@ deployment's ``params`` or the request's ``extra_body``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +35,7 @@ from urllib.parse import quote
 from polyroute.embeddings import Unstreamed, as_requested, estimate_tokens, native_fields, text_inputs, unreadable
 from polyroute.errors import UnsupportedFeatureError, UpstreamStatusError
 from polyroute.providers import gemini, vertex
-from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 
 MAX_INSTANCES = 250
 """Vertex's text embedding models: at most 250 input texts per request."""
@@ -112,7 +111,7 @@ class VertexEmbeddings(Unstreamed):
 
     def parse_response(self, content: bytes, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """``predictions[].embeddings.values`` → OpenAI's answer; usage from each ``statistics.token_count``."""
-        answer: dict[str, Any] = json.loads(content)
+        answer: dict[str, Any] = loads(content)
         inputs: list[Any] = body["input"]
         if uses_embed_content(target):
             return _from_embed_content(answer, target, body)

@@ -21,7 +21,6 @@ without one the loop answers 400, and ``polyroute serve`` answers the router's o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -38,7 +37,7 @@ from polyroute.errors import (
     redact,
 )
 from polyroute.providers import adapter_for
-from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 from polyroute.types.openai import ChatCompletionRequest, Usage
 from polyroute.usage.prices import cost as usage_cost
 from polyroute.validation import json_object
@@ -169,7 +168,7 @@ class NativeStreamTranslator:
         if name == "error" or (not name and '"type":"error"' in event.data):
             raise adapter_for(self.target.spec).classify_error(200, {}, event.data.encode(), self.target)
         if name == "message_start":
-            data: dict[str, Any] = json.loads(event.data)
+            data: dict[str, Any] = loads(event.data)
             message: dict[str, Any] = data.get("message") or {}
             self._count(message.get("usage"))
             if message.get("model") not in (None, self._model):
@@ -177,7 +176,7 @@ class NativeStreamTranslator:
                 return [(name, dumps(data).decode())]
         elif name == "message_delta":
             # its counts are cumulative and may leave out those of message_start (input, cache): both make the call
-            data = json.loads(event.data)
+            data = loads(event.data)
             usage = data.get("usage")
             self._count(usage)
             if isinstance(usage, dict):
@@ -236,7 +235,7 @@ class NativeAdapter:
 
     def parse_response(self, content: bytes, target: Target, call: MessagesCall) -> Any:
         """The native answer, as it came but for ``model`` (the name the client asked for)."""
-        answer = json.loads(content)
+        answer = loads(content)
         if not isinstance(answer, dict):
             raise TypeError("the answer is not a JSON object")
         answer = cast(dict[str, Any], answer)
@@ -309,7 +308,7 @@ class TranslatedStreamTranslator:
 
 def _chunk(item: Any) -> Any:
     """A chat chunk from a translator: a dict, or an OpenAI-compatible upstream's own JSON passed on as bytes."""
-    return json.loads(item) if isinstance(item, bytes) else item
+    return loads(item) if isinstance(item, bytes) else item
 
 
 class TranslatedAdapter:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError
+from polyroute.providers._base import loads
 from polyroute.types.openai import ChatCompletionRequest
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -27,7 +27,7 @@ def json_object(raw: bytes, fields: str) -> dict[str, Any]:
     if not raw:
         raise InvalidRequestError(f"request body is empty; send a JSON object with {fields}")
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+import pydantic_core
+
 from polyroute._sse import SSEEvent
 from polyroute.errors import UpstreamStatusError, is_secret_header, redact, status_error_type
 from polyroute.types.openai import (
@@ -352,8 +354,26 @@ def credentials_error(target: Target, message: str, code: str = "missing_api_key
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes, as sent upstream and to the caller."""
-    return _ENCODER.encode(value).encode()
+    """Compact JSON bytes, as sent upstream and to the caller.
+
+    pydantic-core's encoder (a dependency already, through pydantic) is 3-6 times faster than ``json``'s, which
+    writes what it refuses (a lone surrogate: the same ``UnicodeEncodeError`` as before).
+    """
+    try:
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:
+        return _ENCODER.encode(value).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON from an upstream or a caller: pydantic-core's parser (2-4 times faster than ``json``'s), and ``json``'s
+    for what it refuses, so a malformed body raises ``json.JSONDecodeError`` with its usual message (and a lone
+    surrogate escape, which ``json`` takes, still parses).
+    """
+    try:
+        return pydantic_core.from_json(data)
+    except ValueError:
+        return json.loads(data)
 
 
 def completion_id() -> str:

@@ -77,7 +77,6 @@ must contain non-whitespace text"); a message left with nothing is left out, and
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -95,6 +94,7 @@ from polyroute.providers._base import (
     dumps,
     generic_status_error,
     include_usage,
+    loads,
     make_usage,
     tool_call_id,
     upstream_status_error,
@@ -523,7 +523,7 @@ def _to_anthropic_tool_use(call: ToolCall, index: int) -> dict[str, Any]:
     function = call["function"]
     raw = function.get("arguments") or "{}"
     try:
-        arguments = json.loads(raw)
+        arguments = loads(raw)
     except ValueError:
         arguments = None
     if not isinstance(arguments, dict):
@@ -889,7 +889,7 @@ def _json_tool_with_thinking(target: Target) -> UnsupportedFeatureError:
 
 def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
     """A native ``message`` → a chat completion (api/messages)."""
-    data = json.loads(content)
+    data = loads(content)
     if not isinstance(data, dict) or cast(Mapping[str, Any], data).get("type") == "error":
         raise classify_error(200, {}, content, target)
     return from_native_message(cast(dict[str, Any], data), target, body)
@@ -1035,7 +1035,7 @@ class AnthropicStreamTranslator:
         """One native event → the chunks it completes."""
         if not event.data:
             return []
-        data: dict[str, Any] = json.loads(event.data)
+        data: dict[str, Any] = loads(event.data)
         kind = data.get("type") or event.event
         match kind:
             case "message_start":
@@ -1214,7 +1214,7 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
     ``context_length_exceeded`` code and phrase (LangChain and others match on it).
     """
     try:
-        data = json.loads(content)
+        data = loads(content)
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
     error = cast(Mapping[str, Any], data).get("error") if isinstance(data, dict) else None

@@ -43,7 +43,6 @@ botocore is imported on the first Bedrock request (``pip install "polyroute[bedr
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import re
@@ -63,6 +62,7 @@ from polyroute.providers._base import (
     dumps,
     generic_status_error,
     include_usage,
+    loads,
     upstream_status_error,
 )
 from polyroute.types.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -418,7 +418,7 @@ filters are refusals: ``finish_reason: content_filter``)."""
 
 def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
     """A ConverseResponse → a chat completion (through the Messages shape)."""
-    data: Any = json.loads(content)
+    data: Any = loads(content)
     if not isinstance(data, dict):
         raise ValueError("the Converse answer is not a JSON object")
     data = cast(Mapping[str, Any], data)
@@ -560,7 +560,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
             raise _stream_exception(event, self.target)
         if not event.data:
             return []
-        data: Mapping[str, Any] = json.loads(event.data)
+        data: Mapping[str, Any] = loads(event.data)
         match event.event:
             case "messageStart":
                 return self._message_start({})
@@ -656,7 +656,7 @@ model still loading, retried like a 503; a signature or token failure is a 403 f
 def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
     """An AWS JSON error (``{"message"}`` with ``x-amzn-errortype``) → an :class:`UpstreamStatusError`."""
     try:
-        data: Any = json.loads(content)
+        data: Any = loads(content)
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
     if not isinstance(data, dict):

@@ -24,7 +24,6 @@ failures); usage from ``usage.tokens`` with ``cached_tokens`` as cached prompt t
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -40,6 +39,7 @@ from polyroute.providers._base import (
     dumps,
     generic_status_error,
     include_usage,
+    loads,
     make_usage,
     upstream_status_error,
 )
@@ -241,7 +241,7 @@ def _to_cohere_tool(tool: Mapping[str, Any], target: Target) -> dict[str, Any]:
 
 def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
     """A v2 chat response → a chat completion."""
-    data = _obj(json.loads(content))
+    data = _obj(loads(content))
     native = _obj(data.get("message"))
     texts: list[str] = []
     thinking: list[str] = []
@@ -345,7 +345,7 @@ class CohereStreamTranslator:
         """One event → the chunks it completes."""
         if not event.data or event.data == "[DONE]":  # Cohere ends its streams with OpenAI's sentinel too
             return []
-        data = _obj(json.loads(event.data))
+        data = _obj(loads(event.data))
         kind = data.get("type") or event.event
         delta = _obj(_obj(data.get("delta")).get("message"))
         index = int(data.get("index") or 0)
@@ -428,7 +428,7 @@ class CohereStreamTranslator:
 def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
     """``{"id", "message"}`` → an :class:`UpstreamStatusError` (Cohere's 498 "invalid token" is a 401)."""
     try:
-        data: Any = json.loads(content)
+        data: Any = loads(content)
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
     message = _obj(data).get("message")

@@ -102,6 +102,7 @@ from polyroute.providers._base import (
     dumps,
     generic_status_error,
     include_usage,
+    loads,
     parse_duration,
     tool_call_id,
     upstream_status_error,
@@ -217,7 +218,7 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
 
 def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
     """A ``GenerateContentResponse`` → an OpenAI completion, one choice per candidate."""
-    data = json.loads(content)
+    data = loads(content)
     if not isinstance(data, dict):
         raise _unreadable(target, "a body that is not a GenerateContentResponse")
     response = cast(dict[str, Any], data)
@@ -293,7 +294,7 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
     deployment; an input over the context window gets ``code: context_length_exceeded``.
     """
     try:
-        data = json.loads(content)
+        data = loads(content)
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
     if isinstance(data, list) and data:  # the JSON-array stream wraps errors in a one-element list
@@ -554,7 +555,7 @@ def _to_native_model_parts(
         names[call_id] = names[base_id] = name
         arguments = function.get("arguments") or "{}"
         try:
-            args: Any = json.loads(arguments) if arguments.strip() else {}
+            args: Any = loads(arguments) if arguments.strip() else {}
         except ValueError as exc:
             raise UnsupportedFeatureError(
                 f"messages[{position}]: tool call {name!r} has arguments that are not JSON; Gemini needs a JSON object",
@@ -1248,7 +1249,7 @@ class GeminiStreamTranslator:
         data = event.data.strip()
         if not data or data == "[DONE]":
             return []
-        parsed = json.loads(data)
+        parsed = loads(data)
         if not isinstance(parsed, dict):
             raise _unreadable(self.target, "a stream event that is not a GenerateContentResponse")
         response = cast(dict[str, Any], parsed)

@@ -14,7 +14,6 @@ chunks that need no change are forwarded as the upstream's own bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, cast
@@ -31,6 +30,7 @@ from polyroute.providers._base import (
     dumps,
     generic_status_error,
     include_usage,
+    loads,
     tool_call_id,
     upstream_status_error,
 )
@@ -159,7 +159,7 @@ def _vendor_call_id(call_id: str, pattern: str) -> str:
 
 def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
     """The vendor's completion, normalized: ``reasoning_content``, tool-call ids, ``object``."""
-    data = json.loads(content)
+    data = loads(content)
     if not isinstance(data, dict) or "choices" not in data:
         if isinstance(data, dict) and "error" in data:
             raise classify_error(200, {}, content, target)
@@ -301,7 +301,7 @@ class OpenAIStreamTranslator:
         raw = data.encode()
         if not _needs_look(raw):
             return [_raw_usage_field(raw, self.include_usage)]
-        chunk = _obj(json.loads(data))
+        chunk = _obj(loads(data))
         if "error" in chunk and "choices" not in chunk:
             raise classify_error(200, {}, raw, self.target)
         usage = chunk.pop("usage", None) or _obj(chunk.pop("x_groq", None)).get("usage")
@@ -378,7 +378,7 @@ def _raw_usage_field(raw: bytes, include_usage: bool) -> bytes:
 def classify_error(status: int, headers: Mapping[str, str], content: bytes, target: Target) -> UpstreamStatusError:
     """An OpenAI-format error body (or a vendor's variant) → an :class:`UpstreamStatusError`."""
     try:
-        data = _obj(json.loads(content))
+        data = _obj(loads(content))
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
     found: Any = data.get("error")

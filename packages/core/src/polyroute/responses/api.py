@@ -18,7 +18,6 @@ after the commit is an ``error`` event (which the openai SDK raises as ``APIErro
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, cast
@@ -37,7 +36,7 @@ from polyroute.errors import (
 )
 from polyroute.providers import adapter_for
 from polyroute.providers import openai as openai_format
-from polyroute.providers._base import Target, UpstreamRequest, dumps
+from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 from polyroute.providers._base import as_object as _obj
 from polyroute.responses import translate
 from polyroute.responses.store import Record, ResponseStore, response_of, store_for
@@ -81,7 +80,7 @@ class ResponsesCall:
             return
         origin = target.label if target.spec.key in PASS_THROUGH else "polyroute"
         # the input's ids are given when first listed (GET …/input_items), not on every call
-        record: Record = {"response": response} if raw is None else {"raw": raw}  # raw: the upstream's bytes of it
+        record: Record = {"response": response} if raw is None else {"raw": raw}  # raw: its bytes, as answered
         record["input"] = self.full_input
         record["origin"] = origin
         self.store.put(response["id"], record)
@@ -190,7 +189,7 @@ class PassThroughAdapter:
 
     def parse_response(self, content: bytes, target: Target, body: Any) -> RawAnswer:
         """The upstream's Response, kept in the store; it goes to the caller as the upstream's bytes."""
-        data = _obj(json.loads(content))
+        data = _obj(loads(content))
         if data.get("object") != "response":
             if "error" in data:
                 raise openai_format.classify_error(200, {}, content, target)
@@ -200,9 +199,9 @@ class PassThroughAdapter:
                 deployment=target.label,
                 status=502,
             )
-        answer = RawAnswer(data, content)
         price(target, _obj(data.get("usage")))  # priced before it is kept: GET answers what the caller got
-        self.call.keep(data, target, answer.to_bytes())
+        answer = RawAnswer(data, RawAnswer(data, content).to_bytes(), priced=True)
+        self.call.keep(data, target, answer.raw)
         return answer
 
     def stream_decoder(self) -> SSEDecoder:
@@ -259,7 +258,7 @@ class PassThroughEvents:
             found = _TYPE.search(data)
             kind = found.group(1) if found else ""
         if kind == "error" or kind in _TERMINAL:
-            parsed = _obj(json.loads(data))
+            parsed = _obj(loads(data))
             if kind == "error":
                 raise self._failure(parsed.get("error") or parsed)
             response = _obj(parsed.get("response"))
@@ -320,8 +319,10 @@ class TranslatedAdapter:
         completion = self.inner.parse_response(content, target, self.chat)
         response = translate.from_chat(completion, self.call.body, translate.new_id("resp"))
         price(target, _obj(response.get("usage")))  # priced before it is kept: GET answers what the caller got
-        self.call.keep(response, target)
-        return translate.public(response, translate.wants_encrypted(self.call.body))
+        raw = dumps(response)
+        self.call.keep(response, target, raw)
+        answer = translate.public(response, translate.wants_encrypted(self.call.body))
+        return RawAnswer(answer, raw, priced=True) if answer is response else answer  # encoded once, for both
 
     def stream_decoder(self) -> Any:
         """The provider's own decoder."""
@@ -350,7 +351,7 @@ class TranslatedEvents:
     def _convert(self, chunks: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for chunk in chunks:
-            out += self.events.feed(json.loads(chunk) if isinstance(chunk, bytes) else chunk)
+            out += self.events.feed(loads(chunk) if isinstance(chunk, bytes) else chunk)
         return out
 
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
@@ -389,7 +390,7 @@ class ResponsesStreamFormat:
         self._last = item
         if isinstance(item, RawEvent):
             if self._response is None and item.kind == "response.created":
-                self._response = _obj(_obj(json.loads(item.data)).get("response"))
+                self._response = _obj(_obj(loads(item.data)).get("response"))
             return b"event: " + item.kind.encode() + b"\ndata: " + item.data + b"\n\n"
         event = cast(dict[str, Any], item)
         if event["type"] == "response.created":

@@ -16,7 +16,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from polyroute.providers._base import dumps
+from polyroute.providers._base import dumps, loads
 from polyroute.router import Router
 
 Record = dict[str, Any]
@@ -33,7 +33,7 @@ def response_of(record: Record) -> dict[str, Any]:
         raw = record.get("raw")
         if raw is None:  # another thread parsed it meanwhile
             return record["response"]
-        response = record["response"] = json.loads(raw)
+        response = record["response"] = loads(raw)
     return response
 
 
@@ -94,7 +94,7 @@ class MemoryStore:
                 return None
             self._entries.move_to_end(response_id)
         response, rest = packed
-        record: Record = json.loads(rest)
+        record: Record = loads(rest)
         record["raw"] = response
         return record
 
@@ -143,7 +143,7 @@ class SQLiteStore:
         """A kept response, or None."""
         with self._lock:
             row = self._db.execute("SELECT record FROM responses WHERE id = ?", (response_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return loads(row[0]) if row else None
 
     def delete(self, response_id: str) -> bool:
         """Forget a response."""

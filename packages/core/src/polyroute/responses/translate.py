@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
 from polyroute.providers._base import as_list as _list
-from polyroute.providers._base import as_object
+from polyroute.providers._base import as_object, loads
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
 
 HOSTED_TOOLS = frozenset(
@@ -437,7 +437,7 @@ def decode_reasoning(token: Any) -> dict[str, Any]:
     if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX):
         return {}
     try:
-        return as_object(json.loads(base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX) :])))
+        return as_object(loads(base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX) :])))
     except ValueError:
         raise InvalidRequestError(
             "a reasoning item's encrypted_content was changed; send it back as it was returned",

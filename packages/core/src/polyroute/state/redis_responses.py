@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from polyroute.errors import ResponseStoreUnreachableError
+from polyroute.providers._base import loads
 from polyroute.responses.store import portable
 from polyroute.state.redis import RedisState
 
@@ -103,7 +104,7 @@ class RedisResponseStore:
                 f"Response with id '{response_id}' cannot be looked up: the responses store (Redis) is unreachable. "
                 "Retry shortly, or send the conversation as input instead of previous_response_id."
             )
-        return json.loads(found[0]) if found[0] is not None else None
+        return loads(found[0]) if found[0] is not None else None
 
     def delete(self, response_id: str) -> bool:
         """Forget a response; raises :class:`ResponseStoreUnreachableError` when Redis does not answer."""
