@@ -46,19 +46,32 @@ class Totals:
         if record.kind == "attempt":
             self.failed_attempts += 1
             return
+        tokens = (
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+            record.cache_write_tokens,
+            record.reasoning_tokens,
+        )
+        self.count_call(record.status, record.attempts, tokens, record.cost, record.latency_ms)
+
+    def count_call(
+        self, status: int, attempts: int, tokens: tuple[int, int, int, int, int], cost: float | None, latency_ms: float
+    ) -> None:
+        """Count one call: its status, attempts, tokens (input, output, cached, cache write, reasoning), cost."""
         self.calls += 1
-        if record.status >= 400:
+        if status >= 400:
             self.errors += 1
-        if record.attempts > 1:
+        if attempts > 1:
             self.failovers += 1
-        self.input_tokens += record.input_tokens
-        self.output_tokens += record.output_tokens
-        self.cached_tokens += record.cached_tokens
-        self.cache_write_tokens += record.cache_write_tokens
-        self.reasoning_tokens += record.reasoning_tokens
-        if record.cost:
-            self.cost += record.cost
-        self.latency_ms += record.latency_ms
+        self.input_tokens += tokens[0]
+        self.output_tokens += tokens[1]
+        self.cached_tokens += tokens[2]
+        self.cache_write_tokens += tokens[3]
+        self.reasoning_tokens += tokens[4]
+        if cost:
+            self.cost += cost
+        self.latency_ms += latency_ms
 
     def merge(self, other: Totals) -> None:
         """Add another's sums to these."""
@@ -94,6 +107,24 @@ class Aggregate:
                 if totals is None:
                     totals = groups[key] = Totals()
                 totals.add(record)
+
+    def count_call(
+        self,
+        key: tuple[str, str | None, str | None, tuple[str, ...]],
+        attempts: int,
+        tokens: tuple[int, int, int, int, int],
+        cost: float | None,
+        latency_ms: float,
+    ) -> None:
+        """Count a call that answered, with no record made (nothing but these totals wants one): ``key`` is its
+        (route, deployment, user, tags).
+        """
+        groups = self._groups
+        with self._lock:
+            totals = groups.get(key)
+            if totals is None:
+                totals = groups[key] = Totals()
+            totals.count_call(200, attempts, tokens, cost, latency_ms)
 
     def snapshot(self) -> dict[str, Any]:
         """``{"total": {...}, "route": {name: {...}}, "deployment": …, "tag": …, "user": …}``."""

@@ -117,6 +117,9 @@ class Recorder:
         self._closed = False
         if self.sinks:
             _RECORDERS.add(self)
+        self.totals_only = self.aggregate is not None and not self.sinks and self.budgets is None and not self.content
+        """Nothing but the in-memory totals wants a call's record: a call that answers first time counts into them
+        with no record made (a third of what recording costs a call)."""
         warm_prices()
 
     # -- the request path ---------------------------------------------------------------------------------------
@@ -433,8 +436,16 @@ class Call:
     @_safe
     def finished(self, target: Target, answer: Any, attempts: Attempts, cost: float | None) -> None:
         """A non-streamed answer: the call is over."""
-        record = self._record("call", target, 200, None, attempts.count)
         usage = cast("Mapping[str, Any]", answer).get("usage") if isinstance(answer, dict) else None
+        recorder = self.recorder
+        if recorder.totals_only and not self.records:
+            self.ended = True
+            tokens = counts(cast("Usage", usage)) if usage else _NO_TOKENS
+            latency = (time.monotonic() - self.started) * 1000.0
+            key = (self.route, target.label, self.user, self.tags)
+            cast("Aggregate", recorder.aggregate).count_call(key, attempts.count, tokens, cost, latency)
+            return
+        record = self._record("call", target, 200, None, attempts.count)
         if usage:
             _count(record, cast("Usage", usage))
         record.cost = cost
@@ -492,6 +503,9 @@ class Call:
             )
             self.reservation = None
         recorder.emit(self, records)
+
+
+_NO_TOKENS = (0, 0, 0, 0, 0)
 
 
 def _count(record: UsageRecord, usage: Usage) -> None:
