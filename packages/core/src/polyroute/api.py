@@ -290,6 +290,7 @@ def register(path: str, module: str, attribute: str, *, prefix: bool = False) ->
     _APIS[path] = (module, attribute)
     if prefix and path not in _PREFIXES:
         _PREFIXES.append(path)
+    _BY_PATH.clear()
 
 
 _LOADED: dict[str, Api] = {}
@@ -297,6 +298,17 @@ _LOADED: dict[str, Api] = {}
 
 def api_for(path: str) -> Api | None:
     """The API serving a request path (``/v1/chat/completions``, ``/openai/v1/responses/resp_1``…), or None."""
+    found = _BY_PATH.get(path, _UNSEEN)
+    if found is not _UNSEEN:
+        return found
+    api = _find(path)
+    if len(_BY_PATH) >= 256:  # ids in paths (GET /responses/{id}) make many: keep the few that repeat
+        _BY_PATH.clear()
+    _BY_PATH[path] = api
+    return api
+
+
+def _find(path: str) -> Api | None:
     for suffix, (module, attribute) in _APIS.items():
         if path.endswith(suffix):
             return _load(suffix, module, attribute)
@@ -305,6 +317,11 @@ def api_for(path: str) -> Api | None:
             module, attribute = _APIS[prefix]
             return _load(prefix, module, attribute)
     return None
+
+
+_UNSEEN: Any = object()
+_BY_PATH: dict[str, Api | None] = {}
+"""Request path → the API serving it, as :func:`_find` found it (cleared when an API is registered)."""
 
 
 def _load(key: str, module: str, attribute: str) -> Api:

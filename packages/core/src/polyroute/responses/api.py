@@ -163,25 +163,21 @@ class PassThroughAdapter:
         call = self.call
         source = call.body
         content = call.raw
-        changed = not content or source["model"] != target.model or bool(target.deployment.params)
-        out: dict[str, Any] = dict(source)
-        out["model"] = target.model
+        params = target.deployment.params
+        changed = not content or source["model"] != target.model or bool(params)
+        out: dict[str, Any] | None = None
         if call.previous is not None and call.previous.get("origin") != target.label:
             # This deployment never saw that response: send the conversation it stands for instead.
-            out.pop("previous_response_id", None)
+            out = {k: v for k, v in source.items() if k != "previous_response_id"}
             out["input"] = _for_openai(call.full_input, foreign=True)
-            changed = True
-        elif isinstance(source.get("input"), list):
-            items = _for_openai(call.items, foreign=False)
-            changed = (
-                changed
-                or len(items) != len(call.items)
-                or any(a is not b for a, b in zip(items, call.items, strict=True))
-            )
-            out["input"] = items
-        if changed:
-            if target.deployment.params:
-                out.update(target.deployment.params)
+        elif isinstance(source.get("input"), list) and _has_polyroute_items(call.items):
+            out = dict(source)
+            out["input"] = _for_openai(call.items, foreign=False)
+        if out is not None or changed:
+            out = dict(source) if out is None else out
+            out["model"] = target.model
+            if params:
+                out.update(params)
             content = dumps(out)
         headers = {"content-type": "application/json", "accept": "application/json", **target.auth_headers()}
         headers.update(target.deployment.headers)
@@ -211,6 +207,15 @@ class PassThroughAdapter:
     def stream_translator(self, target: Target, body: Any) -> PassThroughEvents:
         """Forwards the upstream's events."""
         return PassThroughEvents(self.call, target)
+
+
+def _has_polyroute_items(items: list[dict[str, Any]]) -> bool:
+    """Whether :func:`_for_openai` would change ``items`` (not ``foreign``): one carries polyroute's id or state."""
+    return any(
+        ("id" in item or "encrypted_content" in item)
+        and (translate.is_polyroute_id(item.get("id")) or translate.is_polyroute_token(item.get("encrypted_content")))
+        for item in items
+    )
 
 
 def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str, Any]]:

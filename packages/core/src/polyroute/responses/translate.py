@@ -115,7 +115,7 @@ def is_polyroute_id(value: Any) -> bool:
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
     """Check what polyroute reads of a Responses request; each failure names the field to fix."""
-    unknown = sorted(set(body) - _FIELDS)
+    unknown = None if _FIELDS.issuperset(body) else sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidRequestError(
             f"Unrecognized request argument supplied: {', '.join(unknown)} (not a field of POST /v1/responses)",
