@@ -5,7 +5,8 @@ This is the only module that does I/O, and it does it in one place. The request 
 generator (:meth:`RouterTransport._drive`) that decides every step of a call: which deployment next (from
 :class:`~polyroute.failover.Attempts`), the upstream request, what a status or a body means, when a stream commits,
 retries, failover, hedging. It performs no I/O: it *yields* what it needs done (:class:`_Send`, :class:`_Read`,
-:class:`_ReadAll`, :class:`_Close`, :class:`_Sleep`; for hedging :class:`_Launch`, :class:`_Wait`) and is sent the
+:class:`_Exchange`, :class:`_ReadAll`, :class:`_Close`, :class:`_Sleep`; for hedging :class:`_Launch`, :class:`_Wait`)
+and is sent the
 result back. Two short runners, :meth:`RouterTransport._run` (sync) and :meth:`RouterTransport._arun` (async),
 perform those steps with their deadlines and nothing else, as httpcore keeps h11's state machine apart from its
 sockets: sync and async cannot drift, because there is only one loop.
@@ -93,6 +94,17 @@ class _Read:
 
 
 @dataclass(slots=True)
+class _Exchange:
+    """Send ``request`` to ``target``'s upstream and read its whole body before ``deadline``; the result is
+    ``(response, body)``, the response closed. A non-streamed call's one step: one deadline scope, not two.
+    """
+
+    target: Target
+    request: Any
+    deadline: float
+
+
+@dataclass(slots=True)
 class _ReadAll:
     """The whole body of ``response`` before ``deadline``; the response is closed afterwards, whatever happens."""
 
@@ -131,7 +143,7 @@ class _Expired(Exception):
     """A runner's deadline passed (thrown into the driver, which names the limit)."""
 
 
-_IO: TypeAlias = "_Send | _Read | _ReadAll | _Close | _Sleep | _Launch | _Wait"
+_IO: TypeAlias = "_Send | _Exchange | _Read | _ReadAll | _Close | _Sleep | _Launch | _Wait"
 Driver: TypeAlias = "Generator[_IO, Any, Any]"
 
 
@@ -335,15 +347,18 @@ class RouterTransport(_compat.TransportBase):
         deadline = started + limit
         adapter, req, stream = self._prepare(api, target, body, limit, headers)
         with _map_transport_errors(target, ttft, timeout):
+            if not stream:
+                response, content = yield _Exchange(target, req, deadline)
+                self.router.observe(target, response.headers)
+                if response.status_code >= 400:
+                    raise adapter.classify_error(response.status_code, response.headers, content, target)
+                return _parse(adapter, content, target, body)
             response = yield _Send(target, req, deadline)
             try:
                 self.router.observe(target, response.headers)
                 if response.status_code >= 400:
                     content = yield _ReadAll(response, deadline)
                     raise adapter.classify_error(response.status_code, response.headers, content, target)
-                if not stream:
-                    content = yield _ReadAll(response, deadline)
-                    return _parse(adapter, content, target, body)
                 # httpcore fixes a body's read timeout when the body starts, for every read: make it a backstop no
                 # shorter than the time to the commit; the runner's deadline and the idle alarm are the limits.
                 idle = self._idle_timeout(attempts)
@@ -398,8 +413,18 @@ class RouterTransport(_compat.TransportBase):
                             result = self._inner_sync(step.target).handle_request(step.request)
                             if cancel is not None:
                                 cancel.watch(result)
+                        case _Exchange():
+                            if cancel is not None:
+                                step.request.extensions["trace"] = cancel.trace
+                            response = self._inner_sync(step.target).handle_request(step.request)
+                            if cancel is not None:
+                                cancel.watch(response)
+                                if cancel.cancelled:
+                                    response.close()
+                                    raise _Cancelled
+                            result = response, _read_all(response, step.deadline)
                         case _ReadAll():
-                            result = _read_all(step)
+                            result = _read_all(step.response, step.deadline)
                         case _Close():
                             step.response.close()
                         case _Sleep():
@@ -435,6 +460,9 @@ class RouterTransport(_compat.TransportBase):
                         case _Send():
                             inner = self._inner_async(step.target)
                             result = await _within(inner.handle_async_request(step.request), step.deadline)
+                        case _Exchange():
+                            inner = self._inner_async(step.target)
+                            result = await _within(_aexchange(inner, step.request), step.deadline)
                         case _ReadAll():
                             result = await _aread_all(step)
                         case _Close():
@@ -1123,11 +1151,10 @@ def _read(step: _Read) -> bytes | None:
         return next(call.iter, None)
 
 
-def _read_all(step: _ReadAll) -> bytes:
-    """A whole body (sync), within the step's deadline; the response is closed."""
-    response = step.response
+def _read_all(response: Any, deadline: float) -> bytes:
+    """A whole body (sync), within ``deadline``; the response is closed."""
     try:
-        with _watched(response, step.deadline):
+        with _watched(response, deadline):
             if "content-encoding" in response.headers:  # a server's own gzip, a replayed cassette's
                 return response.read()
             return b"".join(response.stream)  # not encoded (polyroute asks for no compression): no decoder layers
@@ -1171,6 +1198,17 @@ async def _aread_all(step: _ReadAll) -> bytes:
         if "content-encoding" in response.headers:
             return await _within(response.aread(), step.deadline)
         return await _within(_ajoin(response.stream), step.deadline)
+    finally:
+        await response.aclose()
+
+
+async def _aexchange(inner: Any, request: Any) -> tuple[Any, bytes]:
+    """Async :class:`_Exchange` (the runner bounds it by the deadline): the response and its whole body."""
+    response = await inner.handle_async_request(request)
+    try:
+        if "content-encoding" in response.headers:
+            return response, await response.aread()
+        return response, await _ajoin(response.stream)
     finally:
         await response.aclose()
 
