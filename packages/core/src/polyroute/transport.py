@@ -408,20 +408,12 @@ class RouterTransport(_compat.TransportBase):
                         case _Read():
                             result = _read(step)
                         case _Send():
-                            if cancel is not None:
-                                step.request.extensions["trace"] = cancel.trace
-                            result = self._inner_sync(step.target).handle_request(step.request)
-                            if cancel is not None:
-                                cancel.watch(result)
+                            result = self._send(step.target, step.request, cancel)
                         case _Exchange():
-                            if cancel is not None:
-                                step.request.extensions["trace"] = cancel.trace
-                            response = self._inner_sync(step.target).handle_request(step.request)
-                            if cancel is not None:
-                                cancel.watch(response)
-                                if cancel.cancelled:
-                                    response.close()
-                                    raise _Cancelled
+                            response = self._send(step.target, step.request, cancel)
+                            if cancel is not None and cancel.cancelled:
+                                response.close()
+                                raise _Cancelled
                             result = response, _read_all(response, step.deadline)
                         case _ReadAll():
                             result = _read_all(step.response, step.deadline)
@@ -440,6 +432,15 @@ class RouterTransport(_compat.TransportBase):
         finally:
             if hedges is not None and attempts is not None:
                 hedges.abandon(attempts)
+
+    def _send(self, target: Target, request: Any, cancel: _Cancel | None) -> Any:
+        """Send ``request`` upstream (sync); a hedged attempt's connection is reachable by its canceller."""
+        if cancel is None:
+            return self._inner_sync(target).handle_request(request)
+        request.extensions["trace"] = cancel.trace
+        response = self._inner_sync(target).handle_request(request)
+        cancel.watch(response)
+        return response
 
     async def _arun(self, driver: Driver, attempts: Attempts | None = None) -> Any:
         """Perform the driver's steps in this task; returns what the driver returns."""
