@@ -504,6 +504,27 @@ def test_store_false_keeps_nothing(emulator: Start) -> None:
     assert message.startswith(f"Previous response with id '{response.id}' not found.")
 
 
+def test_request_refused_behind_keyless_deployments_is_a_400(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's quick start: OpenAI and Anthropic with no key set, then the mock. A request the one callable
+    deployment refuses is answered with that refusal (a 400 naming the parameter and OpenAI's code), the keyless
+    deployments named in it, not a 401 about keys.
+    """
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    router = router_for(
+        {"provider": "openai", "model": "gpt-5-emu"},
+        {"provider": "anthropic", "model": matrix.MODELS["anthropic"]},
+        {"provider": "mock", "model": "mock-1"},
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input="again", previous_response_id="resp_doesnotexist")
+    assert caught.value.param == "previous_response_id" and caught.value.code == "previous_response_not_found"
+    assert "no API key" in str(caught.value) and "Previous response with id 'resp_doesnotexist'" in str(caught.value)
+    with pytest.raises(openai.BadRequestError, match="runs only on OpenAI") as hosted:
+        create(ONE, router, input="find it", tools=[{"type": "web_search"}])
+    assert hosted.value.param == "tools"
+
+
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_memory_store_keeps_records_packed(emulator: Start, provider: str) -> None:
     """Stored responses are bytes, not dicts the garbage collector walks on every full collection (a translated
@@ -682,6 +703,7 @@ def test_translated_function_call_events_match_the_recorded_sequence(emulator: S
         ({"input": 42}, "'input' must be a string or an array"),
         ({"input": [{"type": "message", "role": "robot", "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
+        ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
         ({"input": "hi", "text": {"format": {"type": "json_schema", "json_schema": {}}}}, "needs 'name' and 'schema'"),
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "built-in tool 'web_search'"),
         ({"input": "hi", "background": True}, "'background' responses are not served through polyroute"),
@@ -696,6 +718,8 @@ def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: 
     error = r.json()["error"]
     assert words in error["message"], error
     assert error["type"] == "invalid_request_error"
+    if re.fullmatch(r"\w+\[\d+\]\.\w+", words):  # a field's path: the param names that very field
+        assert error["param"] == words, error
     assert emu.requests == []
 
 

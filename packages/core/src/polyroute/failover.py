@@ -202,6 +202,8 @@ class Skip:
     reason: str
     param: str | None = None
     """The request parameter that made the deployment unable to serve it, when one did."""
+    code: str | None = None
+    """The refusal's error code (``previous_response_not_found``…), when an adapter refused the request."""
 
 
 def _line(deployment: str, reason: str, status: str = "") -> str:
@@ -432,8 +434,8 @@ class Attempts:
         self._models[:0] = fresh
         return True
 
-    def _skip(self, target: Target, kind: str, reason: str, param: str | None = None) -> None:
-        self.skipped.append(Skip(target.label, kind, reason, param))
+    def _skip(self, target: Target, kind: str, reason: str, param: str | None = None, code: str | None = None) -> None:
+        self.skipped.append(Skip(target.label, kind, reason, param, code))
         logger.debug("polyroute skipped %s: %s", target.label, reason)
 
     def _defer(self, target: Target, kind: str, reason: str, ready_at: float) -> None:
@@ -515,7 +517,7 @@ class Attempts:
         """The adapter cannot carry this request to ``target``: skip it without counting an upstream attempt."""
         self._begun.pop(target, None)
         self.router.release(target)
-        self._skip(target, "capability", error.message, error.param)
+        self._skip(target, "capability", error.message, error.param, error.code)
 
     def abandoned(self, target: Target, release: bool = True) -> None:
         """A hedged call that lost the race (cancelled); ``release=False`` when it is still stopping (the caller
@@ -569,17 +571,22 @@ class Attempts:
                 return refusal
         if not kinds:
             return AllTargetsFailedError(f"no deployment of {self.model!r} could be tried{self._budget_note()}", [])
-        if kinds <= {"capability", "context"}:
+        if kinds <= {"capability", "context"} or kinds == {"capability", "auth"}:
+            # Every deployment that could be called refused the request itself: a 400 that says why (the ones
+            # without a key are named in it too), not the 401 of a route where no key was usable at all.
             if "context" in kinds:
                 return UnsupportedFeatureError(
                     f"the prompt is too long for every deployment of {self.model!r}: {lines}",
                     code="context_length_exceeded",
                     param="messages",
                 )
-            params = {s.param for s in self.skipped}
+            refusals = [s for s in self.skipped if s.kind == "capability"]
+            params = {s.param for s in refusals}
+            codes = {s.code for s in refusals}
             return UnsupportedFeatureError(
                 f"no deployment of {self.model!r} can serve this request: {lines}",
                 param=params.pop() if len(params) == 1 else None,
+                code=codes.pop() if len(codes) == 1 else None,
             )
         limited = kinds <= {"limit", "cooldown", "busy", "capability", "context"}
         status = 429 if limited else 503

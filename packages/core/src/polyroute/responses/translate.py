@@ -207,7 +207,9 @@ def _check_item(i: int, item: Any) -> None:
             )
         content = item.get("content")
         if not isinstance(content, str | list):
-            raise InvalidRequestError(f"'{where}.content' must be a string or an array of parts", param=where)
+            raise InvalidRequestError(
+                f"'{where}.content' must be a string or an array of parts", param=f"{where}.content"
+            )
     elif kind == "function_call":
         for name in ("call_id", "name", "arguments"):
             if not isinstance(item.get(name), str):
