@@ -111,21 +111,25 @@ class RawAnswer(dict[str, Any]):
         """The upstream's bytes, with ``"cost"`` added first in the ``usage`` object when the answer was priced (a
         body where ``"usage"`` is not found exactly once is encoded from the parsed answer instead).
         """
-        if self.priced:
-            return self.raw
-        usage: Any = self.get("usage")
-        cost: Any = cast("dict[str, Any]", usage).get("cost") if isinstance(usage, dict) else None
-        raw = self.raw
-        if cost is None:
-            return raw
-        start = raw.find(b'"usage"')
-        opening = raw.find(b"{", start + 7) if start >= 0 else -1
-        if opening < 0 or raw[start + 7 : opening].strip() != b":" or raw.count(b'"usage"', start + 7):
-            return dumps(dict(self))
-        empty = raw[opening + 1 : opening + 64].lstrip().startswith(b"}")
-        return b"".join(
-            (raw[: opening + 1], b'"cost":', json.dumps(cost).encode(), b"" if empty else b",", raw[opening + 1 :])
-        )
+        return self.raw if self.priced else with_cost(self, self.raw)
+
+
+def with_cost(parsed: Mapping[str, Any], raw: bytes) -> bytes:
+    """``raw`` (the JSON of ``parsed``) with ``parsed``'s ``usage.cost`` added first in its ``usage`` object, when it
+    has one (a body where ``"usage"`` is not found exactly once is encoded from ``parsed`` instead).
+    """
+    usage: Any = parsed.get("usage")
+    cost: Any = cast("dict[str, Any]", usage).get("cost") if isinstance(usage, dict) else None
+    if cost is None:
+        return raw
+    start = raw.find(b'"usage"')
+    opening = raw.find(b"{", start + 7) if start >= 0 else -1
+    if opening < 0 or raw[start + 7 : opening].strip() != b":" or raw.count(b'"usage"', start + 7):
+        return dumps(dict(parsed))
+    empty = raw[opening + 1 : opening + 64].lstrip().startswith(b"}")
+    return b"".join(
+        (raw[: opening + 1], b'"cost":', json.dumps(cost).encode(), b"" if empty else b",", raw[opening + 1 :])
+    )
 
 
 def error_body(api: Api | None, exc: PolyrouteError) -> Any:

@@ -24,7 +24,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from polyroute._sse import SSEDecoder, SSEEvent
-from polyroute.api import RawAnswer, StreamFormat
+from polyroute.api import RawAnswer, StreamFormat, with_cost
 from polyroute.api import price as chat_price
 from polyroute.errors import (
     InvalidRequestError,
@@ -196,7 +196,7 @@ class PassThroughAdapter:
                 status=502,
             )
         price(target, _obj(data.get("usage")))  # priced before it is kept: GET answers what the caller got
-        answer = RawAnswer(data, RawAnswer(data, content).to_bytes(), priced=True)
+        answer = RawAnswer(data, with_cost(data, content), priced=True)
         self.call.keep(data, target, answer.raw)
         return answer
 
@@ -211,11 +211,12 @@ class PassThroughAdapter:
 
 def _has_polyroute_items(items: list[dict[str, Any]]) -> bool:
     """Whether :func:`_for_openai` would change ``items`` (not ``foreign``): one carries polyroute's id or state."""
-    return any(
-        ("id" in item or "encrypted_content" in item)
-        and (translate.is_polyroute_id(item.get("id")) or translate.is_polyroute_token(item.get("encrypted_content")))
-        for item in items
-    )
+    return any(("id" in item or "encrypted_content" in item) and _is_polyroute_item(item) for item in items)
+
+
+def _is_polyroute_item(item: dict[str, Any]) -> bool:
+    """Whether an input item carries polyroute's own id or reasoning state (which OpenAI does not know)."""
+    return translate.is_polyroute_id(item.get("id")) or translate.is_polyroute_token(item.get("encrypted_content"))
 
 
 def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str, Any]]:
@@ -225,7 +226,7 @@ def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str,
     """
     out: list[dict[str, Any]] = []
     for item in items:
-        mine = translate.is_polyroute_id(item.get("id")) or translate.is_polyroute_token(item.get("encrypted_content"))
+        mine = _is_polyroute_item(item)
         if item.get("type") == "reasoning" and (mine or foreign):
             continue
         if "id" in item and (mine or foreign):
@@ -527,10 +528,9 @@ class ResponsesApi:
         return TranslatedAdapter(call, target)
 
     def finish(self, answer: Any, target: Target) -> float | None:
-        """The response's cost: priced when the adapter parsed it (before it was kept), or now."""
-        usage = _obj(_obj(answer).get("usage"))
-        cost = usage.get("cost")
-        return cost if isinstance(cost, float | int) else price(target, usage)
+        """The response's cost, which the adapter priced when it parsed it (before the response was kept)."""
+        cost = _obj(_obj(answer).get("usage")).get("cost")
+        return cost if isinstance(cost, float | int) else None
 
     def split(self, body: Any, transport: Any) -> list[Any] | None:
         """Never split."""
