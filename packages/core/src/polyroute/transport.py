@@ -1196,9 +1196,7 @@ async def _aread_all(step: _ReadAll) -> bytes:
     """Async :func:`_read_all`."""
     response = step.response
     try:
-        if "content-encoding" in response.headers:
-            return await _within(response.aread(), step.deadline)
-        return await _within(_ajoin(response.stream), step.deadline)
+        return await _within(_abody(response), step.deadline)
     finally:
         await response.aclose()
 
@@ -1207,16 +1205,16 @@ async def _aexchange(inner: Any, request: Any) -> tuple[Any, bytes]:
     """Async :class:`_Exchange` (the runner bounds it by the deadline): the response and its whole body."""
     response = await inner.handle_async_request(request)
     try:
-        if "content-encoding" in response.headers:
-            return response, await response.aread()
-        return response, await _ajoin(response.stream)
+        return response, await _abody(response)
     finally:
         await response.aclose()
 
 
-async def _ajoin(stream: Any) -> bytes:
-    """An unencoded body's bytes, without the library's decoder layers."""
-    return b"".join([chunk async for chunk in stream])
+async def _abody(response: Any) -> bytes:
+    """A whole body (async): decoded when the server encoded it, else its bytes without the decoder layers."""
+    if "content-encoding" in response.headers:
+        return await response.aread()
+    return b"".join([chunk async for chunk in response.stream])
 
 
 if sys.version_info >= (3, 11):
