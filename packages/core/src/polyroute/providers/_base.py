@@ -135,15 +135,7 @@ class Target:
         else:
             envs = " or ".join(self.spec.key_envs) or "a key"
             fix = f"set {envs}, or api_key / api_key_env in its deployment"
-        return UpstreamStatusError(
-            f"no API key for {self.label}: {fix}",
-            provider=self.provider,
-            deployment=self.label,
-            status=401,
-            error_type="authentication_error",
-            code="missing_api_key",
-            retryable=False,
-        )
+        return _unauthorized(self, f"no API key for {self.label}: {fix}", "missing_api_key")
 
     @property
     def provider(self) -> str:
@@ -342,8 +334,13 @@ def credentials_error(target: Target, message: str, code: str = "missing_api_key
     """The 401 for a deployment whose cloud credentials (AWS, Google) are missing or unusable: another deployment
     may still serve the call, the same one will not until they are fixed.
     """
+    return _unauthorized(target, f"{target.label}: {message}", code)
+
+
+def _unauthorized(target: Target, message: str, code: str) -> UpstreamStatusError:
+    """A deployment's 401 before any call: not retried on it (another deployment may still serve)."""
     return UpstreamStatusError(
-        f"{target.label}: {message}",
+        message,
         provider=target.provider,
         deployment=target.label,
         status=401,
