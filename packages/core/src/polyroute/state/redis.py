@@ -70,10 +70,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 """Every script's clock: the Redis server's, in ms."""
 
-# A claim: circuit, probe, cooldown, max_parallel, rpm, tpm, in that order (as DeploymentState.unavailable).
+# A claim: circuit, probe, cooldown, max_parallel, rpm, tpm, in that order (as DeploymentState.unavailable); rpm and
+# tpm are token buckets refilled at their rate per minute.
 # K: state hash, probe, busy. A: rpm, tpm, tokens, max_parallel, probe ms, call id, lease ms, key ttl ms.
 # Reply: {0, probe?} admitted; {code, wait ms, detail} refused (codes in _REFUSED).
 _CLAIM = """
+local function refill(have, at, cap, now)
+  have = tonumber(have) or cap
+  at = tonumber(at) or now
+  if now > at then have = math.min(cap, have + (now - at) * cap / 60000) end
+  return have
+end
 local function claim(now, K, A)
   local h = K[1]
   local f = redis.call('HMGET', h, 'circuit', 'open_until', 'cool_until', 'rpm', 'rpm_at', 'tpm', 'tpm_at',
@@ -96,18 +103,14 @@ local function claim(now, K, A)
   local rpm = tonumber(A[1])
   local rpm_have = 0
   if rpm > 0 then
-    rpm_have = tonumber(f[4]) or rpm
-    local at = tonumber(f[5]) or now
-    if now > at then rpm_have = math.min(rpm, rpm_have + (now - at) * rpm / 60000) end
+    rpm_have = refill(f[4], f[5], rpm, now)
     if rpm_have < 1 then return {5, math.ceil((1 - rpm_have) * 60000 / rpm), ''} end
   end
   local tpm = tonumber(A[2])
   local tokens = tonumber(A[3])
   local tpm_have = 0
   if tpm > 0 then
-    tpm_have = tonumber(f[6]) or tpm
-    local at = tonumber(f[7]) or now
-    if now > at then tpm_have = math.min(tpm, tpm_have + (now - at) * tpm / 60000) end
+    tpm_have = refill(f[6], f[7], tpm, now)
     local need = math.min(tokens, tpm)
     if tokens > 0 and tpm_have < need then return {6, math.ceil((need - tpm_have) * 60000 / tpm), ''} end
   end
