@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SSEEvent:
     """One server-sent event: ``event`` name (``""`` when absent) and its joined ``data`` lines."""
 
@@ -29,6 +29,21 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return every event completed by them."""
+        if (
+            not self._buffer
+            and not self._data
+            and not self._event
+            and chunk.startswith(b"event: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 3
+            and b"\r" not in chunk
+        ):
+            # one whole event, as most reads bring: ``event: <name>`` and one ``data:`` line
+            name, _, data = chunk.partition(b"\n")
+            if data.startswith(b"data: "):
+                return [
+                    SSEEvent(name[7:].decode("utf-8", errors="replace"), data[6:-2].decode("utf-8", errors="replace"))
+                ]
         buffer = self._buffer + chunk if self._buffer else chunk
         held = b""
         if b"\r" in buffer:
@@ -98,6 +113,89 @@ class SSEDecoder:
         elif name == "event":
             self._event = value
         return None
+
+
+@dataclass(slots=True)
+class SSEFrame:
+    """One whole server-sent event as it came: its ``frame`` (ending in its blank line), to forward unchanged, and
+    the ``event`` name and ``data`` (bytes) a forwarder looks at.
+    """
+
+    event: str
+    data: bytes
+    frame: bytes
+
+
+class SSEFrameDecoder:
+    """Splits ``text/event-stream`` bytes into whole events, each kept as its own bytes: for relaying a stream in
+    the caller's own format without decoding and re-framing every event (the Responses pass-through).
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[SSEFrame]:
+        """Add bytes; return every event completed by them."""
+        if (
+            not self._buffer
+            and chunk.startswith(b"event: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 3
+            and b"\r" not in chunk
+        ):
+            # one whole event, as most reads bring: ``event: <name>``, one ``data:`` line; the chunk is the frame
+            name, _, data = chunk.partition(b"\n")
+            if data.startswith(b"data: "):
+                return [SSEFrame(name[7:].decode("utf-8", errors="replace"), data[6:-2], chunk)]
+        buffer = self._buffer + chunk if self._buffer else chunk
+        held = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer + held
+            return []
+        self._buffer = buffer[end + 2 :] + held
+        frames: list[SSEFrame] = []
+        for block in buffer[:end].split(b"\n\n"):
+            frame = _frame(block)
+            if frame is not None:
+                frames.append(frame)
+        return frames
+
+    def flush(self) -> list[SSEFrame]:
+        """End of stream: a last event that lacked its blank line."""
+        block, self._buffer = self._buffer.rstrip(b"\r"), b""
+        frame = _frame(block)
+        return [] if frame is None else [frame]
+
+
+def _frame(block: bytes) -> SSEFrame | None:
+    """One event's lines (no blank line among them) → its frame; None for comments and blank lines only."""
+    block = block.strip(b"\n")
+    if block.startswith(b"event: ") and block.count(b"\n") == 1:
+        name, _, data = block.partition(b"\n")
+        if data.startswith(b"data: "):
+            return SSEFrame(name[7:].decode("utf-8", errors="replace"), data[6:], block + b"\n\n")
+    event = ""
+    data_lines: list[str] = []
+    for line in block.decode("utf-8", errors="replace").split("\n"):
+        if not line or line[0] == ":":
+            continue
+        field, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            data_lines.append(value)
+        elif field == "event":
+            event = value
+    if not data_lines and not event:
+        return None
+    return SSEFrame(event, "\n".join(data_lines).encode(), block + b"\n\n")
 
 
 def encode_event(data: bytes) -> bytes:
