@@ -772,10 +772,12 @@ class StreamCall:
 
     def forward(self, raw: bytes) -> bytes:
         """Upstream bytes → the bytes to send, once committed (no need to look for content any more)."""
-        encode, target = self.format.encode, self.target
-        return b"".join(
-            encode(item, target) for event in self.decoder.feed(raw) for item in self.translator.feed(event)
-        )
+        encode, target, translate = self.format.encode, self.target, self.translator.feed
+        out: list[bytes] = []
+        for event in self.decoder.feed(raw):
+            for item in translate(event):
+                out.append(encode(item, target))
+        return out[0] if len(out) == 1 else b"".join(out)  # most reads bring one event: its bytes as they are
 
     def feed(self, raw: bytes) -> tuple[bytes, bool]:
         """Upstream bytes → the bytes to send, and whether any of it is content (the commit signal)."""
