@@ -21,6 +21,8 @@ from openai.types import responses as rtypes
 from pydantic import TypeAdapter
 
 from polyroute import Router
+from polyroute.api import api_for
+from polyroute.responses.api import RawEvent
 from polyroute.responses.store import store_for
 from tests.clients import matrix
 from tests.emulators import Emulator, Reply
@@ -33,6 +35,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openai_respons
 LIBS = [lib for lib in ("httpx", "httpx2") if importlib.util.find_spec(lib) is not None]
 """The HTTP libraries of this test environment (openai 3.x with httpx2 only; openai 2.x with httpx)."""
 MODES = [f"{kind}-{lib}" for kind in ("sync", "async") for lib in LIBS]
+CLAUDE_STREAMS = [i for name in claude.fixture_names() for i in claude.load(name) if i.status == 200 and i.sse]
+"""Every recorded Claude stream in tests/fixtures/anthropic."""
 ONE, OTHER = f"sync-{LIBS[0]}", f"async-{LIBS[-1]}"
 """Two modes for tests that need not run all four: sync, and async on the other library where there is one."""
 ROUTES = ["openai", "anthropic", "gemini"]
@@ -650,9 +654,11 @@ def test_recorded_upstream_error_stream(emulator: Start) -> None:
         stream(ONE, router_for(deployment("openai", emu.url)), input="hi")
 
 
-def test_recorded_streams_pass_through_unchanged(emulator: Start) -> None:
+@pytest.mark.parametrize("reads", ["300-byte", "per-event"])
+def test_recorded_streams_pass_through_unchanged(emulator: Start, reads: str) -> None:
     """The four recorded responses of a gpt-5 tool loop with encrypted reasoning: the caller gets the upstream's
-    events byte for byte, and the SDK's accumulator their final response.
+    events byte for byte, and the SDK's accumulator their final response; whether reads split events anywhere or
+    bring one whole event each (each then forwarded as the very bytes read).
     """
     lines = (FIXTURES / "vercel-ai__openai-reasoning-encrypted-content.1.chunks.txt").read_text().splitlines()
     recorded: list[list[str]] = []
@@ -662,7 +668,11 @@ def test_recorded_streams_pass_through_unchanged(emulator: Start) -> None:
         recorded[-1].append(line)
     for lines_ in recorded:
         sse = "".join(f"event: {json.loads(line)['type']}\ndata: {line}\n\n" for line in lines_)
-        emu = emulator(lambda request, sse=sse: Reply.sse([sse[i : i + 300] for i in range(0, len(sse), 300)]))
+        if reads == "per-event":
+            pieces = [f"event: {json.loads(line)['type']}\ndata: {line}\n\n" for line in lines_]
+        else:
+            pieces = [sse[i : i + 300] for i in range(0, len(sse), 300)]
+        emu = emulator(lambda request, pieces=pieces: Reply.sse(pieces))
         router = router_for(deployment("openai", emu.url, model="gpt-5.1-codex-max"))
         body, events = raw_events(router, input="hi")
         # the same bytes, but for the cost polyroute adds to the usage (as it does in chat)
@@ -690,6 +700,39 @@ def test_translated_function_call_events_match_the_recorded_sequence(emulator: S
     _, events = raw_events(router_for(deployment("anthropic", emu.url)), input="Capital?", tools=[WEATHER_TOOL])
     dedupe = lambda kinds: [k for i, k in enumerate(kinds) if not i or k != kinds[i - 1]]  # noqa: E731
     assert dedupe([e["type"] for e in events]) == dedupe(recorded)
+
+
+@pytest.mark.parametrize("interaction", CLAUDE_STREAMS, ids=[i.name for i in CLAUDE_STREAMS])
+def test_claude_text_shortcut_sends_what_the_chat_translation_sends(interaction: claude.Interaction) -> None:
+    """Claude's text deltas go straight to their encoded ``response.output_text.delta`` events (no chat chunk in
+    between); every recorded Claude stream gives the bytes the full chat-chunk translation gives, ids aside.
+    """
+    assert interaction.sse is not None
+    router = router_for(deployment("anthropic", "http://127.0.0.1:9"))
+    api = api_for("/v1/responses")
+    target = router.route("m").targets[0]
+    events = [(part + "\n\n").encode() for part in interaction.sse.split("\n\n") if part.strip()]
+
+    def translated(shortcut: bool) -> tuple[bytes, int]:
+        call = api.parse(b'{"model":"m","input":"hi","stream":true}', router.transport())
+        adapter = api.adapter(target, call)
+        decoder, translator = adapter.stream_decoder(), adapter.stream_translator(target, call)
+        if not shortcut:
+            translator._plain = None
+        items = [item for raw in events for event in decoder.feed(raw) for item in translator.feed(event)]
+        items += translator.finish()
+        fmt = api.stream_format
+        body = b"".join(fmt.encode(item, target) for item in items)
+        ids: dict[bytes, bytes] = {}
+        same = re.sub(rb"(resp|msg|rs|fc|call)_pr[0-9a-f]+", lambda m: ids.setdefault(m[0], b"id%d" % len(ids)), body)
+        return same, sum(isinstance(item, RawEvent) for item in items)
+
+    fast, shortcuts = translated(True)
+    slow, none = translated(False)
+    assert none == 0
+    assert fast == slow
+    deltas = interaction.sse.count('"text_delta"')
+    assert shortcuts >= deltas - interaction.sse.count("content_block_start") if deltas else shortcuts == 0
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------

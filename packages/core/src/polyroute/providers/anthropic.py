@@ -1059,6 +1059,22 @@ class AnthropicStreamTranslator:
             case _:
                 return []  # ping, and event types added later (streaming: "handle unknown events gracefully")
 
+    def plain_text(self, event: SSEEvent) -> str | None:
+        """The text of a ``text_delta`` that only adds to an open text block (most of a stream), else None.
+
+        No side effects: a caller that has a shorter way to send plain text (the Responses translation) uses it and
+        skips :meth:`feed`; for anything else it feeds the event.
+        """
+        if event.event != "content_block_delta" or self._output_tool is not None or '"text_delta"' not in event.data:
+            return None
+        data = _obj(loads(event.data))
+        delta = _obj(data.get("delta"))
+        text = delta.get("text")
+        if delta.get("type") != "text_delta" or type(text) is not str or not text:
+            return None
+        state = self._blocks.get(data.get("index", -1))
+        return text if state is not None and state["kind"] == "text" else None
+
     def _message_start(self, message: Mapping[str, Any]) -> list[ChatCompletionChunk]:
         self._started = True
         if message.get("id"):

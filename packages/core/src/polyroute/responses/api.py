@@ -19,11 +19,12 @@ after the commit is an ``error`` event (which the openai SDK raises as ``APIErro
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
-from polyroute._sse import SSEDecoder, SSEEvent
+from polyroute._sse import SSEEvent, SSEFrame, SSEFrameDecoder
 from polyroute.api import RawAnswer, StreamFormat, with_cost
 from polyroute.api import price as chat_price
 from polyroute.errors import (
@@ -137,14 +138,20 @@ class _UsageHolder:
 
 @dataclass(slots=True)
 class RawEvent:
-    """An upstream Responses event forwarded as its own bytes."""
+    """A Responses event already framed: an upstream's event forwarded as its own bytes, or a text delta encoded
+    straight to bytes. ``frame`` is what goes to the caller; ``data`` its JSON.
+    """
 
     kind: str
     data: bytes
+    frame: bytes
     content: bool
 
 
-_TYPE = re.compile(r'"type":\s*"([^"]+)"')
+_TEXT_DELTA = "response.output_text.delta"
+_TEXT_FRAME = b"event: response.output_text.delta\ndata: "
+
+_TYPE = re.compile(rb'"type":\s*"([^"]+)"')
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -200,9 +207,9 @@ class PassThroughAdapter:
         self.call.keep(data, target, answer.raw)
         return answer
 
-    def stream_decoder(self) -> SSEDecoder:
-        """OpenAI streams are SSE."""
-        return SSEDecoder()
+    def stream_decoder(self) -> SSEFrameDecoder:
+        """OpenAI streams are SSE; their events are forwarded as they came, so they are split, not decoded."""
+        return SSEFrameDecoder()
 
     def stream_translator(self, target: Target, body: Any) -> PassThroughEvents:
         """Forwards the upstream's events."""
@@ -254,15 +261,15 @@ class PassThroughEvents:
         self.builder = _UsageHolder()
         self._ended = False
 
-    def feed(self, event: SSEEvent) -> list[RawEvent]:
+    def feed(self, event: SSEFrame) -> list[RawEvent]:
         """One upstream event → the event to forward (an upstream ``error`` or ``response.failed`` raises)."""
         data = event.data
-        if not data or data == "[DONE]":
+        if not data or data == b"[DONE]":
             return []
         kind = event.event
         if not kind:
             found = _TYPE.search(data)
-            kind = found.group(1) if found else ""
+            kind = found.group(1).decode() if found else ""
         if kind == "error" or kind in _TERMINAL:
             parsed = _obj(loads(data))
             if kind == "error":
@@ -272,10 +279,14 @@ class PassThroughEvents:
                 raise self._failure(response.get("error"))
             self._ended = True
             self.builder.usage = _chat_usage(response.get("usage"))
-            if price(self.target, _obj(response.get("usage"))) is not None:
-                data = dumps(parsed).decode()
-            self.call.keep(response, self.target)
-        return [RawEvent(kind, data.encode(), kind in translate.CONTENT_EVENTS)]
+            priced = price(self.target, _obj(response.get("usage"))) is not None
+            self.call.keep(response, self.target)  # priced first: GET answers what the caller got
+            if priced:
+                data = dumps(parsed)
+                return [RawEvent(kind, data, b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n", False)]
+        elif not event.event:
+            return [RawEvent(kind, data, b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n", False)]
+        return [RawEvent(kind, data, event.frame, kind in translate.CONTENT_EVENTS)]
 
     def _failure(self, error: Any) -> UpstreamStatusError:
         return openai_format.classify_error(
@@ -348,6 +359,7 @@ class TranslatedEvents:
         self.target = target
         self.inner = inner
         self.events = translate.ChatToResponseEvents(call.body, translate.new_id("resp"), target.model)
+        self._plain: Callable[[SSEEvent], str | None] | None = getattr(inner, "plain_text", None)
 
     @property
     def builder(self) -> Any:
@@ -360,8 +372,16 @@ class TranslatedEvents:
             out += self.events.feed(loads(chunk) if isinstance(chunk, bytes) else chunk)
         return out
 
-    def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
-        """One provider event → Responses events."""
+    def feed(self, event: SSEEvent) -> list[Any]:
+        """One provider event → Responses events; plain text (most of a stream) straight to its encoded event when
+        the provider's translator can tell it apart (``plain_text``).
+        """
+        if self._plain is not None:
+            text = self._plain(event)
+            if text is not None:
+                data = self.events.more_text(text)
+                if data is not None:
+                    return [RawEvent(_TEXT_DELTA, data, _TEXT_FRAME + data + b"\n\n", True)]
         return self._convert(self.inner.feed(event))
 
     def finish(self) -> list[dict[str, Any]]:
@@ -397,7 +417,7 @@ class ResponsesStreamFormat:
         if isinstance(item, RawEvent):
             if self._response is None and item.kind == "response.created":
                 self._response = _obj(_obj(loads(item.data)).get("response"))
-            return b"event: " + item.kind.encode() + b"\ndata: " + item.data + b"\n\n"
+            return item.frame
         event = cast(dict[str, Any], item)
         if event["type"] == "response.created":
             self._response = dict(event["response"])

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
 from polyroute.providers._base import as_list as _list
-from polyroute.providers._base import as_object, loads
+from polyroute.providers._base import as_object, dumps, loads
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
 
 HOSTED_TOOLS = frozenset(
@@ -614,12 +614,17 @@ def _reasoning_state(message: Mapping[str, Any]) -> dict[str, Any]:
 class _Open:
     """An output item being streamed."""
 
-    __slots__ = ("index", "item", "text")
+    __slots__ = ("head", "index", "item", "text")
 
     def __init__(self, index: int, item: dict[str, Any]) -> None:
         self.index = index
         self.item = item
         self.text: list[str] = []
+        self.head: bytes | None = None
+        """The encoded middle of this item's text delta events (see :meth:`ChatToResponseEvents.more_text`)."""
+
+
+_TEXT_DELTA = b'{"type":"response.output_text.delta","sequence_number":'
 
 
 def _plain_text_delta(chunk: Mapping[str, Any]) -> str | None:
@@ -716,6 +721,24 @@ class ChatToResponseEvents:
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         return events
+
+    def more_text(self, text: str) -> bytes | None:
+        """The ``response.output_text.delta`` event's JSON for more text of the open message, encoded as it is
+        made (most of a stream: one short event each, no dict to build and encode); None when no message is open.
+        """
+        current = self._open
+        if current is None or current.item["type"] != "message":
+            return None
+        current.text.append(text)
+        sequence = self.sequence
+        self.sequence += 1
+        head = current.head
+        if head is None:
+            head = current.head = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
+                dumps(current.item["id"]),
+                current.index,
+            )
+        return _TEXT_DELTA + b"%d" % sequence + head + dumps(text) + b',"logprobs":[]}'
 
     def _reasoning(self, text: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
