@@ -463,7 +463,7 @@ class RouterTransport(_compat.TransportBase):
                             result = await _within(inner.handle_async_request(step.request), step.deadline)
                         case _Exchange():
                             inner = self._inner_async(step.target)
-                            result = await _within(_aexchange(inner, step.request), step.deadline)
+                            result = await _aexchange(inner, step.request, step.deadline)
                         case _ReadAll():
                             result = await _aread_all(step)
                         case _Close():
@@ -1203,11 +1203,18 @@ async def _aread_all(step: _ReadAll) -> bytes:
         await response.aclose()
 
 
-async def _aexchange(inner: Any, request: Any) -> tuple[Any, bytes]:
-    """Async :class:`_Exchange` (the runner bounds it by the deadline): the response and its whole body."""
+async def _aexchange(inner: Any, request: Any, deadline: float) -> tuple[Any, bytes]:
+    """Async :class:`_Exchange`: the response and its whole body, bounded as the sync one is. httpcore's own
+    timeouts (the attempt's limit, set by ``_prepare``) bound the wait for the headers; the watchdog bounds the body
+    however it trickles. No timer on the event loop: a call's ``asyncio.timeout_at`` scope cost more than its
+    upstream read.
+    """
+    if deadline <= time.monotonic():
+        raise _Expired
     response = await inner.handle_async_request(request)
     try:
-        return response, await _abody(response)
+        with _watched(response, deadline):
+            return response, await _abody(response)
     finally:
         await response.aclose()
 
@@ -1323,6 +1330,11 @@ def _idle_error(call: StreamCall) -> UpstreamTimeout:
     )
 
 
+_SOCKETS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""Each pooled connection's socket, found once: anyio builds every extra attribute of a stream to answer for one
+(4 µs per call on an async connection)."""
+
+
 def _socket_of(response: Any) -> Any:
     """The socket under an upstream response (sync: a ``socket.socket``; async: asyncio's ``TransportSocket`` or
     anyio's raw socket), for the watchdog to shut down; None for the in-process mock.
@@ -1330,11 +1342,17 @@ def _socket_of(response: Any) -> Any:
     stream = response.extensions.get("network_stream")
     if stream is None:
         return None
-    try:
-        sock = stream.get_extra_info("socket")
-    except Exception:  # pragma: no cover - a backend without it
-        return None
-    return sock if hasattr(sock, "shutdown") else None
+    sock = _SOCKETS.get(stream)
+    if sock is None:
+        try:
+            sock = stream.get_extra_info("socket")
+        except Exception:  # pragma: no cover - a backend without it
+            return None
+        if not hasattr(sock, "shutdown"):
+            return None
+        with suppress(TypeError):  # a stream that cannot be weakly referenced is asked each time
+            _SOCKETS[stream] = sock
+    return sock
 
 
 def _alarm(response: Any, at: float) -> _Alarm | None:
