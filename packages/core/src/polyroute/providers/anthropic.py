@@ -248,7 +248,31 @@ def native_body(body: ChatCompletionRequest, target: Target) -> dict[str, Any]:
     return out
 
 
+_REFUSABLE = frozenset(
+    {
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "verbosity",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "audio",
+        "modalities",
+        "prediction",
+        "web_search_options",
+        "functions",
+        "function_call",
+        "reasoning_effort",
+    }
+)
+"""The OpenAI fields :func:`_refuse_unsupported` looks at (most requests have none of them)."""
+
+
 def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
+    if _REFUSABLE.isdisjoint(body):
+        return
     raw = cast(Mapping[str, Any], body)
 
     def refuse(param: str, why: str) -> UnsupportedFeatureError:
@@ -555,6 +579,8 @@ def _repair_tool_adjacency(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     api/messages (tool use): "Each tool_use block must have a corresponding tool_result block in the next message",
     and results must come first in that message.
     """
+    if not any(block["type"] in _TOOL_BLOCKS for turn in turns for block in turn["content"]):
+        return turns  # no tool in the conversation: nothing to pair
     out: list[dict[str, Any]] = []
     pending: list[str] = []  # tool_use ids of the assistant turn just before
     for turn in turns:
@@ -581,6 +607,9 @@ def _repair_tool_adjacency(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if pending:
         out.append({"role": "user", "content": _missing_results(pending)})
     return out
+
+
+_TOOL_BLOCKS = frozenset({"tool_use", "tool_result"})
 
 
 def _missing_results(ids: list[str]) -> list[dict[str, Any]]:

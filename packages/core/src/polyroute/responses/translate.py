@@ -131,33 +131,13 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError(
             f"'input' must be a string or an array of input items, got {type(raw).__name__}", param="input"
         )
-    for i, item in enumerate(_list(raw)):
-        _check_item(i, item)
-    for i, tool in enumerate(_list(body.get("tools"))):
-        kind = as_object(tool).get("type")
-        if not isinstance(kind, str):
-            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
-        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
-            raise InvalidRequestError(
-                f"'tools[{i}].name' is required: a Responses function tool is flat "
-                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
-                param=f"tools[{i}].name",
-            )
-    if "tools" in body and not isinstance(body["tools"], list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
-    fmt = as_object(as_object(body.get("text")).get("format"))
-    if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
-        raise InvalidRequestError(
-            f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
-            param="text.format.type",
-        )
-    if fmt.get("type") == "json_schema" and not (
-        isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict)
-    ):
-        raise InvalidRequestError(
-            "'text.format' of type json_schema needs 'name' and 'schema' (flat, not under 'json_schema')",
-            param="text.format",
-        )
+    if type(raw) is list:
+        for i, item in enumerate(cast(list[Any], raw)):
+            _check_item(i, item)
+    if "tools" in body:
+        _check_tools(body["tools"])
+    if "text" in body:
+        _check_text(body["text"])
     for name in ("temperature", "top_p"):
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -183,6 +163,37 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         if value is not None and not isinstance(value, bool):
             raise InvalidRequestError(f"'{name}' must be true or false, got {value!r}", param=name)
     return body
+
+
+def _check_tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        raise InvalidRequestError("'tools' must be an array", param="tools")
+    for i, tool in enumerate(cast(list[Any], tools)):
+        kind = as_object(tool).get("type")
+        if not isinstance(kind, str):
+            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
+        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
+            raise InvalidRequestError(
+                f"'tools[{i}].name' is required: a Responses function tool is flat "
+                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
+                param=f"tools[{i}].name",
+            )
+
+
+def _check_text(text: Any) -> None:
+    fmt = as_object(as_object(text).get("format"))
+    if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
+        raise InvalidRequestError(
+            f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
+            param="text.format.type",
+        )
+    if fmt.get("type") == "json_schema" and not (
+        isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict)
+    ):
+        raise InvalidRequestError(
+            "'text.format' of type json_schema needs 'name' and 'schema' (flat, not under 'json_schema')",
+            param="text.format",
+        )
 
 
 def _check_item(i: int, item: Any) -> None:
@@ -235,6 +246,8 @@ def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def hosted_tools(body: Mapping[str, Any]) -> list[str]:
     """The OpenAI-hosted tools the request uses (its ``tools`` and a ``tool_choice`` naming one)."""
+    if not body.get("tools") and "tool_choice" not in body:
+        return []
     found = [str(as_object(t).get("type")) for t in _list(body.get("tools")) if as_object(t).get("type") != "function"]
     choice = as_object(body.get("tool_choice")).get("type")
     if isinstance(choice, str) and choice in HOSTED_TOOLS and choice not in found:
