@@ -131,7 +131,7 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError(
             f"'input' must be a string or an array of input items, got {type(raw).__name__}", param="input"
         )
-    if type(raw) is list:
+    if isinstance(raw, list):
         for i, item in enumerate(cast(list[Any], raw)):
             _check_item(i, item)
     if "tools" in body:
