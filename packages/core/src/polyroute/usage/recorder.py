@@ -129,8 +129,9 @@ class Recorder:
         fields: Mapping[str, Any] = cast("Mapping[str, Any]", body) if isinstance(body, dict) else {}
         user = fields.get("user")
         if not isinstance(user, str) or not user:
-            user = headers.get(USER_HEADER) or None
-        raw_tags = headers.get(TAGS_HEADER)
+            # ``in`` first: an httpx Headers lookup scans every header, and most calls have neither
+            user = (headers.get(USER_HEADER) or None) if USER_HEADER in headers else None
+        raw_tags = headers.get(TAGS_HEADER) if TAGS_HEADER in headers else None
         tags = tuple(t for t in (part.strip() for part in raw_tags.split(",")) if t) if raw_tags else ()
         metadata = fields.get("metadata")
         meta: dict[str, str] | None = None
