@@ -1342,7 +1342,10 @@ def _socket_of(response: Any) -> Any:
     stream = response.extensions.get("network_stream")
     if stream is None:
         return None
-    sock = _SOCKETS.get(stream)
+    try:
+        sock = _SOCKETS.get(stream)
+    except TypeError:  # a stream that cannot be weakly referenced is asked each time
+        sock = None
     if sock is None:
         try:
             sock = stream.get_extra_info("socket")
@@ -1350,7 +1353,7 @@ def _socket_of(response: Any) -> Any:
             return None
         if not hasattr(sock, "shutdown"):
             return None
-        with suppress(TypeError):  # a stream that cannot be weakly referenced is asked each time
+        with suppress(TypeError):
             _SOCKETS[stream] = sock
     return sock
 
