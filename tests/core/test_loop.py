@@ -4,8 +4,10 @@ pools, streams commit on real content only, malformed upstream events, deadlines
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -331,6 +333,53 @@ def test_a_trickling_body_times_out_at_the_deployment_timeout(emulator: Start, m
     assert result.choices[0].message.content == "fast"
     assert headers["x-polyroute-attempts"] == "2"
     assert time.monotonic() - started < 0.7
+
+
+def _trickling_headers_server() -> tuple[str, Callable[[], None]]:
+    """A server that answers ``HTTP/1.1 200 OK`` and then one header line every 0.1 s: each read comes well within
+    httpcore's per-read timeout, the headers never end. Its base URL and a stop function.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for i in range(50):
+                if stop.wait(0.1):
+                    return
+                conn.sendall(b"x-slow-%d: y\r\n" % i)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                threading.Thread(target=handle, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def close() -> None:
+        stop.set()
+        server.close()
+
+    return f"http://127.0.0.1:{server.getsockname()[1]}/v1", close
+
+
+def test_async_trickling_headers_time_out_at_the_deployment_timeout(emulator: Start) -> None:
+    """Header lines that keep coming, each within httpcore's per-read timeout: the async call still ends at the
+    deployment's ``timeout`` and fails over (a new user's trial found this unbounded once).
+    """
+    base, close = _trickling_headers_server()
+    try:
+        up = emulator(ok("fast"))
+        router = make_router(dep(base, "slow", timeout=0.4), dep(up, "fast"))
+        started = time.monotonic()
+        result, headers = call("async", router)
+        assert result.choices[0].message.content == "fast"
+        assert headers["x-polyroute-attempts"] == "2"
+        assert time.monotonic() - started < 2.0  # unbounded, it would take the server's 5 s
+    finally:
+        close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

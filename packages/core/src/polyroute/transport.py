@@ -463,7 +463,7 @@ class RouterTransport(_compat.TransportBase):
                             result = await _within(inner.handle_async_request(step.request), step.deadline)
                         case _Exchange():
                             inner = self._inner_async(step.target)
-                            result = await _aexchange(inner, step.request, step.deadline)
+                            result = await _within(_aexchange(inner, step.request), step.deadline)
                         case _ReadAll():
                             result = await _aread_all(step)
                         case _Close():
@@ -1203,18 +1203,13 @@ async def _aread_all(step: _ReadAll) -> bytes:
         await response.aclose()
 
 
-async def _aexchange(inner: Any, request: Any, deadline: float) -> tuple[Any, bytes]:
-    """Async :class:`_Exchange`: the response and its whole body, bounded as the sync one is. httpcore's own
-    timeouts (the attempt's limit, set by ``_prepare``) bound the wait for the headers; the watchdog bounds the body
-    however it trickles. No timer on the event loop: a call's ``asyncio.timeout_at`` scope cost more than its
-    upstream read.
+async def _aexchange(inner: Any, request: Any) -> tuple[Any, bytes]:
+    """Async :class:`_Exchange`: the response and its whole body. The runner bounds all of it by the deadline, the
+    wait for headers too (a server may trickle its header lines, each within httpcore's per-read timeout).
     """
-    if deadline <= time.monotonic():
-        raise _Expired
     response = await inner.handle_async_request(request)
     try:
-        with _watched(response, deadline):
-            return response, await _abody(response)
+        return response, await _abody(response)
     finally:
         await response.aclose()
 
