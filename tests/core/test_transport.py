@@ -539,3 +539,42 @@ def test_socket_of_a_connection_is_found_once_and_any_stream_works() -> None:
         assert stream.asked == 1
         assert transport._socket_of(Response(SlottedStream(b))) is b
         assert transport._socket_of(Response(None)) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", b'{"model":"m","input":"broken \\ud83d"}'),
+        ("/v1/chat/completions", b'{"model":"m","messages":[{"role":"user","content":"x \\udc00 y"}]}'),
+    ],
+)
+def test_half_a_surrogate_pair_is_a_400_naming_it(emulator: Callable[..., Emulator], path: str, body: bytes) -> None:
+    """JSON may escape a lone UTF-16 surrogate (a raw HTTP caller's half emoji); it is not text a provider can be
+    sent: a 400 that names it, no upstream call (it was a 500 "internal error").
+    """
+    emu = emulator(handler(lambda request: completion("never")))
+    router = Router(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {
+                            "provider": "anthropic",
+                            "model": "claude-sonnet-4-5",
+                            "api_base": emu.url,
+                            "api_key": "sk-test",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    with router.http_client() as http:
+        r = http.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "not valid Unicode" in error["message"]
+    assert ("\\ud83d" in error["message"]) != ("\\udc00" in error["message"])  # the one the body has
+    assert emu.requests == []
