@@ -1429,7 +1429,7 @@ def _not_unicode(exc: UnicodeEncodeError) -> InvalidRequestError:
     r"""A request whose JSON escapes a lone UTF-16 surrogate (``"\ud83d"``, half an emoji): JSON parses it, but it is
     not text, so no provider can be sent it. A 400 that says so, not an internal error.
     """
-    bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+    bad = exc.object[exc.start : exc.end]
     escaped = "".join(f"\\u{ord(c):04x}" for c in bad) or "a lone surrogate"
     return InvalidRequestError(
         f"the request holds a string that is not valid Unicode ({escaped}: half of a UTF-16 surrogate pair); send "
