@@ -621,6 +621,32 @@ def test_failure_after_commit_is_an_error_event_the_sdk_raises(emulator: Start) 
     assert b"[DONE]" not in body
 
 
+@pytest.mark.parametrize("separator", [":", ": "])
+def test_pass_through_failure_after_commit_numbers_on(emulator: Start, separator: str) -> None:
+    """An OpenAI-format upstream cut after content: the ``error`` and ``response.failed`` events follow its last
+    sequence number, whether it writes compact JSON (OpenAI) or puts spaces in it (another server at an OpenAI
+    deployment's ``api_base``).
+    """
+
+    def event(kind: str, number: int, **fields: Any) -> str:
+        data = json.dumps({"type": kind, "sequence_number": number, **fields}, separators=(",", separator))
+        return f"event: {kind}\ndata: {data}\n\n"
+
+    started = _started()
+    ref = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events = [
+        event("response.created", 0, response=started),
+        event("response.in_progress", 1, response=started),
+        *(event("response.output_text.delta", 2 + i, **ref, delta=f"t{i} ", logprobs=[]) for i in range(4)),
+    ]
+    emu = emulator(lambda request: Reply(chunks=events, headers={"content-type": "text/event-stream"}))
+    with router_for(deployment("openai", emu.url)).http_client(timeout=60) as http:
+        body = http.post("/v1/responses", json={"model": "m", "stream": True, "input": "hi"}).content
+    payloads = [json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert [p["type"] for p in payloads][-2:] == ["error", "response.failed"]
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+
+
 def test_pass_through_forwards_the_callers_bytes_and_answers_the_upstreams(emulator: Start) -> None:
     """A request an OpenAI deployment can take as it is goes upstream as the caller's own bytes, and its answer
     comes back as the upstream's bytes with polyroute's cost first in ``usage`` (no second encoding either way);

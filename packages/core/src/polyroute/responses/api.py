@@ -397,7 +397,7 @@ class TranslatedEvents:
 # -- the stream's framing ---------------------------------------------------------------------------------------------
 
 
-_SEQUENCE = re.compile(rb'"sequence_number":(\d+)')
+_SEQUENCE = re.compile(rb'"sequence_number":\s*(\d+)')
 
 
 class ResponsesStreamFormat:
