@@ -777,6 +777,9 @@ def test_claude_text_shortcut_sends_what_the_chat_translation_sends(interaction:
         ({"input": "hi", "tools": [{"type": "web_search"}]}, "built-in tool 'web_search'"),
         ({"input": "hi", "background": True}, "'background' responses are not served through polyroute"),
         ({"input": "hi", "prompt": {"id": "pmpt_1"}}, "'prompt' is served only by OpenAI"),
+        ({"input": "hi", "temperature": 5}, "'temperature' must be a number from 0 to 2"),
+        ({"input": "hi", "previous_response_id": 5}, "'previous_response_id' must be a response id"),
+        ({"input": "hi", "metadata": [1]}, "'metadata' must be an object"),
     ],
 )
 def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: str) -> None:

@@ -138,10 +138,19 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         _check_tools(body["tools"])
     if "text" in body:
         _check_text(body["text"])
-    for name in ("temperature", "top_p"):
+    for name, top in (("temperature", 2), ("top_p", 1)):
         value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise InvalidRequestError(f"'{name}' must be a number, got {value!r}", param=name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top
+        ):
+            raise InvalidRequestError(f"'{name}' must be a number from 0 to {top}, got {value!r}", param=name)
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise InvalidRequestError(
+            f"'previous_response_id' must be a response id (a string), got {previous!r}", param="previous_response_id"
+        )
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise InvalidRequestError("'metadata' must be an object of string keys and values", param="metadata")
     value = body.get("max_output_tokens")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
         raise InvalidRequestError(
