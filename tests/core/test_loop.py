@@ -382,6 +382,32 @@ def test_async_trickling_headers_time_out_at_the_deployment_timeout(emulator: St
         close()
 
 
+def test_async_caller_cancelling_while_headers_trickle_is_the_callers_cancel(emulator: Start) -> None:
+    """The deadline cancels an async call's task from the watchdog; a cancel of the caller's own (``wait_for``)
+    stays the caller's: it propagates as such, at once, and the task is not cancelled again later.
+    """
+    base, close = _trickling_headers_server()
+    try:
+        up = emulator(ok("fast"))
+        router = make_router(dep(base, "slow", timeout=0.6), dep(up, "fast"))
+        client = router.async_openai_client()
+
+        async def main() -> tuple[float, str]:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.chat.completions.create(model="m", messages=MESSAGES), 0.2)
+            waited = time.monotonic() - started
+            await asyncio.sleep(0.8)  # past the abandoned attempt's deadline: its alarm must not cancel this task
+            again = await client.chat.completions.create(model="m", messages=MESSAGES)
+            return waited, str(again.choices[0].message.content)
+
+        waited, text = asyncio.run(main())
+        assert waited < 0.5
+        assert text == "fast"
+    finally:
+        close()
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_keep_alive_whitespace_before_the_first_token_times_out(emulator: Start, mode: str) -> None:
     slow = emulator(_whitespace_then_answer)
