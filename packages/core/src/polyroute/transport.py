@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import heapq
+import inspect
 import logging
 import socket
 import sys
@@ -464,7 +465,7 @@ class RouterTransport(_compat.TransportBase):
                             result = await _within(inner.handle_async_request(step.request), step.deadline)
                         case _Exchange():
                             inner = self._inner_async(step.target)
-                            result = await _aexchange(inner, step.request, step.deadline)
+                            result = await _within(_aexchange(inner, step.request), step.deadline)
                         case _ReadAll():
                             result = await _aread_all(step)
                         case _Close():
@@ -1207,31 +1208,10 @@ async def _aread_all(step: _ReadAll) -> bytes:
         await response.aclose()
 
 
-async def _aexchange(inner: Any, request: Any, deadline: float) -> tuple[Any, bytes]:
-    """Async :class:`_Exchange`: the response and its whole body, all of it (the wait for headers too: a server may
-    trickle its header lines, each within httpcore's per-read timeout) bounded by ``deadline``.
-
-    The watchdog cancels the task at the deadline, as ``asyncio.timeout_at`` would, for a third of its cost per call
-    (no timer handle on the event loop, no scope object).
+async def _aexchange(inner: Any, request: Any) -> tuple[Any, bytes]:
+    """Async :class:`_Exchange`: the response and its whole body. The runner bounds all of it by the deadline, the
+    wait for headers too (a server may trickle its header lines, each within httpcore's per-read timeout).
     """
-    task = asyncio.current_task()
-    if task is None or sys.version_info < (3, 11):  # pragma: no cover - Python 3.10 has no Task.uncancel
-        return await _within(_areceive(inner, request), deadline)
-    if deadline <= time.monotonic():
-        raise _Expired
-    cancelling = task.cancelling()
-    alarm = _WATCHDOG.arm(None, deadline, task=task)
-    try:
-        return await _areceive(inner, request)
-    except asyncio.CancelledError:
-        if alarm.fired and task.uncancel() <= cancelling:  # the deadline's cancel, not the caller's
-            raise _Expired from None
-        raise
-    finally:
-        alarm.done = True
-
-
-async def _areceive(inner: Any, request: Any) -> tuple[Any, bytes]:
     response = await inner.handle_async_request(request)
     try:
         return response, await _abody(response)
@@ -1249,12 +1229,28 @@ async def _abody(response: Any) -> bytes:
 if sys.version_info >= (3, 11):
 
     async def _within(awaitable: Awaitable[Any], at: float) -> Any:
-        """``await awaitable`` until ``at`` (monotonic: the event loop's clock), else :class:`_Expired`."""
+        """``await awaitable`` until ``at`` (monotonic: the event loop's clock), else :class:`_Expired`.
+
+        The watchdog cancels the task at ``at``, as ``asyncio.timeout_at`` would, for a third of its cost per call
+        (no timer handle on the event loop, no scope object); a cancel of the caller's own stays the caller's.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task in practice
+            return await asyncio.wait_for(awaitable, max(at - time.monotonic(), 0.0))
+        if at <= time.monotonic():
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never awaited: no "never awaited" warning
+            raise _Expired
+        cancelling = task.cancelling()
+        alarm = _WATCHDOG.arm(None, at, task=task)
         try:
-            async with asyncio.timeout_at(at):
-                return await awaitable
-        except TimeoutError:
-            raise _Expired from None
+            return await awaitable
+        except asyncio.CancelledError:
+            if alarm.fired and task.uncancel() <= cancelling:  # the deadline's cancel, not the caller's
+                raise _Expired from None
+            raise
+        finally:
+            alarm.done = True
 
 else:  # pragma: no cover - Python 3.10
 
@@ -1341,7 +1337,8 @@ _WATCHDOG = _Watchdog()
 
 def _cancel_task(alarm: _Alarm) -> None:
     """On the task's loop: cancel it, unless what the alarm guarded ended meanwhile (the loop runs this between the
-    task's steps, so ``done`` is settled)."""
+    task's steps, so ``done`` is settled).
+    """
     if not alarm.done and alarm.task is not None:
         alarm.fired = True
         alarm.task.cancel()
