@@ -1286,6 +1286,7 @@ class _Watchdog:
     httpcore (and httpcore2) fix a body's read timeout when the body starts and apply it to each read, so a body
     that trickles never times out, and the limit cannot change at the commit. At an alarm's deadline this thread
     shuts the socket down: the blocked read returns at once (sync or async) and the reader sees its alarm fired.
+    An async wait bounded as a whole (:func:`_within`) has a task alarm instead: the task is cancelled on its loop.
     """
 
     def __init__(self) -> None:
