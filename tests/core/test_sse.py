@@ -61,6 +61,8 @@ def test_a_whole_event_after_a_pending_event_name() -> None:
     assert decoder.feed(b"event: b\ndata: x\n\n") == [SSEEvent("b", "x")]
     assert decoder.feed(b"data: y\n\n") == [SSEEvent("", "y")]
     assert decoder.feed(b"event: c\ndata: z\n\n") == [SSEEvent("c", "z")]
+    assert decoder.feed(b"data: a\n") == []  # a data line pending: the next read's event joins it
+    assert decoder.feed(b"data: b\n\n") == [SSEEvent("", "a\nb")]
 
 
 def frames_in_pieces(data: bytes, size: int) -> list[SSEFrame]:

@@ -29,21 +29,19 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return every event completed by them."""
-        if (
-            not self._buffer
-            and not self._data
-            and not self._event
-            and chunk.startswith(b"event: ")
-            and chunk.endswith(b"\n\n")
-            and chunk.count(b"\n") == 3
-            and b"\r" not in chunk
-        ):
-            # one whole event, as most reads bring: ``event: <name>`` and one ``data:`` line
-            name, _, data = chunk.partition(b"\n")
-            if data.startswith(b"data: "):
-                return [
-                    SSEEvent(name[7:].decode("utf-8", errors="replace"), data[6:-2].decode("utf-8", errors="replace"))
-                ]
+        if not self._buffer and not self._data and not self._event and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            # one whole event, as most reads bring: one ``data:`` line (OpenAI's chunks), perhaps after ``event:``
+            lines = chunk.count(b"\n")
+            if lines == 2 and chunk.startswith(b"data: "):
+                return [SSEEvent("", chunk[6:-2].decode("utf-8", errors="replace"))]
+            if lines == 3 and chunk.startswith(b"event: "):
+                name, _, data = chunk.partition(b"\n")
+                if data.startswith(b"data: "):
+                    return [
+                        SSEEvent(
+                            name[7:].decode("utf-8", errors="replace"), data[6:-2].decode("utf-8", errors="replace")
+                        )
+                    ]
         buffer = self._buffer + chunk if self._buffer else chunk
         held = b""
         if b"\r" in buffer:
