@@ -761,6 +761,28 @@ def test_claude_text_shortcut_sends_what_the_chat_translation_sends(interaction:
     assert shortcuts >= deltas - interaction.sse.count("content_block_start") if deltas else shortcuts == 0
 
 
+def test_usage_is_attributed_from_the_responses_body() -> None:
+    """A Responses call's ``user`` (or its newer name, ``safety_identifier``) and ``metadata`` attribute its usage
+    record as a chat call's do, and with ``usage.content`` on, its input is the record's prompt.
+    """
+    records: list[Any] = []
+    router = Router(
+        {
+            "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1"}]}],
+            "usage": {"callback": records.append, "flush_interval": 0.01, "content": True},
+        }
+    )
+    client = router.openai_client()
+    client.responses.create(model="m", input="hi", user="alice", metadata={"run": "42"})
+    client.responses.create(model="m", input=[{"role": "user", "content": "yo"}], safety_identifier="carol")
+    router.close()
+    first, second = records
+    assert (first.user, first.metadata, json.loads(first.prompt)) == ("alice", {"run": "42"}, "hi")
+    assert (second.user, second.metadata) == ("carol", None)
+    assert json.loads(second.prompt) == [{"role": "user", "content": "yo"}]
+    assert set(router.usage()["user"]) == {"alice", "carol"}
+
+
 # -- bad input -------------------------------------------------------------------------------------------------------
 
 

@@ -126,8 +126,10 @@ class Recorder:
 
     def begin(self, api: str, body: Any, headers: Mapping[str, str]) -> Call:
         """A call starts: its attribution, from the body (``user``, ``metadata``) and headers (tags, user)."""
+        if not isinstance(body, dict):
+            body = getattr(body, "body", None)  # an API's parsed request (a Responses call) around the caller's JSON
         fields: Mapping[str, Any] = cast("Mapping[str, Any]", body) if isinstance(body, dict) else {}
-        user = fields.get("user")
+        user = fields.get("user") or fields.get("safety_identifier")  # Responses' newer name for it
         if not isinstance(user, str) or not user:
             # ``in`` first: an httpx Headers lookup scans every header, and most calls have neither
             user = (headers.get(USER_HEADER) or None) if USER_HEADER in headers else None
