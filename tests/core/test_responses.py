@@ -835,6 +835,9 @@ def test_other_methods_and_unknown_ids(emulator: Start) -> None:
         missing = http.get("/v1/responses/resp_nope")
         assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]
         assert http.post("/v1/responses", content=b"{").status_code == 400
+        for method, path in (("PUT", "/v1/responses/resp_nope"), ("GET", "/v1/responses/resp_nope/x")):
+            wrong = http.request(method, path)  # the method or path is wrong whatever the id: said first
+            assert wrong.status_code == 400 and "polyroute serves GET and DELETE" in wrong.json()["error"]["message"]
     response = create(ONE, router, input="hi")
     with router.http_client(timeout=60) as http:
         deleted = http.delete(f"/v1/responses/{response.id}")

@@ -478,26 +478,25 @@ class ResponsesApi:
                 raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
             return None
         parts = tail.split("/")
+        if (method, parts[1:]) not in (("GET", []), ("DELETE", []), ("GET", ["input_items"])):
+            # said before the id is looked up: a wrong method or path is the caller's to fix whatever the id
+            raise InvalidRequestError(
+                f"{method} {path} is not served; polyroute serves GET and DELETE /v1/responses/{{id}} and "
+                "GET /v1/responses/{id}/input_items"
+            )
         store = store_for(transport.router)
         record = store.get(parts[0])
         if record is None:
             raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
-        match method, parts[1:]:
-            case "GET", []:
-                return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
-            case "DELETE", []:
-                store.delete(parts[0])
-                return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
-            case "GET", ["input_items"]:
-                listed = _with_ids(record["input"])
-                if listed != record["input"]:  # ids given now are kept, so the next page names the same items
-                    store.put(parts[0], {**record, "input": listed})
-                return 200, _page(listed, parse_qs(query))
-            case _:
-                raise InvalidRequestError(
-                    f"{method} {path} is not served; polyroute serves GET and DELETE /v1/responses/{{id}} and "
-                    "GET /v1/responses/{id}/input_items"
-                )
+        if method == "DELETE":
+            store.delete(parts[0])
+            return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
+        if parts[1:]:
+            listed = _with_ids(record["input"])
+            if listed != record["input"]:  # ids given now are kept, so the next page names the same items
+                store.put(parts[0], {**record, "input": listed})
+            return 200, _page(listed, parse_qs(query))
+        return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
 
     def parse(self, raw: bytes, transport: Any) -> ResponsesCall:
         """The validated request, its ``previous_response_id`` looked up."""
