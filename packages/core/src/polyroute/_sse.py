@@ -29,25 +29,10 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return every event completed by them."""
-        if not self._buffer and not self._data and not self._event and chunk.endswith(b"\n\n") and b"\r" not in chunk:
-            # one whole event, as most reads bring: one ``data:`` line (OpenAI's chunks), perhaps after ``event:``
-            lines = chunk.count(b"\n")
-            if lines == 2 and chunk.startswith(b"data: "):
-                return [SSEEvent("", chunk[6:-2].decode("utf-8", errors="replace"))]
-            if lines == 3 and chunk.startswith(b"event: "):
-                name, _, data = chunk.partition(b"\n")
-                if data.startswith(b"data: "):
-                    return [
-                        SSEEvent(
-                            name[7:].decode("utf-8", errors="replace"), data[6:-2].decode("utf-8", errors="replace")
-                        )
-                    ]
-        buffer = self._buffer + chunk if self._buffer else chunk
-        held = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):
-                buffer, held = buffer[:-1], b"\r"  # a lone trailing \r may be the first half of \r\n
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        whole = None if self._buffer or self._data or self._event else _whole_event(chunk)
+        if whole is not None:
+            return [SSEEvent(whole[0].decode("utf-8", errors="replace"), whole[1].decode("utf-8", errors="replace"))]
+        buffer, held = _normalized(self._buffer + chunk if self._buffer else chunk)
         end = buffer.rfind(b"\n")
         if end < 0:
             self._buffer = buffer + held
@@ -136,23 +121,10 @@ class SSEFrameDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEFrame]:
         """Add bytes; return every event completed by them."""
-        if (
-            not self._buffer
-            and chunk.startswith(b"event: ")
-            and chunk.endswith(b"\n\n")
-            and chunk.count(b"\n") == 3
-            and b"\r" not in chunk
-        ):
-            # one whole event, as most reads bring: ``event: <name>``, one ``data:`` line; the chunk is the frame
-            name, _, data = chunk.partition(b"\n")
-            if data.startswith(b"data: "):
-                return [SSEFrame(name[7:].decode("utf-8", errors="replace"), data[6:-2], chunk)]
-        buffer = self._buffer + chunk if self._buffer else chunk
-        held = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):
-                buffer, held = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        whole = None if self._buffer else _whole_event(chunk)
+        if whole is not None:  # the chunk is the frame
+            return [SSEFrame(whole[0].decode("utf-8", errors="replace"), whole[1], chunk)]
+        buffer, held = _normalized(self._buffer + chunk if self._buffer else chunk)
         end = buffer.rfind(b"\n\n")
         if end < 0:
             self._buffer = buffer + held
@@ -174,26 +146,40 @@ class SSEFrameDecoder:
 
 def _frame(block: bytes) -> SSEFrame | None:
     """One event's lines (no blank line among them) → its frame; None for comments and blank lines only."""
-    block = block.strip(b"\n")
-    if block.startswith(b"event: ") and block.count(b"\n") == 1:
-        name, _, data = block.partition(b"\n")
-        if data.startswith(b"data: "):
-            return SSEFrame(name[7:].decode("utf-8", errors="replace"), data[6:], block + b"\n\n")
-    event = ""
-    data_lines: list[str] = []
-    for line in block.decode("utf-8", errors="replace").split("\n"):
-        if not line or line[0] == ":":
-            continue
-        field, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
-        if field == "data":
-            data_lines.append(value)
-        elif field == "event":
-            event = value
-    if not data_lines and not event:
+    frame = block.strip(b"\n") + b"\n\n"
+    whole = _whole_event(frame)
+    if whole is not None:
+        return SSEFrame(whole[0].decode("utf-8", errors="replace"), whole[1], frame)
+    events = SSEDecoder().feed(frame)  # any other layout (comments, id lines, several data lines): read as SSE
+    return SSEFrame(events[0].event, events[0].data.encode(), frame) if events else None
+
+
+def _whole_event(chunk: bytes) -> tuple[bytes, bytes] | None:
+    """``(name, data)`` of bytes that are exactly one event, one ``data:`` line perhaps after ``event:`` (as most
+    reads of a stream are: read without splitting), else None.
+    """
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return None
-    return SSEFrame(event, "\n".join(data_lines).encode(), block + b"\n\n")
+    lines = chunk.count(b"\n")
+    if lines == 2 and chunk.startswith(b"data: "):
+        return b"", chunk[6:-2]
+    if lines == 3 and chunk.startswith(b"event: "):
+        name, _, data = chunk.partition(b"\n")
+        if data.startswith(b"data: "):
+            return name[7:], data[6:-2]
+    return None
+
+
+def _normalized(buffer: bytes) -> tuple[bytes, bytes]:
+    r"""``buffer`` with ``\r\n`` and lone ``\r`` line ends as ``\n``, and a trailing ``\r`` held back for the next read
+    (it may be the first half of ``\r\n``).
+    """
+    if b"\r" not in buffer:
+        return buffer, b""
+    held = b""
+    if buffer.endswith(b"\r"):
+        buffer, held = buffer[:-1], b"\r"
+    return buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), held
 
 
 def encode_event(data: bytes) -> bytes:
