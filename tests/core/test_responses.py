@@ -548,6 +548,13 @@ def test_memory_store_keeps_records_packed(emulator: Start, provider: str) -> No
     assert second.previous_response_id == first.id
     record = store.get(second.id)
     assert record is not None and record["input"][0]["content"] == [{"type": "input_text", "text": "One"}]
+    # a request's own input is kept as the caller's bytes, not encoded again; a chain's input is encoded
+    assert b'"One"' in packed[2] and b'"input"' not in packed[1]
+    chained = store._entries[second.id]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+    assert chained[2] == b"" and b'"input"' in chained[1]
+    assert store.get(first.id)["input"] == [  # type: ignore[index]
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "One"}]}
+    ]
 
 
 @pytest.mark.parametrize("provider", ["gemini", "openai"])

@@ -84,6 +84,8 @@ class ResponsesCall:
         record: Record = {"response": response} if raw is None else {"raw": raw}  # raw: its bytes, as answered
         record["input"] = self.full_input
         record["origin"] = origin
+        if not self.history and self.raw:
+            record["request"] = self.raw  # the input is this request's: a store may keep its bytes instead
         self.store.put(response["id"], record)
 
 

@@ -17,11 +17,13 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from polyroute.providers._base import dumps, loads
+from polyroute.responses.translate import input_items
 from polyroute.router import Router
 
 Record = dict[str, Any]
 """``{"response": {...}, "input": [items], "origin": "polyroute" | "upstream"}``; an OpenAI deployment's answer may
-be kept as its bytes instead (``"raw"``), read with :func:`response_of`."""
+be kept as its bytes instead (``"raw"``), read with :func:`response_of`; ``"request"``, the caller's bytes when the
+input is that request's own, lets the in-memory store keep those instead of encoding the input again."""
 
 
 def response_of(record: Record) -> dict[str, Any]:
@@ -39,9 +41,11 @@ def response_of(record: Record) -> dict[str, Any]:
 
 def portable(record: Record) -> Record:
     """The record as JSON can carry it (a store that serializes: SQLite, Redis)."""
-    if "raw" not in record:
+    if "raw" not in record and "request" not in record:
         return record
-    return {key: value for key, value in record.items() if key != "raw"} | {"response": response_of(record)}
+    out = {key: value for key, value in record.items() if key not in _PACKED_APART}
+    out["response"] = response_of(record)
+    return out
 
 
 class ResponseStore(Protocol):
@@ -71,7 +75,7 @@ class MemoryStore:
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -93,9 +97,11 @@ class MemoryStore:
             if packed is None:
                 return None
             self._entries.move_to_end(response_id)
-        response, rest = packed
+        response, rest, request = packed
         record: Record = loads(rest)
         record["raw"] = response
+        if request:
+            record["input"] = input_items(loads(request))
         return record
 
     def delete(self, response_id: str) -> bool:
@@ -104,14 +110,24 @@ class MemoryStore:
             return self._entries.pop(response_id, None) is not None
 
 
-def _pack(record: Record) -> tuple[bytes, bytes]:
-    """A record as (its response's JSON bytes, the rest's JSON bytes)."""
+def _pack(record: Record) -> tuple[bytes, bytes, bytes]:
+    """A record as (its response's JSON bytes, the rest's JSON bytes, the request's bytes or ``b""``).
+
+    When the input is one request's own (no ``previous_response_id`` chain), the caller's bytes are kept and its
+    items read back from them: a long conversation resent each turn is not encoded again for the store (24 KB of
+    input: 18 µs a call).
+    """
     raw = record.get("raw")
     response = raw if isinstance(raw, bytes) else dumps(record["response"])
-    return response, dumps({key: value for key, value in record.items() if key not in _RESPONSE_KEYS})
+    request = record.get("request")
+    skip = _INPUT_APART if isinstance(request, bytes) else _PACKED_APART
+    rest = dumps({key: value for key, value in record.items() if key not in skip})
+    return response, rest, request if isinstance(request, bytes) else b""
 
 
-_RESPONSE_KEYS = frozenset({"raw", "response"})
+_PACKED_APART = frozenset({"raw", "response", "request"})
+"""Record keys kept as bytes of their own, not in the rest's JSON."""
+_INPUT_APART = _PACKED_APART | {"input"}
 
 
 class SQLiteStore:
