@@ -800,6 +800,8 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
         ({"input": "hi", "temprature": 0.2}, "Unrecognized request argument supplied: temprature"),
         ({"input": 42}, "'input' must be a string or an array"),
         ({"input": [{"type": "message", "role": "robot", "content": "x"}]}, "input[0].role"),
+        ({"input": [{"type": "message", "role": ["user"], "content": "x"}]}, "input[0].role"),
+        ({"input": [{"type": ["message"], "content": "x"}]}, "input[0].type"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
         ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
         ({"input": "hi", "text": {"format": {"type": "json_schema", "json_schema": {}}}}, "needs 'name' and 'schema'"),

@@ -206,36 +206,40 @@ def _check_text(text: Any) -> None:
 
 
 def _check_item(i: int, item: Any) -> None:
-    where = f"input[{i}]"
+    problem = _item_problem(item)
+    if problem is not None:  # the field's name is written only for an error: a long input has hundreds of items
+        field, why = problem
+        where = f"input[{i}]{field}"
+        raise InvalidRequestError(f"'{where}' {why}", param=where)
+
+
+def _item_problem(item: Any) -> tuple[str, str] | None:
+    """What is wrong with an input item: (the field under ``input[i]``, what to fix), or None."""
     if not isinstance(item, dict):
-        raise InvalidRequestError(
-            f"'{where}' must be an object (an input item), got {type(item).__name__}", param=where
-        )
-    item = as_object(item)
+        return "", f"must be an object (an input item), got {type(item).__name__}"
+    item = cast(dict[str, Any], item)
     kind = item.get("type", "message" if "role" in item else None)
-    if kind not in _ITEM_TYPES:
-        raise InvalidRequestError(
-            f"'{where}.type' {kind!r} is not an input item type (message, function_call, function_call_output, "
-            "reasoning, …)",
-            param=f"{where}.type",
+    if not isinstance(kind, str) or kind not in _ITEM_TYPES:
+        return (
+            ".type",
+            f"{kind!r} is not an input item type (message, function_call, function_call_output, reasoning, …)",
         )
     if kind == "message":
-        if item.get("role") not in ("user", "assistant", "system", "developer"):
-            raise InvalidRequestError(
-                f"'{where}.role' must be user, assistant, system or developer, got {item.get('role')!r}",
-                param=f"{where}.role",
-            )
-        content = item.get("content")
-        if not isinstance(content, str | list):
-            raise InvalidRequestError(
-                f"'{where}.content' must be a string or an array of parts", param=f"{where}.content"
-            )
+        role = item.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
+            return ".role", f"must be user, assistant, system or developer, got {role!r}"
+        if not isinstance(item.get("content"), str | list):
+            return ".content", "must be a string or an array of parts"
     elif kind == "function_call":
         for name in ("call_id", "name", "arguments"):
             if not isinstance(item.get(name), str):
-                raise InvalidRequestError(f"'{where}.{name}' is required (a string)", param=f"{where}.{name}")
+                return f".{name}", "is required (a string)"
     elif kind == "function_call_output" and not isinstance(item.get("call_id"), str):
-        raise InvalidRequestError(f"'{where}.call_id' is required (a string)", param=f"{where}.call_id")
+        return ".call_id", "is required (a string)"
+    return None
+
+
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
 def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
