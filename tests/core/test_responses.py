@@ -811,6 +811,7 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
         ({"input": "hi", "temperature": 5}, "'temperature' must be a number from 0 to 2"),
         ({"input": "hi", "previous_response_id": 5}, "'previous_response_id' must be a response id"),
         ({"input": "hi", "metadata": [1]}, "'metadata' must be an object"),
+        ({"input": "hi", "reasoning": "high"}, "'reasoning' must be an object"),
     ],
 )
 def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: str) -> None:

@@ -149,8 +149,9 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError(
             f"'previous_response_id' must be a response id (a string), got {previous!r}", param="previous_response_id"
         )
-    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
-        raise InvalidRequestError("'metadata' must be an object of string keys and values", param="metadata")
+    for name in ("metadata", "reasoning", "text"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise InvalidRequestError(f"'{name}' must be an object, got {body[name]!r}", param=name)
     value = body.get("max_output_tokens")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
         raise InvalidRequestError(
