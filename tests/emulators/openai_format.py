@@ -211,6 +211,13 @@ class ResponsesEmulator:
             return responses_error(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
         if not isinstance(body.get("model"), str):
             return responses_error(400, "Missing required parameter: 'model'.", param="model")
+        for name in ("reasoning", "text", "metadata"):  # objects in OpenAI's schema: anything else is a 400
+            if body.get(name) is not None and not isinstance(body[name], dict):
+                return responses_error(
+                    400,
+                    f"Invalid type for '{name}': expected an object, but got {type(body[name]).__name__} instead.",
+                    param=name,
+                )
         for i, tool in enumerate(body.get("tools") or []):
             if tool.get("type") == "function" and not isinstance(tool.get("name"), str):
                 return responses_error(400, f"Missing required parameter: 'tools[{i}].name'.", param=f"tools[{i}].name")
