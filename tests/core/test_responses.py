@@ -782,12 +782,14 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
     client = router.openai_client()
     client.responses.create(model="m", input="hi", user="alice", metadata={"run": "42"})
     client.responses.create(model="m", input=[{"role": "user", "content": "yo"}], safety_identifier="carol")
+    client.responses.create(model="m", input="hey", extra_body={"user": 5, "safety_identifier": "dave"})
     router.close()
-    first, second = records
+    first, second, third = records
+    assert third.user == "dave"  # the one that is a name; safety_identifier first, as it is the one sent upstream
     assert (first.user, first.metadata, json.loads(first.prompt)) == ("alice", {"run": "42"}, "hi")
     assert (second.user, second.metadata) == ("carol", None)
     assert json.loads(second.prompt) == [{"role": "user", "content": "yo"}]
-    assert set(router.usage()["user"]) == {"alice", "carol"}
+    assert set(router.usage()["user"]) == {"alice", "carol", "dave"}
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
@@ -802,6 +804,11 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
         ({"input": [{"type": "message", "role": "robot", "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": "message", "role": ["user"], "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": ["message"], "content": "x"}]}, "input[0].type"),
+        ({"input": [{"role": "user", "content": "x", "id": 5}]}, "input[0].id"),
+        (
+            {"input": [{"role": "user", "content": "a", "id": "m1"}, {"role": "user", "content": "b", "id": "m1"}]},
+            "Duplicate item found with id m1",
+        ),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
         ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
         ({"input": "hi", "text": {"format": {"type": "json_schema", "json_schema": {}}}}, "needs 'name' and 'schema'"),

@@ -541,40 +541,37 @@ def test_socket_of_a_connection_is_found_once_and_any_stream_works() -> None:
         assert transport._socket_of(Response(None)) is None
 
 
+_DEEP = b"[" * 3000 + b"]" * 3000
+
+
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "words"),
     [
-        ("/v1/responses", b'{"model":"m","input":"broken \\ud83d"}'),
-        ("/v1/chat/completions", b'{"model":"m","messages":[{"role":"user","content":"x \\udc00 y"}]}'),
+        ("/v1/responses", b'{"model":"m","input":"broken \\ud83d"}', "\\ud83d"),
+        ("/v1/chat/completions", b'{"model":"m","messages":[{"role":"user","content":"x \\udc00 y"}]}', "\\udc00"),
+        # echoed in the answer (metadata), or in the error naming it (an unknown field, an unknown response id)
+        ("/v1/responses", b'{"model":"m","input":"hi","metadata":{"k":"\\ud83d"}}', "\\ud83d"),
+        ("/v1/responses", b'{"model":"m","input":"hi","\\ud83d":1}', "\\ud83d"),
+        ("/v1/responses", b'{"model":"m","input":"hi","previous_response_id":"\\ud83d"}', "\\ud83d"),
+        ("/v1/embeddings", b'{"model":"m","input":"\\udbff"}', "\\udbff"),
+        ("/v1/responses", b'{"model":"m","input":"hi","metadata":{"k":' + _DEEP + b"}}", "more than 200 levels"),
+        ("/v1/chat/completions", b'{"model":"m","messages":' + _DEEP + b"}", "more than 200 levels"),
     ],
 )
-def test_half_a_surrogate_pair_is_a_400_naming_it(emulator: Callable[..., Emulator], path: str, body: bytes) -> None:
-    """JSON may escape a lone UTF-16 surrogate (a raw HTTP caller's half emoji); it is not text a provider can be
-    sent: a 400 that names it, no upstream call (it was a 500 "internal error").
+def test_json_no_provider_takes_is_a_400_naming_it(
+    emulator: Callable[..., Emulator], path: str, body: bytes, words: str
+) -> None:
+    """JSON may escape a lone UTF-16 surrogate (a raw HTTP caller's half emoji), or nest thousands of levels: no
+    provider can be sent either, and an answer or an error echoing a surrogate could not be written. A 400 that
+    names it, before anything reads the body; nothing upstream, and the deployment stays up for the next call.
     """
-    emu = emulator(handler(lambda request: completion("never")))
-    router = Router(
-        {
-            "models": [
-                {
-                    "name": "m",
-                    "deployments": [
-                        {
-                            "provider": "anthropic",
-                            "model": "claude-sonnet-4-5",
-                            "api_base": emu.url,
-                            "api_key": "sk-test",
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    emu = emulator(handler("fine"))
+    deployment = {"provider": "openai", "model": "m", "api_base": emu.url + "/v1", "api_key": "sk-test"}
+    router = Router({"models": [{"name": "m", "deployments": [deployment]}]})
     with router.http_client() as http:
         r = http.post(path, content=body, headers={"content-type": "application/json"})
-    assert r.status_code == 400, r.text
-    error = r.json()["error"]
-    assert error["type"] == "invalid_request_error"
-    assert "not valid Unicode" in error["message"]
-    assert ("\\ud83d" in error["message"]) != ("\\udc00" in error["message"])  # the one the body has
-    assert emu.requests == []
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["type"] == "invalid_request_error" and words in error["message"]
+        assert emu.requests == []
+        assert http.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES}).status_code == 200

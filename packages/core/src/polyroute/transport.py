@@ -41,7 +41,6 @@ from polyroute import _compat
 from polyroute.api import Api, RawAnswer, StreamFormat, api_for, error_body, served
 from polyroute.errors import (
     AllTargetsFailedError,
-    InvalidRequestError,
     NotFoundPathError,
     PolyrouteError,
     UnsupportedFeatureError,
@@ -604,10 +603,7 @@ class RouterTransport(_compat.TransportBase):
         # A deployment with no key for this call is skipped before it is claimed (Router.try_acquire), with a 401
         # that names the variable to set: no second check here.
         adapter = api.adapter(target, body)
-        try:
-            upstream = adapter.build_request(body, target)
-        except UnicodeEncodeError as exc:  # the caller's JSON escaped half a surrogate pair: not text to send on
-            raise _not_unicode(exc) from None
+        upstream = adapter.build_request(body, target)
         lib = _compat.UPSTREAM
         url = self._urls.get(upstream.url)
         if url is None:  # parsing a URL costs more than the rest of the request build: parse each once
@@ -1455,18 +1451,6 @@ def _bytes_response(lib: Any, status: int, headers: dict[str, str], content: byt
     """
     headers["content-length"] = str(len(content))
     return lib.Response(status, headers=headers, stream=lib.ByteStream(content))
-
-
-def _not_unicode(exc: UnicodeEncodeError) -> InvalidRequestError:
-    r"""A request whose JSON escapes a lone UTF-16 surrogate (``"\ud83d"``, half an emoji): JSON parses it, but it is
-    not text, so no provider can be sent it. A 400 that says so, not an internal error.
-    """
-    bad = exc.object[exc.start : exc.end]
-    escaped = "".join(f"\\u{ord(c):04x}" for c in bad) or "a lone surrogate"
-    return InvalidRequestError(
-        f"the request holds a string that is not valid Unicode ({escaped}: half of a UTF-16 surrogate pair); send "
-        "the whole character (both halves of the pair) or remove it"
-    )
 
 
 def _unreachable(exc: PolyrouteError) -> str | None:

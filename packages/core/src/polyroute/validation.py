@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, cast
 
+import pydantic_core
+
 from polyroute.errors import InvalidRequestError
-from polyroute.providers._base import loads
+from polyroute.providers._base import dumps
 from polyroute.types.openai import ChatCompletionRequest
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -27,12 +30,37 @@ def json_object(raw: bytes, fields: str) -> dict[str, Any]:
     if not raw:
         raise InvalidRequestError(f"request body is empty; send a JSON object with {fields}")
     try:
-        body = loads(raw)
+        body = pydantic_core.from_json(raw)
     except ValueError as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        body = _refused(raw, str(exc))
     if not isinstance(body, dict):
         raise InvalidRequestError(f"request body must be a JSON object with {fields}")
     return cast(dict[str, Any], body)
+
+
+def _refused(raw: bytes, why: str) -> Any:
+    r"""A body pydantic-core's parser refused: malformed JSON (``json``'s own message says where), or JSON no provider
+    takes. A lone UTF-16 surrogate escape (``"\ud83d"``, half an emoji) parses but is not text: every encoding of
+    the request or of an answer echoing it would fail, as would the error naming it. Nesting deeper than 200 levels
+    parses in ``json`` only up to its recursion limit. Both are a 400 here, before anything else reads the body.
+    """
+    if "recursion limit" in why:
+        raise InvalidRequestError("request body nests JSON more than 200 levels deep; no model request needs that")
+    try:
+        body = json.loads(raw)
+    except RecursionError:  # pragma: no cover - pydantic-core refuses such nesting first
+        raise InvalidRequestError("request body nests JSON too deeply") from None
+    except ValueError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    try:
+        dumps(body)
+    except UnicodeEncodeError as exc:
+        bad = "".join(f"\\u{ord(c):04x}" for c in exc.object[exc.start : exc.end])
+        raise InvalidRequestError(
+            f"the request holds a string that is not valid Unicode ({bad}: half of a UTF-16 surrogate pair); send "
+            "the whole character (both halves of the pair) or remove it"
+        ) from None
+    return body
 
 
 def parse_body(raw: bytes) -> ChatCompletionRequest:

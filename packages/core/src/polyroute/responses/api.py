@@ -523,7 +523,9 @@ class ResponsesApi:
         history: list[dict[str, Any]] = []
         if previous is not None:
             history = list(previous["input"]) + _output_as_input(response_of(previous).get("output") or [])
-        return ResponsesCall(body, translate.input_items(body), history, previous, store, raw)
+        items = translate.input_items(body)
+        _refuse_duplicates(history, items)
+        return ResponsesCall(body, items, history, previous, store, raw)
 
     def routing_body(self, call: ResponsesCall) -> ChatCompletionRequest:
         """The chat view of the request, for its needs (tools, images, reasoning, size)."""
@@ -560,6 +562,23 @@ class ResponsesApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called."""
         raise NotImplementedError
+
+
+def _refuse_duplicates(history: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    """Two input items with one id (the previous output sent again along with its ``previous_response_id``, say) are
+    a 400, as OpenAI answers it: listed, they would page forever.
+    """
+    seen: set[str] = set()
+    for item in (*history, *items):
+        item_id = item.get("id")
+        if isinstance(item_id, str):
+            if item_id in seen:
+                raise InvalidRequestError(
+                    f"Duplicate item found with id {item_id}: each input item is sent once (with "
+                    "previous_response_id, send only the new items)",
+                    param="input",
+                )
+            seen.add(item_id)
 
 
 def _reaches_openai(targets: list[Target]) -> bool:

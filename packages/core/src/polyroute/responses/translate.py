@@ -219,6 +219,8 @@ def _item_problem(item: Any) -> tuple[str, str] | None:
     if not isinstance(item, dict):
         return "", f"must be an object (an input item), got {type(item).__name__}"
     item = cast(dict[str, Any], item)
+    if item.get("id") is not None and not isinstance(item["id"], str):
+        return ".id", f"must be a string (an item id), got {item['id']!r}"
     kind = item.get("type", "message" if "role" in item else None)
     if not isinstance(kind, str) or kind not in _ITEM_TYPES:
         return (

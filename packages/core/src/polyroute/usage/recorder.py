@@ -129,8 +129,10 @@ class Recorder:
         if not isinstance(body, dict):
             body = getattr(body, "body", None)  # an API's parsed request (a Responses call) around the caller's JSON
         fields: Mapping[str, Any] = cast("Mapping[str, Any]", body) if isinstance(body, dict) else {}
-        user = fields.get("user") or fields.get("safety_identifier")  # Responses' newer name for it
-        if not isinstance(user, str) or not user:
+        # safety_identifier: Responses' newer name for user, the one sent upstream when both are set
+        named = (fields.get("safety_identifier"), fields.get("user"))
+        user = next((value for value in named if isinstance(value, str) and value), None)
+        if user is None:
             # ``in`` first: an httpx Headers lookup scans every header, and most calls have neither
             user = (headers.get(USER_HEADER) or None) if USER_HEADER in headers else None
         raw_tags = headers.get(TAGS_HEADER) if TAGS_HEADER in headers else None
