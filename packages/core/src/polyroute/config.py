@@ -376,7 +376,8 @@ class UsageSettings(_Model):
     ledger: str | None = Field(default=None, description="A SQLite file to append every record to (batched).")
     otel: bool = Field(default=False, description="OpenTelemetry GenAI spans and metrics (opentelemetry-api).")
     callback: Callable[..., Any] | str | None = Field(
-        default=None, description="Called with each list of records of a call; a callable or 'module:function'."
+        default=None,
+        description="Called with each record (a UsageRecord), off the request path; a callable or 'module:function'.",
     )
     content: bool = Field(default=False, description="Keep prompt and completion text in records.")
     flush_interval: float = Field(default=0.5, gt=0, description="Seconds between background writes.")
