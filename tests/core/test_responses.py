@@ -494,6 +494,27 @@ def test_retrieve_input_items_and_delete(emulator: Start, mode: str) -> None:
         run(ONE, router, lambda c: c.responses.retrieve(second.id))
 
 
+def test_concurrent_first_listings_page_through_every_item() -> None:
+    """Input items get their ids when first listed; callers listing a response at once all page through every item
+    (each used to page by ids another had just replaced, and stopped short).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    router = Router({"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1"}]}]})
+    client = router.openai_client()
+    items = [{"role": "user", "content": f"message {i}"} for i in range(50)]
+    for _ in range(8):
+        response = client.responses.create(model="m", input=items)  # type: ignore[arg-type]
+
+        def listing(_: int, response_id: str = response.id) -> list[str]:
+            return [item.id for item in client.responses.input_items.list(response_id, limit=10, order="asc")]
+
+        with ThreadPoolExecutor(4) as pool:
+            listings = list(pool.map(listing, range(4)))
+        assert [len(ids) for ids in listings] == [50] * 4
+        assert all(ids == listings[0] for ids in listings)
+
+
 def test_store_false_keeps_nothing(emulator: Start) -> None:
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
     response = create(ONE, router, input="One", store=False)

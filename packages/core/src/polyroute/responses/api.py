@@ -19,6 +19,7 @@ after the commit is an ``error`` event (which the openai SDK raises as ``APIErro
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -87,6 +88,10 @@ class ResponsesCall:
         if not self.history and self.raw:
             record["request"] = self.raw  # the input is this request's: a store may keep its bytes instead
         self.store.put(response["id"], record)
+
+
+_LISTING = threading.Lock()
+"""Held while a response's input items are first given ids (``GET …/input_items``)."""
 
 
 def _with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -496,7 +501,11 @@ class ResponsesApi:
         if parts[1:]:
             listed = _with_ids(record["input"])
             if listed != record["input"]:  # ids given now are kept, so the next page names the same items
-                store.put(parts[0], {**record, "input": listed})
+                with _LISTING:  # one caller gives them: two at once would each page by ids the other replaced
+                    again = store.get(parts[0]) or record
+                    listed = _with_ids(again["input"])
+                    if listed != again["input"]:
+                        store.put(parts[0], {**again, "input": listed})
             return 200, _page(listed, parse_qs(query))
         return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
 
