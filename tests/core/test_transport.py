@@ -501,46 +501,6 @@ def test_reasoning_stream_commits_on_the_first_reasoning_token(emulator: Callabl
     assert rest == ["Answer"]
 
 
-def test_socket_of_a_connection_is_found_once_and_any_stream_works() -> None:
-    """The watchdog's socket lookup is cached per pooled connection (anyio builds every extra attribute to answer
-    for one), and a network stream that cannot be weakly referenced is simply asked each time.
-    """
-    import socket
-
-    from polyroute import transport
-
-    class Stream:
-        def __init__(self, sock: socket.socket) -> None:
-            self.sock = sock
-            self.asked = 0
-
-        def get_extra_info(self, info: str) -> object:
-            self.asked += 1
-            return self.sock if info == "socket" else None
-
-    class SlottedStream:
-        __slots__ = ("sock",)  # no __weakref__
-
-        def __init__(self, sock: socket.socket) -> None:
-            self.sock = sock
-
-        def get_extra_info(self, info: str) -> object:
-            return self.sock if info == "socket" else None
-
-    class Response:
-        def __init__(self, stream: object) -> None:
-            self.extensions = {"network_stream": stream}
-
-    a, b = socket.socketpair()
-    with a, b:
-        stream = Stream(a)
-        assert transport._socket_of(Response(stream)) is a
-        assert transport._socket_of(Response(stream)) is a
-        assert stream.asked == 1
-        assert transport._socket_of(Response(SlottedStream(b))) is b
-        assert transport._socket_of(Response(None)) is None
-
-
 _DEEP = b"[" * 3000 + b"]" * 3000
 
 

@@ -1357,11 +1357,6 @@ def _idle_error(call: StreamCall) -> UpstreamTimeout:
     )
 
 
-_SOCKETS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-"""Each pooled connection's socket, found once: anyio builds every extra attribute of a stream to answer for one
-(4 µs per call on an async connection)."""
-
-
 def _socket_of(response: Any) -> Any:
     """The socket under an upstream response (sync: a ``socket.socket``; async: asyncio's ``TransportSocket`` or
     anyio's raw socket), for the watchdog to shut down; None for the in-process mock.
@@ -1370,19 +1365,10 @@ def _socket_of(response: Any) -> Any:
     if stream is None:
         return None
     try:
-        sock = _SOCKETS.get(stream)
-    except TypeError:  # a stream that cannot be weakly referenced is asked each time
-        sock = None
-    if sock is None:
-        try:
-            sock = stream.get_extra_info("socket")
-        except Exception:  # pragma: no cover - a backend without it
-            return None
-        if not hasattr(sock, "shutdown"):
-            return None
-        with suppress(TypeError):
-            _SOCKETS[stream] = sock
-    return sock
+        sock = stream.get_extra_info("socket")
+    except Exception:  # pragma: no cover - a backend without it
+        return None
+    return sock if hasattr(sock, "shutdown") else None
 
 
 def _alarm(response: Any, at: float) -> _Alarm | None:
