@@ -649,16 +649,17 @@ def test_failure_after_commit_is_an_error_event_the_sdk_raises(emulator: Start) 
     assert b"[DONE]" not in body
 
 
-@pytest.mark.parametrize("separator", [":", ": "])
-def test_pass_through_failure_after_commit_numbers_on(emulator: Start, separator: str) -> None:
+@pytest.mark.parametrize(("separator", "named"), [(":", True), (": ", True), (":", False)])
+def test_pass_through_failure_after_commit_numbers_on(emulator: Start, separator: str, named: bool) -> None:
     """An OpenAI-format upstream cut after content: the ``error`` and ``response.failed`` events follow its last
     sequence number, whether it writes compact JSON (OpenAI) or puts spaces in it (another server at an OpenAI
-    deployment's ``api_base``).
+    deployment's ``api_base``), and whether its events have ``event:`` lines or only ``data:`` (either commits at the
+    first delta).
     """
 
     def event(kind: str, number: int, **fields: Any) -> str:
         data = json.dumps({"type": kind, "sequence_number": number, **fields}, separators=(",", separator))
-        return f"event: {kind}\ndata: {data}\n\n"
+        return f"event: {kind}\ndata: {data}\n\n" if named else f"data: {data}\n\n"
 
     started = _started()
     ref = {"item_id": "msg_1", "output_index": 0, "content_index": 0}

@@ -156,7 +156,6 @@ class RawEvent:
 
 
 _TEXT_DELTA = "response.output_text.delta"
-_TEXT_FRAME = b"event: response.output_text.delta\ndata: "
 
 _TYPE = re.compile(rb'"type":\s*"([^"]+)"')
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -257,6 +256,12 @@ def _url(target: Target) -> str:
     return base + "/responses"
 
 
+def _framed(kind: str, data: bytes) -> RawEvent:
+    """An event of type ``kind`` framed ``event:`` + ``data:`` (one the upstream framed otherwise, or re-encoded)."""
+    frame = b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+    return RawEvent(kind, data, frame, kind in translate.CONTENT_EVENTS)
+
+
 class PassThroughEvents:
     """Upstream Responses events → the same bytes; only the response's own lifecycle events are parsed (to keep
     the response, count its usage, see a failure).
@@ -289,10 +294,9 @@ class PassThroughEvents:
             priced = price(self.target, _obj(response.get("usage"))) is not None
             self.call.keep(response, self.target)  # priced first: GET answers what the caller got
             if priced:
-                data = dumps(parsed)
-                return [RawEvent(kind, data, b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n", False)]
-        elif not event.event:
-            return [RawEvent(kind, data, b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n", False)]
+                return [_framed(kind, dumps(parsed))]
+        elif not event.event:  # a data-only event: framed as OpenAI frames it, with its type
+            return [_framed(kind, data)]
         return [RawEvent(kind, data, event.frame, kind in translate.CONTENT_EVENTS)]
 
     def _failure(self, error: Any) -> UpstreamStatusError:
@@ -388,7 +392,7 @@ class TranslatedEvents:
             if text is not None:
                 data = self.events.more_text(text)
                 if data is not None:
-                    return [RawEvent(_TEXT_DELTA, data, _TEXT_FRAME + data + b"\n\n", True)]
+                    return [_framed(_TEXT_DELTA, data)]
         return self._convert(self.inner.feed(event))
 
     def finish(self) -> list[dict[str, Any]]:
