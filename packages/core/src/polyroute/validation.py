@@ -48,9 +48,7 @@ def _refused(raw: bytes, why: str) -> Any:
         raise InvalidRequestError("request body nests JSON more than 200 levels deep; no model request needs that")
     try:
         body = json.loads(raw)
-    except RecursionError:  # pragma: no cover - pydantic-core refuses such nesting first
-        raise InvalidRequestError("request body nests JSON too deeply") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
     try:
         dumps(body)

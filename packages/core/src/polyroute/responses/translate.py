@@ -134,9 +134,12 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, list):
         for i, item in enumerate(cast(list[Any], raw)):
             _check_item(i, item)
+    for name in ("metadata", "reasoning", "text"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise InvalidRequestError(f"'{name}' must be an object, got {body[name]!r}", param=name)
     if "tools" in body:
         _check_tools(body["tools"])
-    if "text" in body:
+    if body.get("text"):
         _check_text(body["text"])
     for name, top in (("temperature", 2), ("top_p", 1)):
         value = body.get(name)
@@ -149,9 +152,6 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError(
             f"'previous_response_id' must be a response id (a string), got {previous!r}", param="previous_response_id"
         )
-    for name in ("metadata", "reasoning", "text"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise InvalidRequestError(f"'{name}' must be an object, got {body[name]!r}", param=name)
     value = body.get("max_output_tokens")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
         raise InvalidRequestError(
@@ -190,8 +190,8 @@ def _check_tools(tools: Any) -> None:
             )
 
 
-def _check_text(text: Any) -> None:
-    fmt = as_object(as_object(text).get("format"))
+def _check_text(text: dict[str, Any]) -> None:
+    fmt = as_object(text.get("format"))
     if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
         raise InvalidRequestError(
             f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
