@@ -867,6 +867,68 @@ def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> Non
     assert claude_emu.requests == []
 
 
+IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+
+
+@pytest.mark.parametrize(
+    ("lacks", "request_body"),
+    [
+        ("vision", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": IMAGE}]}]}),
+        ("pdf", {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]}),
+        ("tools", {"input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}),
+        ("json_schema", {"input": "hi", "text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}),
+        ("reasoning", {"input": "hi", "reasoning": {"effort": "low"}}),
+        ("context_window", {"input": "word " * 2000}),
+        ("context_window", {"input": "hi", "instructions": "rule " * 2000}),
+        (
+            "context_window",
+            {
+                "input": [
+                    {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c", "output": "x" * 9000},
+                ]
+            },
+        ),
+        ("max_output_tokens", {"input": "hi", "max_output_tokens": 4000}),
+    ],
+)
+def test_routing_reads_what_the_responses_request_needs(emulator: Start, lacks: str, request_body: Any) -> None:
+    """A pass-through deployment that cannot take the request (a capability, its context window) is passed over
+    for the next one, as for chat; one that can takes it.
+    """
+    small = {"context_window": 2000} if lacks in ("context_window", "max_output_tokens") else {lacks: False}
+    narrow, wide = text_upstream(emulator, "openai", "narrow"), text_upstream(emulator, "openai", "wide")
+    router = router_for(
+        deployment("openai", narrow.url, capabilities=small),
+        deployment("openai", wide.url),
+    )
+    assert create(ONE, router, **request_body).output_text == "wide"
+    assert create(ONE, router, input="hi").output_text == "narrow"  # what it can take, it takes
+
+
+def test_a_chain_counts_its_history_in_the_size(emulator: Start) -> None:
+    narrow, wide = text_upstream(emulator, "openai", "narrow"), text_upstream(emulator, "openai", "wide")
+    claude_emu = text_upstream(emulator, "anthropic", "from claude")
+    router = Router(
+        {
+            "models": [
+                {"name": "claude", "deployments": [deployment("anthropic", claude_emu.url)]},
+                {
+                    "name": "m",
+                    "deployments": [
+                        deployment("openai", narrow.url, capabilities={"context_window": 2000}),
+                        deployment("openai", wide.url),
+                    ],
+                },
+            ],
+            "retry": {"backoff": 0},
+        }
+    )
+    first = create(ONE, router, model="claude", input="word " * 1800)
+    assert create(ONE, router, previous_response_id=first.id, input="and?").output_text == "wide"
+    assert create(ONE, router, input="and?").output_text == "narrow"
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
     with router.http_client(timeout=60) as http:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 
 from polyroute._sse import DONE, encode_event
 from polyroute.errors import InvalidRequestError, PolyrouteError, StreamInterruptedError, UpstreamError
+from polyroute.failover import Profile, profile
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, dumps, loads
 from polyroute.types.openai import ChatCompletionChunk, ChatCompletionRequest, Usage
@@ -68,8 +69,10 @@ class Api(Protocol):
         """The request body, validated (:class:`~polyroute.errors.InvalidRequestError` says what to fix)."""
         ...
 
-    def routing_body(self, body: Any) -> ChatCompletionRequest:
-        """What :class:`~polyroute.failover.Attempts` routes on: ``model``, ``stream`` and the needs of the call."""
+    def routing(self, body: Any) -> Profile:
+        """What :class:`~polyroute.failover.Attempts` routes on: the model, whether it streams, its estimated size
+        and what it needs of a deployment.
+        """
         ...
 
     def adapter(self, target: Target, body: Any) -> Any:
@@ -252,9 +255,9 @@ class ChatApi:
         transport.router.require_mode(body["model"], "chat")
         return body
 
-    def routing_body(self, body: ChatCompletionRequest) -> ChatCompletionRequest:
-        """The request itself."""
-        return body
+    def routing(self, body: ChatCompletionRequest) -> Profile:
+        """The request's own profile."""
+        return profile(body)
 
     def adapter(self, target: Target, body: ChatCompletionRequest) -> Any:
         """The provider's adapter module."""

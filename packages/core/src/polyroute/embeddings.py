@@ -33,9 +33,9 @@ from urllib.parse import quote
 
 from polyroute.api import RawAnswer, StreamFormat, price, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
+from polyroute.failover import Profile
 from polyroute.providers import openai
 from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
-from polyroute.types.openai import ChatCompletionRequest
 from polyroute.validation import json_object
 
 OPENAI_MAX_INPUTS = 2048
@@ -128,7 +128,7 @@ def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def routing_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
+def routing_profile(body: Mapping[str, Any]) -> Profile:
     """What the failover plan routes on: the model, and the longest input as the prompt.
 
     A context window bounds each input of a batch, not their sum, so the longest one is checked against it; the
@@ -136,7 +136,7 @@ def routing_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
     """
     inputs: list[Any] = body["input"]
     longest = max(len(cast(Sequence[Any], item)) * (1 if isinstance(item, str) else 4) for item in inputs)
-    return {"model": body["model"], "messages": [{"role": "user", "content": " " * longest}]}
+    return Profile(body["model"], longest // 4 + 4, 0, (), False)
 
 
 def batch_limit(target: Target) -> int:
@@ -451,9 +451,9 @@ class EmbeddingsApi:
         transport.router.require_mode(body["model"], "embedding")
         return body
 
-    def routing_body(self, body: dict[str, Any]) -> ChatCompletionRequest:
-        """The model, and the longest input as the prompt (:func:`routing_request`)."""
-        return routing_request(body)
+    def routing(self, body: dict[str, Any]) -> Profile:
+        """The model, and the longest input as the prompt (:func:`routing_profile`)."""
+        return routing_profile(body)
 
     def adapter(self, target: Target, body: dict[str, Any]) -> Any:
         """OpenAI's wire format, Gemini's, Vertex's ``:predict``, Cohere's ``/v2/embed`` or Bedrock's

@@ -53,10 +53,10 @@ DEPLOYMENT_STATUSES = frozenset({401, 403, 404})
 Action = Literal["next", "context", "content_policy", "return"]
 Capability = Literal["tools", "vision", "pdf", "audio", "json_schema", "reasoning"]
 
-_IMAGE_CHARS = 3000
-"""An image counts as ~750 tokens in the prompt estimate (a tile or two at OpenAI's rates)."""
-_TOOL_CHARS = 400
-_MESSAGE_OVERHEAD = 4
+FILE_CHARS = 3000
+"""An image (or a file, or audio) counts as ~750 tokens in the prompt estimate (a tile or two at OpenAI's rates)."""
+TOOL_CHARS = 400
+MESSAGE_OVERHEAD = 4
 _POLICY_CODES = frozenset({"content_filter", "content_policy_violation", "content_policy", "safety"})
 
 
@@ -65,8 +65,12 @@ _POLICY_CODES = frozenset({"content_filter", "content_policy_violation", "conten
 
 @dataclass(slots=True)
 class Profile:
-    """What a request needs from a deployment, estimated cheaply (characters / 4; no tokenizer)."""
+    """What a request needs from a deployment, estimated cheaply (characters / 4; no tokenizer): what
+    :class:`Attempts` routes on.
+    """
 
+    model: str
+    """The route the caller named (a budget's fallback may replace it)."""
     tokens: int
     """Estimated prompt tokens."""
     max_tokens: int
@@ -91,13 +95,13 @@ def profile(body: ChatCompletionRequest) -> Profile:
                     chars += len(part.get("text") or "")
                 elif kind == "image_url":
                     vision = True
-                    chars += _IMAGE_CHARS
+                    chars += FILE_CHARS
                 elif kind == "file":
                     pdf = True
-                    chars += _IMAGE_CHARS
+                    chars += FILE_CHARS
                 elif kind == "input_audio":
                     audio = True
-                    chars += _IMAGE_CHARS
+                    chars += FILE_CHARS
         calls = message.get("tool_calls")
         if calls:
             for call in calls:
@@ -106,7 +110,7 @@ def profile(body: ChatCompletionRequest) -> Profile:
     tools = body.get("tools")
     if tools:
         needs.append("tools")
-        chars += _TOOL_CHARS * len(tools)
+        chars += TOOL_CHARS * len(tools)
     if vision:
         needs.append("vision")
     if pdf:
@@ -119,7 +123,8 @@ def profile(body: ChatCompletionRequest) -> Profile:
     if body.get("reasoning_effort") is not None:
         needs.append("reasoning")
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    return Profile(chars // 4 + _MESSAGE_OVERHEAD * len(messages), max_tokens, tuple(needs), bool(body.get("stream")))
+    tokens = chars // 4 + MESSAGE_OVERHEAD * len(messages)
+    return Profile(body["model"], tokens, max_tokens, tuple(needs), bool(body.get("stream")))
 
 
 def cannot_serve(target: Target, request: Profile) -> str | None:
@@ -250,14 +255,14 @@ class Attempts:
     )
 
     def __init__(
-        self, router: Router, body: ChatCompletionRequest, caller_timeout: float | None = None, call: Call | None = None
+        self, router: Router, request: Profile, caller_timeout: float | None = None, call: Call | None = None
     ) -> None:
         self.router = router
         self.call = call
         """The request's usage (records, budgets), or None when the router records nothing."""
-        self.model = body["model"]
+        self.model = request.model
         self.route: Route = router.route(self.model)
-        self.profile = profile(body)
+        self.profile = request
         self.records: list[AttemptRecord] = []
         self.errors: list[UpstreamError] = []
         self.skipped: list[Skip] = []

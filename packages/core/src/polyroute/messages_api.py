@@ -36,6 +36,7 @@ from polyroute.errors import (
     UpstreamStatusError,
     redact,
 )
+from polyroute.failover import Profile, profile
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 from polyroute.types.openai import ChatCompletionRequest, Usage
@@ -406,9 +407,9 @@ class MessagesApi:
             raise InvalidRequestError("max_tokens: an integer is required", param="max_tokens")
         return MessagesCall(native, routing, self.count_tokens)
 
-    def routing_body(self, body: MessagesCall) -> ChatCompletionRequest:
-        """The lenient chat translation."""
-        return body.routing
+    def routing(self, body: MessagesCall) -> Profile:
+        """The lenient chat translation's profile."""
+        return profile(body.routing)
 
     def adapter(self, target: Target, body: MessagesCall) -> Any:
         """Native for Anthropic deployments; translated through the provider's chat adapter otherwise."""

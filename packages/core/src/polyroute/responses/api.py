@@ -36,6 +36,7 @@ from polyroute.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
+from polyroute.failover import FILE_CHARS, MESSAGE_OVERHEAD, TOOL_CHARS, Capability, Profile
 from polyroute.providers import adapter_for
 from polyroute.providers import openai as openai_format
 from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
@@ -333,9 +334,11 @@ class TranslatedAdapter:
                 param="previous_response_id",
             )
         chat = call.chat
-        self.chat: ChatCompletionRequest = (
-            chat if chat is not None else translate.to_chat(call.body, call.full_input, target.label)
-        )
+        if chat is None:
+            chat = translate.to_chat(call.body, call.full_input, target.label)
+            if chat["messages"]:
+                call.chat = chat  # a failover to another translated deployment sends the same
+        self.chat: ChatCompletionRequest = chat
         self.classify_error = self.inner.classify_error
 
     def build_request(self, body: Any, target: Target) -> UpstreamRequest:
@@ -540,22 +543,11 @@ class ResponsesApi:
         _refuse_duplicates(history, items)
         return ResponsesCall(body, items, history, previous, store, raw)
 
-    def routing_body(self, call: ResponsesCall) -> ChatCompletionRequest:
-        """The chat view of the request, for its needs (tools, images, reasoning, size)."""
-        body = call.body
-        hosted = translate.hosted_tools(body)
-        try:
-            chat = translate.to_chat({**body, "tools": []} if hosted else body, call.full_input, "")
-        except (UnsupportedFeatureError, InvalidRequestError):
-            chat = cast(ChatCompletionRequest, {"model": body["model"], "messages": [{"role": "user", "content": ""}]})
-            if body.get("stream"):
-                chat["stream"] = True
-        else:
-            if not hosted and chat["messages"]:
-                call.chat = chat  # what a translated deployment sends: translated once
-        if not chat["messages"]:
-            chat = cast(ChatCompletionRequest, {**chat, "messages": [{"role": "user", "content": ""}]})
-        return chat
+    def routing(self, call: ResponsesCall) -> Profile:
+        """The request's needs (tools, images, reasoning, size), read from its items: a pass-through deployment
+        never needs the chat translation, so routing does not build it.
+        """
+        return routing_profile(call)
 
     def adapter(self, target: Target, call: ResponsesCall) -> Any:
         """Pass-through for OpenAI and Azure, else the deployment's chat adapter behind a translation."""
@@ -575,6 +567,76 @@ class ResponsesApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called."""
         raise NotImplementedError
+
+
+def routing_profile(call: ResponsesCall) -> Profile:
+    """What routing needs to know of a Responses request, estimated as :func:`polyroute.failover.profile` estimates
+    a chat request (characters / 4, a fixed size per image or file, per tool and per item).
+    """
+    body = call.body
+    chars = 0
+    count = len(call.history) + len(call.items)
+    vision = pdf = audio = False
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        chars += len(instructions)
+        count += 1
+    for items in (call.history, call.items):
+        for item in items:
+            content = item.get("content")
+            if isinstance(content, str):
+                chars += len(content)
+            elif isinstance(content, list):
+                for part in cast(list[Any], content):
+                    part = _obj(part)
+                    kind = part.get("type")
+                    if kind == "input_image":
+                        vision = True
+                        chars += FILE_CHARS
+                    elif kind == "input_file":
+                        pdf = True
+                        chars += FILE_CHARS
+                    elif kind == "input_audio":
+                        audio = True
+                        chars += FILE_CHARS
+                    else:
+                        text = part.get("text")
+                        chars += len(text) if isinstance(text, str) else 0
+            else:
+                # a function call's arguments, its output, a reasoning item's summary: about their size
+                extra = item.get("arguments") or item.get("output") or item.get("summary")
+                if extra:
+                    chars += len(extra) if isinstance(extra, str) else len(dumps(extra))
+    needs: list[Capability] = []
+    functions = sum(1 for tool in _list(body.get("tools")) if _obj(tool).get("type") == "function")
+    if functions:
+        needs.append("tools")
+        chars += TOOL_CHARS * functions
+    if vision:
+        needs.append("vision")
+    if pdf:
+        needs.append("pdf")
+    if audio:
+        needs.append("audio")
+    text = body.get("text")
+    if isinstance(text, dict) and _obj(cast(dict[str, Any], text).get("format")).get("type") == "json_schema":
+        needs.append("json_schema")
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and cast(dict[str, Any], reasoning).get("effort") is not None:
+        needs.append("reasoning")
+    max_tokens = body.get("max_output_tokens")
+    tokens = chars // 4 + MESSAGE_OVERHEAD * max(count, 1)
+    return Profile(
+        body["model"],
+        tokens,
+        max_tokens if isinstance(max_tokens, int) else 0,
+        tuple(needs),
+        bool(body.get("stream")),
+    )
+
+
+def _list(value: Any) -> list[Any]:
+    return cast(list[Any], value) if isinstance(value, list) else []
 
 
 def _refuse_duplicates(history: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:

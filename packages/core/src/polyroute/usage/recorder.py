@@ -20,6 +20,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from polyroute.errors import BudgetExceededError, PolyrouteError, UpstreamStatusError
@@ -32,10 +33,10 @@ from polyroute.usage.record import UsageRecord
 
 if TYPE_CHECKING:
     from polyroute.config import Budget, UsageSettings
-    from polyroute.failover import Attempts
+    from polyroute.failover import Attempts, Profile
     from polyroute.providers._base import Target
     from polyroute.router import Router
-    from polyroute.types.openai import ChatCompletionRequest, Usage
+    from polyroute.types.openai import Usage
 
 logger = logging.getLogger("polyroute")
 
@@ -313,30 +314,25 @@ class Call:
         self._tried: set[str] = set()
         """Routes whose budgets this call was admitted under, or refused by (a fallback never loops back)."""
 
-    def admit(self, router: Router, routing: ChatCompletionRequest) -> ChatCompletionRequest:
+    def admit(self, router: Router, request: Profile) -> Profile:
         """Check the budgets and reserve this call's estimate; a spent budget with a ``fallback`` sends the call
-        to that model instead (the returned routing body names it). Raises :class:`BudgetExceededError`.
+        to that model instead (the returned profile names it). Raises :class:`BudgetExceededError`.
 
         With budgets on the router's shared state (Redis), the reservation is only computed here: it rides on the
         call's first deployment claim (:attr:`pending`, :meth:`refused_at_claim`), so it costs no round trip.
         """
         budgets = self.recorder.budgets
-        name = routing["model"]
+        name = request.model
         self.route = name
         if budgets is None:
-            return routing
-        from polyroute.failover import profile
-
-        needs = profile(routing)
-        self._estimate = (needs.tokens, needs.max_tokens)
+            return request
+        self._estimate = (request.tokens, request.max_tokens)
         try:
             name = self._admit(router, budgets, name)
         except BudgetExceededError as exc:
             self._refused(exc)
             raise
-        if name != routing["model"]:
-            routing = {**routing, "model": name}
-        return routing
+        return request if name == request.model else replace(request, model=name)
 
     def _admit(self, router: Router, budgets: Budgets, name: str) -> str:
         """Admit the call under the budgets of route ``name``, following spent budgets' fallbacks: the route it
@@ -555,13 +551,13 @@ def _flush_all() -> None:  # pyright: ignore[reportUnusedFunction]
             logger.exception("polyroute usage: flushing at exit failed")
 
 
-def begin(router: Router, api: Any, body: Any, headers: Mapping[str, str]) -> tuple[Any, Call | None]:
-    """The transport's hook where a request starts: its routing body (a budget's fallback may change its model)
+def begin(router: Router, api: Any, body: Any, headers: Mapping[str, str]) -> tuple[Profile, Call | None]:
+    """The transport's hook where a request starts: what it routes on (a budget's fallback may change its model)
     and its :class:`Call`, or None when the router records nothing.
     """
-    routing = api.routing_body(body)
+    request: Profile = api.routing(body)
     recorder = router.recorder
     if recorder is None:
-        return routing, None
+        return request, None
     call = recorder.begin(api.name, body, headers)
-    return call.admit(router, routing), call
+    return call.admit(router, request), call
