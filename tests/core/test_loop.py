@@ -365,6 +365,80 @@ def _trickling_headers_server() -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{server.getsockname()[1]}/v1", close
 
 
+def _scripted_server(pieces: list[tuple[float, bytes]]) -> tuple[str, Callable[[], None]]:
+    """A server that reads a request and then sends each piece after its delay (seconds): a whole answer, with
+    the gaps a test needs. Its base URL and a stop function.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            for delay, piece in pieces:
+                if stop.wait(delay):
+                    return
+                conn.sendall(piece)
+            stop.wait(10)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                threading.Thread(target=handle, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def close() -> None:
+        stop.set()
+        server.close()
+
+    return f"http://127.0.0.1:{server.getsockname()[1]}/v1", close
+
+
+def _late_body(delays: list[float]) -> list[tuple[float, bytes]]:
+    """Headers with a ``content-length`` at once, then the JSON body in ``len(delays)`` pieces after those gaps."""
+    body = json.dumps(completion("late")).encode()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+    size = -(-len(body) // len(delays))
+    return [(0.0, head)] + [(delay, body[i * size : (i + 1) * size]) for i, delay in enumerate(delays)]
+
+
+@pytest.mark.parametrize(
+    ("case", "pieces"),
+    [
+        # each piece well within a read's timeout, the whole far past the deadline: the watchdog ends it
+        ("trickle", _late_body([0.05] * 40)),
+        # one read that would outlast the deadline: its read timeout is what is left of the deadline, not all of it
+        ("late", [(0.7, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n")]),
+    ],
+)
+def test_a_sync_body_with_a_length_is_bounded_by_the_deadline(
+    emulator: Start, case: str, pieces: list[tuple[float, bytes]]
+) -> None:
+    base, close = _scripted_server(pieces)
+    try:
+        up = emulator(ok("fast"))
+        router = make_router(dep(base, "slow", timeout=1.0), dep(up, "fast"))
+        started = time.monotonic()
+        result, headers = call("sync", router)
+        assert result.choices[0].message.content == "fast"
+        assert headers["x-polyroute-attempts"] == "2"
+        assert time.monotonic() - started < 1.5  # unbounded: 2 s of trickle; a whole timeout per read: 1.7 s
+    finally:
+        close()
+
+
+def test_a_sync_body_in_pieces_is_read_whole(emulator: Start) -> None:
+    """A body that needs several reads (the watchdog armed after the first) is read to its end."""
+    base, close = _scripted_server(_late_body([0.0, 0.05, 0.05, 0.05]))
+    try:
+        result, headers = call("sync", make_router(dep(base, "pieces", timeout=5.0)))
+        assert result.choices[0].message.content == "late"
+        assert headers["x-polyroute-attempts"] == "1"
+    finally:
+        close()
+
+
 def test_async_trickling_headers_time_out_at_the_deployment_timeout(emulator: Start) -> None:
     """Header lines that keep coming, each within httpcore's per-read timeout: the async call still ends at the
     deployment's ``timeout`` and fails over (a new user's trial found this unbounded once).

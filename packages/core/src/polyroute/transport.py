@@ -415,7 +415,7 @@ class RouterTransport(_compat.TransportBase):
                             if cancel is not None and cancel.cancelled:
                                 response.close()
                                 raise _Cancelled
-                            result = response, _read_all(response, step.deadline)
+                            result = response, _read_whole(response, step.request, step.deadline)
                         case _ReadAll():
                             result = _read_all(step.response, step.deadline)
                         case _Close():
@@ -1162,6 +1162,33 @@ def _read_all(response: Any, deadline: float) -> bytes:
             if "content-encoding" in response.headers:  # a server's own gzip, a replayed cassette's
                 return response.read()
             return b"".join(response.stream)  # not encoded (polyroute asks for no compression): no decoder layers
+    finally:
+        response.close()
+
+
+def _read_whole(response: Any, request: Any, deadline: float) -> bytes:
+    """A non-streamed answer's body (sync), within ``deadline``; the response is closed.
+
+    The first read is bounded by httpcore's read timeout, set here to what is left of the deadline (httpcore reads
+    it when the body starts). Most bodies are whole after it (they come with the headers); only one that needs
+    more reads arms the watchdog, which bounds a body trickling in within each read's timeout.
+    """
+    try:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Expired
+        request.extensions["timeout"] = _timeouts(left)
+        headers = response.headers
+        if "content-encoding" in headers:  # a server's own gzip, a replayed cassette's
+            with _watched(response, deadline):
+                return response.read()
+        chunks = iter(response.stream)
+        first = next(chunks, b"")
+        length = headers.get("content-length")
+        if length is not None and len(first) == int(length):
+            return first + b"".join(chunks)  # the end of the message is buffered: no more reads
+        with _watched(response, deadline):
+            return first + b"".join(chunks)
     finally:
         response.close()
 
