@@ -929,6 +929,43 @@ def test_a_chain_counts_its_history_in_the_size(emulator: Start) -> None:
     assert create(ONE, router, input="and?").output_text == "narrow"
 
 
+@pytest.mark.parametrize("chain", ["resent", "previous"])
+def test_a_gemini_call_id_goes_on_to_openai(emulator: Start, chain: str) -> None:
+    """A Gemini call's id carries its thought signature (hundreds of characters); OpenAI refuses a ``call_id`` over
+    64. Continued on an OpenAI deployment (the conversation resent, or by ``previous_response_id``), the call and its
+    output go under one shorter id.
+    """
+    signature = "c2lnbmF0dXJl" * 60
+    gemini_emu = emulator(
+        gemini.GeminiEmulator(
+            gemini.response(
+                None, calls=[{"name": "get_weather", "args": {"city": "Paris"}, "thoughtSignature": signature}]
+            )
+        )
+    )
+    openai_emu = oai.ResponsesEmulator({"text": "Sunny."})
+    router = Router(
+        {
+            "models": [
+                {"name": "g", "deployments": [deployment("gemini", gemini_emu.url)]},
+                {"name": "m", "deployments": [deployment("openai", emulator(openai_emu).url)]},
+            ]
+        }
+    )
+    first = create(ONE, router, model="g", input="Weather in Paris?", tools=[WEATHER_TOOL])
+    call = next(item for item in first.output if item.type == "function_call")
+    assert len(call.call_id) > 64
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    if chain == "resent":
+        history = [{"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True), output]
+        answer = create(ONE, router, input=history, tools=[WEATHER_TOOL])
+    else:
+        answer = create(ONE, router, previous_response_id=first.id, input=[output], tools=[WEATHER_TOOL])
+    assert answer.output_text == "Sunny."
+    sent = [item for item in openai_emu.bodies[0]["input"] if "call_id" in item]
+    assert len(sent) == 2 and sent[0]["call_id"] == sent[1]["call_id"] and len(sent[0]["call_id"]) <= 64
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
     with router.http_client(timeout=60) as http:

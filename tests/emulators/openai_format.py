@@ -229,6 +229,17 @@ class ResponsesEmulator:
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
+        items = body.get("input")
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            call_id = item.get("call_id")
+            if isinstance(call_id, str) and len(call_id) > 64:  # as OpenAI refuses a Gemini signature-carrying id
+                return responses_error(
+                    400,
+                    f"Invalid 'input[{i}].call_id': string too long. Expected a string with maximum length 64, but "
+                    f"got a string with length {len(call_id)} instead.",
+                    param=f"input[{i}].call_id",
+                    code="string_above_max_length",
+                )
         conversation = self._conversation(body)
         calls = {item.get("call_id") for item in conversation if item.get("type") == "function_call"}
         for item in conversation:

@@ -18,6 +18,7 @@ after the commit is an ``error`` event (which the openai SDK raises as ``APIErro
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable
@@ -224,8 +225,25 @@ class PassThroughAdapter:
 
 
 def _has_polyroute_items(items: list[dict[str, Any]]) -> bool:
-    """Whether :func:`_for_openai` would change ``items`` (not ``foreign``): one carries polyroute's id or state."""
-    return any(("id" in item or "encrypted_content" in item) and _is_polyroute_item(item) for item in items)
+    """Whether :func:`_for_openai` would change ``items`` (not ``foreign``): one carries polyroute's id or state,
+    or a call id longer than OpenAI takes.
+    """
+    for item in items:
+        if ("id" in item or "encrypted_content" in item) and _is_polyroute_item(item):
+            return True
+        call_id = item.get("call_id")
+        if isinstance(call_id, str) and len(call_id) > MAX_CALL_ID:
+            return True
+    return False
+
+
+MAX_CALL_ID = 64
+"""OpenAI's Responses API refuses a longer ``call_id``; a Gemini call's id carries its thought signature (800+)."""
+
+
+def _openai_call_id(call_id: str) -> str:
+    """A call id OpenAI takes, the same for a call and its output (so they still pair up)."""
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
 
 
 def _is_polyroute_item(item: dict[str, Any]) -> bool:
@@ -235,8 +253,8 @@ def _is_polyroute_item(item: dict[str, Any]) -> bool:
 
 def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str, Any]]:
     """Input items an OpenAI deployment can take: none of polyroute's reasoning items (another provider's state,
-    which OpenAI cannot read) nor polyroute's item ids (which it does not know); with ``foreign`` (a chain stored
-    from another deployment) no stored ids or reasoning at all.
+    which OpenAI cannot read) nor polyroute's item ids (which it does not know), and call ids no longer than it takes;
+    with ``foreign`` (a chain stored from another deployment) no stored ids or reasoning at all.
     """
     out: list[dict[str, Any]] = []
     for item in items:
@@ -245,6 +263,9 @@ def _for_openai(items: list[dict[str, Any]], *, foreign: bool) -> list[dict[str,
             continue
         if "id" in item and (mine or foreign):
             item = {k: v for k, v in item.items() if k != "id"}
+        call_id = item.get("call_id")
+        if isinstance(call_id, str) and len(call_id) > MAX_CALL_ID:
+            item = {**item, "call_id": _openai_call_id(call_id)}
         out.append(item)
     return out
 
