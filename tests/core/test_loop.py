@@ -526,6 +526,49 @@ def test_a_stream_idle_after_its_commit_ends_with_an_in_band_error(emulator: Sta
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_idle_timeout_counts_from_the_last_chunk(emulator: Start, mode: str) -> None:
+    """A chunk soon after the commit, then silence: the stream ends ``stream_idle_timeout`` after that chunk, not a
+    whole timeout later (the watchdog once looked again only a period after the alarm moved).
+    """
+    events = chunks(["one ", "two ", "three"])
+
+    def stall_after_two() -> Iterator[str]:
+        yield from events[:2]  # the role chunk, then "one ": committed
+        time.sleep(0.1)
+        yield events[2]
+        time.sleep(3.0)
+        yield from events[3:]
+
+    stalled = emulator(lambda request: Reply.sse(stall_after_two()))
+    router = Router({"models": [{"name": "m", "deployments": [dep(stalled, "d")]}], "stream_idle_timeout": 0.6})
+    started = time.monotonic()
+    with pytest.raises(openai.APIError) as caught:
+        stream_text(mode, router)
+    assert "stream_idle_timeout=0.6" in caught.value.message
+    assert caught.value.partial == "one two "  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 1.05  # due at 0.7 s; late, it was 1.2 s
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_pings_are_not_silence(emulator: Start, mode: str) -> None:
+    """Keep-alive comments (OpenAI's, a proxy's) while the model thinks, longer in all than the idle timeout: the
+    upstream is not silent, the stream goes on to its end.
+    """
+    events = chunks(["one ", "two"])
+
+    def pings_after_commit() -> Iterator[str]:
+        yield from events[:2]
+        for _ in range(10):
+            time.sleep(0.1)
+            yield ": ping\n\n"
+        yield from events[2:]
+
+    pinging = emulator(lambda request: Reply.sse(pings_after_commit()))
+    router = Router({"models": [{"name": "m", "deployments": [dep(pinging, "d")]}], "stream_idle_timeout": 0.4})
+    assert stream_text(mode, router)[0] == "one two"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_every_attempt_timing_out_is_the_sdks_timeout_error(emulator: Start, mode: str) -> None:
     hung = emulator(lambda request: Reply(hang=1.0))
     router = make_router(dep(hung, "a", timeout=0.2), dep(hung, "b", timeout=0.2))

@@ -869,9 +869,9 @@ class RouterStream(_compat.ByteStreamBase):
                         if alarm is not None:
                             alarm.paused = True  # the caller's time with a chunk is not upstream silence
                         yield data
-                        if alarm is not None:
-                            alarm.at = time.monotonic() + call.idle
-                            alarm.paused = False
+                    if alarm is not None:  # anything read (a ping too) is not silence
+                        alarm.at = time.monotonic() + call.idle
+                        alarm.paused = False
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
@@ -900,9 +900,9 @@ class RouterStream(_compat.ByteStreamBase):
                         if alarm is not None:
                             alarm.paused = True
                         yield data
-                        if alarm is not None:
-                            alarm.at = time.monotonic() + call.idle
-                            alarm.paused = False
+                    if alarm is not None:
+                        alarm.at = time.monotonic() + call.idle
+                        alarm.paused = False
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
@@ -1345,8 +1345,10 @@ class _Watchdog:
                     _, seq, alarm = heapq.heappop(heap)
                     if alarm.done:
                         continue
-                    if alarm.paused or alarm.at > now:  # moved on: look again later
-                        heapq.heappush(heap, (max(alarm.at, now + alarm.period), seq, alarm))
+                    if alarm.at > now:  # moved on: due at its new time
+                        heapq.heappush(heap, (alarm.at, seq, alarm))
+                    elif alarm.paused:  # its reader is busy with the caller: look again a period later
+                        heapq.heappush(heap, (now + max(alarm.period, 0.01), seq, alarm))
                     elif alarm.task is not None:
                         with suppress(RuntimeError):  # its loop closed meanwhile: nothing left to stop
                             alarm.task.get_loop().call_soon_threadsafe(_cancel_task, alarm)
