@@ -21,6 +21,7 @@ from polyroute.api import is_content_chunk as _is_content
 from polyroute.api import is_raw_content as _raw_is_content
 from tests.core.routing_helpers import MESSAGES, call, dep, make_router, ok, sequence, status, stream_text
 from tests.emulators import Emulator, Reply, Request
+from tests.emulators import gemini_format as gemini_emu
 from tests.emulators.openai_format import AZURE_PROMPT_FILTER, chunks, completion
 
 Start = Callable[..., Emulator]
@@ -575,6 +576,28 @@ def test_every_attempt_timing_out_is_the_sdks_timeout_error(emulator: Start, mod
     with pytest.raises(openai.APITimeoutError) as caught:
         call(mode, router)
     assert "a timed out" in str(caught.value.__cause__) and "b timed out" in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_refusal_is_not_hidden_behind_an_unreachable_deployment(emulator: Start, api: str) -> None:
+    """One deployment refuses the request itself (a tool result that answers no call), the other cannot be reached:
+    the caller gets an error that says what the first refused, not the SDK's retryable connection error.
+    """
+    live = emulator(gemini_emu.GeminiEmulator(gemini_emu.response("never")))
+    router = make_router(
+        {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": live.url, "api_key": "k", "id": "live"},
+        dep("http://127.0.0.1:9/v1", "dead"),
+    )
+    client = router.openai_client(max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        if api == "chat":
+            orphan: Any = {"role": "tool", "tool_call_id": "nope", "content": "x"}
+            client.chat.completions.create(model="m", messages=[*MESSAGES, orphan])
+        else:
+            orphan = {"type": "function_call_output", "call_id": "nope", "output": "x"}
+            client.responses.create(model="m", input=[{"role": "user", "content": "hi"}, orphan])
+    assert "tool result 'nope'" in caught.value.message and "dead could not be reached" in caught.value.message
+    assert live.requests == []
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

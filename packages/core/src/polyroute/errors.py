@@ -274,10 +274,15 @@ class AllTargetsFailedError(PolyrouteError, ExceptionGroup):  # type: ignore[mis
         ExceptionGroup.__init__(self, message, list(errors))  # type: ignore[arg-type]
         self.errors: list[UpstreamError] = list(errors)
         self.status, self.error_type, self.code = _summarize(self.errors)
+        self.refused = False
+        """A deployment of the route refused the request itself (what it cannot take, said in the message): the
+        answer is this error, never the client library's connection or timeout error, whatever the others did."""
 
     def derive(self, excs: Sequence[Exception]) -> AllTargetsFailedError:  # type: ignore[override]
         """Keep the class when ``except*`` splits the group."""
-        return AllTargetsFailedError(self.message, [e for e in excs if isinstance(e, UpstreamError)])
+        derived = AllTargetsFailedError(self.message, [e for e in excs if isinstance(e, UpstreamError)])
+        derived.refused = self.refused
+        return derived
 
     def headers(self) -> dict[str, str]:
         """The router gave up: tell the SDK not to re-run the whole chain; when every deployment is rate-limited

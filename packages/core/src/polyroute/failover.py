@@ -565,9 +565,11 @@ class Attempts:
             )
             skipped = "".join("; " + _line(s.deployment, s.reason, "skipped, ") for s in self.skipped)
             budget = self._budget_note()
-            return AllTargetsFailedError(
+            error = AllTargetsFailedError(
                 f"{_attempts(len(self.records))} for {self.model!r} failed{budget}: {lines}{skipped}", self.errors
             )
+            error.refused = any(s.kind in ("capability", "context") for s in self.skipped)
+            return error
         lines = "; ".join(_line(s.deployment, s.reason) for s in self.skipped)
         kinds = {s.kind for s in self.skipped}
         if "budget" in kinds and kinds <= {"budget", "capability", "context"} and self.call is not None:

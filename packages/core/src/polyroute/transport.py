@@ -1470,9 +1470,10 @@ def _bytes_response(lib: Any, status: int, headers: dict[str, str], content: byt
 
 def _unreachable(exc: PolyrouteError) -> str | None:
     """The name of the caller library's ``ReadTimeout`` / ``ConnectError`` when every attempt timed out or could not
-    connect (the SDK then raises ``APITimeoutError`` / ``APIConnectionError``, as for a direct call), else None.
+    connect (the SDK then raises ``APITimeoutError`` / ``APIConnectionError``, as for a direct call), else None. Not
+    when a deployment refused the request itself: what it said is the answer, not a retryable connection error.
     """
-    if not isinstance(exc, AllTargetsFailedError) or not exc.errors:
+    if not isinstance(exc, AllTargetsFailedError) or not exc.errors or exc.refused:
         return None
     if all(isinstance(e, UpstreamTimeout) for e in exc.errors):
         return "ReadTimeout"
