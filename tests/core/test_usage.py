@@ -296,6 +296,42 @@ def test_a_call_that_fails_is_recorded_with_its_status(emulator: Start, mode: st
     assert r.usage()["total"]["errors"] == 1
 
 
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_stream_cut_mid_answer_is_a_failed_call_with_its_tokens_so_far(emulator: Start, mode: str, api: str) -> None:
+    """Anthropic cuts the connection after the first text: the caller hears the stream was cut (not that the
+    deployment could not be reached), and the call's record is a failure that keeps the prompt's tokens
+    ``message_start`` reported, priced.
+    """
+
+    def cut(request: Request) -> Reply:
+        msg = claude.message([claude.text("This is a long answer that will be cut in the middle")])
+        return Reply(chunks=claude.events(msg, pieces=6), headers={"content-type": "text/event-stream"}, cut_after=5)
+
+    emu = emulator(claude.scripted([cut], repeat_last=True))
+    deployment = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_base": emu.url, "api_key": "k"}
+    r, collected = router([{**deployment, "id": "cutter"}])
+    with pytest.raises(Exception, match="cutter cut the stream mid-answer") as caught:
+        if api == "chat":
+            run(mode, r, stream=True)
+        elif mode == "sync":
+            for _ in r.openai_client().responses.create(model="m", input="hi", stream=True):
+                pass
+        else:
+
+            async def go() -> None:
+                async for _ in await r.async_openai_client().responses.create(model="m", input="hi", stream=True):
+                    pass
+                await r.aclose()
+
+            asyncio.run(go())
+    assert "could not be reached" not in str(caught.value)
+    r.close()
+    (call,) = collected.calls()
+    assert call.failed and call.status == 502 and call.error == "stream_interrupted" and call.streamed
+    assert call.input_tokens > 0 and call.cost is not None and call.cost > 0
+    assert r.usage()["total"]["errors"] == 1
+
+
 def test_attribution_from_user_metadata_header_and_client_defaults(emulator: Start, mode: str) -> None:
     emu = emulator(_ok)
     r, collected = router([_openai(emu, "a")])

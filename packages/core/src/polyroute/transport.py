@@ -43,6 +43,7 @@ from polyroute.errors import (
     AllTargetsFailedError,
     NotFoundPathError,
     PolyrouteError,
+    StreamInterruptedError,
     UnsupportedFeatureError,
     UpstreamConnectionError,
     UpstreamError,
@@ -732,6 +733,7 @@ class StreamCall:
         "decoder",
         "ended",
         "estimate",
+        "failure",
         "format",
         "idle",
         "iter",
@@ -770,6 +772,8 @@ class StreamCall:
         """Seconds of upstream silence allowed between chunks once committed."""
         self.usage: Any = None
         """The call's usage (:class:`polyroute.usage.recorder.Call`), recorded when the stream closes."""
+        self.failure: UpstreamError | None = None
+        """What ended the stream after the commit (sent in-band), for its usage record."""
 
     def forward(self, raw: bytes) -> bytes:
         """Upstream bytes → the bytes to send, once committed (no need to look for content any more)."""
@@ -862,7 +866,7 @@ class RouterStream(_compat.ByteStreamBase):
             return self.close()
         alarm = _idle_alarm(call)
         try:
-            with _map_transport_errors(call.target, None, None):
+            with _map_transport_errors(call.target, None, None, committed=True):
                 for raw in call.iter:
                     data = call.forward(raw)
                     if data:
@@ -875,9 +879,11 @@ class RouterStream(_compat.ByteStreamBase):
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield call.format.error(_idle_error(call) if alarm is not None and alarm.fired else exc)
+            call.failure = _idle_error(call) if alarm is not None and alarm.fired else exc
+            yield call.format.error(call.failure)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            yield call.format.error(_malformed(call.target, exc))
+            call.failure = _malformed(call.target, exc)
+            yield call.format.error(call.failure)
         finally:
             if alarm is not None:
                 alarm.done = True
@@ -893,7 +899,7 @@ class RouterStream(_compat.ByteStreamBase):
             return
         alarm = _idle_alarm(call)
         try:
-            with _map_transport_errors(call.target, None, None):
+            with _map_transport_errors(call.target, None, None, committed=True):
                 async for raw in call.iter:
                     data = call.forward(raw)
                     if data:
@@ -906,9 +912,11 @@ class RouterStream(_compat.ByteStreamBase):
                 tail = call.end()
             yield tail
         except UpstreamError as exc:
-            yield call.format.error(_idle_error(call) if alarm is not None and alarm.fired else exc)
+            call.failure = _idle_error(call) if alarm is not None and alarm.fired else exc
+            yield call.format.error(call.failure)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            yield call.format.error(_malformed(call.target, exc))
+            call.failure = _malformed(call.target, exc)
+            yield call.format.error(call.failure)
         finally:
             if alarm is not None:
                 alarm.done = True
@@ -957,12 +965,14 @@ class _map_transport_errors:
     generator and four calls more each time.
     """
 
-    __slots__ = ("target", "timeout", "ttft")
+    __slots__ = ("committed", "target", "timeout", "ttft")
 
-    def __init__(self, target: Target, ttft: float | None, timeout: float | None) -> None:
+    def __init__(self, target: Target, ttft: float | None, timeout: float | None, committed: bool = False) -> None:
         self.target = target
         self.ttft = ttft
         self.timeout = timeout
+        self.committed = committed
+        """Reading a stream already handed to the caller: a broken connection cut it (it was reached)."""
 
     def __enter__(self) -> None:
         return None
@@ -989,6 +999,13 @@ class _map_transport_errors:
                 code="ttft_timeout" if ttft is not None else None,
             ) from exc
         if isinstance(exc, _compat.transport_exceptions()):
+            if self.committed:
+                raise StreamInterruptedError(
+                    f"{target.label} cut the stream mid-answer: {type(exc).__name__}: {redact(str(exc))}",
+                    provider=target.provider,
+                    deployment=target.label,
+                    code="stream_interrupted",
+                ) from exc
             raise UpstreamConnectionError(
                 f"{target.label} could not be reached: {type(exc).__name__}: {redact(str(exc))}",
                 provider=target.provider,

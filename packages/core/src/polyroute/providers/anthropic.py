@@ -1113,6 +1113,12 @@ class AnthropicStreamTranslator:
         self._merge_usage(message.get("usage") or {})
         return []
 
+    def usage_so_far(self) -> Usage | None:
+        """The usage the stream has told so far (``message_start``'s, then each ``message_delta``'s), for a stream
+        that ends before its last event.
+        """
+        return _from_anthropic_usage(self._usage) if self._usage else None
+
     def _merge_usage(self, usage: Mapping[str, Any]) -> None:
         # message_delta usage is cumulative (streaming docs): later non-null values replace earlier ones.
         for key, value in usage.items():

@@ -401,6 +401,11 @@ class TranslatedEvents:
         """The chat translator's bookkeeping (its usage frees the deployment's token budget)."""
         return self.inner.builder
 
+    def usage_so_far(self) -> Usage | None:
+        """The chat translator's usage so far, if it can tell it (a stream cut short)."""
+        so_far = getattr(self.inner, "usage_so_far", None)
+        return so_far() if so_far is not None else None
+
     def _convert(self, chunks: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for chunk in chunks:

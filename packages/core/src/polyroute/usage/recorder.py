@@ -471,12 +471,20 @@ class Call:
         # a chat translator's builder holds the finish reason and usage; another API's translator may say them
         # the same way, or not at all (then the record has no tokens)
         builder = getattr(stream.translator, "builder", None)
-        record = self._record("call", target, 200, None, self.attempts)
-        if builder is not None and getattr(builder, "finish_reason", True) is None:
-            record.error = "incomplete"
+        failure: PolyrouteError | None = getattr(stream, "failure", None)
+        if failure is not None:  # ended after the commit by an upstream failure (told the caller in-band)
+            record = self._record("call", target, failure.status, failure.code or failure.error_type, self.attempts)
+        else:
+            record = self._record("call", target, 200, None, self.attempts)
+            if builder is not None and getattr(builder, "finish_reason", True) is None:
+                record.error = "incomplete"  # the caller left before the end
         record.ttft_ms = self.ttft * 1000.0 if self.ttft is not None else None
         record.streamed = True
         usage: Usage | None = getattr(builder, "usage", None)
+        if not usage:
+            # cut short: what the upstream counted so far (Anthropic's message_start has the prompt's tokens)
+            so_far = getattr(stream.translator, "usage_so_far", None)
+            usage = so_far() if so_far is not None else None
         if usage:
             _count(record, usage)
             found = usage.get("cost")
