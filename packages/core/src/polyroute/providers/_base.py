@@ -210,11 +210,14 @@ def forwarded_headers(incoming: Mapping[str, str], target: Target) -> dict[str, 
     own = target.spec.header_prefixes
     raw: Any = getattr(incoming, "raw", None)
     pairs: Any = raw if raw is not None else incoming.items()
+    verdicts = _FORWARDED_NAMES.get(own)
+    if verdicts is None:
+        verdicts = _FORWARDED_NAMES.setdefault(own, {})
     out: dict[str, str] = {}
     for key, value in pairs:
-        name = _FORWARDED_NAMES.get((own, key), _UNSEEN)
+        name = verdicts.get(key, _UNSEEN)
         if name is _UNSEEN:
-            name = _forwarded_name(key, own)
+            name = _forwarded_name(key, own, verdicts)
         if name is not None:
             out[name] = value.decode("latin-1") if isinstance(value, bytes) else value
     return out
@@ -234,11 +237,12 @@ def with_forwarded(native: dict[str, str], forwarded: dict[str, str]) -> dict[st
 
 
 _UNSEEN = ""
-_FORWARDED_NAMES: dict[tuple[tuple[str, ...], str | bytes], str | None] = {}
-"""(provider prefixes, header name as sent) → the lower-cased name to forward, or None; at most 4096 names."""
+_FORWARDED_NAMES: dict[tuple[str, ...], dict[str | bytes, str | None]] = {}
+"""Per provider's header prefixes: header name as sent → the lower-cased name to forward, or None (at most 4096
+names each; a dict per provider, so a lookup builds no key)."""
 
 
-def _forwarded_name(key: str | bytes, own: tuple[str, ...]) -> str | None:
+def _forwarded_name(key: str | bytes, own: tuple[str, ...], verdicts: dict[str | bytes, str | None]) -> str | None:
     name = (key.decode("latin-1") if isinstance(key, bytes) else key).lower()
     keep = not (
         name in _NOT_FORWARDED
@@ -247,8 +251,8 @@ def _forwarded_name(key: str | bytes, own: tuple[str, ...]) -> str | None:
         or (name.startswith(PROVIDER_HEADER_PREFIXES) and not name.startswith(own))
     )
     verdict = name if keep else None
-    if len(_FORWARDED_NAMES) < 4096:  # callers choose header names: remember a bounded number
-        _FORWARDED_NAMES[(own, key)] = verdict
+    if len(verdicts) < 4096:  # callers choose header names: remember a bounded number
+        verdicts[key] = verdict
     return verdict
 
 
