@@ -966,6 +966,39 @@ def test_a_gemini_call_id_goes_on_to_openai(emulator: Start, chain: str) -> None
     assert len(sent) == 2 and sent[0]["call_id"] == sent[1]["call_id"] and len(sent[0]["call_id"]) <= 64
 
 
+def _long_conversation(turns: int) -> list[dict[str, Any]]:
+    """``turns`` exchanges of ~100 tokens each way, a tool call among the first ones, then a last question."""
+    items: list[dict[str, Any]] = []
+    for i in range(turns):
+        items.append({"role": "user", "content": f"question {i}: " + "words " * 70})
+        if i == 1:
+            items.append({"type": "function_call", "call_id": "call_early", "name": "get_weather", "arguments": "{}"})
+            items.append({"type": "function_call_output", "call_id": "call_early", "output": "sunny " * 60})
+        items.append({"role": "assistant", "content": f"answer {i}: " + "words " * 70})
+    items.append({"role": "user", "content": "And the last question?"})
+    return items
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_truncation_auto_drops_the_oldest_turns_to_fit(emulator: Start, provider: str) -> None:
+    """``truncation: "auto"`` on a deployment reached through chat: the oldest turns go until the conversation fits
+    the deployment's context window (instructions kept, the rest starting at a user turn, no tool result without its
+    call); ``disabled`` (the default) is the 400 OpenAI answers.
+    """
+    up = text_upstream(emulator, provider, "Fits now.")
+    router = router_for(deployment(provider, up.url, capabilities={"context_window": 2000}))
+    conversation = _long_conversation(30)  # ~6,000 tokens
+    with pytest.raises(openai.BadRequestError) as too_long:
+        create(ONE, router, input=conversation, instructions="Be brief.", tools=[WEATHER_TOOL])
+    assert too_long.value.code == "context_length_exceeded"
+    answer = create(ONE, router, input=conversation, instructions="Be brief.", tools=[WEATHER_TOOL], truncation="auto")
+    assert answer.output_text == "Fits now." and answer.truncation == "auto"
+    sent = json.dumps(up.requests[-1].json())
+    assert "Be brief." in sent and "And the last question?" in sent
+    assert "question 0:" not in sent and "call_early" not in sent  # the oldest turns, and the early tool call
+    assert "question 29:" in sent and len(sent) < 9000
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
     with router.http_client(timeout=60) as http:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from polyroute import Router, UpstreamConnectionError, UpstreamStatusError
-from polyroute.failover import backoff, classify, profile
+from polyroute.failover import backoff, classify, fit_to_window, profile
 from polyroute.health import DeploymentState, TokenBucket
 from tests.core.routing_helpers import MESSAGES, MODES, call, dep, make_router, ok
 from tests.emulators import Emulator, Reply
@@ -145,6 +145,28 @@ def test_profile_estimates_tokens_and_needs() -> None:
     assert 100 < found.tokens < 3000
     plain = profile({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     assert plain.needs == () and plain.tokens < 10
+
+
+def test_fit_to_window_drops_whole_turns_from_the_start() -> None:
+    def user(n: int) -> Any:
+        return {"role": "user", "content": "u" * n}
+
+    call: Any = {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}
+    messages: Any = [
+        {"role": "system", "content": "rules"},
+        user(400),
+        call,
+        {"role": "tool", "tool_call_id": "c", "content": "r" * 400},
+        user(400),
+        {"role": "assistant", "content": "a" * 400},
+        user(40),
+    ]
+    body: Any = {"model": "m", "messages": messages, "max_completion_tokens": 50}
+    assert fit_to_window(body, 10_000) is body  # it fits: as it is
+    cut = fit_to_window(body, 320)["messages"]
+    assert cut[0] == messages[0] and cut[1]["role"] == "user" and cut[1:] == messages[4:]  # no orphan tool result
+    assert fit_to_window(body, 100)["messages"] == [messages[0], messages[-1]]  # at least the last user turn
+    assert fit_to_window({"model": "m", "messages": [user(4000)]}, 100)["messages"] == [user(4000)]
 
 
 @pytest.mark.parametrize(

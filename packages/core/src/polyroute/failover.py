@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from polyroute.errors import (
     AllTargetsFailedError,
@@ -41,7 +41,7 @@ from polyroute.errors import (
 if TYPE_CHECKING:
     from polyroute.providers._base import Target
     from polyroute.router import Route, Router
-    from polyroute.types.openai import ChatCompletionRequest
+    from polyroute.types.openai import ChatCompletionRequest, Message
     from polyroute.usage.recorder import Call
 
 logger = logging.getLogger("polyroute")
@@ -77,35 +77,19 @@ class Profile:
     """The caller's output limit (``max_completion_tokens`` / ``max_tokens``), 0 when not given."""
     needs: tuple[Capability, ...]
     stream: bool
+    truncatable: bool = False
+    """The input may be cut to fit a context window (Responses' ``truncation: "auto"``): a deployment whose window
+    is too small still takes it (:func:`fit_to_window`)."""
 
 
 def profile(body: ChatCompletionRequest) -> Profile:
     """One pass over the request: estimated prompt tokens and the capabilities it needs."""
-    chars = 0
-    vision = pdf = audio = False
+    media: set[str] = set()
     messages = body["messages"]
+    chars = 0
     for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif content:
-            for part in content:
-                kind = part.get("type")
-                if kind == "text":
-                    chars += len(part.get("text") or "")
-                elif kind == "image_url":
-                    vision = True
-                    chars += FILE_CHARS
-                elif kind == "file":
-                    pdf = True
-                    chars += FILE_CHARS
-                elif kind == "input_audio":
-                    audio = True
-                    chars += FILE_CHARS
-        calls = message.get("tool_calls")
-        if calls:
-            for call in calls:
-                chars += len(call.get("function", {}).get("arguments") or "") + 20
+        chars += _message_chars(message, media)
+    vision, pdf, audio = "image_url" in media, "file" in media, "input_audio" in media
     needs: list[Capability] = []
     tools = body.get("tools")
     if tools:
@@ -138,10 +122,75 @@ def cannot_serve(target: Target, request: Profile) -> str | None:
     return None
 
 
+def _message_chars(message: Message, media: set[str] | None = None) -> int:
+    """The characters a message counts for in the estimate (an image, file or audio part: :data:`FILE_CHARS`); the
+    kinds of media it carries are added to ``media``.
+    """
+    chars = 0
+    content = message.get("content")
+    if isinstance(content, str):
+        chars += len(content)
+    elif content:
+        for part in content:
+            kind = part.get("type")
+            if kind == "text":
+                chars += len(part.get("text") or "")
+            elif kind in _MEDIA_PARTS:
+                chars += FILE_CHARS
+                if media is not None:
+                    media.add(kind)
+    calls = message.get("tool_calls")
+    if calls:
+        for call in calls:
+            chars += len(call.get("function", {}).get("arguments") or "") + 20
+    return chars
+
+
+_MEDIA_PARTS = frozenset({"image_url", "file", "input_audio"})
+
+
+def fit_to_window(body: ChatCompletionRequest, window: int) -> ChatCompletionRequest:
+    """``body`` with its oldest turns dropped until the estimate (and the output asked for) fits ``window``: what
+    Responses' ``truncation: "auto"`` asks of a deployment reached through chat, as OpenAI cuts from the beginning
+    of the conversation. The leading system / developer messages (the instructions) stay; what is left starts at a
+    user message, so no tool result loses its call; the last user turn always stays.
+    """
+    messages = body["messages"]
+    head = 0
+    while head < len(messages) and messages[head]["role"] in ("system", "developer"):
+        head += 1
+    sizes = [_message_chars(m) // 4 + MESSAGE_OVERHEAD for m in messages]
+    tools = body.get("tools")
+    budget = window - (body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+    budget -= sum(sizes[:head]) + (TOOL_CHARS * len(tools) // 4 if tools else 0)
+    total = sum(sizes[head:])
+    if total <= budget:
+        return body
+    start = dropped = 0
+    for i in range(head, len(messages)):  # the earliest user turn from which the rest fits (else the last one)
+        if messages[i]["role"] == "user":
+            start = i
+            if total - dropped <= budget:
+                break
+        dropped += sizes[i]
+    if start <= head:  # nothing to drop before a user turn: as it is (the deployment says what is too long)
+        return body
+    logger.info(
+        "polyroute truncation: model=%s dropped the %d oldest messages of %d to fit a context window of %d",
+        body["model"],
+        start - head,
+        len(messages),
+        window,
+    )
+    return cast("ChatCompletionRequest", {**body, "messages": [*messages[:head], *messages[start:]]})
+
+
 def too_long(target: Target, request: Profile) -> str | None:
-    """Why the estimated prompt (plus the requested output) does not fit ``target``'s context window, or None."""
+    """Why the estimated prompt (plus the requested output) does not fit ``target``'s context window, or None (a
+    request that may be truncated fits: the deployment's adapter cuts it).
+    """
     window = target.info.context_window
-    if window is None or request.tokens + request.max_tokens <= window:
+    if window is None or request.tokens + request.max_tokens <= window or request.truncatable:
         return None
     wanted = f"~{request.tokens} prompt tokens" + (f" + {request.max_tokens} output" if request.max_tokens else "")
     return f"{wanted} exceed its context window of {window} (context_length_exceeded)"

@@ -37,7 +37,7 @@ from polyroute.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
-from polyroute.failover import FILE_CHARS, MESSAGE_OVERHEAD, TOOL_CHARS, Capability, Profile
+from polyroute.failover import FILE_CHARS, MESSAGE_OVERHEAD, TOOL_CHARS, Capability, Profile, fit_to_window
 from polyroute.providers import adapter_for
 from polyroute.providers import openai as openai_format
 from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
@@ -359,6 +359,9 @@ class TranslatedAdapter:
             chat = translate.to_chat(call.body, call.full_input, target.label)
             if chat["messages"]:
                 call.chat = chat  # a failover to another translated deployment sends the same
+        window = target.info.context_window
+        if window is not None and call.body.get("truncation") == "auto":
+            chat = fit_to_window(chat, window)  # OpenAI would drop the oldest items: so does this deployment
         self.chat: ChatCompletionRequest = chat
         self.classify_error = self.inner.classify_error
 
@@ -658,6 +661,7 @@ def routing_profile(call: ResponsesCall) -> Profile:
         max_tokens if isinstance(max_tokens, int) else 0,
         tuple(needs),
         bool(body.get("stream")),
+        body.get("truncation") == "auto",
     )
 
 
