@@ -20,7 +20,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
@@ -114,9 +114,14 @@ def is_polyroute_id(value: Any) -> bool:
 
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
-    """Check what polyroute reads of a Responses request; each failure names the field to fix."""
-    unknown = None if _FIELDS.issuperset(body) else sorted(set(body) - _FIELDS)
-    if unknown:
+    """Check what polyroute reads of a Responses request; each failure is a 400 naming the field to fix.
+
+    Cheap on every call: ``model`` and ``input`` are read, then each field present is checked by its rule in
+    :data:`_CHECKS` (a type, or a function), so an absent field costs nothing; a null one is taken as absent, as
+    OpenAI takes it.
+    """
+    if not _FIELDS.issuperset(body):
+        unknown = sorted(set(body) - _FIELDS)
         raise InvalidRequestError(
             f"Unrecognized request argument supplied: {', '.join(unknown)} (not a field of POST /v1/responses)",
             param=unknown[0],
@@ -125,73 +130,43 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")
     raw = body.get("input")
-    if raw is None and not body.get("previous_response_id") and not body.get("instructions"):
-        raise InvalidRequestError("'input' is required: a string, or an array of input items", param="input")
-    if raw is not None and not isinstance(raw, str | list):
+    if isinstance(raw, list):
+        for i, item in enumerate(cast("list[Any]", raw)):
+            _check_item(i, item)
+    elif raw is None:
+        if not (body.get("previous_response_id") or body.get("instructions")):
+            raise InvalidRequestError("'input' is required: a string, or an array of input items", param="input")
+    elif not isinstance(raw, str):
         raise InvalidRequestError(
             f"'input' must be a string or an array of input items, got {type(raw).__name__}", param="input"
         )
-    if isinstance(raw, list):
-        for i, item in enumerate(cast(list[Any], raw)):
-            _check_item(i, item)
-    for name in ("metadata", "reasoning", "text"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise InvalidRequestError(f"'{name}' must be an object, got {body[name]!r}", param=name)
-    if "tools" in body:
-        _check_tools(body["tools"])
-    if body.get("text"):
-        _check_text(body["text"])
-    for name, top in (("temperature", 2), ("top_p", 1)):
-        value = body.get(name)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top
-        ):
-            raise InvalidRequestError(f"'{name}' must be a number from 0 to {top}, got {value!r}", param=name)
-    previous = body.get("previous_response_id")
-    if previous is not None and (not isinstance(previous, str) or not previous):
-        raise InvalidRequestError(
-            f"'previous_response_id' must be a response id (a string), got {previous!r}", param="previous_response_id"
-        )
-    value = body.get("max_output_tokens")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
-        raise InvalidRequestError(
-            f"'max_output_tokens' must be an integer ≥ 16, got {value!r}", param="max_output_tokens"
-        )
-    include = body.get("include")
-    if include is not None and not all(isinstance(x, str) for x in _list(include)):
-        raise InvalidRequestError("'include' must be an array of strings", param="include")
-    if body.get("background"):
-        # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
-        # it would never see the upstream finish.
-        raise InvalidRequestError(
-            "'background' responses are not served through polyroute (it cannot poll them upstream); "
-            "remove 'background' (stream instead for long answers)",
-            param="background",
-        )
-    for name in ("stream", "store", "parallel_tool_calls"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise InvalidRequestError(f"'{name}' must be true or false, got {value!r}", param=name)
+    for name, value in body.items():
+        rule = _CHECKS.get(name)
+        if rule is None or value is None:
+            continue
+        if isinstance(rule, type):  # checked here: most rules are a type, and a call would cost more than it
+            if not isinstance(value, rule):
+                raise InvalidRequestError(f"'{name}' must be {_KINDS[rule]}, got {value!r}", param=name)
+        else:
+            rule(value)
     return body
 
 
-def _check_tools(tools: Any) -> None:
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
-    for i, tool in enumerate(cast(list[Any], tools)):
-        kind = as_object(tool).get("type")
-        if not isinstance(kind, str):
-            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
-        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
-            raise InvalidRequestError(
-                f"'tools[{i}].name' is required: a Responses function tool is flat "
-                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
-                param=f"tools[{i}].name",
-            )
+_KINDS: dict[type, str] = {bool: "true or false", str: "a string", dict: "an object"}
 
 
-def _check_text(text: dict[str, Any]) -> None:
-    fmt = as_object(text.get("format"))
+def _number(name: str, top: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+            raise InvalidRequestError(f"'{name}' must be a number from 0 to {top}, got {value!r}", param=name)
+
+    return check
+
+
+def _check_text(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"'text' must be an object, got {value!r}", param="text")
+    fmt = as_object(cast("dict[str, Any]", value).get("format"))
     if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
         raise InvalidRequestError(
             f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
@@ -206,6 +181,70 @@ def _check_text(text: dict[str, Any]) -> None:
         )
 
 
+def _check_max_output_tokens(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
+        raise InvalidRequestError(
+            f"'max_output_tokens' must be an integer ≥ 16, got {value!r}", param="max_output_tokens"
+        )
+
+
+def _check_previous(value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(
+            f"'previous_response_id' must be a response id (a string), got {value!r}", param="previous_response_id"
+        )
+
+
+def _check_include(value: Any) -> None:
+    if not all(isinstance(x, str) for x in _list(value)):
+        raise InvalidRequestError("'include' must be an array of strings", param="include")
+
+
+def _check_background(value: Any) -> None:
+    if value:
+        # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
+        # it would never see the upstream finish.
+        raise InvalidRequestError(
+            "'background' responses are not served through polyroute (it cannot poll them upstream); "
+            "remove 'background' (stream instead for long answers)",
+            param="background",
+        )
+
+
+def _check_tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        raise InvalidRequestError("'tools' must be an array", param="tools")
+    for i, tool in enumerate(cast("list[Any]", tools)):
+        kind = as_object(tool).get("type")
+        if not isinstance(kind, str):
+            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
+        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
+            raise InvalidRequestError(
+                f"'tools[{i}].name' is required: a Responses function tool is flat "
+                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
+                param=f"tools[{i}].name",
+            )
+
+
+_CHECKS: dict[str, type | Callable[[Any], None]] = {
+    "tools": _check_tools,
+    "text": _check_text,
+    "reasoning": dict,
+    "metadata": dict,
+    "max_output_tokens": _check_max_output_tokens,
+    "temperature": _number("temperature", 2),
+    "top_p": _number("top_p", 1),
+    "previous_response_id": _check_previous,
+    "include": _check_include,
+    "background": _check_background,
+    "stream": bool,
+    "store": bool,
+    "parallel_tool_calls": bool,
+}
+"""The rule of each request field that has one, applied only when the field is present and not null: the type the
+value must have (:data:`_KINDS`), or a function that raises for a bad value."""
+
+
 def _check_item(i: int, item: Any) -> None:
     problem = _item_problem(item)
     if problem is not None:  # the field's name is written only for an error: a long input has hundreds of items
@@ -218,7 +257,7 @@ def _item_problem(item: Any) -> tuple[str, str] | None:
     """What is wrong with an input item: (the field under ``input[i]``, what to fix), or None."""
     if not isinstance(item, dict):
         return "", f"must be an object (an input item), got {type(item).__name__}"
-    item = cast(dict[str, Any], item)
+    item = cast("dict[str, Any]", item)
     if item.get("id") is not None and not isinstance(item["id"], str):
         return ".id", f"must be a string (an item id), got {item['id']!r}"
     kind = item.get("type", "message" if "role" in item else None)
