@@ -804,10 +804,10 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
     client = router.openai_client()
     client.responses.create(model="m", input="hi", user="alice", metadata={"run": "42"})
     client.responses.create(model="m", input=[{"role": "user", "content": "yo"}], safety_identifier="carol")
-    client.responses.create(model="m", input="hey", extra_body={"user": 5, "safety_identifier": "dave"})
+    client.responses.create(model="m", input="hey", user="erin", safety_identifier="dave")
     router.close()
     first, second, third = records
-    assert third.user == "dave"  # the one that is a name; safety_identifier first, as it is the one sent upstream
+    assert third.user == "dave"  # safety_identifier first, as it is the one sent upstream
     assert (first.user, first.metadata, json.loads(first.prompt)) == ("alice", {"run": "42"}, "hi")
     assert (second.user, second.metadata) == ("carol", None)
     assert json.loads(second.prompt) == [{"role": "user", "content": "yo"}]
@@ -854,6 +854,67 @@ def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: 
     if re.fullmatch(r"\w+\[\d+\]\.\w+", words):  # a field's path: the param names that very field
         assert error["param"] == words, error
     assert emu.requests == []
+
+
+def refused(emulator: Start, provider: str, body: dict[str, Any]) -> openai.BadRequestError:
+    """The 400 the openai SDK raises for ``body`` sent through polyroute to ``provider``; nothing went upstream."""
+    emu = text_upstream(emulator, provider)
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router_for(deployment(provider, emu.url)), extra_body=body)
+    assert emu.requests == []
+    assert caught.value.status_code == 400 and caught.value.type == "invalid_request_error"
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"instructions": 5}, "instructions", "'instructions' must be a string, got 5"),
+        ({"reasoning": {"effort": "extreme"}}, "reasoning.effort", "'reasoning.effort' must be 'none', 'minimal', "),
+        ({"reasoning": {"effort": 3}}, "reasoning.effort", "'high', 'xhigh' or 'max', got 3"),
+        ({"reasoning": {"summary": "long"}}, "reasoning.summary", "must be 'auto', 'concise' or 'detailed'"),
+        ({"tool_choice": "any"}, "tool_choice", "'tool_choice' must be 'none', 'auto' or 'required'"),
+        ({"tool_choice": 1}, "tool_choice", "or an object naming a tool, got 1"),
+        ({"tool_choice": {"type": "nonsense"}}, "tool_choice.type", "'tool_choice.type' 'nonsense' is not a tool"),
+        ({"tool_choice": {"name": "f"}}, "tool_choice.type", "'tool_choice.type' None is not a tool"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice.name",
+            "not nested under 'function'",
+        ),
+        (
+            {"tool_choice": {"type": "allowed_tools", "mode": "any", "tools": []}},
+            "tool_choice.mode",
+            "'tool_choice.mode' must be 'auto' or 'required'",
+        ),
+        ({"user": 5}, "user", "'user' must be a string, got 5"),
+        ({"safety_identifier": ["a"]}, "safety_identifier", "'safety_identifier' must be a string"),
+        ({"prompt_cache_key": {"k": 1}}, "prompt_cache_key", "'prompt_cache_key' must be a string"),
+        ({"truncation": "sometimes"}, "truncation", "'truncation' must be 'auto' or 'disabled', got 'sometimes'"),
+        ({"service_tier": "gold"}, "service_tier", "'service_tier' must be 'auto', 'default', 'flex'"),
+        ({"stream": True, "stream_options": 5}, "stream_options", "'stream_options' must be an object, got 5"),
+        ({"include": ["nonsense"]}, "include[0]", "'include[0]' must be one of file_search_call.results"),
+        ({"include": "reasoning.encrypted_content"}, "include", "'include' must be an array of strings"),
+        ({"background": "no"}, "background", "'background' must be true or false, got 'no'"),
+        ({"background": 0}, "background", "'background' must be true or false, got 0"),
+        # refused before too, said the same way
+        ({"max_output_tokens": 0}, "max_output_tokens", "'max_output_tokens' must be an integer ≥ 16, got 0"),
+        ({"max_output_tokens": "64"}, "max_output_tokens", "must be an integer ≥ 16, got '64'"),
+        ({"parallel_tool_calls": "yes"}, "parallel_tool_calls", "'parallel_tool_calls' must be true or false"),
+        ({"store": 1}, "store", "'store' must be true or false, got 1"),
+        ({"stream": "yes"}, "stream", "'stream' must be true or false, got 'yes'"),
+    ],
+)
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_refused_as_openai_refuses_it(
+    emulator: Start, provider: str, body: dict[str, Any], param: str, words: str
+) -> None:
+    """A value OpenAI's API refuses (its OpenAPI spec: types and enums) is a 400 naming the field, whatever the
+    route: a pass-through deployment is not asked, a translated one would not have been told.
+    """
+    error = refused(emulator, provider, {"input": "hi", **body})
+    assert error.param == param
+    assert words in error.message
 
 
 def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> None:

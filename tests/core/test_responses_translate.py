@@ -132,6 +132,45 @@ def test_items_only_openai_takes(item: dict[str, Any], words: str) -> None:
         chat({"model": "m", "input": [item]})
 
 
+AGENTS_TOOL_CHOICES = (
+    *("web_search", "web_search_preview", "file_search", "computer_use", "computer_use_preview", "image_generation"),
+    *("code_interpreter", "shell", "apply_patch", "mcp", "programmatic_tool_calling"),
+)
+"""What openai-agents sends as ``tool_choice: {"type": ...}`` (agents/models/openai_responses.py, convert_tool_choice);
+``web_search`` and a bare ``mcp`` are not in OpenAI's spec, yet a client this widely used sends them: they must pass."""
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        *(
+            {"reasoning": {"effort": e, "summary": s}}
+            for e in translate._EFFORTS
+            for s in ("auto", "concise", "detailed")
+        ),
+        {"reasoning": {"effort": None, "summary": None}},
+        {"include": list(translate._INCLUDABLE)},
+        *({"service_tier": t} for t in ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")),
+        {"truncation": "auto"},
+        {"truncation": "disabled"},
+        {"stream_options": {"include_obfuscation": False}},  # without stream too: OpenAI is not known to refuse it
+        {"background": False},
+        {"instructions": "Be brief.", "user": "u", "safety_identifier": "s", "prompt_cache_key": "k"},
+        *({"tool_choice": c} for c in ("none", "auto", "required")),
+        *({"tool_choice": {"type": kind}} for kind in AGENTS_TOOL_CHOICES),
+        {"tool_choice": {"type": "mcp", "server_label": "docs", "name": None}},
+        {"tool_choice": {"type": "function", "name": "f"}},
+        {"tool_choice": {"type": "custom", "name": "grammar"}},
+        {"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}},
+        # null is absent, for every field with a rule
+        dict.fromkeys(translate._CHECKS),
+    ],
+)
+def test_what_openai_takes_passes(fields: dict[str, Any]) -> None:
+    body = {"model": "m", "input": "hi", **fields}
+    assert translate.validate(body) is body
+
+
 # -- answers: one fixture both ways ------------------------------------------------------------------------------
 
 USAGE = {

@@ -43,9 +43,12 @@ HOSTED_TOOLS = frozenset(
         "local_shell",
         "shell",
         "apply_patch",
+        "tool_search",
+        "programmatic_tool_calling",
     }
 )
-"""Tools that OpenAI runs itself: only an OpenAI (or Azure) deployment can take a request with one."""
+"""Tools that OpenAI runs itself (its ``Tool`` types but ``function``, ``custom`` and ``namespace``): only an OpenAI
+(or Azure) deployment can take a request with one."""
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 _TOKEN_PREFIX = "polyroute:"
@@ -114,7 +117,7 @@ def is_polyroute_id(value: Any) -> bool:
 
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
-    """Check what polyroute reads of a Responses request; each failure is a 400 naming the field to fix.
+    """Check a Responses request as OpenAI checks it; each failure is a 400 naming the field and what to fix.
 
     Cheap on every call: ``model`` and ``input`` are read, then each field present is checked by its rule in
     :data:`_CHECKS` (a type, or a function), so an absent field costs nothing; a null one is taken as absent, as
@@ -163,6 +166,58 @@ def _number(name: str, top: int) -> Callable[[Any], None]:
     return check
 
 
+def _one_of(name: str, allowed: tuple[str, ...]) -> Callable[[Any], None]:
+    members = frozenset(allowed)
+    words = _words(allowed)
+
+    def check(value: Any) -> None:
+        if not isinstance(value, str) or value not in members:  # a list or an object is not hashable: str first
+            raise InvalidRequestError(f"'{name}' must be {words}, got {value!r}", param=name)
+
+    return check
+
+
+def _words(values: Sequence[str]) -> str:
+    """``'a', 'b' or 'c'``: the values allowed, for an error message."""
+    quoted = [f"'{v}'" for v in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+"""``reasoning.effort`` (OpenAI's ``ReasoningEffort``; a model takes some of them)."""
+_SUMMARIES = ("auto", "concise", "detailed")
+_EFFORT_SET = frozenset(_EFFORTS)
+_SUMMARY_SET = frozenset(_SUMMARIES)
+_INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    ENCRYPTED_REASONING,
+    "message.output_text.logprobs",
+)
+"""What ``include`` may ask for (OpenAI's ``IncludeEnum``)."""
+_INCLUDABLE_SET = frozenset(_INCLUDABLE)
+
+
+def _check_reasoning(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"'reasoning' must be an object, got {value!r}", param="reasoning")
+    reasoning = cast("dict[str, Any]", value)
+    effort = reasoning.get("effort")
+    if effort is not None and (not isinstance(effort, str) or effort not in _EFFORT_SET):
+        raise InvalidRequestError(
+            f"'reasoning.effort' must be {_words(_EFFORTS)}, got {effort!r}", param="reasoning.effort"
+        )
+    summary = reasoning.get("summary")
+    if summary is not None and (not isinstance(summary, str) or summary not in _SUMMARY_SET):
+        raise InvalidRequestError(
+            f"'reasoning.summary' must be {_words(_SUMMARIES)}, got {summary!r}", param="reasoning.summary"
+        )
+
+
 def _check_text(value: Any) -> None:
     if not isinstance(value, dict):
         raise InvalidRequestError(f"'text' must be an object, got {value!r}", param="text")
@@ -196,11 +251,18 @@ def _check_previous(value: Any) -> None:
 
 
 def _check_include(value: Any) -> None:
-    if not all(isinstance(x, str) for x in _list(value)):
-        raise InvalidRequestError("'include' must be an array of strings", param="include")
+    if not isinstance(value, list):
+        raise InvalidRequestError(f"'include' must be an array of strings, got {value!r}", param="include")
+    for i, name in enumerate(cast("list[Any]", value)):
+        if not isinstance(name, str) or name not in _INCLUDABLE_SET:
+            raise InvalidRequestError(
+                f"'include[{i}]' must be one of {', '.join(_INCLUDABLE)}; got {name!r}", param=f"include[{i}]"
+            )
 
 
 def _check_background(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"'background' must be true or false, got {value!r}", param="background")
     if value:
         # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
         # it would never see the upstream finish.
@@ -226,10 +288,58 @@ def _check_tools(tools: Any) -> None:
             )
 
 
+def _check_tool_choice(choice: Any) -> None:
+    if isinstance(choice, str):
+        if choice not in _TOOL_MODES:
+            raise InvalidRequestError(
+                f"'tool_choice' must be 'none', 'auto' or 'required' (or an object naming a tool), got {choice!r}",
+                param="tool_choice",
+            )
+        return
+    if not isinstance(choice, dict):
+        raise InvalidRequestError(
+            f"'tool_choice' must be 'none', 'auto', 'required' or an object naming a tool, got {choice!r}",
+            param="tool_choice",
+        )
+    choice = cast("dict[str, Any]", choice)
+    kind = choice.get("type")
+    if kind == "function":
+        if not isinstance(choice.get("name"), str):
+            raise InvalidRequestError(
+                "'tool_choice.name' is required: a Responses tool_choice is flat ({'type': 'function', 'name': "
+                "...}), not nested under 'function'",
+                param="tool_choice.name",
+            )
+    elif kind == "allowed_tools":
+        if choice.get("mode") not in ("auto", "required"):
+            raise InvalidRequestError(
+                f"'tool_choice.mode' must be 'auto' or 'required', got {choice.get('mode')!r}",
+                param="tool_choice.mode",
+            )
+        if not isinstance(choice.get("tools"), list):
+            raise InvalidRequestError(
+                "'tool_choice.tools' must be an array of tools ({'type': 'function', 'name': ...}, …)",
+                param="tool_choice.tools",
+            )
+    elif not isinstance(kind, str) or kind not in _TOOL_CHOICE_TYPES:
+        raise InvalidRequestError(
+            f"'tool_choice.type' {kind!r} is not a tool: use 'function' (with its 'name'), 'allowed_tools', or a "
+            f"built-in tool ({', '.join(sorted(HOSTED_TOOLS))})",
+            param="tool_choice.type",
+        )
+
+
+_TOOL_TYPES = HOSTED_TOOLS | {"function", "custom", "namespace"}
+"""Every type of tool OpenAI takes: functions, its other kinds of the caller's own tools, its built-in ones."""
+_TOOL_CHOICE_TYPES = _TOOL_TYPES | {"computer_use"}
+_TOOL_MODES = frozenset({"none", "auto", "required"})
+
 _CHECKS: dict[str, type | Callable[[Any], None]] = {
+    "instructions": str,
     "tools": _check_tools,
+    "tool_choice": _check_tool_choice,
     "text": _check_text,
-    "reasoning": dict,
+    "reasoning": _check_reasoning,
     "metadata": dict,
     "max_output_tokens": _check_max_output_tokens,
     "temperature": _number("temperature", 2),
@@ -240,6 +350,12 @@ _CHECKS: dict[str, type | Callable[[Any], None]] = {
     "stream": bool,
     "store": bool,
     "parallel_tool_calls": bool,
+    "stream_options": dict,
+    "truncation": _one_of("truncation", ("auto", "disabled")),
+    "service_tier": _one_of("service_tier", ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")),
+    "user": str,
+    "safety_identifier": str,
+    "prompt_cache_key": str,
 }
 """The rule of each request field that has one, applied only when the field is present and not null: the type the
 value must have (:data:`_KINDS`), or a function that raises for a bad value."""
