@@ -897,6 +897,18 @@ def refused(emulator: Start, provider: str, body: dict[str, Any]) -> openai.BadR
         ({"include": "reasoning.encrypted_content"}, "include", "'include' must be an array of strings"),
         ({"background": "no"}, "background", "'background' must be true or false, got 'no'"),
         ({"background": 0}, "background", "'background' must be true or false, got 0"),
+        ({"input": []}, "input", "'input' is an empty array: send at least one input item"),
+        (
+            {"input": [], "instructions": "Be brief."},
+            "input",
+            "or continue a stored response with 'previous_response_id'",
+        ),
+        ({"input": [{"role": "user", "content": []}]}, "input[0].content", "'input[0].content' is an empty array"),
+        (
+            {"input": [{"role": "user", "content": "hi"}, {"type": "message", "role": "assistant", "content": []}]},
+            "input[1].content",
+            "send at least one part (input_text, input_image, input_file)",
+        ),
         # refused before too, said the same way
         ({"max_output_tokens": 0}, "max_output_tokens", "'max_output_tokens' must be an integer ≥ 16, got 0"),
         ({"max_output_tokens": "64"}, "max_output_tokens", "must be an integer ≥ 16, got '64'"),
@@ -915,6 +927,32 @@ def test_refused_as_openai_refuses_it(
     error = refused(emulator, provider, {"input": "hi", **body})
     assert error.param == param
     assert words in error.message
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_empty_input_goes_on_from_a_stored_response(emulator: Start, provider: str) -> None:
+    """``input: []`` with ``previous_response_id`` is taken, as OpenAI takes it (pydantic-ai sends it so: an empty
+    input is refused only with nothing to go on from); the model sees the stored conversation.
+    """
+    upstream = text_upstream(emulator, provider, "Go on, then.")
+    router = router_for(deployment(provider, upstream.url))
+    first = create(ONE, router, input="hi")
+    second = create(ONE, router, input=[], previous_response_id=first.id)
+    assert second.output_text == "Go on, then." and second.previous_response_id == first.id
+    if provider == "anthropic":
+        assert [m["role"] for m in upstream.requests[-1].json()["messages"]] == ["user", "assistant"]
+
+
+def test_a_prompt_alone_needs_no_input(emulator: Start) -> None:
+    """A stored prompt (``prompt: {id}``) stands for the input, as on OpenAI: it reaches an OpenAI deployment; a
+    translated one says it cannot take a prompt, not that the input is missing.
+    """
+    openai_emu = oai.ResponsesEmulator({"text": "From the prompt."})
+    router = router_for(deployment("openai", emulator(openai_emu).url))
+    assert create(ONE, router, extra_body={"prompt": {"id": "pmpt_1"}}).output_text == "From the prompt."
+    assert openai_emu.bodies[0]["prompt"] == {"id": "pmpt_1"} and "input" not in openai_emu.bodies[0]
+    error = refused(emulator, "anthropic", {"prompt": {"id": "pmpt_1"}})
+    assert error.param == "prompt" and "'prompt' is served only by OpenAI" in error.message
 
 
 def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> None:

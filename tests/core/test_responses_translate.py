@@ -162,6 +162,9 @@ AGENTS_TOOL_CHOICES = (
         {"tool_choice": {"type": "function", "name": "f"}},
         {"tool_choice": {"type": "custom", "name": "grammar"}},
         {"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}},
+        {"input": [], "previous_response_id": "resp_1"},
+        {"input": [], "conversation": "conv_1"},
+        {"input": [{"role": "user", "content": ""}]},  # pydantic-ai's placeholder for an instructions-only run
         # null is absent, for every field with a rule
         dict.fromkeys(translate._CHECKS),
     ],

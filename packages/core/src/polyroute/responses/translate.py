@@ -134,10 +134,19 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")
     raw = body.get("input")
     if isinstance(raw, list):
-        for i, item in enumerate(cast("list[Any]", raw)):
-            _check_item(i, item)
+        if raw:
+            for i, item in enumerate(cast("list[Any]", raw)):
+                _check_item(i, item)
+        elif not (body.get("previous_response_id") or body.get("conversation") or body.get("prompt")):
+            # OpenAI takes an empty input only to go on from a stored response (or a conversation, a prompt),
+            # not with instructions alone
+            raise InvalidRequestError(
+                "'input' is an empty array: send at least one input item (a message), or continue a stored response "
+                "with 'previous_response_id'",
+                param="input",
+            )
     elif raw is None:
-        if not (body.get("previous_response_id") or body.get("instructions")):
+        if not (body.get("previous_response_id") or body.get("instructions") or body.get("prompt")):
             raise InvalidRequestError("'input' is required: a string, or an array of input items", param="input")
     elif not isinstance(raw, str):
         raise InvalidRequestError(
@@ -386,8 +395,12 @@ def _item_problem(item: Any) -> tuple[str, str] | None:
         role = item.get("role")
         if not isinstance(role, str) or role not in _ROLES:
             return ".role", f"must be user, assistant, system or developer, got {role!r}"
-        if not isinstance(item.get("content"), str | list):
-            return ".content", "must be a string or an array of parts"
+        content = item.get("content")
+        if not isinstance(content, str):
+            if not isinstance(content, list):
+                return ".content", "must be a string or an array of parts"
+            if not content:
+                return ".content", "is an empty array: send at least one part (input_text, input_image, input_file)"
     elif kind == "function_call":
         for name in ("call_id", "name", "arguments"):
             if not isinstance(item.get(name), str):
