@@ -909,6 +909,16 @@ def refused(emulator: Start, provider: str, body: dict[str, Any]) -> openai.BadR
             "input[1].content",
             "send at least one part (input_text, input_image, input_file)",
         ),
+        (
+            {"tools": [{"type": "nonsense"}]},
+            "tools[0].type",
+            "'tools[0].type' 'nonsense' is not a tool type: use 'function'",
+        ),
+        (
+            {"tools": [WEATHER_TOOL, {"type": "websearch"}]},
+            "tools[1].type",
+            "built-in tools: apply_patch, code_interpreter",
+        ),
         # refused before too, said the same way
         ({"max_output_tokens": 0}, "max_output_tokens", "'max_output_tokens' must be an integer ≥ 16, got 0"),
         ({"max_output_tokens": "64"}, "max_output_tokens", "must be an integer ≥ 16, got '64'"),
@@ -953,6 +963,18 @@ def test_a_prompt_alone_needs_no_input(emulator: Start) -> None:
     assert openai_emu.bodies[0]["prompt"] == {"id": "pmpt_1"} and "input" not in openai_emu.bodies[0]
     error = refused(emulator, "anthropic", {"prompt": {"id": "pmpt_1"}})
     assert error.param == "prompt" and "'prompt' is served only by OpenAI" in error.message
+
+
+def test_an_image_url_object_is_told_to_be_a_url(emulator: Start) -> None:
+    """Chat Completions' ``image_url: {"url": ...}`` in a Responses input_image: the 400 says the URL itself is wanted
+    (it said the part referred to an uploaded file, and looked for another deployment).
+    """
+    part = {"type": "input_image", "image_url": {"url": "https://example.com/cat.png"}}
+    error = refused(emulator, "anthropic", {"input": [{"role": "user", "content": [part]}]})
+    assert error.param == "input[0].content[0].image_url"
+    assert "'input[0].content[0].image_url' must be a URL string (https://… or a data: URL), got an object" in (
+        error.message
+    )
 
 
 def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> None:

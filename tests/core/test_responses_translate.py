@@ -98,6 +98,10 @@ def test_images_and_files() -> None:
     ]
     with pytest.raises(UnsupportedFeatureError, match="file_id"):
         chat({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]})
+    for image, got in ({"url": "data:image/png;base64,AAAA"}, "an object"), (None, "nothing"), (["x"], "list"):
+        part = {"type": "input_image", "image_url": image}
+        with pytest.raises(InvalidRequestError, match=f"image_url' must be a URL string .*, got {got}:"):
+            chat({"model": "m", "input": [{"role": "user", "content": [part]}]})
 
 
 def test_changed_encrypted_content_is_refused() -> None:
@@ -162,6 +166,8 @@ AGENTS_TOOL_CHOICES = (
         {"tool_choice": {"type": "function", "name": "f"}},
         {"tool_choice": {"type": "custom", "name": "grammar"}},
         {"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}},
+        {"tools": [{"type": "function", "name": "f"}, *({"type": t} for t in sorted(translate.HOSTED_TOOLS))]},
+        {"tools": [{"type": "custom", "name": "grammar"}, {"type": "namespace", "name": "ns", "tools": []}]},
         {"input": [], "previous_response_id": "resp_1"},
         {"input": [], "conversation": "conv_1"},
         {"input": [{"role": "user", "content": ""}]},  # pydantic-ai's placeholder for an instructions-only run

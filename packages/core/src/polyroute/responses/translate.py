@@ -287,13 +287,21 @@ def _check_tools(tools: Any) -> None:
         raise InvalidRequestError("'tools' must be an array", param="tools")
     for i, tool in enumerate(cast("list[Any]", tools)):
         kind = as_object(tool).get("type")
-        if not isinstance(kind, str):
+        if kind == "function":
+            if not isinstance(as_object(tool).get("name"), str):
+                raise InvalidRequestError(
+                    f"'tools[{i}].name' is required: a Responses function tool is flat "
+                    "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
+                    param=f"tools[{i}].name",
+                )
+        elif not isinstance(kind, str):
             raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
-        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
+        elif kind not in _TOOL_TYPES:
             raise InvalidRequestError(
-                f"'tools[{i}].name' is required: a Responses function tool is flat "
-                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
-                param=f"tools[{i}].name",
+                f"'tools[{i}].type' {kind!r} is not a tool type: use 'function' for a function you run ('custom' "
+                f"or 'namespace' for OpenAI's other kinds of your own tools), or one of OpenAI's built-in tools: "
+                f"{', '.join(sorted(HOSTED_TOOLS))}",
+                param=f"tools[{i}].type",
             )
 
 
@@ -589,11 +597,18 @@ def _to_chat_content(content: Any, i: int) -> Any:
                 parts.append({"type": "text", "text": str(part.get("text") or "")})
             case "input_image":
                 url = part.get("image_url")
-                if not isinstance(url, str):
+                if url is None and part.get("file_id") is not None:
                     raise UnsupportedFeatureError(
                         f"'{where}' refers to an uploaded file (file_id); only OpenAI can read those: send "
                         "'image_url' (a URL or a data: URL)",
                         param=where,
+                    )
+                if not isinstance(url, str):  # not the value: a data URL in an object would fill the message
+                    got = "nothing" if url is None else "an object" if isinstance(url, dict) else type(url).__name__
+                    raise InvalidRequestError(
+                        f"'{where}.image_url' must be a URL string (https://… or a data: URL), got {got}: a "
+                        "Responses input_image takes the URL itself, not {'url': ...} as Chat Completions does",
+                        param=f"{where}.image_url",
                     )
                 image: dict[str, Any] = {"url": url}
                 if part.get("detail"):
