@@ -494,6 +494,31 @@ def test_retrieve_input_items_and_delete(emulator: Start, mode: str) -> None:
         run(ONE, router, lambda c: c.responses.retrieve(second.id))
 
 
+@pytest.mark.parametrize("mode", [ONE, OTHER])
+def test_input_items_after_an_unknown_id_is_a_404_naming_after(emulator: Start, mode: str) -> None:
+    """A page after an item the response does not have: a 404 naming ``after`` (it was an empty page, which reads as
+    the end of the list); an id it has pages on.
+    """
+    router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
+    first = create(mode, router, input=[{"role": "user", "content": "One"}, {"role": "user", "content": "Two"}])
+
+    async def listing(client: Any, **query: Any) -> Any:  # sync clients too: their calls answer before the await
+        page = client.responses.input_items.list(first.id, order="asc", **query)
+        return await page if inspect.isawaitable(page) else page
+
+    def job(client: Any, **query: Any) -> Any:
+        return listing(client, **query) if mode.startswith("async") else asyncio.run(listing(client, **query))
+
+    page = run(mode, router, lambda c: job(c, limit=1))
+    rest = run(mode, router, lambda c: job(c, after=page.last_id))
+    assert page.data[0].content[0].text == "One" and [i.content[0].text for i in rest.data] == ["Two"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        run(mode, router, lambda c: job(c, after="msg_nope"))
+    error = caught.value
+    assert error.status_code == 404 and error.type == "invalid_request_error" and error.param == "after"
+    assert f"Item with id 'msg_nope' not found in the input items of response '{first.id}'" in error.message
+
+
 def test_concurrent_first_listings_page_through_every_item() -> None:
     """Input items get their ids when first listed; callers listing a response at once all page through every item
     (each used to page by ids another had just replaced, and stopped short).

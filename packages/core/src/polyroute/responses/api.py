@@ -510,7 +510,7 @@ class ResponsesApi:
                     listed = _with_ids(again["input"])
                     if listed != again["input"]:
                         store.put(parts[0], {**again, "input": listed})
-            return 200, _page(listed, parse_qs(query))
+            return 200, _page(listed, parse_qs(query), parts[0])
         return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
 
     def parse(self, raw: bytes, transport: Any) -> ResponsesCall:
@@ -599,8 +599,11 @@ def _reaches_openai(targets: list[Target]) -> bool:
     return any(target.spec.key in PASS_THROUGH for target in targets)
 
 
-def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
-    """One page of ``input_items`` (``limit``, ``order``, ``after``, as OpenAI pages it: newest first by default)."""
+def _page(items: list[dict[str, Any]], query: dict[str, list[str]], response_id: str) -> dict[str, Any]:
+    """One page of ``input_items`` (``limit``, ``order``, ``after``, as OpenAI pages it: newest first by default);
+    an ``after`` that names no item of the response is a 404 naming it, as an unknown item id is on OpenAI (an empty
+    page would read as the end of the list).
+    """
     order = (query.get("order") or ["desc"])[0]
     if order not in ("asc", "desc"):
         raise InvalidRequestError(f"'order' must be 'asc' or 'desc', got {order!r}", param="order")
@@ -614,7 +617,13 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str,
     after = (query.get("after") or [None])[0]
     if after is not None:
         ids = [item.get("id") for item in ordered]
-        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+        if after not in ids:
+            raise NotFoundPathError(
+                f"Item with id '{after}' not found in the input items of response '{response_id}': 'after' takes "
+                "the id of an item listed (a page's last_id); leave it out for the first page",
+                param="after",
+            )
+        ordered = ordered[ids.index(after) + 1 :]
     page = ordered[:limit]
     return {
         "object": "list",
