@@ -1014,15 +1014,25 @@ def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> Non
 
 
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
+    """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
+    /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.
+    """
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
     with router.http_client(timeout=60) as http:
-        assert http.get("/v1/responses").status_code == 400
-        missing = http.get("/v1/responses/resp_nope")
+        missing = http.get("/responses/resp_nope")
         assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]
-        assert http.post("/v1/responses", content=b"{").status_code == 400
-        for method, path in (("PUT", "/v1/responses/resp_nope"), ("GET", "/v1/responses/resp_nope/x")):
+        assert http.post("/responses", content=b"{").status_code == 400
+        for method, path in (("GET", "/responses"), ("PUT", "/responses/resp_nope"), ("GET", "/responses/resp_nope/x")):
             wrong = http.request(method, path)  # the method or path is wrong whatever the id: said first
-            assert wrong.status_code == 400 and "polyroute serves GET and DELETE" in wrong.json()["error"]["message"]
+            assert wrong.status_code == 404, wrong.text
+            error = wrong.json()["error"]
+            assert error["type"] == "invalid_request_error" and error["code"] == "unknown_url"
+            assert error["message"].startswith(
+                f"Invalid URL ({method} /v1{path}): polyroute serves POST /v1/responses, "
+            )
+            assert "GET and DELETE /v1/responses/{id} and GET /v1/responses/{id}/input_items" in error["message"]
+    with pytest.raises(openai.NotFoundError, match=r"Invalid URL \(GET /v1/responses\)"):  # what the SDK raises
+        run(ONE, router, lambda c: c.get("/responses", cast_to=object))
     response = create(ONE, router, input="hi")
     with router.http_client(timeout=60) as http:
         deleted = http.delete(f"/v1/responses/{response.id}")

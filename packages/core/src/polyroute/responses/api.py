@@ -481,20 +481,19 @@ class ResponsesApi:
         raise AttributeError("the Responses stream format is made per stream")
 
     def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
-        """``POST /responses`` goes upstream; the paths under it are answered from the store."""
+        """``POST /responses`` goes upstream; the paths under it are answered from the store. Any other method or
+        path is a 404, as OpenAI answers one (``Invalid URL (GET /v1/responses)``), that says what is served.
+        """
         path, _, query = path.partition("?")
         tail = path.rsplit("/responses", 1)[1].strip("/")
         if not tail:
             if method != "POST":
-                raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+                raise NotFoundPathError(_not_served(method, path))
             return None
         parts = tail.split("/")
         if (method, parts[1:]) not in (("GET", []), ("DELETE", []), ("GET", ["input_items"])):
             # said before the id is looked up: a wrong method or path is the caller's to fix whatever the id
-            raise InvalidRequestError(
-                f"{method} {path} is not served; polyroute serves GET and DELETE /v1/responses/{{id}} and "
-                "GET /v1/responses/{id}/input_items"
-            )
+            raise NotFoundPathError(_not_served(method, path))
         store = store_for(transport.router)
         record = store.get(parts[0])
         if record is None:
@@ -575,6 +574,13 @@ class ResponsesApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called."""
         raise NotImplementedError
+
+
+def _not_served(method: str, path: str) -> str:
+    return (
+        f"Invalid URL ({method} {path}): polyroute serves POST /v1/responses, GET and DELETE /v1/responses/{{id}} and "
+        "GET /v1/responses/{id}/input_items"
+    )
 
 
 def _refuse_duplicates(history: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
