@@ -494,6 +494,31 @@ def test_retrieve_input_items_and_delete(emulator: Start, mode: str) -> None:
         run(ONE, router, lambda c: c.responses.retrieve(second.id))
 
 
+@pytest.mark.parametrize("mode", [ONE, OTHER])
+def test_input_items_after_an_unknown_id_is_a_404_naming_after(emulator: Start, mode: str) -> None:
+    """A page after an item the response does not have: a 404 naming ``after`` (it was an empty page, which reads as
+    the end of the list); an id it has pages on.
+    """
+    router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
+    first = create(mode, router, input=[{"role": "user", "content": "One"}, {"role": "user", "content": "Two"}])
+
+    async def listing(client: Any, **query: Any) -> Any:  # sync clients too: their calls answer before the await
+        page = client.responses.input_items.list(first.id, order="asc", **query)
+        return await page if inspect.isawaitable(page) else page
+
+    def job(client: Any, **query: Any) -> Any:
+        return listing(client, **query) if mode.startswith("async") else asyncio.run(listing(client, **query))
+
+    page = run(mode, router, lambda c: job(c, limit=1))
+    rest = run(mode, router, lambda c: job(c, after=page.last_id))
+    assert page.data[0].content[0].text == "One" and [i.content[0].text for i in rest.data] == ["Two"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        run(mode, router, lambda c: job(c, after="msg_nope"))
+    error = caught.value
+    assert error.status_code == 404 and error.type == "invalid_request_error" and error.param == "after"
+    assert f"Item with id 'msg_nope' not found in the input items of response '{first.id}'" in error.message
+
+
 def test_concurrent_first_listings_page_through_every_item() -> None:
     """Input items get their ids when first listed; callers listing a response at once all page through every item
     (each used to page by ids another had just replaced, and stopped short).
@@ -804,10 +829,10 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
     client = router.openai_client()
     client.responses.create(model="m", input="hi", user="alice", metadata={"run": "42"})
     client.responses.create(model="m", input=[{"role": "user", "content": "yo"}], safety_identifier="carol")
-    client.responses.create(model="m", input="hey", extra_body={"user": 5, "safety_identifier": "dave"})
+    client.responses.create(model="m", input="hey", user="erin", safety_identifier="dave")
     router.close()
     first, second, third = records
-    assert third.user == "dave"  # the one that is a name; safety_identifier first, as it is the one sent upstream
+    assert third.user == "dave"  # safety_identifier first, as it is the one sent upstream
     assert (first.user, first.metadata, json.loads(first.prompt)) == ("alice", {"run": "42"}, "hi")
     assert (second.user, second.metadata) == ("carol", None)
     assert json.loads(second.prompt) == [{"role": "user", "content": "yo"}]
@@ -854,6 +879,127 @@ def test_bad_input_is_a_clear_400(emulator: Start, body: dict[str, Any], words: 
     if re.fullmatch(r"\w+\[\d+\]\.\w+", words):  # a field's path: the param names that very field
         assert error["param"] == words, error
     assert emu.requests == []
+
+
+def refused(emulator: Start, provider: str, body: dict[str, Any]) -> openai.BadRequestError:
+    """The 400 the openai SDK raises for ``body`` sent through polyroute to ``provider``; nothing went upstream."""
+    emu = text_upstream(emulator, provider)
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router_for(deployment(provider, emu.url)), extra_body=body)
+    assert emu.requests == []
+    assert caught.value.status_code == 400 and caught.value.type == "invalid_request_error"
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"instructions": 5}, "instructions", "'instructions' must be a string, got 5"),
+        ({"reasoning": {"effort": "extreme"}}, "reasoning.effort", "'reasoning.effort' must be 'none', 'minimal', "),
+        ({"reasoning": {"effort": 3}}, "reasoning.effort", "'high', 'xhigh' or 'max', got 3"),
+        ({"reasoning": {"summary": "long"}}, "reasoning.summary", "must be 'auto', 'concise' or 'detailed'"),
+        ({"tool_choice": "any"}, "tool_choice", "'tool_choice' must be 'none', 'auto' or 'required'"),
+        ({"tool_choice": 1}, "tool_choice", "or an object naming a tool, got 1"),
+        ({"tool_choice": {"type": "nonsense"}}, "tool_choice.type", "'tool_choice.type' 'nonsense' is not a tool"),
+        ({"tool_choice": {"name": "f"}}, "tool_choice.type", "'tool_choice.type' None is not a tool"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice.name",
+            "not nested under 'function'",
+        ),
+        (
+            {"tool_choice": {"type": "allowed_tools", "mode": "any", "tools": []}},
+            "tool_choice.mode",
+            "'tool_choice.mode' must be 'auto' or 'required'",
+        ),
+        ({"user": 5}, "user", "'user' must be a string, got 5"),
+        ({"safety_identifier": ["a"]}, "safety_identifier", "'safety_identifier' must be a string"),
+        ({"prompt_cache_key": {"k": 1}}, "prompt_cache_key", "'prompt_cache_key' must be a string"),
+        ({"truncation": "sometimes"}, "truncation", "'truncation' must be 'auto' or 'disabled', got 'sometimes'"),
+        ({"service_tier": "gold"}, "service_tier", "'service_tier' must be 'auto', 'default', 'flex'"),
+        ({"stream": True, "stream_options": 5}, "stream_options", "'stream_options' must be an object, got 5"),
+        ({"include": ["nonsense"]}, "include[0]", "'include[0]' must be one of file_search_call.results"),
+        ({"include": "reasoning.encrypted_content"}, "include", "'include' must be an array of strings"),
+        ({"background": "no"}, "background", "'background' must be true or false, got 'no'"),
+        ({"background": 0}, "background", "'background' must be true or false, got 0"),
+        ({"input": []}, "input", "'input' is an empty array: send at least one input item"),
+        (
+            {"input": [], "instructions": "Be brief."},
+            "input",
+            "or continue a stored response with 'previous_response_id'",
+        ),
+        ({"input": [{"role": "user", "content": []}]}, "input[0].content", "'input[0].content' is an empty array"),
+        (
+            {"input": [{"role": "user", "content": "hi"}, {"type": "message", "role": "assistant", "content": []}]},
+            "input[1].content",
+            "send at least one part (input_text, input_image, input_file)",
+        ),
+        (
+            {"tools": [{"type": "nonsense"}]},
+            "tools[0].type",
+            "'tools[0].type' 'nonsense' is not a tool type: use 'function'",
+        ),
+        (
+            {"tools": [WEATHER_TOOL, {"type": "websearch"}]},
+            "tools[1].type",
+            "built-in tools: apply_patch, code_interpreter",
+        ),
+        # refused before too, said the same way
+        ({"max_output_tokens": 0}, "max_output_tokens", "'max_output_tokens' must be an integer ≥ 16, got 0"),
+        ({"max_output_tokens": "64"}, "max_output_tokens", "must be an integer ≥ 16, got '64'"),
+        ({"parallel_tool_calls": "yes"}, "parallel_tool_calls", "'parallel_tool_calls' must be true or false"),
+        ({"store": 1}, "store", "'store' must be true or false, got 1"),
+        ({"stream": "yes"}, "stream", "'stream' must be true or false, got 'yes'"),
+    ],
+)
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_refused_as_openai_refuses_it(
+    emulator: Start, provider: str, body: dict[str, Any], param: str, words: str
+) -> None:
+    """A value OpenAI's API refuses (its OpenAPI spec: types and enums) is a 400 naming the field, whatever the
+    route: a pass-through deployment is not asked, a translated one would not have been told.
+    """
+    error = refused(emulator, provider, {"input": "hi", **body})
+    assert error.param == param
+    assert words in error.message
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_empty_input_goes_on_from_a_stored_response(emulator: Start, provider: str) -> None:
+    """``input: []`` with ``previous_response_id`` is taken, as OpenAI takes it (pydantic-ai sends it so: an empty
+    input is refused only with nothing to go on from); the model sees the stored conversation.
+    """
+    upstream = text_upstream(emulator, provider, "Go on, then.")
+    router = router_for(deployment(provider, upstream.url))
+    first = create(ONE, router, input="hi")
+    second = create(ONE, router, input=[], previous_response_id=first.id)
+    assert second.output_text == "Go on, then." and second.previous_response_id == first.id
+    if provider == "anthropic":
+        assert [m["role"] for m in upstream.requests[-1].json()["messages"]] == ["user", "assistant"]
+
+
+def test_a_prompt_alone_needs_no_input(emulator: Start) -> None:
+    """A stored prompt (``prompt: {id}``) stands for the input, as on OpenAI: it reaches an OpenAI deployment; a
+    translated one says it cannot take a prompt, not that the input is missing.
+    """
+    openai_emu = oai.ResponsesEmulator({"text": "From the prompt."})
+    router = router_for(deployment("openai", emulator(openai_emu).url))
+    assert create(ONE, router, extra_body={"prompt": {"id": "pmpt_1"}}).output_text == "From the prompt."
+    assert openai_emu.bodies[0]["prompt"] == {"id": "pmpt_1"} and "input" not in openai_emu.bodies[0]
+    error = refused(emulator, "anthropic", {"prompt": {"id": "pmpt_1"}})
+    assert error.param == "prompt" and "'prompt' is served only by OpenAI" in error.message
+
+
+def test_an_image_url_object_is_told_to_be_a_url(emulator: Start) -> None:
+    """Chat Completions' ``image_url: {"url": ...}`` in a Responses input_image: the 400 says the URL itself is wanted
+    (it said the part referred to an uploaded file, and looked for another deployment).
+    """
+    part = {"type": "input_image", "image_url": {"url": "https://example.com/cat.png"}}
+    error = refused(emulator, "anthropic", {"input": [{"role": "user", "content": [part]}]})
+    assert error.param == "input[0].content[0].image_url"
+    assert "'input[0].content[0].image_url' must be a URL string (https://… or a data: URL), got an object" in (
+        error.message
+    )
 
 
 def test_hosted_tools_go_to_a_deployment_that_hosts_them(emulator: Start) -> None:
@@ -1000,15 +1146,25 @@ def test_truncation_auto_drops_the_oldest_turns_to_fit(emulator: Start, provider
 
 
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
+    """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
+    /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.
+    """
     router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
     with router.http_client(timeout=60) as http:
-        assert http.get("/v1/responses").status_code == 400
-        missing = http.get("/v1/responses/resp_nope")
+        missing = http.get("/responses/resp_nope")
         assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]
-        assert http.post("/v1/responses", content=b"{").status_code == 400
-        for method, path in (("PUT", "/v1/responses/resp_nope"), ("GET", "/v1/responses/resp_nope/x")):
+        assert http.post("/responses", content=b"{").status_code == 400
+        for method, path in (("GET", "/responses"), ("PUT", "/responses/resp_nope"), ("GET", "/responses/resp_nope/x")):
             wrong = http.request(method, path)  # the method or path is wrong whatever the id: said first
-            assert wrong.status_code == 400 and "polyroute serves GET and DELETE" in wrong.json()["error"]["message"]
+            assert wrong.status_code == 404, wrong.text
+            error = wrong.json()["error"]
+            assert error["type"] == "invalid_request_error" and error["code"] == "unknown_url"
+            assert error["message"].startswith(
+                f"Invalid URL ({method} /v1{path}): polyroute serves POST /v1/responses, "
+            )
+            assert "GET and DELETE /v1/responses/{id} and GET /v1/responses/{id}/input_items" in error["message"]
+    with pytest.raises(openai.NotFoundError, match=r"Invalid URL \(GET /v1/responses\)"):  # what the SDK raises
+        run(ONE, router, lambda c: c.get("/responses", cast_to=object))
     response = create(ONE, router, input="hi")
     with router.http_client(timeout=60) as http:
         deleted = http.delete(f"/v1/responses/{response.id}")

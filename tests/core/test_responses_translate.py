@@ -98,6 +98,10 @@ def test_images_and_files() -> None:
     ]
     with pytest.raises(UnsupportedFeatureError, match="file_id"):
         chat({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]})
+    for image, got in ({"url": "data:image/png;base64,AAAA"}, "an object"), (None, "nothing"), (["x"], "list"):
+        part = {"type": "input_image", "image_url": image}
+        with pytest.raises(InvalidRequestError, match=f"image_url' must be a URL string .*, got {got}:"):
+            chat({"model": "m", "input": [{"role": "user", "content": [part]}]})
 
 
 def test_changed_encrypted_content_is_refused() -> None:
@@ -130,6 +134,50 @@ def test_openai_ciphertext_is_left_out_for_another_provider() -> None:
 def test_items_only_openai_takes(item: dict[str, Any], words: str) -> None:
     with pytest.raises(UnsupportedFeatureError, match=words):
         chat({"model": "m", "input": [item]})
+
+
+AGENTS_TOOL_CHOICES = (
+    *("web_search", "web_search_preview", "file_search", "computer_use", "computer_use_preview", "image_generation"),
+    *("code_interpreter", "shell", "apply_patch", "mcp", "programmatic_tool_calling"),
+)
+"""What openai-agents sends as ``tool_choice: {"type": ...}`` (agents/models/openai_responses.py, convert_tool_choice);
+``web_search`` and a bare ``mcp`` are not in OpenAI's spec, yet a client this widely used sends them: they must pass."""
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        *(
+            {"reasoning": {"effort": e, "summary": s}}
+            for e in translate._EFFORTS
+            for s in ("auto", "concise", "detailed")
+        ),
+        {"reasoning": {"effort": None, "summary": None}},
+        {"include": list(translate._INCLUDABLE)},
+        *({"service_tier": t} for t in ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")),
+        {"truncation": "auto"},
+        {"truncation": "disabled"},
+        {"stream_options": {"include_obfuscation": False}},  # without stream too: OpenAI is not known to refuse it
+        {"background": False},
+        {"instructions": "Be brief.", "user": "u", "safety_identifier": "s", "prompt_cache_key": "k"},
+        *({"tool_choice": c} for c in ("none", "auto", "required")),
+        *({"tool_choice": {"type": kind}} for kind in AGENTS_TOOL_CHOICES),
+        {"tool_choice": {"type": "mcp", "server_label": "docs", "name": None}},
+        {"tool_choice": {"type": "function", "name": "f"}},
+        {"tool_choice": {"type": "custom", "name": "grammar"}},
+        {"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}},
+        {"tools": [{"type": "function", "name": "f"}, *({"type": t} for t in sorted(translate.HOSTED_TOOLS))]},
+        {"tools": [{"type": "custom", "name": "grammar"}, {"type": "namespace", "name": "ns", "tools": []}]},
+        {"input": [], "previous_response_id": "resp_1"},
+        {"input": [], "conversation": "conv_1"},
+        {"input": [{"role": "user", "content": ""}]},  # pydantic-ai's placeholder for an instructions-only run
+        # null is absent, for every field with a rule
+        dict.fromkeys(translate._CHECKS),
+    ],
+)
+def test_what_openai_takes_passes(fields: dict[str, Any]) -> None:
+    body = {"model": "m", "input": "hi", **fields}
+    assert translate.validate(body) is body
 
 
 # -- answers: one fixture both ways ------------------------------------------------------------------------------

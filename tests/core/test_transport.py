@@ -236,6 +236,39 @@ def test_unknown_path_is_openai_404(emulator: Callable[..., Emulator]) -> None:
     assert caught.value.code == "unknown_url"
 
 
+@pytest.mark.parametrize("path", ["/chat/completions", "/embeddings", "/messages", "/messages/count_tokens"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_a_method_other_than_post_is_a_404_naming_what_is_served(
+    emulator: Callable[..., Emulator], path: str, method: str
+) -> None:
+    """GET /v1/chat/completions and the like: a 404, as OpenAI answers one ("Invalid URL (GET …)"), that says the
+    path is served for POST; it was a 400 ("use POST"), which reads as a bad body. Messages answer in Anthropic's
+    shape (not_found_error). Nothing goes upstream.
+    """
+    emu = emulator(handler())
+    with make_router(emu).http_client(timeout=60) as http:
+        response = http.request(method, path + "?x=1")
+    assert response.status_code == 404, response.text
+    words = f"Invalid URL ({method} /v1{path}): polyroute serves POST /v1{path}"
+    if path.startswith("/messages"):
+        assert response.json() == {"type": "error", "error": {"type": "not_found_error", "message": words}}
+    else:
+        assert response.json()["error"] == {
+            "message": words,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "unknown_url",
+        }
+    assert emu.requests == []
+
+
+def test_get_chat_completions_is_the_sdks_not_found(emulator: Callable[..., Emulator]) -> None:
+    client = make_router(emulator(handler())).openai_client()
+    with pytest.raises(openai.NotFoundError, match=r"Invalid URL \(GET /v1/chat/completions\)") as caught:
+        client.get("/chat/completions", cast_to=object)
+    assert caught.value.status_code == 404 and caught.value.type == "invalid_request_error"
+
+
 def test_unknown_model_is_404_naming_known_models(emulator: Callable[..., Emulator]) -> None:
     emu = emulator(handler())
     client = make_router(emu).openai_client()

@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
 from polyroute._sse import DONE, encode_event
-from polyroute.errors import InvalidRequestError, PolyrouteError, StreamInterruptedError, UpstreamError
+from polyroute.errors import (
+    NotFoundPathError,
+    PolyrouteError,
+    StreamInterruptedError,
+    UpstreamError,
+)
 from polyroute.failover import Profile, profile
 from polyroute.providers import adapter_for
 from polyroute.providers._base import Target, dumps, loads
@@ -244,9 +249,9 @@ class ChatApi:
     stream_format: StreamFormat = ChatStreamFormat()
 
     def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
-        """Nothing is local; only POST is allowed."""
+        """Nothing is local; only POST is served (:func:`post_only`)."""
         if method != "POST":
-            raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+            raise post_only(method, path)
         return None
 
     def parse(self, raw: bytes, transport: Any) -> ChatCompletionRequest:
@@ -275,6 +280,14 @@ class ChatApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called (nothing is split)."""
         raise NotImplementedError
+
+
+def post_only(method: str, path: str) -> NotFoundPathError:
+    """The error for a method other than POST on a path served for POST only: a 404, as OpenAI answers one
+    (``Invalid URL (GET /v1/chat/completions)``), that says what is served there.
+    """
+    path = path.partition("?")[0]
+    return NotFoundPathError(f"Invalid URL ({method} {path}): polyroute serves POST {path}")
 
 
 CHAT: Api = ChatApi()

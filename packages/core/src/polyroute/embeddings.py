@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from polyroute.api import RawAnswer, StreamFormat, price, stream_error_event
+from polyroute.api import RawAnswer, StreamFormat, post_only, price, stream_error_event
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamError, UpstreamStatusError
 from polyroute.failover import Profile
 from polyroute.providers import openai
@@ -440,9 +440,9 @@ class EmbeddingsApi:
     stream_format: StreamFormat = _NoStream()
 
     def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
-        """Nothing is local; only POST is allowed."""
+        """Nothing is local; only POST is served (:func:`~polyroute.api.post_only`)."""
         if method != "POST":
-            raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+            raise post_only(method, path)
         return None
 
     def parse(self, raw: bytes, transport: Any) -> dict[str, Any]:

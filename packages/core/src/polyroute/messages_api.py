@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from polyroute import anthropic_inbound as inbound
 from polyroute._sse import SSEDecoder, SSEEvent
-from polyroute.api import StreamFormat
+from polyroute.api import StreamFormat, post_only
 from polyroute.errors import (
     InvalidRequestError,
     PolyrouteError,
@@ -391,9 +391,9 @@ class MessagesApi:
         self.name = "messages.count_tokens" if count_tokens else "messages"
 
     def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
-        """Only POST."""
+        """Only POST (:func:`~polyroute.api.post_only`: a 404, Anthropic-shaped, ``not_found_error``)."""
         if method != "POST":
-            raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+            raise post_only(method, path)
         return None
 
     def parse(self, raw: bytes, transport: Any) -> MessagesCall:

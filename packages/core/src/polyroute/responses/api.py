@@ -513,20 +513,19 @@ class ResponsesApi:
         raise AttributeError("the Responses stream format is made per stream")
 
     def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
-        """``POST /responses`` goes upstream; the paths under it are answered from the store."""
+        """``POST /responses`` goes upstream; the paths under it are answered from the store. Any other method or
+        path is a 404, as OpenAI answers one (``Invalid URL (GET /v1/responses)``), that says what is served.
+        """
         path, _, query = path.partition("?")
         tail = path.rsplit("/responses", 1)[1].strip("/")
         if not tail:
             if method != "POST":
-                raise InvalidRequestError(f"{method} {path} is not allowed; use POST")
+                raise NotFoundPathError(_not_served(method, path))
             return None
         parts = tail.split("/")
         if (method, parts[1:]) not in (("GET", []), ("DELETE", []), ("GET", ["input_items"])):
             # said before the id is looked up: a wrong method or path is the caller's to fix whatever the id
-            raise InvalidRequestError(
-                f"{method} {path} is not served; polyroute serves GET and DELETE /v1/responses/{{id}} and "
-                "GET /v1/responses/{id}/input_items"
-            )
+            raise NotFoundPathError(_not_served(method, path))
         store = store_for(transport.router)
         record = store.get(parts[0])
         if record is None:
@@ -542,7 +541,7 @@ class ResponsesApi:
                     listed = _with_ids(again["input"])
                     if listed != again["input"]:
                         store.put(parts[0], {**again, "input": listed})
-            return 200, _page(listed, parse_qs(query))
+            return 200, _page(listed, parse_qs(query), parts[0])
         return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
 
     def parse(self, raw: bytes, transport: Any) -> ResponsesCall:
@@ -616,7 +615,7 @@ def routing_profile(call: ResponsesCall) -> Profile:
             if isinstance(content, str):
                 chars += len(content)
             elif isinstance(content, list):
-                for part in cast(list[Any], content):
+                for part in cast("list[Any]", content):
                     part = _obj(part)
                     kind = part.get("type")
                     if kind == "input_image":
@@ -648,10 +647,10 @@ def routing_profile(call: ResponsesCall) -> Profile:
     if audio:
         needs.append("audio")
     text = body.get("text")
-    if isinstance(text, dict) and _obj(cast(dict[str, Any], text).get("format")).get("type") == "json_schema":
+    if isinstance(text, dict) and _obj(cast("dict[str, Any]", text).get("format")).get("type") == "json_schema":
         needs.append("json_schema")
     reasoning = body.get("reasoning")
-    if isinstance(reasoning, dict) and cast(dict[str, Any], reasoning).get("effort") is not None:
+    if isinstance(reasoning, dict) and cast("dict[str, Any]", reasoning).get("effort") is not None:
         needs.append("reasoning")
     max_tokens = body.get("max_output_tokens")
     tokens = chars // 4 + MESSAGE_OVERHEAD * max(count, 1)
@@ -666,7 +665,14 @@ def routing_profile(call: ResponsesCall) -> Profile:
 
 
 def _list(value: Any) -> list[Any]:
-    return cast(list[Any], value) if isinstance(value, list) else []
+    return cast("list[Any]", value) if isinstance(value, list) else []
+
+
+def _not_served(method: str, path: str) -> str:
+    return (
+        f"Invalid URL ({method} {path}): polyroute serves POST /v1/responses, GET and DELETE /v1/responses/{{id}} and "
+        "GET /v1/responses/{id}/input_items"
+    )
 
 
 def _refuse_duplicates(history: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
@@ -691,8 +697,11 @@ def _reaches_openai(targets: list[Target]) -> bool:
     return any(target.spec.key in PASS_THROUGH for target in targets)
 
 
-def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
-    """One page of ``input_items`` (``limit``, ``order``, ``after``, as OpenAI pages it: newest first by default)."""
+def _page(items: list[dict[str, Any]], query: dict[str, list[str]], response_id: str) -> dict[str, Any]:
+    """One page of ``input_items`` (``limit``, ``order``, ``after``, as OpenAI pages it: newest first by default);
+    an ``after`` that names no item of the response is a 404 naming it, as an unknown item id is on OpenAI (an empty
+    page would read as the end of the list).
+    """
     order = (query.get("order") or ["desc"])[0]
     if order not in ("asc", "desc"):
         raise InvalidRequestError(f"'order' must be 'asc' or 'desc', got {order!r}", param="order")
@@ -706,7 +715,13 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str,
     after = (query.get("after") or [None])[0]
     if after is not None:
         ids = [item.get("id") for item in ordered]
-        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+        if after not in ids:
+            raise NotFoundPathError(
+                f"Item with id '{after}' not found in the input items of response '{response_id}': 'after' takes "
+                "the id of an item listed (a page's last_id); leave it out for the first page",
+                param="after",
+            )
+        ordered = ordered[ids.index(after) + 1 :]
     page = ordered[:limit]
     return {
         "object": "list",

@@ -20,7 +20,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
@@ -43,9 +43,12 @@ HOSTED_TOOLS = frozenset(
         "local_shell",
         "shell",
         "apply_patch",
+        "tool_search",
+        "programmatic_tool_calling",
     }
 )
-"""Tools that OpenAI runs itself: only an OpenAI (or Azure) deployment can take a request with one."""
+"""Tools that OpenAI runs itself (its ``Tool`` types but ``function``, ``custom`` and ``namespace``): only an OpenAI
+(or Azure) deployment can take a request with one."""
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 _TOKEN_PREFIX = "polyroute:"
@@ -114,9 +117,14 @@ def is_polyroute_id(value: Any) -> bool:
 
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
-    """Check what polyroute reads of a Responses request; each failure names the field to fix."""
-    unknown = None if _FIELDS.issuperset(body) else sorted(set(body) - _FIELDS)
-    if unknown:
+    """Check a Responses request as OpenAI checks it; each failure is a 400 naming the field and what to fix.
+
+    Cheap on every call: ``model`` and ``input`` are read, then each field present is checked by its rule in
+    :data:`_CHECKS` (a type, or a function), so an absent field costs nothing; a null one is taken as absent, as
+    OpenAI takes it.
+    """
+    if not _FIELDS.issuperset(body):
+        unknown = sorted(set(body) - _FIELDS)
         raise InvalidRequestError(
             f"Unrecognized request argument supplied: {', '.join(unknown)} (not a field of POST /v1/responses)",
             param=unknown[0],
@@ -125,73 +133,104 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")
     raw = body.get("input")
-    if raw is None and not body.get("previous_response_id") and not body.get("instructions"):
-        raise InvalidRequestError("'input' is required: a string, or an array of input items", param="input")
-    if raw is not None and not isinstance(raw, str | list):
+    if isinstance(raw, list):
+        if raw:
+            for i, item in enumerate(cast("list[Any]", raw)):
+                _check_item(i, item)
+        elif not (body.get("previous_response_id") or body.get("conversation") or body.get("prompt")):
+            # OpenAI takes an empty input only to go on from a stored response (or a conversation, a prompt),
+            # not with instructions alone
+            raise InvalidRequestError(
+                "'input' is an empty array: send at least one input item (a message), or continue a stored response "
+                "with 'previous_response_id'",
+                param="input",
+            )
+    elif raw is None:
+        if not (body.get("previous_response_id") or body.get("instructions") or body.get("prompt")):
+            raise InvalidRequestError("'input' is required: a string, or an array of input items", param="input")
+    elif not isinstance(raw, str):
         raise InvalidRequestError(
             f"'input' must be a string or an array of input items, got {type(raw).__name__}", param="input"
         )
-    if isinstance(raw, list):
-        for i, item in enumerate(cast(list[Any], raw)):
-            _check_item(i, item)
-    for name in ("metadata", "reasoning", "text"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise InvalidRequestError(f"'{name}' must be an object, got {body[name]!r}", param=name)
-    if "tools" in body:
-        _check_tools(body["tools"])
-    if body.get("text"):
-        _check_text(body["text"])
-    for name, top in (("temperature", 2), ("top_p", 1)):
-        value = body.get(name)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top
-        ):
-            raise InvalidRequestError(f"'{name}' must be a number from 0 to {top}, got {value!r}", param=name)
-    previous = body.get("previous_response_id")
-    if previous is not None and (not isinstance(previous, str) or not previous):
-        raise InvalidRequestError(
-            f"'previous_response_id' must be a response id (a string), got {previous!r}", param="previous_response_id"
-        )
-    value = body.get("max_output_tokens")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 16):
-        raise InvalidRequestError(
-            f"'max_output_tokens' must be an integer ≥ 16, got {value!r}", param="max_output_tokens"
-        )
-    include = body.get("include")
-    if include is not None and not all(isinstance(x, str) for x in _list(include)):
-        raise InvalidRequestError("'include' must be an array of strings", param="include")
-    if body.get("background"):
-        # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
-        # it would never see the upstream finish.
-        raise InvalidRequestError(
-            "'background' responses are not served through polyroute (it cannot poll them upstream); "
-            "remove 'background' (stream instead for long answers)",
-            param="background",
-        )
-    for name in ("stream", "store", "parallel_tool_calls"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise InvalidRequestError(f"'{name}' must be true or false, got {value!r}", param=name)
+    for name, value in body.items():
+        rule = _CHECKS.get(name)
+        if rule is None or value is None:
+            continue
+        if isinstance(rule, type):  # checked here: most rules are a type, and a call would cost more than it
+            if not isinstance(value, rule):
+                raise InvalidRequestError(f"'{name}' must be {_KINDS[rule]}, got {value!r}", param=name)
+        else:
+            rule(value)
     return body
 
 
-def _check_tools(tools: Any) -> None:
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
-    for i, tool in enumerate(cast(list[Any], tools)):
-        kind = as_object(tool).get("type")
-        if not isinstance(kind, str):
-            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
-        if kind == "function" and not isinstance(as_object(tool).get("name"), str):
-            raise InvalidRequestError(
-                f"'tools[{i}].name' is required: a Responses function tool is flat "
-                "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
-                param=f"tools[{i}].name",
-            )
+_KINDS: dict[type, str] = {bool: "true or false", str: "a string", dict: "an object"}
 
 
-def _check_text(text: dict[str, Any]) -> None:
-    fmt = as_object(text.get("format"))
+def _number(name: str, top: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+            raise InvalidRequestError(f"'{name}' must be a number from 0 to {top}, got {value!r}", param=name)
+
+    return check
+
+
+def _one_of(name: str, allowed: tuple[str, ...]) -> Callable[[Any], None]:
+    members = frozenset(allowed)
+    words = _words(allowed)
+
+    def check(value: Any) -> None:
+        if not isinstance(value, str) or value not in members:  # a list or an object is not hashable: str first
+            raise InvalidRequestError(f"'{name}' must be {words}, got {value!r}", param=name)
+
+    return check
+
+
+def _words(values: Sequence[str]) -> str:
+    """``'a', 'b' or 'c'``: the values allowed, for an error message."""
+    quoted = [f"'{v}'" for v in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+"""``reasoning.effort`` (OpenAI's ``ReasoningEffort``; a model takes some of them)."""
+_SUMMARIES = ("auto", "concise", "detailed")
+_EFFORT_SET = frozenset(_EFFORTS)
+_SUMMARY_SET = frozenset(_SUMMARIES)
+_INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    ENCRYPTED_REASONING,
+    "message.output_text.logprobs",
+)
+"""What ``include`` may ask for (OpenAI's ``IncludeEnum``)."""
+_INCLUDABLE_SET = frozenset(_INCLUDABLE)
+
+
+def _check_reasoning(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"'reasoning' must be an object, got {value!r}", param="reasoning")
+    reasoning = cast("dict[str, Any]", value)
+    effort = reasoning.get("effort")
+    if effort is not None and (not isinstance(effort, str) or effort not in _EFFORT_SET):
+        raise InvalidRequestError(
+            f"'reasoning.effort' must be {_words(_EFFORTS)}, got {effort!r}", param="reasoning.effort"
+        )
+    summary = reasoning.get("summary")
+    if summary is not None and (not isinstance(summary, str) or summary not in _SUMMARY_SET):
+        raise InvalidRequestError(
+            f"'reasoning.summary' must be {_words(_SUMMARIES)}, got {summary!r}", param="reasoning.summary"
+        )
+
+
+def _check_text(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"'text' must be an object, got {value!r}", param="text")
+    fmt = as_object(cast("dict[str, Any]", value).get("format"))
     if fmt and fmt.get("type") not in ("text", "json_schema", "json_object"):
         raise InvalidRequestError(
             f"'text.format.type' must be 'text', 'json_schema' or 'json_object', got {fmt.get('type')!r}",
@@ -206,6 +245,139 @@ def _check_text(text: dict[str, Any]) -> None:
         )
 
 
+def _check_max_output_tokens(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
+        raise InvalidRequestError(
+            f"'max_output_tokens' must be an integer ≥ 16, got {value!r}", param="max_output_tokens"
+        )
+
+
+def _check_previous(value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(
+            f"'previous_response_id' must be a response id (a string), got {value!r}", param="previous_response_id"
+        )
+
+
+def _check_include(value: Any) -> None:
+    if not isinstance(value, list):
+        raise InvalidRequestError(f"'include' must be an array of strings, got {value!r}", param="include")
+    for i, name in enumerate(cast("list[Any]", value)):
+        if not isinstance(name, str) or name not in _INCLUDABLE_SET:
+            raise InvalidRequestError(
+                f"'include[{i}]' must be one of {', '.join(_INCLUDABLE)}; got {name!r}", param=f"include[{i}]"
+            )
+
+
+def _check_background(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"'background' must be true or false, got {value!r}", param="background")
+    if value:
+        # A background response is polled with GET /v1/responses/{id}, which polyroute answers from its own store:
+        # it would never see the upstream finish.
+        raise InvalidRequestError(
+            "'background' responses are not served through polyroute (it cannot poll them upstream); "
+            "remove 'background' (stream instead for long answers)",
+            param="background",
+        )
+
+
+def _check_tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        raise InvalidRequestError("'tools' must be an array", param="tools")
+    for i, tool in enumerate(cast("list[Any]", tools)):
+        kind = as_object(tool).get("type")
+        if kind == "function":
+            if not isinstance(as_object(tool).get("name"), str):
+                raise InvalidRequestError(
+                    f"'tools[{i}].name' is required: a Responses function tool is flat "
+                    "({'type': 'function', 'name': ..., 'parameters': ...}), not nested under 'function'",
+                    param=f"tools[{i}].name",
+                )
+        elif not isinstance(kind, str):
+            raise InvalidRequestError(f"'tools[{i}].type' is required", param=f"tools[{i}].type")
+        elif kind not in _TOOL_TYPES:
+            raise InvalidRequestError(
+                f"'tools[{i}].type' {kind!r} is not a tool type: use 'function' for a function you run ('custom' "
+                f"or 'namespace' for OpenAI's other kinds of your own tools), or one of OpenAI's built-in tools: "
+                f"{', '.join(sorted(HOSTED_TOOLS))}",
+                param=f"tools[{i}].type",
+            )
+
+
+def _check_tool_choice(choice: Any) -> None:
+    if isinstance(choice, str):
+        if choice not in _TOOL_MODES:
+            raise InvalidRequestError(
+                f"'tool_choice' must be 'none', 'auto' or 'required' (or an object naming a tool), got {choice!r}",
+                param="tool_choice",
+            )
+        return
+    if not isinstance(choice, dict):
+        raise InvalidRequestError(
+            f"'tool_choice' must be 'none', 'auto', 'required' or an object naming a tool, got {choice!r}",
+            param="tool_choice",
+        )
+    choice = cast("dict[str, Any]", choice)
+    kind = choice.get("type")
+    if kind == "function":
+        if not isinstance(choice.get("name"), str):
+            raise InvalidRequestError(
+                "'tool_choice.name' is required: a Responses tool_choice is flat ({'type': 'function', 'name': "
+                "...}), not nested under 'function'",
+                param="tool_choice.name",
+            )
+    elif kind == "allowed_tools":
+        if choice.get("mode") not in ("auto", "required"):
+            raise InvalidRequestError(
+                f"'tool_choice.mode' must be 'auto' or 'required', got {choice.get('mode')!r}",
+                param="tool_choice.mode",
+            )
+        if not isinstance(choice.get("tools"), list):
+            raise InvalidRequestError(
+                "'tool_choice.tools' must be an array of tools ({'type': 'function', 'name': ...}, …)",
+                param="tool_choice.tools",
+            )
+    elif not isinstance(kind, str) or kind not in _TOOL_CHOICE_TYPES:
+        raise InvalidRequestError(
+            f"'tool_choice.type' {kind!r} is not a tool: use 'function' (with its 'name'), 'allowed_tools', or a "
+            f"built-in tool ({', '.join(sorted(HOSTED_TOOLS))})",
+            param="tool_choice.type",
+        )
+
+
+_TOOL_TYPES = HOSTED_TOOLS | {"function", "custom", "namespace"}
+"""Every type of tool OpenAI takes: functions, its other kinds of the caller's own tools, its built-in ones."""
+_TOOL_CHOICE_TYPES = _TOOL_TYPES | {"computer_use"}
+_TOOL_MODES = frozenset({"none", "auto", "required"})
+
+_CHECKS: dict[str, type | Callable[[Any], None]] = {
+    "instructions": str,
+    "tools": _check_tools,
+    "tool_choice": _check_tool_choice,
+    "text": _check_text,
+    "reasoning": _check_reasoning,
+    "metadata": dict,
+    "max_output_tokens": _check_max_output_tokens,
+    "temperature": _number("temperature", 2),
+    "top_p": _number("top_p", 1),
+    "previous_response_id": _check_previous,
+    "include": _check_include,
+    "background": _check_background,
+    "stream": bool,
+    "store": bool,
+    "parallel_tool_calls": bool,
+    "stream_options": dict,
+    "truncation": _one_of("truncation", ("auto", "disabled")),
+    "service_tier": _one_of("service_tier", ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")),
+    "user": str,
+    "safety_identifier": str,
+    "prompt_cache_key": str,
+}
+"""The rule of each request field that has one, applied only when the field is present and not null: the type the
+value must have (:data:`_KINDS`), or a function that raises for a bad value."""
+
+
 def _check_item(i: int, item: Any) -> None:
     problem = _item_problem(item)
     if problem is not None:  # the field's name is written only for an error: a long input has hundreds of items
@@ -218,7 +390,7 @@ def _item_problem(item: Any) -> tuple[str, str] | None:
     """What is wrong with an input item: (the field under ``input[i]``, what to fix), or None."""
     if not isinstance(item, dict):
         return "", f"must be an object (an input item), got {type(item).__name__}"
-    item = cast(dict[str, Any], item)
+    item = cast("dict[str, Any]", item)
     if item.get("id") is not None and not isinstance(item["id"], str):
         return ".id", f"must be a string (an item id), got {item['id']!r}"
     kind = item.get("type", "message" if "role" in item else None)
@@ -231,8 +403,12 @@ def _item_problem(item: Any) -> tuple[str, str] | None:
         role = item.get("role")
         if not isinstance(role, str) or role not in _ROLES:
             return ".role", f"must be user, assistant, system or developer, got {role!r}"
-        if not isinstance(item.get("content"), str | list):
-            return ".content", "must be a string or an array of parts"
+        content = item.get("content")
+        if not isinstance(content, str):
+            if not isinstance(content, list):
+                return ".content", "must be a string or an array of parts"
+            if not content:
+                return ".content", "is an empty array: send at least one part (input_text, input_image, input_file)"
     elif kind == "function_call":
         for name in ("call_id", "name", "arguments"):
             if not isinstance(item.get(name), str):
@@ -421,11 +597,18 @@ def _to_chat_content(content: Any, i: int) -> Any:
                 parts.append({"type": "text", "text": str(part.get("text") or "")})
             case "input_image":
                 url = part.get("image_url")
-                if not isinstance(url, str):
+                if url is None and part.get("file_id") is not None:
                     raise UnsupportedFeatureError(
                         f"'{where}' refers to an uploaded file (file_id); only OpenAI can read those: send "
                         "'image_url' (a URL or a data: URL)",
                         param=where,
+                    )
+                if not isinstance(url, str):  # not the value: a data URL in an object would fill the message
+                    got = "nothing" if url is None else "an object" if isinstance(url, dict) else type(url).__name__
+                    raise InvalidRequestError(
+                        f"'{where}.image_url' must be a URL string (https://… or a data: URL), got {got}: a "
+                        "Responses input_image takes the URL itself, not {'url': ...} as Chat Completions does",
+                        param=f"{where}.image_url",
                     )
                 image: dict[str, Any] = {"url": url}
                 if part.get("detail"):
