@@ -41,7 +41,7 @@ def _blocks(content: Any, where: str) -> list[Mapping[str, Any]]:
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise InvalidRequestError(f"{where}: content must be a string or a list of content blocks", param=where)
-    return [_obj(block) for block in cast(list[Any], content)]
+    return [_obj(block) for block in cast("list[Any]", content)]
 
 
 # -- requests -----------------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def to_chat_request(
     system = native.get("system")
     if system:
         messages.append({"role": "system", "content": _system_content(system)})
-    for index, message in enumerate(cast(list[Any], native["messages"])):
+    for index, message in enumerate(cast("list[Any]", native["messages"])):
         messages.extend(_to_chat_messages(_obj(message), index, strict))
     out: dict[str, Any] = {"model": native["model"], "messages": messages}
     if native.get("max_tokens") is not None:
@@ -104,7 +104,7 @@ def to_chat_request(
     if native.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}  # message_delta reports usage
-    return cast(ChatCompletionRequest, out)
+    return cast("ChatCompletionRequest", out)
 
 
 _TRANSLATED = frozenset({"metadata", "tools", "tool_choice", "thinking", "output_config"})
@@ -357,14 +357,14 @@ def from_chat_completion(completion: ChatCompletion, model: str) -> dict[str, An
     content: list[dict[str, Any]] = []
     blocks = message.get("thinking_blocks")
     if isinstance(blocks, list) and blocks:
-        content.extend(dict(_obj(b)) for b in cast(list[Any], blocks))
+        content.extend(dict(_obj(b)) for b in cast("list[Any]", blocks))
     elif message.get("reasoning_content"):
         content.append({"type": "thinking", "thinking": str(message["reasoning_content"]), "signature": ""})
     if message.get("content"):
         content.append({"type": "text", "text": str(message["content"])})
     elif message.get("refusal"):
         content.append({"type": "text", "text": str(message["refusal"])})
-    for call in cast(list[Any], message.get("tool_calls") or []):
+    for call in cast("list[Any]", message.get("tool_calls") or []):
         function = _obj(_obj(call).get("function"))
         content.append(
             {
@@ -392,7 +392,7 @@ def _arguments(raw: Any) -> Any:
         value: Any = loads(raw or "{}")
     except (TypeError, ValueError):
         return {"arguments": raw}
-    return cast(dict[str, Any], value) if isinstance(value, dict) else {"arguments": value}
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {"arguments": value}
 
 
 # -- streams ------------------------------------------------------------------------------------------------------

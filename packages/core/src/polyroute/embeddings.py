@@ -103,25 +103,25 @@ def parse_request(raw: bytes) -> dict[str, Any]:
 def _inputs(value: Any) -> list[str] | list[list[int]]:
     """``input`` as a list of strings or a list of token arrays; anything else is a 400 that says what to send."""
     what = "a string, an array of strings, an array of token ids or an array of token-id arrays"
-    items: list[Any] = cast(list[Any], value) if isinstance(value, list) else []
+    items: list[Any] = cast("list[Any]", value) if isinstance(value, list) else []
     single_tokens = bool(items) and all(_is_token(t) for t in items)
     if isinstance(value, str) or single_tokens:
         value = [value]
     if not isinstance(value, list) or not value:
         raise InvalidRequestError(f"'input' is required and must be {what}, not empty", param="input")
-    items = cast(list[Any], value)
+    items = cast("list[Any]", value)
     if all(isinstance(item, str) for item in items):
         for i, item in enumerate(items):
             if not item:
                 raise InvalidRequestError(f"'input[{i}]' is an empty string; every input needs text", param="input")
-        return cast(list[str], items)
+        return cast("list[str]", items)
     for i, item in enumerate(items):
-        if not isinstance(item, list) or not item or not all(_is_token(t) for t in cast(list[Any], item)):
-            kind = type(cast(object, item)).__name__
+        if not isinstance(item, list) or not item or not all(_is_token(t) for t in cast("list[Any]", item)):
+            kind = type(cast("object", item)).__name__
             raise InvalidRequestError(
                 f"'input[{i}]' is {kind}; 'input' must be {what}, one kind for all items", param="input"
             )
-    return cast(list[list[int]], items)
+    return cast("list[list[int]]", items)
 
 
 def _is_token(value: Any) -> bool:
@@ -135,7 +135,7 @@ def routing_profile(body: Mapping[str, Any]) -> Profile:
     tokens actually used (the answer's usage) are charged to the deployment's tpm when the call ends.
     """
     inputs: list[Any] = body["input"]
-    longest = max(len(cast(Sequence[Any], item)) * (1 if isinstance(item, str) else 4) for item in inputs)
+    longest = max(len(cast("Sequence[Any]", item)) * (1 if isinstance(item, str) else 4) for item in inputs)
     return Profile(body["model"], longest // 4 + 4, 0, (), False)
 
 
@@ -228,7 +228,7 @@ def text_inputs(body: Mapping[str, Any], target: Target, api: str) -> list[str]:
             "deployment",
             param="input",
         )
-    return cast(list[str], inputs)
+    return cast("list[str]", inputs)
 
 
 def native_fields(body: Mapping[str, Any], target: Target, fields: Mapping[str, str], api: str) -> dict[str, Any]:

@@ -105,12 +105,12 @@ class BedrockEmbeddings(Unstreamed):
         if is_cohere_v3(target.model):
             found: Any = answer.get("embeddings")
             by_type = isinstance(found, dict)  # embeddings_by_type when embedding_types was sent, else a list
-            vectors: Any = cast(Mapping[str, Any], found).get("float") if by_type else found
+            vectors: Any = cast("Mapping[str, Any]", found).get("float") if by_type else found
             count = None
         else:
             vectors = [answer.get("embedding")]
             count = answer.get("inputTextTokenCount")
-        if not isinstance(vectors, list) or len(cast(list[Any], vectors)) != len(inputs):
+        if not isinstance(vectors, list) or len(cast("list[Any]", vectors)) != len(inputs):
             raise unreadable(target, f"no float embedding for each of the {len(inputs)} inputs")
         encoding = body.get("encoding_format", "float")
         prompt = count if isinstance(count, int) else estimate_tokens(inputs)
@@ -118,7 +118,7 @@ class BedrockEmbeddings(Unstreamed):
             "object": "list",
             "data": [
                 {"object": "embedding", "index": i, "embedding": as_requested(vector, encoding)}
-                for i, vector in enumerate(cast(list[Any], vectors))
+                for i, vector in enumerate(cast("list[Any]", vectors))
             ],
             "model": target.model,
             "usage": {"prompt_tokens": prompt, "total_tokens": prompt},

@@ -184,7 +184,7 @@ class NativeStreamTranslator:
                 priced = price(self.target, dict(self._tokens))
                 self.builder.usage = priced
                 if "cost" in priced:
-                    cast(dict[str, Any], usage)["cost"] = priced["cost"]
+                    cast("dict[str, Any]", usage)["cost"] = priced["cost"]
                     return [(name, dumps(data).decode())]
         elif name == "message_stop":
             self._stopped = True
@@ -193,7 +193,7 @@ class NativeStreamTranslator:
     def _count(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
-        for key, value in cast(dict[str, Any], usage).items():
+        for key, value in cast("dict[str, Any]", usage).items():
             if isinstance(value, int) and key.endswith("tokens"):
                 self._tokens[key] = value
         self.builder.usage = chat_usage(self._tokens)
@@ -239,7 +239,7 @@ class NativeAdapter:
         answer = loads(content)
         if not isinstance(answer, dict):
             raise TypeError("the answer is not a JSON object")
-        answer = cast(dict[str, Any], answer)
+        answer = cast("dict[str, Any]", answer)
         if "model" in answer:
             answer["model"] = call.native["model"]
         return answer
@@ -356,17 +356,17 @@ class MessagesStreamFormat:
     def encode(self, item: Any, target: Target) -> bytes:
         """A passed-through ``(name, data)`` or a translated event dict → its SSE bytes."""
         if isinstance(item, tuple):
-            name, data = cast(tuple[str, str], item)
+            name, data = cast("tuple[str, str]", item)
             return b"event: " + name.encode() + b"\ndata: " + data.encode() + b"\n\n"
-        event = cast(dict[str, Any], item)
+        event = cast("dict[str, Any]", item)
         return b"event: " + str(event["type"]).encode() + b"\ndata: " + dumps(event) + b"\n\n"
 
     def is_content(self, item: Any) -> bool:
         """A content delta, or the start of a tool call."""
         if isinstance(item, tuple):
-            name, data = cast(tuple[str, str], item)
+            name, data = cast("tuple[str, str]", item)
             return name in _CONTENT_EVENTS or (name == "content_block_start" and '"tool_use"' in data)
-        event = cast(dict[str, Any], item)
+        event = cast("dict[str, Any]", item)
         kind = event.get("type")
         block: dict[str, Any] = event.get("content_block") or {}
         return kind in _CONTENT_EVENTS or (kind == "content_block_start" and block.get("type") == "tool_use")
@@ -421,10 +421,10 @@ class MessagesApi:
 
     def finish(self, answer: Any, target: Target) -> float | None:
         """Price the answer's Messages usage (the cost rides on ``usage.cost``, as in chat)."""
-        usage: Any = cast(dict[str, Any], answer).get("usage") if isinstance(answer, dict) else None
+        usage: Any = cast("dict[str, Any]", answer).get("usage") if isinstance(answer, dict) else None
         if not isinstance(usage, dict):
             return None
-        return price(target, cast(dict[str, Any], usage)).get("cost")
+        return price(target, cast("dict[str, Any]", usage)).get("cost")
 
     def error_body(self, exc: PolyrouteError) -> dict[str, Any]:
         """Anthropic's error shape, so Anthropic clients read ``error.type`` and raise their own classes."""

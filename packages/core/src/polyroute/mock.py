@@ -288,7 +288,7 @@ def _embeddings(deployment: Deployment, body: Mapping[str, Any]) -> tuple[int, d
     inputs is a 400, as OpenAI answers.
     """
     raw: Any = body["input"]
-    inputs: list[Any] = cast(list[Any], raw) if isinstance(raw, list) else [raw]
+    inputs: list[Any] = cast("list[Any]", raw) if isinstance(raw, list) else [raw]
     if len(inputs) > 2048:
         message = f"'$.input' is invalid: at most 2048 inputs per request, got {len(inputs)}"
         return 400, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}

@@ -186,11 +186,11 @@ def _walk(value: Any, path: str) -> Iterable[tuple[str, str]]:
     elif isinstance(value, str):
         yield path, value
     elif isinstance(value, Mapping):
-        for k, v in cast(Mapping[Any, Any], value).items():
+        for k, v in cast("Mapping[Any, Any]", value).items():
             yield f"{path}.{k}", str(k)
             yield from _walk(v, f"{path}.{k}")
     elif isinstance(value, list | tuple):
-        for i, v in enumerate(cast(Iterable[Any], value)):
+        for i, v in enumerate(cast("Iterable[Any]", value)):
             yield from _walk(v, f"{path}[{i}]")
 
 
@@ -259,17 +259,17 @@ def _canonical(body: Any, volatile: frozenset[str]) -> Any:
 
 def _blank(value: Any, volatile: frozenset[str]) -> Any:
     if isinstance(value, dict):
-        items = cast(dict[str, Any], value).items()
+        items = cast("dict[str, Any]", value).items()
         return {k: "<volatile>" if k in volatile else _blank(v, volatile) for k, v in items}
     if isinstance(value, list):
-        return [_blank(v, volatile) for v in cast(list[Any], value)]
+        return [_blank(v, volatile) for v in cast("list[Any]", value)]
     return value
 
 
 def _difference(live: Any, recorded: Any, path: str = "$") -> str:
     """The first place two bodies differ, briefly."""
     if isinstance(live, dict) and isinstance(recorded, dict):
-        a, b = cast(dict[str, Any], live), cast(dict[str, Any], recorded)
+        a, b = cast("dict[str, Any]", live), cast("dict[str, Any]", recorded)
         for key in sorted(set(a) | set(b)):
             if key not in b:
                 return f"{path}.{key} is new"
@@ -278,7 +278,7 @@ def _difference(live: Any, recorded: Any, path: str = "$") -> str:
             if a[key] != b[key]:
                 return _difference(a[key], b[key], f"{path}.{key}")
     elif isinstance(live, list) and isinstance(recorded, list):
-        a_list, b_list = cast(list[Any], live), cast(list[Any], recorded)
+        a_list, b_list = cast("list[Any]", live), cast("list[Any]", recorded)
         if len(a_list) == len(b_list):
             for i, (x, y) in enumerate(zip(a_list, b_list, strict=True)):
                 if x != y:

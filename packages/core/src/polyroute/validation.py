@@ -35,7 +35,7 @@ def json_object(raw: bytes, fields: str) -> dict[str, Any]:
         body = _refused(raw, str(exc))
     if not isinstance(body, dict):
         raise InvalidRequestError(f"request body must be a JSON object with {fields}")
-    return cast(dict[str, Any], body)
+    return cast("dict[str, Any]", body)
 
 
 def _refused(raw: bytes, why: str) -> Any:
@@ -74,7 +74,7 @@ def validate(body: dict[str, Any]) -> ChatCompletionRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("'messages' is required and must be a non-empty array", param="messages")
-    for i, message in enumerate(cast(list[Any], messages)):
+    for i, message in enumerate(cast("list[Any]", messages)):
         _check_message(i, message)
     for name, (low, high) in _NUMBERS.items():
         value = body.get(name)
@@ -94,7 +94,7 @@ def validate(body: dict[str, Any]) -> ChatCompletionRequest:
     if (
         stop is not None
         and not isinstance(stop, str)
-        and not (isinstance(stop, list) and all(isinstance(s, str) for s in cast(list[Any], stop)))
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in cast("list[Any]", stop)))
     ):
         raise InvalidRequestError("'stop' must be a string or an array of strings", param="stop")
     _check_tools(body)
@@ -102,14 +102,14 @@ def validate(body: dict[str, Any]) -> ChatCompletionRequest:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequestError("'stream_options' must be an object", param="stream_options")
-    return cast(ChatCompletionRequest, body)
+    return cast("ChatCompletionRequest", body)
 
 
 def _check_message(i: int, message: Any) -> None:
     where = f"messages[{i}]"
     if not isinstance(message, dict):
         raise InvalidRequestError(f"'{where}' must be an object with 'role' and 'content'", param=where)
-    message = cast(dict[str, Any], message)
+    message = cast("dict[str, Any]", message)
     role = message.get("role")
     if role not in _ROLES:
         raise InvalidRequestError(
@@ -120,19 +120,19 @@ def _check_message(i: int, message: Any) -> None:
         if role != "assistant":
             raise InvalidRequestError(f"'{where}.content' is required for role {role!r}", param=f"{where}.content")
     elif isinstance(content, list):
-        for j, part in enumerate(cast(list[Any], content)):
-            if not isinstance(part, dict) or cast(dict[str, Any], part).get("type") not in _PART_TYPES:
+        for j, part in enumerate(cast("list[Any]", content)):
+            if not isinstance(part, dict) or cast("dict[str, Any]", part).get("type") not in _PART_TYPES:
                 raise InvalidRequestError(
                     f"'{where}.content[{j}]' must be an object whose 'type' is one of {', '.join(sorted(_PART_TYPES))}",
                     param=f"{where}.content[{j}]",
                 )
-            part = cast(dict[str, Any], part)
+            part = cast("dict[str, Any]", part)
             kind = part["type"]
             if kind == "text" and not isinstance(part.get("text"), str):
                 raise InvalidRequestError(f"'{where}.content[{j}].text' must be a string", param=f"{where}.content")
             if kind == "image_url":
                 image = part.get("image_url")
-                if not isinstance(image, dict) or not isinstance(cast(dict[str, Any], image).get("url"), str):
+                if not isinstance(image, dict) or not isinstance(cast("dict[str, Any]", image).get("url"), str):
                     raise InvalidRequestError(
                         f"'{where}.content[{j}].image_url.url' must be a string", param=f"{where}.content"
                     )
@@ -144,13 +144,13 @@ def _check_message(i: int, message: Any) -> None:
     if calls is not None:
         if role != "assistant" or not isinstance(calls, list):
             raise InvalidRequestError(f"'{where}.tool_calls' must be an array on an assistant message", param=where)
-        for k, call in enumerate(cast(list[Any], calls)):
-            ok = isinstance(call, dict) and isinstance(cast(Mapping[str, Any], call).get("id"), str)
-            function = cast(Mapping[str, Any], call).get("function") if ok else None
+        for k, call in enumerate(cast("list[Any]", calls)):
+            ok = isinstance(call, dict) and isinstance(cast("Mapping[str, Any]", call).get("id"), str)
+            function = cast("Mapping[str, Any]", call).get("function") if ok else None
             if (
                 not ok
                 or not isinstance(function, dict)
-                or not isinstance(cast(Mapping[str, Any], function).get("name"), str)
+                or not isinstance(cast("Mapping[str, Any]", function).get("name"), str)
             ):
                 raise InvalidRequestError(
                     f"'{where}.tool_calls[{k}]' needs an 'id' and a 'function' with a 'name'",
@@ -164,11 +164,11 @@ def _check_tools(body: Mapping[str, Any]) -> None:
         return
     if not isinstance(tools, list):
         raise InvalidRequestError("'tools' must be an array", param="tools")
-    for i, tool in enumerate(cast(list[Any], tools)):
-        function = cast(Mapping[str, Any], tool).get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(cast(Mapping[str, Any], function).get("name"), str):
+    for i, tool in enumerate(cast("list[Any]", tools)):
+        function = cast("Mapping[str, Any]", tool).get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(cast("Mapping[str, Any]", function).get("name"), str):
             raise InvalidRequestError(f"'tools[{i}]' needs a 'function' with a 'name'", param=f"tools[{i}]")
-        parameters = cast(Mapping[str, Any], function).get("parameters")
+        parameters = cast("Mapping[str, Any]", function).get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise InvalidRequestError(
                 f"'tools[{i}].function.parameters' must be a JSON Schema object", param=f"tools[{i}]"
@@ -177,7 +177,7 @@ def _check_tools(body: Mapping[str, Any]) -> None:
     if (
         choice is not None
         and choice not in ("auto", "none", "required")
-        and not (isinstance(choice, dict) and isinstance(cast(Mapping[str, Any], choice).get("function"), dict))
+        and not (isinstance(choice, dict) and isinstance(cast("Mapping[str, Any]", choice).get("function"), dict))
     ):
         raise InvalidRequestError(
             "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}",
@@ -188,14 +188,14 @@ def _check_tools(body: Mapping[str, Any]) -> None:
 def _check_response_format(value: Any) -> None:
     if value is None:
         return
-    kind = cast(Mapping[str, Any], value).get("type") if isinstance(value, dict) else None
+    kind = cast("Mapping[str, Any]", value).get("type") if isinstance(value, dict) else None
     if kind not in ("text", "json_object", "json_schema"):
         raise InvalidRequestError(
             "'response_format.type' must be 'text', 'json_object' or 'json_schema'", param="response_format"
         )
     if kind == "json_schema":
-        schema = cast(Mapping[str, Any], value).get("json_schema")
-        if not isinstance(schema, dict) or not isinstance(cast(Mapping[str, Any], schema).get("name"), str):
+        schema = cast("Mapping[str, Any]", value).get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(cast("Mapping[str, Any]", schema).get("name"), str):
             raise InvalidRequestError(
                 "'response_format.json_schema' needs a 'name' and a 'schema'", param="response_format"
             )

@@ -315,7 +315,7 @@ def drop_params(body: ChatCompletionRequest, target: Target) -> ChatCompletionRe
     names = target.deployment.drop_params
     if not names or not any(name in body for name in names):
         return body
-    return cast(ChatCompletionRequest, {k: v for k, v in body.items() if k not in names})
+    return cast("ChatCompletionRequest", {k: v for k, v in body.items() if k not in names})
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -326,12 +326,12 @@ def as_object(value: Any) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one: JSON from callers and upstreams is untyped, and a field of
     the wrong type reads as absent.
     """
-    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
 
 
 def as_list(value: Any) -> list[Any]:
     """``value`` if it is a JSON array, else an empty one."""
-    return cast(list[Any], value) if isinstance(value, list) else []
+    return cast("list[Any]", value) if isinstance(value, list) else []
 
 
 def credentials_error(target: Target, message: str, code: str = "missing_api_key") -> UpstreamStatusError:

@@ -151,7 +151,7 @@ def _event_obj(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = data[key]
     if not isinstance(value, dict):
         raise TypeError(f"{data.get('type')} event: {key!r} is not an object")
-    return cast(Mapping[str, Any], value)
+    return cast("Mapping[str, Any]", value)
 
 
 def stream_decoder() -> SSEDecoder:
@@ -200,7 +200,7 @@ def native_body(body: ChatCompletionRequest, target: Target) -> dict[str, Any]:
         value = body.get(name)
         if value is not None:
             out[name] = value
-    user = body.get("user") or cast(Mapping[str, Any], body).get("safety_identifier")
+    user = body.get("user") or cast("Mapping[str, Any]", body).get("safety_identifier")
     if user:
         out["metadata"] = {"user_id": str(user)}
 
@@ -273,7 +273,7 @@ _REFUSABLE = frozenset(
 def _refuse_unsupported(body: ChatCompletionRequest, target: Target) -> None:
     if _REFUSABLE.isdisjoint(body):
         return
-    raw = cast(Mapping[str, Any], body)
+    raw = cast("Mapping[str, Any]", body)
 
     def refuse(param: str, why: str) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(
@@ -316,7 +316,7 @@ def _wants_thinking(body: ChatCompletionRequest, target: Target) -> bool:
 
 
 def _thinking_type(body: ChatCompletionRequest, target: Target) -> str | None:
-    native = target.deployment.params.get("thinking", cast(Mapping[str, Any], body).get("thinking"))
+    native = target.deployment.params.get("thinking", cast("Mapping[str, Any]", body).get("thinking"))
     if native is not None:
         return _obj(native).get("type")
     return "enabled" if body.get("reasoning_effort") not in (None, "none") else None
@@ -404,7 +404,7 @@ def _to_anthropic_blocks(
                     param=f"messages[{index}].content",
                 )
             blocks.append(block)
-    cache_control = cast(Mapping[str, Any], message).get("cache_control")
+    cache_control = cast("Mapping[str, Any]", message).get("cache_control")
     if cache_control and blocks:
         blocks[-1]["cache_control"] = cache_control
     return blocks
@@ -417,7 +417,7 @@ def _to_anthropic_part(part: ContentPart, index: int, target: Target) -> dict[st
     block: dict[str, Any]
     match kind:
         case "text" | "refusal":
-            text = part.get("text") or cast(Mapping[str, Any], part).get("refusal") or ""
+            text = part.get("text") or cast("Mapping[str, Any]", part).get("refusal") or ""
             if not text.strip():
                 return None  # the Messages API rejects empty and whitespace-only text blocks
             block = {"type": "text", "text": text}
@@ -567,7 +567,7 @@ def _to_anthropic_tool_result(message: Message, index: int, target: Target) -> d
     else:
         blocks = [block for part in content if (block := _to_anthropic_part(part, index, target)) is not None]
         result["content"] = blocks
-    cache_control = cast(Mapping[str, Any], message).get("cache_control")
+    cache_control = cast("Mapping[str, Any]", message).get("cache_control")
     if cache_control:
         result["cache_control"] = cache_control
     return result
@@ -620,7 +620,7 @@ def _stray_result_as_text(block: Mapping[str, Any]) -> dict[str, Any]:
     content = block.get("content")
     if isinstance(content, list):
         content = "\n".join(
-            b.get("text", "") for b in cast(list[Mapping[str, Any]], content) if b.get("type") == "text"
+            b.get("text", "") for b in cast("list[Mapping[str, Any]]", content) if b.get("type") == "text"
         )
     return {"type": "text", "text": f"[result of tool call {block.get('tool_use_id')}]\n{content or ''}"}
 
@@ -740,7 +740,7 @@ def _to_anthropic_schema(schema: Any) -> Any:
     """
     if not isinstance(schema, dict):
         return schema
-    node = cast(dict[str, Any], schema)
+    node = cast("dict[str, Any]", schema)
     out: dict[str, Any] = {}
     ref = node.get("$ref")
     if isinstance(ref, str):  # the SDK keeps a reference alone (with its definitions, if any)
@@ -753,9 +753,9 @@ def _to_anthropic_schema(schema: Any) -> Any:
     for key, value in node.items():
         match key:
             case "properties" | "$defs" | "definitions" if isinstance(value, dict):
-                out[key] = _to_anthropic_schemas(cast(dict[str, Any], value))
+                out[key] = _to_anthropic_schemas(cast("dict[str, Any]", value))
             case "anyOf" | "oneOf" | "allOf" if isinstance(value, list):
-                variants = [_to_anthropic_schema(v) for v in cast(list[Any], value)]
+                variants = [_to_anthropic_schema(v) for v in cast("list[Any]", value)]
                 out["allOf" if key == "allOf" else "anyOf"] = variants
             case "items" if isinstance(value, dict):
                 out[key] = _to_anthropic_schema(value)
@@ -794,7 +794,7 @@ _STRING_FORMATS = frozenset(
 
 def _primitive(value: Any, key: str) -> bool:
     """``enum`` of strings, numbers, booleans and nulls (not objects or arrays); ``const`` of one of those."""
-    values = cast(list[Any], value) if key == "enum" and isinstance(value, list) else [value]
+    values = cast("list[Any]", value) if key == "enum" and isinstance(value, list) else [value]
     return (key != "enum" or isinstance(value, list)) and all(
         v is None or isinstance(v, str | int | float | bool) for v in values
     )
@@ -919,9 +919,9 @@ def _json_tool_with_thinking(target: Target) -> UnsupportedFeatureError:
 def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) -> ChatCompletion:
     """A native ``message`` → a chat completion (api/messages)."""
     data = loads(content)
-    if not isinstance(data, dict) or cast(Mapping[str, Any], data).get("type") == "error":
+    if not isinstance(data, dict) or cast("Mapping[str, Any]", data).get("type") == "error":
         raise classify_error(200, {}, content, target)
-    return from_native_message(cast(dict[str, Any], data), target, body)
+    return from_native_message(cast("dict[str, Any]", data), target, body)
 
 
 def from_native_message(message_data: Mapping[str, Any], target: Target, body: ChatCompletionRequest) -> ChatCompletion:
@@ -1268,15 +1268,15 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
         data = loads(content)
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
-    error = cast(Mapping[str, Any], data).get("error") if isinstance(data, dict) else None
+    error = cast("Mapping[str, Any]", data).get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return generic_status_error(status, content, target, headers=headers)
-    error = cast(Mapping[str, Any], error)
+    error = cast("Mapping[str, Any]", error)
     native_type = str(error.get("type") or "api_error")
     message = str(error.get("message") or f"HTTP {status}")
     if status < 400:  # an error event inside a stream or a 200 body
         status = _STATUS_BY_TYPE.get(native_type, 500)
-    body_id = cast(Mapping[str, Any], data).get("request_id")
+    body_id = cast("Mapping[str, Any]", data).get("request_id")
     return upstream_status_error(
         target,
         status,

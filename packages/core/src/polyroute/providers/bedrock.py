@@ -139,7 +139,7 @@ def endpoint(target: Target, stream: bool) -> str:
 def to_converse(native: Mapping[str, Any], target: Target) -> dict[str, Any]:
     """A Messages API body (from :func:`anthropic.native_body`) → a ConverseRequest body (without ``modelId``)."""
     claude = is_claude(target.model)
-    thinking = cast(Mapping[str, Any], native.get("thinking") or {})
+    thinking = cast("Mapping[str, Any]", native.get("thinking") or {})
     keep_reasoning = claude and thinking.get("type") in ("enabled", "adaptive")
     out: dict[str, Any] = {"messages": [_to_converse_message(m, target, keep_reasoning) for m in native["messages"]]}
     system = [block for b in native.get("system") or () for block in _to_converse_blocks(b, target)]
@@ -166,13 +166,15 @@ def to_converse(native: Mapping[str, Any], target: Target) -> dict[str, Any]:
                 param="reasoning_effort",
             )
         extra["thinking"] = dict(thinking)
-    output_format = cast(Mapping[str, Any], cast(Mapping[str, Any], native.get("output_config") or {}).get("format"))
+    output_format = cast(
+        "Mapping[str, Any]", cast("Mapping[str, Any]", native.get("output_config") or {}).get("format")
+    )
     if output_format:
         schema = dumps(output_format.get("schema")).decode()  # a JSON string, not an object (OutputFormatStructure)
         out["outputConfig"] = {
             "textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"name": "response", "schema": schema}}}
         }
-    user = cast(Mapping[str, Any], native.get("metadata") or {}).get("user_id")
+    user = cast("Mapping[str, Any]", native.get("metadata") or {}).get("user_id")
     if user:
         out["requestMetadata"] = {"user_id": str(user)[:256]}
     for name, value in native.items():
@@ -183,7 +185,7 @@ def to_converse(native: Mapping[str, Any], target: Target) -> dict[str, Any]:
         else:
             extra[name] = value  # top_k, anthropic_beta and other model fields
     if extra:
-        given = cast(dict[str, Any], out.get("additionalModelRequestFields") or {})
+        given = cast("dict[str, Any]", out.get("additionalModelRequestFields") or {})
         out["additionalModelRequestFields"] = {**extra, **given}
     return out
 
@@ -193,7 +195,7 @@ def _to_converse_message(message: Mapping[str, Any], target: Target, keep_reason
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     blocks: list[dict[str, Any]] = []
-    for block in cast(list[Mapping[str, Any]], content):
+    for block in cast("list[Mapping[str, Any]]", content):
         if block["type"] in ("thinking", "redacted_thinking") and not keep_reasoning:
             continue  # another model cannot check a Claude signature; without thinking on, Claude needs none
         blocks.extend(_to_converse_blocks(block, target))
@@ -229,7 +231,7 @@ def _to_converse_blocks(block: Mapping[str, Any], target: Target) -> list[dict[s
 
 
 def _to_converse_image(block: Mapping[str, Any], target: Target) -> dict[str, Any]:
-    source = cast(Mapping[str, Any], block["source"])
+    source = cast("Mapping[str, Any]", block["source"])
     if source.get("type") != "base64":
         raise UnsupportedFeatureError(
             f"{target.label} (Bedrock Converse) takes images as bytes, not URLs: send the image as a data URL "
@@ -241,7 +243,7 @@ def _to_converse_image(block: Mapping[str, Any], target: Target) -> dict[str, An
 
 
 def _to_converse_document(block: Mapping[str, Any], target: Target) -> dict[str, Any]:
-    source = cast(Mapping[str, Any], block["source"])
+    source = cast("Mapping[str, Any]", block["source"])
     media = str(source.get("media_type") or "")
     fmt = _DOC_FORMATS.get(media)
     if source.get("type") == "text":
@@ -266,7 +268,7 @@ def _to_converse_tool_result(block: Mapping[str, Any], target: Target) -> dict[s
     if isinstance(content, str):
         parts.append({"text": content or "(empty)"})
     else:
-        for item in cast(list[Mapping[str, Any]], content or []):
+        for item in cast("list[Mapping[str, Any]]", content or []):
             parts.extend(b for b in _to_converse_blocks(item, target) if "cachePoint" not in b)
         if not parts:
             parts.append({"text": "(empty)"})  # Converse rejects a blank text block as it does an empty one
@@ -280,10 +282,10 @@ def _to_converse_tool_config(native: Mapping[str, Any], messages: list[dict[str,
     """``toolConfig``: tools and ``toolChoice`` (auto / any / tool). Converse has no ``none``: then no tools are
     sent, unless the history holds tool blocks, which Converse accepts only with tools declared.
     """
-    tools = cast(list[Mapping[str, Any]], native.get("tools") or [])
+    tools = cast("list[Mapping[str, Any]]", native.get("tools") or [])
     if not tools:
         return None
-    choice = cast(Mapping[str, Any], native.get("tool_choice") or {})
+    choice = cast("Mapping[str, Any]", native.get("tool_choice") or {})
     history_tools = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
     if choice.get("type") == "none" and not history_tools:
         return None
@@ -421,8 +423,8 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     data: Any = loads(content)
     if not isinstance(data, dict):
         raise ValueError("the Converse answer is not a JSON object")
-    data = cast(Mapping[str, Any], data)
-    message = cast(Mapping[str, Any], cast(Mapping[str, Any], data["output"])["message"])
+    data = cast("Mapping[str, Any]", data)
+    message = cast("Mapping[str, Any]", cast("Mapping[str, Any]", data["output"])["message"])
     blocks = [b for block in message.get("content") or () if (b := _from_converse_block(block)) is not None]
     if body.get("parallel_tool_calls") is False:  # Converse has no such switch: honoured here, first call kept
         uses = [b for b in blocks if b["type"] == "tool_use"]
@@ -457,7 +459,7 @@ def _from_converse_block(block: Mapping[str, Any]) -> dict[str, Any] | None:
         reasoning = block["reasoningContent"]
         if "redactedContent" in reasoning:
             return {"type": "redacted_thinking", "data": reasoning["redactedContent"]}
-        text = cast(Mapping[str, Any], reasoning.get("reasoningText") or {})
+        text = cast("Mapping[str, Any]", reasoning.get("reasoningText") or {})
         return {"type": "thinking", "thinking": text.get("text") or "", "signature": text.get("signature") or ""}
     return None  # citationsContent, guardContent, images: not part of a chat completion
 
@@ -500,8 +502,8 @@ class EventStreamDecoder:
     def _frames(self) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         for message in self._buffer:
-            headers = cast(Mapping[str, str], message.headers)
-            payload = cast(bytes, message.payload).decode("utf-8", errors="replace")
+            headers = cast("Mapping[str, str]", message.headers)
+            payload = cast("bytes", message.payload).decode("utf-8", errors="replace")
             kind = headers.get(":message-type", "event")
             if kind == "event":
                 events.append(SSEEvent(str(headers.get(":event-type", "")), payload))
@@ -566,7 +568,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
                 return self._message_start({})
             case "contentBlockStart":
                 index = int(data["contentBlockIndex"])
-                start = cast(Mapping[str, Any], data.get("start") or {})
+                start = cast("Mapping[str, Any]", data.get("start") or {})
                 use = start.get("toolUse")
                 if use is None:
                     return []
@@ -576,7 +578,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
                 self._kinds[index] = "tool_use"
                 return self._block_start(index, {"type": "tool_use", "id": use["toolUseId"], "name": use["name"]})
             case "contentBlockDelta":
-                return self._delta(int(data["contentBlockIndex"]), cast(Mapping[str, Any], data["delta"]))
+                return self._delta(int(data["contentBlockIndex"]), cast("Mapping[str, Any]", data["delta"]))
             case "contentBlockStop":
                 return self._block_stop(int(data["contentBlockIndex"]))
             case "messageStop":
@@ -585,7 +587,7 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
                 self._stop_reason = _STOP_REASONS.get(self._converse_stop, "end_turn")
                 return []
             case "metadata":
-                self._merge_usage(_from_converse_usage(cast(Mapping[str, Any], data.get("usage") or {})))
+                self._merge_usage(_from_converse_usage(cast("Mapping[str, Any]", data.get("usage") or {})))
                 return self._stop() if self._stop_seen and not self._stopped else []
             case _:
                 return []
@@ -596,10 +598,10 @@ class BedrockStreamTranslator(anthropic.AnthropicStreamTranslator):
             out += self._start(index, "text", {"type": "text", "text": ""})
             out += self._block_delta(index, {"type": "text_delta", "text": delta["text"]})
         elif "toolUse" in delta:
-            fragment = cast(Mapping[str, Any], delta["toolUse"]).get("input") or ""
+            fragment = cast("Mapping[str, Any]", delta["toolUse"]).get("input") or ""
             out += self._block_delta(index, {"type": "input_json_delta", "partial_json": fragment})
         elif "reasoningContent" in delta:
-            reasoning = cast(Mapping[str, Any], delta["reasoningContent"])
+            reasoning = cast("Mapping[str, Any]", delta["reasoningContent"])
             if "redactedContent" in reasoning:
                 block = {"type": "redacted_thinking", "data": reasoning["redactedContent"]}
                 out += self._start(index, "redacted_thinking", block)
@@ -661,7 +663,7 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
         return generic_status_error(status, content, target, headers=headers)
     if not isinstance(data, dict):
         return generic_status_error(status, content, target, headers=headers)
-    data = cast(Mapping[str, Any], data)
+    data = cast("Mapping[str, Any]", data)
     kind = (headers.get("x-amzn-errortype") or str(data.get("__type") or "")).split(":", 1)[0].split("#")[-1]
     message = str(data.get("message") or data.get("Message") or kind or f"HTTP {status}")
     mapped = _STATUS_BY_EXCEPTION.get(kind, status)

@@ -87,7 +87,7 @@ def stream_decoder() -> SSEDecoder:
 def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamRequest:
     """The ``POST {base}/v2/chat`` request."""
     body = drop_params(body, target)
-    raw = cast(Mapping[str, Any], body)
+    raw = cast("Mapping[str, Any]", body)
     for name, why in _REFUSED.items():
         if raw.get(name):
             raise _refuse(target, name, why)
@@ -193,7 +193,7 @@ def _to_cohere_messages(messages: Sequence[Message], target: Target) -> list[dic
 def _text_of(content: Any) -> str:
     if isinstance(content, str) or content is None:
         return content or ""
-    parts = cast(list[Mapping[str, Any]], content)
+    parts = cast("list[Mapping[str, Any]]", content)
     return "".join(str(p.get("text") or p.get("refusal") or "") for p in parts if p.get("type") in ("text", "refusal"))
 
 
@@ -201,7 +201,7 @@ def _to_cohere_user_content(content: Any, target: Target, index: int) -> Any:
     if isinstance(content, str) or content is None:
         return content or ""
     parts: list[dict[str, Any]] = []
-    for part in cast(list[Mapping[str, Any]], content):
+    for part in cast("list[Mapping[str, Any]]", content):
         match part.get("type"):
             case "text":
                 parts.append({"type": "text", "text": part.get("text") or ""})
@@ -245,7 +245,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     native = _obj(data.get("message"))
     texts: list[str] = []
     thinking: list[str] = []
-    for block in cast(list[Mapping[str, Any]], native.get("content") or []):
+    for block in cast("list[Mapping[str, Any]]", native.get("content") or []):
         if block.get("type") == "thinking":
             thinking.append(str(block.get("thinking") or ""))
         elif block.get("type") == "text":
@@ -259,7 +259,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
                 "arguments": str(_obj(c.get("function")).get("arguments") or "{}"),
             },
         }
-        for c in cast(list[Mapping[str, Any]], native.get("tool_calls") or [])
+        for c in cast("list[Mapping[str, Any]]", native.get("tool_calls") or [])
     ]
     if body.get("parallel_tool_calls") is False:
         calls = calls[:1]
@@ -270,9 +270,9 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
         message["tool_calls"] = calls
     if thinking:
         message["reasoning_content"] = "".join(thinking)
-    annotations = [_to_annotation(c) for c in cast(list[Mapping[str, Any]], native.get("citations") or [])]
+    annotations = [_to_annotation(c) for c in cast("list[Mapping[str, Any]]", native.get("citations") or [])]
     if annotations:
-        cast(dict[str, Any], message)["annotations"] = annotations
+        cast("dict[str, Any]", message)["annotations"] = annotations
     return {
         "id": str(data.get("id") or ""),
         "object": "chat.completion",
@@ -295,7 +295,7 @@ def _finish(reason: Any, target: Target) -> FinishReason:
 
 def _to_annotation(citation: Mapping[str, Any]) -> dict[str, Any]:
     """A Cohere citation → an OpenAI ``url_citation`` annotation over the same span of the answer."""
-    sources = cast(list[Mapping[str, Any]], citation.get("sources") or [])
+    sources = cast("list[Mapping[str, Any]]", citation.get("sources") or [])
     first: Mapping[str, Any] = sources[0] if sources else {}
     document = _obj(first.get("document") or first.get("tool_output"))
     return {
@@ -402,7 +402,7 @@ class CohereStreamTranslator:
         self._ended = True
         out = self._flush_plan()
         if self._annotations:
-            out.append(self.builder.chunk(cast(Any, {"annotations": self._annotations})))
+            out.append(self.builder.chunk(cast("Any", {"annotations": self._annotations})))
         reason = delta.get("finish_reason")
         out.append(self.builder.finish(_finish(reason, self.target)))
         usage_chunk = self.builder.usage_chunk(_from_cohere_usage(_obj(delta.get("usage"))))

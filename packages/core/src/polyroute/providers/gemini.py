@@ -221,7 +221,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
     data = loads(content)
     if not isinstance(data, dict):
         raise _unreadable(target, "a body that is not a GenerateContentResponse")
-    response = cast(dict[str, Any], data)
+    response = cast("dict[str, Any]", data)
     if "error" in response:
         raise classify_error(200, {}, content, target)
     response_id = str(response.get("responseId") or "")
@@ -254,7 +254,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             message["tool_calls"] = calls
             _remember_signatures(calls, target)
         if text_signature:
-            cast(dict[str, Any], message)["provider_specific_fields"] = {"thought_signature": text_signature}
+            cast("dict[str, Any]", message)["provider_specific_fields"] = {"thought_signature": text_signature}
         choices.append({"index": index, "message": message, "finish_reason": finish})
     choices.sort(key=lambda choice: choice["index"])
     completion: ChatCompletion = {
@@ -298,14 +298,14 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
     except ValueError:
         return generic_status_error(status, content, target, headers=headers)
     if isinstance(data, list) and data:  # the JSON-array stream wraps errors in a one-element list
-        data = cast(list[Any], data)[0]
-    error: Any = cast(dict[str, Any], data).get("error") if isinstance(data, dict) else None
+        data = cast("list[Any]", data)[0]
+    error: Any = cast("dict[str, Any]", data).get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return generic_status_error(status, content, target, headers=headers)
-    error = cast(dict[str, Any], error)
+    error = cast("dict[str, Any]", error)
     rpc_status = str(error.get("status") or "")
     message = str(error.get("message") or rpc_status or f"HTTP {status}")
-    details = [cast(dict[str, Any], d) for d in cast(list[Any], error.get("details") or []) if isinstance(d, dict)]
+    details = [cast("dict[str, Any]", d) for d in cast("list[Any]", error.get("details") or []) if isinstance(d, dict)]
     reason = next((str(d["reason"]) for d in details if d.get("reason")), None)
     mapped = _RPC_STATUS.get(rpc_status)
     if mapped is None:
@@ -327,7 +327,7 @@ def classify_error(status: int, headers: Mapping[str, str], content: bytes, targ
 
 
 def _reject_unsupported(body: ChatCompletionRequest, target: Target) -> None:
-    raw = cast(Mapping[str, Any], body)
+    raw = cast("Mapping[str, Any]", body)
     for name, why in _REJECTED_FIELDS.items():
         if raw.get(name) not in (None, False, {}):
             raise UnsupportedFeatureError(
@@ -425,7 +425,7 @@ def _to_native_text_parts(content: Any, target: Target, position: int, role: str
     if isinstance(content, str):
         return [{"text": content}] if content else []  # Gemini refuses an empty text part
     out: list[dict[str, Any]] = []
-    for part in cast(list[ContentPart], content):
+    for part in cast("list[ContentPart]", content):
         if part.get("type") != "text":
             raise UnsupportedFeatureError(
                 f"messages[{position}] ({role}): Gemini takes only text here, not a {part.get('type')!r} part; move "
@@ -442,7 +442,7 @@ def _to_native_user_parts(content: Any, target: Target, position: int) -> list[d
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
-    parts = [_to_native_part(part, target, position) for part in cast(list[ContentPart], content)]
+    parts = [_to_native_part(part, target, position) for part in cast("list[ContentPart]", content)]
     return [part for part in parts if part.get("text", True)]  # Gemini refuses an empty text part
 
 
@@ -541,8 +541,8 @@ def _to_native_model_parts(
                     f"messages[{position}] (assistant): Gemini takes only text here, not a {kind!r} part",
                     param="messages",
                 )
-    extra = cast(Mapping[str, Any], message).get("provider_specific_fields")
-    text_signature = cast(Mapping[str, Any], extra).get("thought_signature") if isinstance(extra, Mapping) else None
+    extra = cast("Mapping[str, Any]", message).get("provider_specific_fields")
+    text_signature = cast("Mapping[str, Any]", extra).get("thought_signature") if isinstance(extra, Mapping) else None
     if isinstance(text_signature, str) and text_signature:
         texts = [p for p in parts if "text" in p]
         if texts:
@@ -577,17 +577,17 @@ def _to_native_model_parts(
 
 
 def _signature_of(call: ToolCall) -> str | None:
-    raw = cast(Mapping[str, Any], call)
+    raw = cast("Mapping[str, Any]", call)
     fields = raw.get("provider_specific_fields")
     if isinstance(fields, Mapping):
-        value = cast(Mapping[str, Any], fields).get("thought_signature")
+        value = cast("Mapping[str, Any]", fields).get("thought_signature")
         if isinstance(value, str) and value:
             return value
     extra = raw.get("extra_content")
     if isinstance(extra, Mapping):
-        google = cast(Mapping[str, Any], extra).get("google")
+        google = cast("Mapping[str, Any]", extra).get("google")
         if isinstance(google, Mapping):
-            value = cast(Mapping[str, Any], google).get("thought_signature")
+            value = cast("Mapping[str, Any]", google).get("thought_signature")
             if isinstance(value, str) and value:
                 return value
     return None
@@ -667,7 +667,7 @@ def _to_function_declaration(tool: Mapping[str, Any], target: Target) -> dict[st
         raise UnsupportedFeatureError(
             f"{target.label} (Gemini) takes function tools only, not {tool.get('type')!r}", param="tools"
         )
-    function = cast(Mapping[str, Any], tool.get("function") or {})
+    function = cast("Mapping[str, Any]", tool.get("function") or {})
     declaration: dict[str, Any] = {"name": function.get("name", ""), "description": function.get("description", "")}
     parameters = function.get("parameters")
     if parameters:
@@ -701,17 +701,17 @@ def _to_gemini_json_schema(schema: Any) -> Any:
     """
     if not isinstance(schema, Mapping):
         return schema
-    node = cast(Mapping[str, Any], schema)
+    node = cast("Mapping[str, Any]", schema)
     out: dict[str, Any] = {}
     moved: list[tuple[str, Any]] = []
     for key, value in node.items():
         match key:
             case "properties" | "$defs" | "definitions" if isinstance(value, Mapping):
-                out[key] = {str(k): _to_gemini_json_schema(v) for k, v in cast(Mapping[str, Any], value).items()}
+                out[key] = {str(k): _to_gemini_json_schema(v) for k, v in cast("Mapping[str, Any]", value).items()}
             case "anyOf" | "oneOf" | "prefixItems" if isinstance(value, list):
-                out[key] = [_to_gemini_json_schema(v) for v in cast(list[Any], value)]
-            case "allOf" if isinstance(value, list) and len(cast(list[Any], value)) == 1 and "anyOf" not in node:
-                out["anyOf"] = [_to_gemini_json_schema(cast(list[Any], value)[0])]  # one part: the same constraint
+                out[key] = [_to_gemini_json_schema(v) for v in cast("list[Any]", value)]
+            case "allOf" if isinstance(value, list) and len(cast("list[Any]", value)) == 1 and "anyOf" not in node:
+                out["anyOf"] = [_to_gemini_json_schema(cast("list[Any]", value)[0])]  # one part: the same constraint
             case "items" | "additionalProperties" if isinstance(value, Mapping):
                 out[key] = _to_gemini_json_schema(value)
             case "additionalProperties" | "items":
@@ -761,7 +761,7 @@ def _to_native_schema(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...
     """
     if not isinstance(schema, Mapping):
         return {}
-    node = cast(Mapping[str, Any], schema)
+    node = cast("Mapping[str, Any]", schema)
     ref = node.get("$ref")
     if isinstance(ref, str):
         if ref in seen:
@@ -772,14 +772,14 @@ def _to_native_schema(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...
         target_node: Any = root
         for piece in ref.lstrip("#/").split("/"):
             mapping: Mapping[str, Any] = (
-                cast(Mapping[str, Any], target_node) if isinstance(target_node, Mapping) else {}
+                cast("Mapping[str, Any]", target_node) if isinstance(target_node, Mapping) else {}
             )
             target_node = mapping.get(piece, {})
         return _to_native_schema(target_node, root, (*seen, ref))
     out: dict[str, Any] = {key: node[src] for src, key in _SCHEMA_KEYS.items() if src in node}
     kind = node.get("type")
     if isinstance(kind, list):
-        kinds = [str(k) for k in cast(list[Any], kind)]
+        kinds = [str(k) for k in cast("list[Any]", kind)]
         if "null" in kinds:
             out["nullable"] = True
         kinds = [k for k in kinds if k != "null"]
@@ -792,14 +792,14 @@ def _to_native_schema(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...
     properties = node.get("properties")
     if isinstance(properties, Mapping):
         out["properties"] = {
-            str(k): _to_native_schema(v, root, seen) for k, v in cast(Mapping[str, Any], properties).items()
+            str(k): _to_native_schema(v, root, seen) for k, v in cast("Mapping[str, Any]", properties).items()
         }
         out.setdefault("type", "OBJECT")
     if "items" in node:
         out["items"] = _to_native_schema(node["items"], root, seen)
     variants = node.get("anyOf") or node.get("oneOf")
     if isinstance(variants, list):
-        options = [_to_native_schema(v, root, seen) for v in cast(list[Any], variants)]
+        options = [_to_native_schema(v, root, seen) for v in cast("list[Any]", variants)]
         if any(o.get("type") == "NULL" for o in options):
             out["nullable"] = True
             options = [o for o in options if o.get("type") != "NULL"]
@@ -809,7 +809,7 @@ def _to_native_schema(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...
             out["anyOf"] = options
     all_of = node.get("allOf")
     if isinstance(all_of, list):
-        for piece in cast(list[Any], all_of):
+        for piece in cast("list[Any]", all_of):
             out.update(_to_native_schema(piece, root, seen))
     moved = [(k, v) for k, v in node.items() if k not in _SCHEMA_KEYS and k not in _STRUCTURE_KEYS]
     if moved:  # constraints the Schema message cannot hold: told to the model, still enforced by the caller
@@ -843,17 +843,17 @@ def _to_tool_config(
                 return declarations, {"mode": "ANY"}
             case _:
                 raise UnsupportedFeatureError(f"unknown tool_choice {choice!r}", param="tool_choice")
-    choice = cast(Mapping[str, Any], choice)
+    choice = cast("Mapping[str, Any]", choice)
     kind = choice.get("type")
     if kind == "function":
-        function = cast(Mapping[str, Any], choice.get("function") or {})
+        function = cast("Mapping[str, Any]", choice.get("function") or {})
         name = str(function.get("name") or "")
         return declarations, {"mode": "ANY", "allowedFunctionNames": [name]}
     if kind == "allowed_tools":
-        allowed = cast(Mapping[str, Any], choice.get("allowed_tools") or {})
+        allowed = cast("Mapping[str, Any]", choice.get("allowed_tools") or {})
         names = {
-            str(cast(Mapping[str, Any], t.get("function") or {}).get("name"))
-            for t in cast(list[Mapping[str, Any]], allowed.get("tools") or [])
+            str(cast("Mapping[str, Any]", t.get("function") or {}).get("name"))
+            for t in cast("list[Mapping[str, Any]]", allowed.get("tools") or [])
         }
         kept = [d for d in declarations if d["name"] in names]
         return kept, {"mode": "ANY" if allowed.get("mode") == "required" else "AUTO"}
@@ -871,7 +871,7 @@ def _to_generation_config(body: ChatCompletionRequest, target: Target) -> dict[s
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
     )
-    raw = cast(Mapping[str, Any], body)
+    raw = cast("Mapping[str, Any]", body)
     for ours, theirs in pairs:
         if raw.get(ours) is not None:
             config[theirs] = raw[ours]
@@ -889,7 +889,7 @@ def _to_generation_config(body: ChatCompletionRequest, target: Target) -> dict[s
     match response_format.get("type"):
         case "json_schema":
             config["responseMimeType"] = "application/json"
-            schema: Any = cast(Mapping[str, Any], response_format.get("json_schema") or {}).get("schema")
+            schema: Any = cast("Mapping[str, Any]", response_format.get("json_schema") or {}).get("schema")
             if schema:
                 config["responseJsonSchema"] = _to_gemini_json_schema(schema)
         case "json_object":
@@ -946,7 +946,7 @@ def _merged(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         current = out.get(key)
         if isinstance(current, dict) and isinstance(value, Mapping):
-            out[key] = _merged(cast(dict[str, Any], current), cast(Mapping[str, Any], value))
+            out[key] = _merged(cast("dict[str, Any]", current), cast("Mapping[str, Any]", value))
         else:
             out[key] = value
     return out
@@ -992,7 +992,9 @@ def _native_call_id(function_call: Mapping[str, Any], response_id: str, candidat
 
 
 def _candidates(response: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [cast(dict[str, Any], c) for c in cast(list[Any], response.get("candidates") or []) if isinstance(c, dict)]
+    return [
+        cast("dict[str, Any]", c) for c in cast("list[Any]", response.get("candidates") or []) if isinstance(c, dict)
+    ]
 
 
 def _candidate_index(candidate: Mapping[str, Any]) -> int:
@@ -1004,8 +1006,8 @@ def _parts(candidate: Mapping[str, Any]) -> list[dict[str, Any]]:
     content = candidate.get("content")
     if not isinstance(content, dict):
         return []
-    parts: list[Any] = cast(dict[str, Any], content).get("parts") or []
-    return [cast(dict[str, Any], p) for p in parts if isinstance(p, dict)]
+    parts: list[Any] = cast("dict[str, Any]", content).get("parts") or []
+    return [cast("dict[str, Any]", p) for p in parts if isinstance(p, dict)]
 
 
 def _arguments(args: Any) -> str:
@@ -1032,7 +1034,7 @@ def _from_native_parts(
         signature = part.get("thoughtSignature")
         function_call = part.get("functionCall")
         if isinstance(function_call, dict):
-            fc = cast(dict[str, Any], function_call)
+            fc = cast("dict[str, Any]", function_call)
             partial = fc.get("partialArgs")
             if fc.get("name"):
                 close_pending()
@@ -1048,9 +1050,9 @@ def _from_native_parts(
                 if fc.get("willContinue"):
                     pending = _StreamedCall((candidate, len(calls) - 1))
             elif isinstance(partial, list) and pending is not None:
-                for piece in cast(list[Any], partial):
+                for piece in cast("list[Any]", partial):
                     if isinstance(piece, dict):
-                        pending.add(cast(dict[str, Any], piece))
+                        pending.add(cast("dict[str, Any]", piece))
             elif not fc.get("willContinue"):
                 close_pending()
             continue
@@ -1080,7 +1082,7 @@ def _prompt_block_message(response: Mapping[str, Any], target: Target) -> str | 
     feedback = response.get("promptFeedback")
     if not isinstance(feedback, dict):
         return None
-    reason = cast(dict[str, Any], feedback).get("blockReason")
+    reason = cast("dict[str, Any]", feedback).get("blockReason")
     if not reason:
         return None
     return (
@@ -1093,7 +1095,7 @@ def _from_native_usage(metadata: Any) -> Usage | None:
     """``usageMetadata`` → OpenAI usage (generative_service.proto ``UsageMetadata``)."""
     if not isinstance(metadata, dict):
         return None
-    m = cast(dict[str, Any], metadata)
+    m = cast("dict[str, Any]", metadata)
     if not any(k in m for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")):
         return None
     prompt = int(m.get("promptTokenCount") or 0) + int(m.get("toolUsePromptTokenCount") or 0)
@@ -1126,7 +1128,7 @@ def _retry_delay(details: Sequence[Mapping[str, Any]]) -> float | None:
             if isinstance(delay, str):
                 return parse_duration(delay)
             if isinstance(delay, dict):  # the proto3 object form, just in case
-                d = cast(dict[str, Any], delay)
+                d = cast("dict[str, Any]", delay)
                 return float(d.get("seconds") or 0) + float(d.get("nanos") or 0) / 1e9
     return None
 
@@ -1181,13 +1183,13 @@ def _get_path(root: Any, path: str) -> Any:
     node = root
     for key in _path_keys(path):
         if isinstance(key, int):
-            if not isinstance(node, list) or key >= len(cast(list[Any], node)):
+            if not isinstance(node, list) or key >= len(cast("list[Any]", node)):
                 return None
-            node = cast(list[Any], node)[key]
+            node = cast("list[Any]", node)[key]
         else:
             if not isinstance(node, dict):
                 return None
-            node = cast(dict[str, Any], node).get(key)
+            node = cast("dict[str, Any]", node).get(key)
     return node
 
 
@@ -1200,14 +1202,14 @@ def _set_path(root: dict[str, Any], path: str, value: Any) -> None:
         last = following is None
         fresh: Any = value if last else ([] if isinstance(following, int) else {})
         if isinstance(key, int):
-            items = cast(list[Any], node)
+            items = cast("list[Any]", node)
             while len(items) <= key:
                 items.append(None)
             if last or items[key] is None:
                 items[key] = fresh
             node = items[key]
         else:
-            mapping = cast(dict[str, Any], node)
+            mapping = cast("dict[str, Any]", node)
             if last or mapping.get(key) is None:
                 mapping[key] = fresh
             node = mapping[key]
@@ -1252,7 +1254,7 @@ class GeminiStreamTranslator:
         parsed = loads(data)
         if not isinstance(parsed, dict):
             raise _unreadable(self.target, "a stream event that is not a GenerateContentResponse")
-        response = cast(dict[str, Any], parsed)
+        response = cast("dict[str, Any]", parsed)
         if "error" in response:
             raise classify_error(200, {}, data.encode(), self.target)
         if not self._response_id and response.get("responseId"):
@@ -1284,13 +1286,13 @@ class GeminiStreamTranslator:
             signature = part.get("thoughtSignature")
             function_call = part.get("functionCall")
             if isinstance(function_call, dict):
-                out.extend(self._function_call(index, cast(dict[str, Any], function_call), signature))
+                out.extend(self._function_call(index, cast("dict[str, Any]", function_call), signature))
                 continue
             value = part.get("text")
             if isinstance(value, str) and value:
                 out.append(builder.reasoning(value, index) if part.get("thought") else builder.text(value, index))
             if signature:
-                delta = cast(Delta, {"provider_specific_fields": {"thought_signature": signature}})
+                delta = cast("Delta", {"provider_specific_fields": {"thought_signature": signature}})
                 out.append(builder.chunk(delta, index=index))
         reason = candidate.get("finishReason")
         if reason and index not in self._finished:
@@ -1328,9 +1330,9 @@ class GeminiStreamTranslator:
             else:
                 out.append(builder.tool_call_start(key, call_id, str(name), _arguments(fc.get("args")), extra, index))
         if isinstance(partial, list) and pending is not None:
-            for piece in cast(list[Any], partial):
+            for piece in cast("list[Any]", partial):
                 if isinstance(piece, dict):
-                    pending.add(cast(dict[str, Any], piece))
+                    pending.add(cast("dict[str, Any]", piece))
         if not name and not partial and not fc.get("willContinue"):
             out.extend(self._close_pending(index))  # an empty functionCall ends a streamed call
         return out

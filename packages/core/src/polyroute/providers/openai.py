@@ -169,7 +169,7 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             deployment=target.label,
             status=502,
         )
-    completion = cast(dict[str, Any], data)
+    completion = cast("dict[str, Any]", data)
     changed = not ("id" in completion and "created" in completion and "model" in completion)
     changed = changed or completion.get("object") != "chat.completion"
     if changed:  # (setdefault would make an id on every call)
@@ -192,8 +192,8 @@ def parse_response(content: bytes, target: Target, body: ChatCompletionRequest) 
             message["tool_calls"] = _list(message["tool_calls"])[:1]
             changed = True
     if changed:
-        return cast(ChatCompletion, completion)
-    return cast(ChatCompletion, RawAnswer(completion, content))  # the vendor's bytes are the answer: no re-encoding
+        return cast("ChatCompletion", completion)
+    return cast("ChatCompletion", RawAnswer(completion, content))  # the vendor's bytes are the answer: no re-encoding
 
 
 def _normalize_reasoning(message: dict[str, Any]) -> bool:
@@ -203,7 +203,7 @@ def _normalize_reasoning(message: dict[str, Any]) -> bool:
     changed = False
     content = message.get("content")
     if isinstance(content, list):
-        text, thinking = _split_content_chunks(cast(list[Any], content))
+        text, thinking = _split_content_chunks(cast("list[Any]", content))
         message["content"] = text
         changed = True
         if thinking:
@@ -225,11 +225,11 @@ def _split_content_chunks(parts: list[Any]) -> tuple[str, str]:
     for part in parts:
         if not isinstance(part, dict):
             continue
-        part = cast(dict[str, Any], part)
+        part = cast("dict[str, Any]", part)
         if part.get("type") == "thinking":
             for inner in part.get("thinking") or ():
-                if isinstance(inner, dict) and isinstance(cast(dict[str, Any], inner).get("text"), str):
-                    thinking.append(cast(dict[str, Any], inner)["text"])
+                if isinstance(inner, dict) and isinstance(cast("dict[str, Any]", inner).get("text"), str):
+                    thinking.append(cast("dict[str, Any]", inner)["text"])
         elif isinstance(part.get("text"), str):
             text.append(part["text"])
     return "".join(text), "".join(thinking)
@@ -325,7 +325,7 @@ class OpenAIStreamTranslator:
                 self._finished = True
                 self.builder.finish_reason = choice["finish_reason"]
         if usage:
-            self.builder.usage = cast(Usage, usage)
+            self.builder.usage = cast("Usage", usage)
             self._usage_template = {k: v for k, v in chunk.items() if k != "choices"}
             if not chunk.get("choices"):
                 return self._usage_out()  # OpenAI's own usage chunk, where OpenAI sends it
@@ -333,7 +333,7 @@ class OpenAIStreamTranslator:
             return []  # nothing for the caller; Azure's prompt filters and OpenAI's moderation go through
         if self.include_usage:
             chunk["usage"] = None
-        return [cast(ChatCompletionChunk, chunk)]
+        return [cast("ChatCompletionChunk", chunk)]
 
     def _usage_out(self) -> list[ChatCompletionChunk | bytes]:
         """The one usage chunk, in OpenAI's shape, when the caller asked and the vendor reported usage."""
@@ -349,7 +349,7 @@ class OpenAIStreamTranslator:
             "choices": [],
             "usage": self.builder.usage,
         }
-        return [cast(ChatCompletionChunk, chunk)]
+        return [cast("ChatCompletionChunk", chunk)]
 
     def finish(self) -> list[ChatCompletionChunk | bytes]:
         """The stream ended: fine after a finish_reason or ``[DONE]``, an error otherwise."""

@@ -238,10 +238,10 @@ def _load(target: Target, credentials: str | dict[str, Any] | None) -> TokenSour
     try:
         if isinstance(credentials, dict):
             loaded: Any = accounts.from_service_account_info(credentials, scopes=SCOPES)
-            return TokenSource(loaded, cast(str | None, credentials.get("project_id")))
+            return TokenSource(loaded, cast("str | None", credentials.get("project_id")))
         if isinstance(credentials, str):
             loaded = accounts.from_service_account_file(credentials, scopes=SCOPES)
-            return TokenSource(loaded, cast(str | None, loaded.project_id))
+            return TokenSource(loaded, cast("str | None", loaded.project_id))
         default: Any = getattr(google.auth, "default")  # noqa: B009 - its signature is partly untyped
         found: tuple[Any, str | None] = default(scopes=SCOPES)
         return TokenSource(found[0], found[1])

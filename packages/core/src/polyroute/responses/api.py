@@ -461,7 +461,7 @@ class ResponsesStreamFormat:
             if self._response is None and item.kind == "response.created":
                 self._response = _obj(_obj(loads(item.data)).get("response"))
             return item.frame
-        event = cast(dict[str, Any], item)
+        event = cast("dict[str, Any]", item)
         if event["type"] == "response.created":
             self._response = dict(event["response"])
         return b"event: " + event["type"].encode() + b"\ndata: " + dumps(event) + b"\n\n"
@@ -491,7 +491,7 @@ class ResponsesStreamFormat:
             found = _SEQUENCE.search(last.data)
             return int(found.group(1)) + 1 if found else 0
         if isinstance(last, dict):
-            return int(cast(dict[str, Any], last).get("sequence_number", -1)) + 1
+            return int(cast("dict[str, Any]", last).get("sequence_number", -1)) + 1
         return 0
 
 

@@ -494,7 +494,7 @@ def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: 
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         out["user"] = user
-    return cast(ChatCompletionRequest, out)
+    return cast("ChatCompletionRequest", out)
 
 
 def _to_chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -568,7 +568,7 @@ def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) ->
                     "route to an OpenAI or Azure deployment",
                     param=f"input[{i}]",
                 )
-    return cast(list[Message], messages)
+    return cast("list[Message]", messages)
 
 
 def _text_of(content: Any) -> str:
@@ -842,18 +842,18 @@ _TEXT_DELTA = b'{"type":"response.output_text.delta","sequence_number":'
 def _plain_text_delta(chunk: Mapping[str, Any]) -> str | None:
     """The text of a chunk that carries only text (its one choice's delta: content, perhaps a role), else None."""
     choices: Any = chunk.get("choices")
-    if type(choices) is not list or len(cast(list[Any], choices)) != 1 or chunk.get("usage"):
+    if type(choices) is not list or len(cast("list[Any]", choices)) != 1 or chunk.get("usage"):
         return None
-    choice: Any = cast(list[Any], choices)[0]
+    choice: Any = cast("list[Any]", choices)[0]
     if type(choice) is not dict:
         return None
-    choice = cast(dict[str, Any], choice)
+    choice = cast("dict[str, Any]", choice)
     if choice.get("finish_reason") or choice.get("index", 0) != 0:
         return None
     delta: Any = choice.get("delta")
-    if type(delta) is not dict or not 1 <= len(cast(dict[str, Any], delta)) <= 2:
+    if type(delta) is not dict or not 1 <= len(cast("dict[str, Any]", delta)) <= 2:
         return None
-    delta = cast(dict[str, Any], delta)
+    delta = cast("dict[str, Any]", delta)
     content: Any = delta.get("content")
     if not isinstance(content, str) or (len(delta) == 2 and "role" not in delta):
         return None
@@ -908,7 +908,7 @@ class ChatToResponseEvents:
         events = self.start()
         usage = chunk.get("usage")
         if usage:
-            self.usage = cast(Usage, usage)
+            self.usage = cast("Usage", usage)
         for choice in _list(chunk.get("choices")):
             choice = as_object(choice)
             if choice.get("index", 0) != 0:
