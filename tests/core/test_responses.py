@@ -1145,6 +1145,19 @@ def test_truncation_auto_drops_the_oldest_turns_to_fit(emulator: Start, provider
     assert "question 29:" in sent and len(sent) < 9000
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_verbosity_and_service_tier_are_not_dropped_unsaid(emulator: Start, provider: str) -> None:
+    """``text.verbosity`` other than OpenAI's default is refused by a deployment that has no such setting (as on
+    chat), not dropped; the Response echoes the service tier that served it, not the one asked for.
+    """
+    router = router_for(deployment(provider, text_upstream(emulator, provider).url))
+    with pytest.raises(openai.BadRequestError) as low:
+        create(ONE, router, input="hi", text={"verbosity": "low"})
+    assert low.value.param == "verbosity" and "verbosity" in low.value.message
+    answer = create(ONE, router, input="hi", text={"verbosity": "medium"}, service_tier="priority")
+    assert answer.text.verbosity == "medium" and answer.service_tier == "default"
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
     /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.

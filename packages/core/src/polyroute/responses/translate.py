@@ -475,7 +475,11 @@ def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: 
     choice = body.get("tool_choice")
     if choice is not None:
         out["tool_choice"] = _to_chat_tool_choice(choice, label)
-    fmt = as_object(as_object(body.get("text")).get("format"))
+    text = as_object(body.get("text"))
+    fmt = as_object(text.get("format"))
+    verbosity = text.get("verbosity")
+    if verbosity is not None and verbosity != "medium":  # medium: OpenAI's default, nothing to ask for
+        out["verbosity"] = verbosity  # a deployment without it says so (a 400 naming it), as on chat
     if fmt.get("type") == "json_schema":
         schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
         out["response_format"] = {"type": "json_schema", "json_schema": schema}
@@ -669,7 +673,8 @@ def wants_encrypted(body: Mapping[str, Any]) -> bool:
 
 def skeleton(body: Mapping[str, Any], response_id: str, model: str, created_at: int | None = None) -> dict[str, Any]:
     """A Response object with the request's settings echoed, ``in_progress`` and no output yet."""
-    fmt = as_object(body.get("text")).get("format") or {"type": "text"}
+    text = as_object(body.get("text"))
+    fmt = text.get("format") or {"type": "text"}
     reasoning = as_object(body.get("reasoning"))
     return {
         "id": response_id,
@@ -687,10 +692,10 @@ def skeleton(body: Mapping[str, Any], response_id: str, model: str, created_at: 
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "service_tier": body.get("service_tier") or "default",
+        "service_tier": "default",  # what served it (a chat completion may say): not what was asked for
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
-        "text": {"format": fmt},
+        "text": {"format": fmt, "verbosity": text.get("verbosity") or "medium"},
         "tool_choice": body.get("tool_choice", "auto"),
         "tools": body.get("tools") or [],
         "top_p": body.get("top_p", 1.0),
@@ -806,6 +811,9 @@ def from_chat(
     for call in _list(message.get("tool_calls")):
         function = as_object(as_object(call).get("function"))
         output.append(call_item(str(call["id"]), str(function.get("name")), str(function.get("arguments") or "")))
+    tier = completion.get("service_tier")
+    if isinstance(tier, str) and tier:
+        response["service_tier"] = tier
     return finish(response, choices[0].get("finish_reason") if choices else None, completion.get("usage"))
 
 
