@@ -1158,6 +1158,19 @@ def test_verbosity_and_service_tier_are_not_dropped_unsaid(emulator: Start, prov
     assert answer.text.verbosity == "medium" and answer.service_tier == "default"
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+@pytest.mark.parametrize("request_body", [{"instructions": "Say hi."}, {"input": ""}], ids=["instructions", "empty"])
+def test_nothing_to_answer_is_a_400_before_any_call(emulator: Start, provider: str, request_body: Any) -> None:
+    """Instructions alone, or an empty input: Claude and Gemini need a user message with content. polyroute says so
+    before an upstream call is spent on it (Gemini answered 'contents is not specified').
+    """
+    up = text_upstream(emulator, provider)
+    with pytest.raises(openai.BadRequestError, match="at least one user message") as caught:
+        create(ONE, router_for(deployment(provider, up.url)), **request_body)
+    assert caught.value.param == "messages"
+    assert up.requests == []
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
     /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.

@@ -376,8 +376,8 @@ def _to_anthropic_messages(
             turns.append({"role": native_role, "content": blocks})
     if not turns and messages:
         raise UnsupportedFeatureError(
-            "every message is empty or whitespace-only, and Anthropic needs at least one message with content; "
-            "send some text",
+            "Anthropic needs at least one user message with content besides the system prompt, and this request "
+            "has none (only system messages or instructions, or empty text); send some text as input",
             param="messages",
         )
     return system, _repair_tool_adjacency(turns)

@@ -192,6 +192,13 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     _reject_unsupported(body, target)
     native: dict[str, Any] = {}
     system, contents = _to_native_contents(body["messages"], target)
+    if not contents:  # Gemini refuses it ("contents is not specified"): said before a call is spent on it
+        raise UnsupportedFeatureError(
+            f"{target.label} (Gemini) needs at least one user message with content besides the system "
+            "instruction, and this request has none (only system messages or instructions, or empty text); send "
+            "some text as input",
+            param="messages",
+        )
     if system:
         native["systemInstruction"] = {"parts": system}
     native["contents"] = contents
