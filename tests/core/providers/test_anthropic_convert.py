@@ -387,6 +387,8 @@ def test_thinking_blocks_round_trip_first_in_the_turn() -> None:
     [
         ("minimal", None, 1024, 64000),
         ("high", None, 16384, 64000),
+        ("xhigh", None, 32768, 64000),
+        ("max", None, 63999, 64000),  # below max_tokens, itself the model's output limit
         ("medium", 3000, 2999, 3000),
     ],
 )

@@ -118,8 +118,16 @@ DEFAULT_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` when neither the request nor the catalog gives one."""
 
-THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
-"""``reasoning_effort`` → ``thinking.budget_tokens`` (the minimum budget is 1024)."""
+THINKING_BUDGETS: Mapping[str, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 32768,
+    "max": 63999,
+}
+"""``reasoning_effort`` → ``thinking.budget_tokens`` (the minimum budget is 1024; each is kept below
+``max_tokens``, itself at most the model's output limit)."""
 
 SAMPLING_FREE_VERSION = "2026-10-21"
 """From this ``anthropic-version`` on, the API takes no temperature / top_p / top_k: they are dropped."""
@@ -376,8 +384,8 @@ def _to_anthropic_messages(
             turns.append({"role": native_role, "content": blocks})
     if not turns and messages:
         raise UnsupportedFeatureError(
-            "Anthropic needs at least one user message with content besides the system prompt, and this request "
-            "has none (only system messages or instructions, or empty text); send some text as input",
+            "Anthropic needs at least one user message with content besides the system prompt, and this request has "
+            "none (only system messages or instructions, or empty or whitespace-only text); send some text as input",
             param="messages",
         )
     return system, _repair_tool_adjacency(turns)

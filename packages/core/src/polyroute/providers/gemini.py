@@ -195,8 +195,8 @@ def build_request(body: ChatCompletionRequest, target: Target) -> UpstreamReques
     if not contents:  # Gemini refuses it ("contents is not specified"): said before a call is spent on it
         raise UnsupportedFeatureError(
             f"{target.label} (Gemini) needs at least one user message with content besides the system "
-            "instruction, and this request has none (only system messages or instructions, or empty text); send "
-            "some text as input",
+            "instruction, and this request has none (only system messages or instructions, or empty or "
+            "whitespace-only text); send some text as input",
             param="messages",
         )
     if system:
@@ -913,7 +913,7 @@ def _to_generation_config(body: ChatCompletionRequest, target: Target) -> dict[s
     return config
 
 
-_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 32768}
 
 
 def _to_thinking_config(effort: str, model: str) -> dict[str, Any] | None:
@@ -922,7 +922,7 @@ def _to_thinking_config(effort: str, model: str) -> dict[str, Any] | None:
     Gemini 3 and later take ``thinkingLevel``: Pro models know only ``low`` and ``high`` (none/minimal/low → low,
     medium and up → high), others ``minimal``/``low``/``medium``/``high`` (none → minimal: Gemini 3 cannot switch
     thinking off). Gemini 2.5 takes ``thinkingBudget`` tokens: none 0 (Pro: 128, its minimum), minimal 512, low 1024,
-    medium 8192, high 24576, xhigh 32768 (Flash: 24576, its maximum). Thought summaries are asked for
+    medium 8192, high 24576, xhigh and max 32768 (Flash: 24576, its maximum). Thought summaries are asked for
     (``includeThoughts``) so they come back as ``reasoning_content``, except for ``none``. Models before 2.5 do not
     think: the setting is dropped.
     """
@@ -933,7 +933,7 @@ def _to_thinking_config(effort: str, model: str) -> dict[str, Any] | None:
         if pro:
             level = "low" if effort in ("none", "minimal", "low") else "high"
         else:
-            level = {"none": "minimal", "xhigh": "high"}.get(effort, effort)
+            level = {"none": "minimal", "xhigh": "high", "max": "high"}.get(effort, effort)
         return {"thinkingLevel": level, "includeThoughts": include}
     if version < (2, 5):
         return None
