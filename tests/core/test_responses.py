@@ -1145,6 +1145,19 @@ def test_truncation_auto_drops_the_oldest_turns_to_fit(emulator: Start, provider
     assert "question 29:" in sent and len(sent) < 9000
 
 
+def test_an_output_larger_than_the_window_is_said_to_be_the_output(emulator: Start) -> None:
+    up = text_upstream(emulator, "anthropic")
+    router = router_for(deployment("anthropic", up.url, capabilities={"context_window": 200_000}))
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input="hi", max_output_tokens=1_000_000)
+    assert caught.value.param == "max_tokens" and caught.value.code == "context_length_exceeded"
+    assert "max_tokens 1000000 alone" in caught.value.message and "prompt" not in caught.value.message
+    with pytest.raises(openai.BadRequestError) as prompt:
+        create(ONE, router, input="word " * 900_000, max_output_tokens=100)
+    assert prompt.value.param == "messages" and "the prompt" in prompt.value.message
+    assert up.requests == []
+
+
 @pytest.mark.parametrize("provider", ["anthropic", "gemini"])
 def test_verbosity_and_service_tier_are_not_dropped_unsaid(emulator: Start, provider: str) -> None:
     """``text.verbosity`` other than OpenAI's default is refused by a deployment that has no such setting (as on

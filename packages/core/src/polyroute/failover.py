@@ -192,6 +192,8 @@ def too_long(target: Target, request: Profile) -> str | None:
     window = target.info.context_window
     if window is None or request.tokens + request.max_tokens <= window or request.truncatable:
         return None
+    if request.max_tokens >= window:
+        return f"max_tokens {request.max_tokens} alone fills its context window of {window}; ask for fewer"
     wanted = f"~{request.tokens} prompt tokens" + (f" + {request.max_tokens} output" if request.max_tokens else "")
     return f"{wanted} exceed its context window of {window} (context_length_exceeded)"
 
@@ -631,10 +633,16 @@ class Attempts:
             # Every deployment that could be called refused the request itself: a 400 that says why (the ones
             # without a key are named in it too), not the 401 of a route where no key was usable at all.
             if "context" in kinds:
+                output = self.profile.max_tokens
+                windows = [s for s in self.skipped if s.kind == "context"]
+                if output and all(s.reason.startswith("max_tokens") for s in windows):
+                    what, param = f"max_tokens {output} alone is more than", "max_tokens"
+                else:
+                    what, param = "the prompt (with the output asked for) is too long for", "messages"
                 return UnsupportedFeatureError(
-                    f"the prompt is too long for every deployment of {self.model!r}: {lines}",
+                    f"{what} every deployment of {self.model!r} takes: {lines}",
                     code="context_length_exceeded",
-                    param="messages",
+                    param=param,
                 )
             refusals = [s for s in self.skipped if s.kind == "capability"]
             params = {s.param for s in refusals}
