@@ -117,6 +117,38 @@ def handoff_route(start: StartEmulator, provider: str) -> tuple[Route, Callable[
     return Route(_router(provider, url), lambda: None, None), lambda: emu.bodies
 
 
+SCREEN_TEXT = "The screen shows one red pixel."
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+PNG = f"data:image/png;base64,{PNG_B64}"
+
+
+def screenshot_route(start: StartEmulator, provider: str) -> Route:
+    """screenshot(), whose output is an image, then :data:`SCREEN_TEXT`, on a translated route; the check that the
+    upstream got the image as an image (Claude: an image block in the tool_result; Gemini 3: inline data inside the
+    functionResponse)."""
+    call = ("screenshot", {})
+    if provider == "anthropic":
+        emu: Any = claude.scripted([claude.tool_use(*call), SCREEN_TEXT])
+    else:
+        sig = "c2lnLXNjcmVlbg=="
+        emu = gemini.GeminiEmulator(
+            gemini.response(None, calls=[{"name": call[0], "args": {}, "thoughtSignature": sig}]),
+            gemini.response(SCREEN_TEXT),
+        )
+    url = start(emu).url
+
+    def check() -> None:
+        last = emu.bodies[-1]
+        if provider == "anthropic":
+            image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}}
+            assert last["messages"][-1]["content"][0]["content"] == [image]
+        else:
+            response = last["contents"][-1]["parts"][0]["functionResponse"]
+            assert response["parts"] == [{"inlineData": {"mimeType": "image/png", "data": PNG_B64}}]
+
+    return Route(_router(provider, url), check, None)
+
+
 # -- openai-agents -----------------------------------------------------------------------------------------------
 
 
@@ -168,6 +200,21 @@ class TestOpenAIAgents:
     async def test_output_type(self, emulator: StartEmulator, route: str, thinking: bool, streamed: bool) -> None:
         r = structured_route(emulator, route, thinking)
         check_forecast(await self.run(streamed, self.agent(r, output_type=Forecast), STRUCTURED_PROMPT))
+        r.check()
+
+    @pytest.mark.parametrize("route", ["anthropic", "gemini"])  # translated routes (OpenAI's takes the list as is)
+    async def test_tool_output_image(self, emulator: StartEmulator, route: str) -> None:
+        """A tool returning ``ToolOutputImage`` (a computer-use screenshot): the model gets an image, not its
+        base64 as text."""
+        agents = self.agents
+
+        @agents.function_tool
+        def screenshot() -> Any:
+            """Take a screenshot of the screen."""
+            return agents.ToolOutputImage(image_url=PNG)
+
+        r = screenshot_route(emulator, route)
+        assert await self.run(False, self.agent(r, tools=[screenshot]), "What is on the screen?") == SCREEN_TEXT
         r.check()
 
     async def test_handoff(self, emulator: StartEmulator, route: str) -> None:

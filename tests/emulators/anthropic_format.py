@@ -16,7 +16,9 @@ Each call answers with the next turn, streamed or not as the request asks. Every
 Anthropic's API checks it (the official SDK's request types, so unknown fields are refused; ``tool_use`` /
 ``tool_result`` adjacency; tools defined when tool blocks are present; thinking signatures issued by this emulator;
 with thinking on, a last assistant turn with ``tool_use`` that starts with its thinking block; no thinking with a
-forced tool; no empty or whitespace-only text; ``budget_tokens < max_tokens``); a bad request gets Anthropic's 400
+forced tool; no empty or whitespace-only text; base64 images whose bytes are the declared media type, ``tool_result``
+content of the block types the SDK lists (text, image, document…); ``budget_tokens < max_tokens``);
+a bad request gets Anthropic's 400
 ``invalid_request_error`` with Anthropic's wording, so tests see what Claude would say.
 ``script.bodies`` holds the requests received.
 """
@@ -213,7 +215,7 @@ def check_request(body: Mapping[str, Any], signatures: set[str] | None = None) -
                 f"messages.{i}: all messages must have non-empty content except for the optional final assistant "
                 "message"
             )
-        problem = _blank_text(msg["content"], "messages")
+        problem = _blank_text(msg["content"], "messages") or _image_problem(content, f"messages.{i}")
         if problem:
             return problem
     problem = _blank_text(body.get("system") or [], "system")
@@ -439,6 +441,38 @@ def _blank_text(content: Any, where: str) -> str | None:
             problem = _blank_text(b["content"], where)
             if problem:
                 return problem
+    return None
+
+
+_IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+def _image_problem(content: Sequence[Mapping[str, Any]], where: str) -> str | None:
+    """A base64 image whose bytes are not the declared media type (or not base64 at all), in a message or in a
+    ``tool_result``: Anthropic checks them, "messages.6.content.5.image.source.base64.data: Image does not match the
+    provided media type image/png" (users' reports, anthropics/claude-code#13131, #15746).
+    """
+    for j, block in enumerate(content):
+        if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+            problem = _image_problem(block["content"], f"{where}.content.{j}")
+            if problem:
+                return problem
+        source = block.get("source") or {}
+        if block.get("type") != "image" or source.get("type") != "base64":
+            continue
+        media = source.get("media_type")
+        try:
+            data = base64.b64decode(source.get("data") or "", validate=True)
+        except ValueError:
+            data = b""
+        magic = _IMAGE_MAGIC.get(media, ())
+        if not data.startswith(magic) or (media == "image/webp" and data[8:12] != b"WEBP"):
+            return f"{where}.content.{j}.image.source.base64.data: Image does not match the provided media type {media}"
     return None
 
 

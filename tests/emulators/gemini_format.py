@@ -1,14 +1,17 @@
 """A Gemini API emulator: ``generateContent`` and ``streamGenerateContent?alt=sse`` as Google serves them.
 
 Handlers check what the real API checks that polyroute could get wrong (the path, ``alt=sse``, the key in the
-``x-goog-api-key`` header and never in the URL, fields the v1beta protos do not have, and on Gemini 3 paths only the
-thought signatures of the current turn's function calls: present, and one this emulator sent or Google's documented
-placeholder) and answer with scripted turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini
+``x-goog-api-key`` header and never in the URL, fields the v1beta protos do not have, inline bytes that are not
+base64, multimodal function responses (``functionResponse.parts``: Gemini 3 only, inline images and documents of the
+documented types, URIs on Vertex AI only), and on Gemini 3 paths only the thought signatures of the current turn's
+function calls: present, and one this emulator sent or Google's documented placeholder) and answer with scripted
+turns or recorded responses. Errors use the ``google.rpc.Status`` body Gemini
 sends, with its wording.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -148,10 +151,14 @@ def rate_limited(retry_delay: str = "0.05s") -> Reply:
 class GeminiEmulator:
     """A handler answering ``turns`` in order (the last one repeats); records the native requests it accepted."""
 
-    def __init__(self, *turns: Turn, chunk_size: int | None = 7, check_signatures: bool = True) -> None:
+    def __init__(
+        self, *turns: Turn, chunk_size: int | None = 7, check_signatures: bool = True, vertex: bool = False
+    ) -> None:
         self.turns = list(turns)
         self.chunk_size = chunk_size
         self.check_signatures = check_signatures
+        self.vertex = vertex
+        """Vertex AI's surface: a ``FunctionResponsePart`` may hold ``fileData`` too."""
         self.bodies: list[dict[str, Any]] = []
         self.issued: set[str] = set()
         """The thought signatures this emulator sent; replayed ones must be among them (or the documented skip)."""
@@ -204,7 +211,7 @@ class GeminiEmulator:
                     where = f"GenerateContentRequest.contents[{i}].parts[{j}].data"
                     message = f"* {where}: required oneof field 'data' must have one initialized field\n"
                     return rpc_error(400, "INVALID_ARGUMENT", message)
-        problem = check_fields(body)
+        problem = check_fields(body) or check_media(body, _gemini_major(model), vertex=self.vertex)
         if problem is not None:
             return rpc_error(400, "INVALID_ARGUMENT", problem)
         if self.check_signatures and _gemini_major(model) >= 3:
@@ -342,6 +349,91 @@ _SCHEMA_FIELDS = _names(
     "example", "any_of", "property_ordering", "default",
 )  # fmt: skip
 """generative_service.proto ``GenerateContentRequest`` / ``GenerationConfig`` and content.proto ``Schema``."""
+
+
+_FUNCTION_RESPONSE_FIELDS = _names("id", "name", "response", "parts", "will_continue", "scheduling")
+"""content.proto ``FunctionResponse``."""
+_BLOB_FIELDS = _names("mime_type", "data")
+"""content.proto ``FunctionResponseBlob``."""
+_FILE_FIELDS = _names("mime_type", "file_uri")
+"""Vertex AI's ``FunctionResponseFileData`` (as ``FileData``)."""
+
+FUNCTION_RESPONSE_MEDIA = frozenset({"image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain"})
+"""What Gemini 3 reads inside a ``functionResponse`` (function-calling docs, "Multimodal function responses")."""
+
+
+def check_media(body: Mapping[str, Any], major: int, *, vertex: bool = False) -> str | None:
+    """Inline bytes and multimodal function responses, worded as Google's JSON parser words them.
+
+    ``inlineData.data`` is proto ``bytes``: base64 in JSON (standard or URL-safe), anything else fails to parse.
+    ``FunctionResponse`` has the fields of content.proto; its ``parts`` are ``FunctionResponsePart`` s, whose
+    ``data`` oneof is ``inline_data`` alone on the Gemini API (Vertex AI's has ``file_data`` too: a recorded Vertex
+    request, pydantic-ai ``test_multimodal_tool_return_matrix[direct-url-image-google_vertex]``, sends it), a
+    ``FunctionResponseBlob`` of ``mime_type`` and ``data``. Models before Gemini 3 refuse ``parts`` (a 400 on
+    gemini-2.5-flash, on both APIs, as users report), and Gemini 3 reads the documented MIME types there only: those
+    two rules have no recorded wording, so their messages say ``test emulator``.
+    """
+    for i, content in enumerate(body.get("contents") or ()):
+        for j, part in enumerate(content.get("parts") or ()):
+            where = f"contents[{i}].parts[{j}]"
+            blob = part.get("inlineData") or part.get("inline_data")
+            if isinstance(blob, Mapping):
+                problem = _bytes_problem(blob, f"{where}.inline_data.data")
+                if problem:
+                    return problem
+            response = part.get("functionResponse") or part.get("function_response")
+            if isinstance(response, Mapping):
+                problem = _function_response_problem(response, f"{where}.function_response", major, vertex)
+                if problem:
+                    return problem
+    return None
+
+
+def _function_response_problem(response: Mapping[str, Any], where: str, major: int, vertex: bool) -> str | None:
+    for name in response:
+        if name not in _FUNCTION_RESPONSE_FIELDS:
+            return _unknown(name, where)
+    nested = response.get("parts")
+    if nested is None:
+        return None
+    if major < 3:
+        return f"test emulator: {where}.parts: multimodal function responses need Gemini 3 or later"
+    kinds = _names("inline_data", "file_data") if vertex else _names("inline_data")
+    for k, item in enumerate(nested):
+        at = f"{where}.parts[{k}]"
+        for name in item:
+            if name not in kinds:
+                return _unknown(name, at)
+        if len(item) != 1:
+            return f"* GenerateContentRequest.{at}.data: required oneof field 'data' must have one initialized field\n"
+        inline = "inlineData" in item or "inline_data" in item
+        blob = next(iter(item.values()))
+        for name in blob:
+            if name not in (_BLOB_FIELDS if inline else _FILE_FIELDS):
+                return _unknown(name, f"{at}.{'inline_data' if inline else 'file_data'}")
+        mime = str(blob.get("mimeType") or blob.get("mime_type") or "")
+        if mime not in FUNCTION_RESPONSE_MEDIA:
+            return (
+                f"test emulator: {at}: {mime or 'no MIME type'} is not a MIME type Gemini reads in a function response"
+            )
+        problem = _bytes_problem(blob, f"{at}.inline_data.data") if inline else None
+        if problem:
+            return problem
+    return None
+
+
+def _unknown(name: str, where: str) -> str:
+    return f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': Cannot find field."
+
+
+def _bytes_problem(blob: Mapping[str, Any], where: str) -> str | None:
+    data = blob.get("data")
+    text = data.replace("-", "+").replace("_", "/") if isinstance(data, str) else ""
+    try:
+        base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        return f"Invalid value at '{where}' (TYPE_BYTES), Base64 decoding failed for \"{str(data)[:40]}\""
+    return None
 
 
 def check_fields(body: Mapping[str, Any]) -> str | None:

@@ -1,4 +1,5 @@
-"""An OpenAI Chat Completions emulator: scripted text or tool calls, JSON or SSE, as OpenAI sends them.
+"""An OpenAI Chat Completions emulator: scripted text or tool calls, JSON or SSE, as OpenAI sends them
+(:class:`ChatEmulator` also checks the message rules of :func:`check_chat_messages`).
 
 Stream chunks are compact JSON (``{"id":"…","object":"chat.completion.chunk",…}``), as OpenAI writes them; the
 first is a role-only delta (``"content":""``) as OpenAI's, and with ``azure=True`` it is preceded by Azure's
@@ -123,6 +124,89 @@ def handler(text: str = "Hello from the emulator!", pieces: int = 5, **reply: An
         return Reply(body=completion(text, model=body["model"]), **reply)
 
     return handle
+
+
+def check_chat_messages(messages: list[dict[str, Any]], *, tool_media: bool = False) -> tuple[str, str] | None:
+    """What OpenAI's Chat Completions API refuses in ``messages`` that polyroute could get wrong: (the message, its
+    ``param``), or None.
+
+    - images in a message that is not the user's: "Invalid 'messages[234]'. Image URLs are only allowed for
+      messages with role 'user', but this message with role 'tool' contains an image URL." (OpenHands/OpenHands#7700,
+      openai/openai-node#1030);
+    - a tool message's parts other than text (the API reference: "For tool messages, only type ``text`` is
+      supported"; this wording is modelled on OpenAI's ``invalid_value`` errors, not recorded);
+    - a tool message that does not answer the assistant message just before its run of tool messages ("Invalid
+      parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.",
+      miurla/morphic#136), and an assistant's tool calls not all answered right after it ("An assistant message with
+      'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids
+      did not have response messages: …", agno-agi/agno#3105).
+
+    ``tool_media``: Mistral's rules, whose tool messages take content chunks, images included (``ToolMessage`` in
+    its OpenAPI spec).
+    """
+    for i, message in enumerate(messages):
+        role = message.get("role")
+        content = message.get("content")
+        parts = content if isinstance(content, list) else []
+        media_ok = role == "user" or (role == "tool" and tool_media)
+        if not media_ok and any(part.get("type") == "image_url" for part in parts):
+            return (
+                f"Invalid 'messages[{i}]'. Image URLs are only allowed for messages with role 'user', but this message "
+                f"with role '{role}' contains an image URL.",
+                f"messages[{i}]",
+            )
+        if role == "tool":
+            for j, part in enumerate(parts):
+                if part.get("type") != "text" and not tool_media:
+                    return (
+                        f"Invalid value: '{part.get('type')}'. Supported values are: 'text'.",
+                        f"messages[{i}].content[{j}].type",
+                    )
+            k = i
+            while k > 0 and messages[k - 1].get("role") == "tool":
+                k -= 1
+            calls = [c.get("id") for c in (messages[k - 1].get("tool_calls") or [])] if k else []
+            if message.get("tool_call_id") not in calls:
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with "
+                    "'tool_calls'.",
+                    f"messages.[{i}].role",
+                )
+        calls = [c.get("id") for c in message.get("tool_calls") or []] if role == "assistant" else []
+        if calls:
+            answered: set[Any] = set()
+            for later in messages[i + 1 :]:
+                if later.get("role") != "tool":
+                    break
+                answered.add(later.get("tool_call_id"))
+            missing = [c for c in calls if c not in answered]
+            if missing:
+                return (
+                    "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                    f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(missing)}",
+                    "messages",
+                )
+    return None
+
+
+class ChatEmulator:
+    """OpenAI's Chat Completions API with the message rules of :func:`check_chat_messages`: answers every accepted
+    request with ``text`` (streamed when asked); ``bodies`` holds the accepted requests.
+    """
+
+    def __init__(self, text: str = "Hello from the emulator!", *, tool_media: bool = False) -> None:
+        self.text = text
+        self.tool_media = tool_media
+        self.bodies: list[dict[str, Any]] = []
+        self._answer = handler(text)
+
+    def __call__(self, request: Request) -> Reply:
+        body = request.json()
+        problem = check_chat_messages(body.get("messages") or [], tool_media=self.tool_media)
+        if problem is not None:
+            return responses_error(400, problem[0], param=problem[1])
+        self.bodies.append(body)
+        return self._answer(request)
 
 
 # -- the Responses API (POST /v1/responses) ------------------------------------------------------------------------

@@ -194,5 +194,5 @@ class VertexEmulator:
 
 
 def gemini_emulator(*turns: Any, **options: Any) -> gemini_format.GeminiEmulator:
-    """The Gemini emulator that answers behind Vertex."""
-    return gemini_format.GeminiEmulator(*turns, **options)
+    """The Gemini emulator that answers behind Vertex (whose function responses may hold ``fileData`` too)."""
+    return gemini_format.GeminiEmulator(*turns, **{"vertex": True, **options})

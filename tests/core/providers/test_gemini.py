@@ -385,6 +385,24 @@ def test_lost_signatures_get_the_placeholder_in_the_current_turn_only() -> None:
     )
 
 
+def test_media_sent_beside_function_responses_do_not_start_a_new_turn() -> None:
+    """A GIF from a tool result goes beside the function response, as ordinary parts of that user turn: the turn
+    is still the calls', so a call that lost its signature still gets the placeholder Gemini 3 wants.
+    """
+    gif = "data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
+    messages = _loop(_call())
+    messages[-1]["content"] = [{"type": "image_url", "image_url": {"url": gif}}]
+    messages += [{"role": "assistant", "content": None, "tool_calls": [_call("call_2")]}]
+    messages += [{"role": "tool", "tool_call_id": "call_2", "content": "done"}]
+    contents = native({"messages": messages})["contents"]
+    assert contents[2]["parts"][1:] == [
+        {"text": "The result of the weather function call call_1 includes:"},
+        {"inlineData": {"mimeType": "image/gif", "data": gif.split(",")[1]}},
+    ]
+    calls = [p for c in contents for p in c["parts"] if "functionCall" in p]
+    assert [c.get("thoughtSignature") for c in calls] == [gemini.SKIP_SIGNATURE, gemini.SKIP_SIGNATURE]
+
+
 def test_text_signature_goes_back_on_the_last_text_part() -> None:
     assistant = {"role": "assistant", "content": "Paris.", "provider_specific_fields": {"thought_signature": SIG}}
     contents = native({"messages": [user(), assistant, user("and?")]})["contents"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.emulators import anthropic_format as claude
+from tests.emulators import openai_format as oai
 from tests.emulators.gemini_format import GeminiEmulator, response
 from tests.emulators.server import Reply, Request
 
@@ -144,3 +145,94 @@ def test_gemini_refuses_empty_text_parts_and_empty_contents() -> None:
     assert "contents.parts must not be empty" in _message(emu(_gemini_request("gemini-2.5-flash", no_parts)))
     spaces = {"contents": [{"role": "user", "parts": [{"text": " "}]}]}
     assert emu(_gemini_request("gemini-2.5-flash", spaces)).status == 200  # proxies send " " as the workaround
+
+
+# -- media in tool results ------------------------------------------------------------------------------------------
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+
+
+def _claude_result(*blocks: dict[str, Any]) -> dict[str, Any]:
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": list(blocks)}
+    return _claude_body(
+        [
+            {"role": "user", "content": "Screenshot?"},
+            {"role": "assistant", "content": [USE]},
+            {"role": "user", "content": [result]},
+        ]
+    )
+
+
+def _png(media_type: str = "image/png", data: str = PNG_B64) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def test_claude_tool_results_take_anthropic_blocks_and_real_images() -> None:
+    assert claude.check_request(_claude_result({"type": "text", "text": "Here."}, _png())) is None
+    # an OpenAI part where an Anthropic block belongs: refused by the SDK's types (text, image, document…)
+    problem = claude.check_request(
+        _claude_result({"type": "image_url", "image_url": {"url": "data:image/png;base64,"}})
+    )
+    assert problem is not None and "MessageCreateParams" in problem
+    # the bytes must be the declared type (anthropics/claude-code#13131)
+    assert claude.check_request(_claude_result(_png("image/jpeg"))) == (
+        "messages.2.content.0.content.0.image.source.base64.data: Image does not match the provided media type "
+        "image/jpeg"
+    )
+    assert claude.check_request(_claude_result(_png(data="bm90IGFuIGltYWdl"))) is not None  # "not an image"
+
+
+def _gemini_tool_turn(response_part: dict[str, Any]) -> dict[str, Any]:
+    call = {"functionCall": {"name": "shot", "args": {}}, "thoughtSignature": "skip_thought_signature_validator"}
+    return {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Screenshot?"}]},
+            {"role": "model", "parts": [call]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "shot", "response": {}, **response_part}}]},
+        ]
+    }
+
+
+INLINE = {"inlineData": {"mimeType": "image/png", "data": PNG_B64}}
+
+
+def test_gemini_function_response_parts() -> None:
+    emu = GeminiEmulator(response("A pixel."))
+    assert emu(_gemini_request("gemini-3-flash-preview", _gemini_tool_turn({"parts": [INLINE]}))).status == 200
+    older = emu(_gemini_request("gemini-2.5-flash", _gemini_tool_turn({"parts": [INLINE]})))
+    assert older.status == 400 and "need Gemini 3" in _message(older)
+    uri = {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png"}}
+    on_api = emu(_gemini_request("gemini-3-flash-preview", _gemini_tool_turn({"parts": [uri]})))
+    assert _message(on_api) == (
+        'Invalid JSON payload received. Unknown name "fileData" at '
+        "'contents[2].parts[0].function_response.parts[0]': Cannot find field."
+    )
+    vertex = GeminiEmulator(response("A pixel."), vertex=True)
+    assert vertex(_gemini_request("gemini-3-flash-preview", _gemini_tool_turn({"parts": [uri]}))).status == 200
+    named = {"inlineData": {**INLINE["inlineData"], "displayName": "shot.png"}}
+    assert 'Unknown name "displayName"' in _message(
+        emu(_gemini_request("gemini-3-flash-preview", _gemini_tool_turn({"parts": [named]})))
+    )
+    gif = {"inlineData": {"mimeType": "image/gif", "data": PNG_B64}}
+    assert emu(_gemini_request("gemini-3-flash-preview", _gemini_tool_turn({"parts": [gif]}))).status == 400
+    text = {"inlineData": {"mimeType": "image/png", "data": "a screenshot, as text"}}
+    assert "Base64 decoding failed" in _message(
+        emu(_gemini_request("gemini-3-flash-preview", _gemini_tool_turn({"parts": [text]})))
+    )
+
+
+def test_openai_chat_tool_messages_take_text_only_and_answer_the_calls_right_after() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}
+    head = [{"role": "user", "content": "Screenshot?"}, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    tool = {"role": "tool", "tool_call_id": "call_1", "content": [image]}
+    assert oai.check_chat_messages([*head, tool]) == (
+        "Invalid 'messages[2]'. Image URLs are only allowed for messages with role 'user', but this message with role "
+        "'tool' contains an image URL.",
+        "messages[2]",
+    )
+    assert oai.check_chat_messages([*head, tool], tool_media=True) is None  # Mistral
+    text = {"role": "tool", "tool_call_id": "call_1", "content": "Here."}
+    assert oai.check_chat_messages([*head, text, {"role": "user", "content": [image]}]) is None
+    problem = oai.check_chat_messages([*head, {"role": "user", "content": [image]}, text])
+    assert problem is not None and "The following tool_call_ids did not have response messages: call_1" in problem[0]

@@ -66,7 +66,8 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
             ),
         ),
         ProviderSpec(
-            # https://docs.mistral.ai/api: max_tokens, random_seed, 9-character tool-call ids, no stream_options.
+            # https://docs.mistral.ai/api: max_tokens, random_seed, 9-character tool-call ids, no stream_options;
+            # tool messages take content chunks (images too: ToolMessage.content in its OpenAPI spec).
             "mistral",
             "openai",
             "https://api.mistral.ai/v1",
@@ -81,6 +82,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = {
                 seed_field="random_seed",
                 strict_tools=False,
                 unsupported=_COMMON_UNSUPPORTED | {"user", "service_tier", "store", "metadata"},
+                tool_media=True,
             ),
         ),
         ProviderSpec(

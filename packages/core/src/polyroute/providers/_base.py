@@ -63,6 +63,9 @@ class Quirks:
     """Azure's ``{base}/openai/deployments/{model}/chat/completions?api-version=…`` (unless the base is already
     the ``/openai/v1`` surface), with ``api_version`` or :attr:`default_api_version`."""
     default_api_version: str | None = None
+    tool_media: bool = False
+    """Tool messages take image and file parts as they are (Mistral: its ``ToolMessage.content`` is a string or
+    ``ContentChunk`` s); otherwise those move to a user message after the tool results (``_split_tool_media``)."""
 
 
 @dataclass(frozen=True, slots=True)

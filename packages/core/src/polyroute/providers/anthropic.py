@@ -6,7 +6,8 @@ Docs cited below live under https://platform.claude.com/docs/en/ ("api/messages"
 ``cache_control`` survives); user / assistant / tool turns become alternating ``messages``: consecutive tool
 results merge into one user turn of ``tool_result`` blocks, placed before any text of that turn (api/messages:
 results must come first and answer the previous assistant turn's ``tool_use`` blocks). Images (data URL → base64
-source, http(s) URL → URL source) and ``file`` parts (PDF or plain text → ``document`` blocks) translate;
+source, http(s) URL → URL source) and ``file`` parts (PDF or plain text → ``document`` blocks) translate, in user
+messages and in tool results (``tool_result`` content takes text, image and document blocks);
 ``input_audio`` and OpenAI ``file_id`` s cannot and raise :class:`UnsupportedFeatureError`. ``cache_control`` on
 content parts, on a message (applied to its last block) or on a tool passes through for prompt caching.
 

@@ -13,7 +13,7 @@ named function → that one tool, ``REQUIRED``; ``response_format`` → ``json_o
 no field: the answer's calls after its first are left out. Cohere's own fields (``documents``, ``citation_options``,
 ``safety_mode``, ``k``…) pass through from ``extra_body``; ``deployment.params`` are merged last. Refused with a 400
 naming them: ``n > 1``, ``logprobs``, ``logit_bias``, ``audio``, ``prediction``, ``web_search_options``, ``file``
-parts (send ``documents``).
+parts (send ``documents``), images in a tool result (its content is text or documents).
 
 **Answers.** Text content → ``content``; ``thinking`` content → ``reasoning_content``; ``tool_plan`` → ``content``
 when there is no other text; ``citations`` → ``message.annotations`` (``url_citation`` with the cited span, the
@@ -185,9 +185,26 @@ def _to_cohere_messages(messages: Sequence[Message], target: Target) -> list[dic
                 elif text.strip():
                     out.append({"role": "assistant", "content": text})
             case "tool" | "function":
+                _refuse_tool_media(content, target, index)
                 result = _text_of(content)
                 out.append({"role": "tool", "tool_call_id": message.get("tool_call_id") or "", "content": result})
     return out
+
+
+def _refuse_tool_media(content: Any, target: Target, index: int) -> None:
+    """A tool result's content is text or documents in the v2 API (reference/chat: tool message ``content``), not
+    images: a 400 rather than the image silently left out.
+    """
+    if isinstance(content, str) or content is None:
+        return
+    for part in cast("list[Mapping[str, Any]]", content):
+        if part.get("type") not in ("text", "refusal"):
+            raise UnsupportedFeatureError(
+                f"messages[{index}]: {target.label} (Cohere chat) takes text in a tool result, not a "
+                f"{part.get('type')!r} part; send the image in a user message, or route to a deployment whose API "
+                "takes images in tool results (Anthropic, Gemini, Bedrock)",
+                param=f"messages[{index}].content",
+            )
 
 
 def _text_of(content: Any) -> str:

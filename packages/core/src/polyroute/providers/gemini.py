@@ -10,7 +10,8 @@ Requests (OpenAI → Gemini):
   instruction, so a system message in mid-conversation loses its position); user / assistant → ``contents`` with
   roles ``user`` / ``model``; ``tool`` messages → ``functionResponse`` parts (``{"output": <text>}``) named after the
   assistant tool call with the same id; adjacent contents of one role are merged, so parallel results form the one
-  ``user`` turn Gemini expects.
+  ``user`` turn Gemini expects. A tool result's images and files go inside its ``functionResponse`` (``parts``) on
+  Gemini 3, else as parts of that turn after the responses (:func:`_to_native_function_response`).
 - Content parts: text; ``image_url`` data URLs → ``inlineData``; ``image_url`` http(s) URLs → ``fileData`` (passed by
   reference: Gemini fetches Files API URIs, YouTube and public/signed HTTP URLs itself, per
   https://ai.google.dev/gemini-api/docs/file-input-methods; polyroute never downloads, adapters do no I/O); the
@@ -394,6 +395,8 @@ def _to_native_contents(messages: Sequence[Message], target: Target) -> tuple[li
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool-call id (as sent, and without the signature) → function name
+    attached: list[dict[str, Any]] = []  # media of the tool results being gathered, sent after their responses
+    turn = 0  # the content after the last user message: where the current turn starts (thought-signature rules)
 
     def append(role: str, parts: list[dict[str, Any]]) -> None:
         if not parts:
@@ -405,18 +408,26 @@ def _to_native_contents(messages: Sequence[Message], target: Target) -> tuple[li
 
     for position, message in enumerate(messages):
         role = message["role"]
+        if attached and role not in ("tool", "function"):
+            append("user", attached)  # after every functionResponse of the turn, as Gemini pairs them with calls
+            attached = []
         match role:
             case "system" | "developer":
                 system.extend(_to_native_text_parts(message.get("content"), target, position, role))
             case "user":
-                append("user", _to_native_user_parts(message.get("content"), target, position))
+                parts = _to_native_user_parts(message.get("content"), target, position)
+                append("user", parts)
+                turn = len(contents) if parts else turn
             case "assistant":
                 append("model", _to_native_model_parts(message, names, target, position))
             case "tool" | "function":
-                append("user", [_to_native_function_response(message, names, target, position)])
+                response, media = _to_native_function_response(message, names, target, position)
+                append("user", [response])
+                attached += media
             case _:  # pragma: no cover - validation admits only the roles above
                 raise UnsupportedFeatureError(f"messages[{position}]: role {role!r} cannot be sent to Gemini")
-    if contents and _needs_signatures(target.model) and _fill_missing_signatures(contents):
+    append("user", attached)
+    if contents and _needs_signatures(target.model) and _fill_missing_signatures(contents, turn):
         logger.warning(
             "polyroute: %s: a tool call in this turn came back without its thought signature and this router no "
             "longer has it (a new process or a stored conversation); sent Gemini's documented placeholder "
@@ -602,10 +613,19 @@ def _signature_of(call: ToolCall) -> str | None:
 
 def _to_native_function_response(
     message: Message, names: Mapping[str, str], target: Target, position: int
-) -> dict[str, Any]:
-    """A ``tool`` message → a ``functionResponse`` part, named after the call it answers.
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A ``tool`` message → a ``functionResponse`` part, named after the call it answers, and the parts to send after
+    the turn's function responses (its images or files that cannot ride inside it).
 
-    content.proto ``FunctionResponse``: ``response`` is a Struct; the docs' convention is an ``output`` key.
+    content.proto ``FunctionResponse``: ``response`` is a Struct (the docs' convention is an ``output`` key: the
+    result's text); ``parts`` are ``FunctionResponsePart`` s, media "that constitute a function response". Gemini 3
+    reads images and documents there (ai.google.dev/gemini-api/docs/function-calling, "Multimodal function
+    responses": PNG, JPEG, WebP, PDF, plain text), inline bytes only on the Gemini API (its
+    ``FunctionResponsePart`` has ``inline_data`` alone), and URIs too on Vertex AI (a recorded Vertex request,
+    pydantic-ai ``test_multimodal_tool_return_matrix[direct-url-image-google_vertex]``, sends ``file_data`` there).
+    Older models refuse ``parts``, and any model takes media as ordinary parts of the same user turn: those go after
+    the turn's function responses, each result's media announced by a text part naming its function, so the model
+    sees the image rather than its base64.
     """
     call_id = message.get("tool_call_id") or ""
     base_id, _ = split_tool_call_id(call_id)
@@ -617,36 +637,72 @@ def _to_native_function_response(
             param="messages",
         )
     content = message.get("content")
+    nested: list[dict[str, Any]] = []
+    after: list[dict[str, Any]] = []
     if isinstance(content, list):
         pieces: list[str] = []
         for part in content:
-            if part.get("type") != "text":
+            kind = part.get("type")
+            if kind == "text":
+                pieces.append(part.get("text", ""))
+            elif kind in ("image_url", "file"):
+                media = _to_native_part(part, target, position)
+                inside = _inside_function_response(media, target)
+                if inside is not None:
+                    nested.append(inside)
+                else:
+                    after.append(media)
+            else:
                 raise UnsupportedFeatureError(
-                    f"messages[{position}]: Gemini tool results must be text, not a {part.get('type')!r} part",
+                    f"messages[{position}]: a Gemini tool result takes text, image_url and file parts, not a {kind!r} "
+                    "part",
                     param="messages",
                 )
-            pieces.append(part.get("text", ""))
         text = "".join(pieces)
     else:
         text = content or ""
     response: dict[str, Any] = {"name": name, "response": {"output": text}}
     if base_id:
         response["id"] = base_id
-    return {"functionResponse": response}
+    if nested:
+        response["parts"] = nested
+    if after:
+        after.insert(0, {"text": f"The result of the {name} function call{f' {base_id}' if base_id else ''} includes:"})
+    return {"functionResponse": response}, after
 
 
-def _fill_missing_signatures(contents: list[dict[str, Any]]) -> bool:
+FUNCTION_RESPONSE_MEDIA = frozenset({"image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain"})
+"""What Gemini 3 reads inside a ``functionResponse`` (function-calling docs, "Multimodal function responses"; the
+list pydantic-ai's Google profile keeps as ``GOOGLE_NATIVE_TOOL_RETURN_MIME_TYPES``)."""
+
+
+def _inside_function_response(media: Mapping[str, Any], target: Target) -> dict[str, Any] | None:
+    """``media`` (an ``inlineData`` or ``fileData`` part) as a ``FunctionResponsePart``, or None where it must go
+    beside the response: a model before Gemini 3 (or one whose version the name does not tell), a MIME type the
+    docs do not list, a URI on the Gemini API.
+    """
+    version = _model_version(target.model)
+    if version is None or version[0] < 3:
+        return None
+    blob = cast("Mapping[str, Any]", media.get("inlineData") or media.get("fileData") or {})
+    if str(blob.get("mimeType") or "").lower() not in FUNCTION_RESPONSE_MEDIA:
+        return None
+    if "inlineData" in media:
+        return {"inlineData": {"mimeType": blob["mimeType"], "data": blob.get("data", "")}}
+    if target.spec.adapter == "vertex":
+        return {"fileData": dict(blob)}
+    return None
+
+
+def _fill_missing_signatures(contents: list[dict[str, Any]], turn: int) -> bool:
     """Give each current-turn step whose calls lost their signature the documented placeholder; whether any did.
 
     Gemini 3 validates signatures on the current turn's function calls only: those after the last user message that
-    is more than function results.
+    is more than function results (``turn``: the index of the content after it; the media polyroute sends beside
+    function responses do not start a turn).
     """
     filled = False
-    start = 0
-    for i, content in enumerate(contents):
-        if content["role"] == "user" and any("functionResponse" not in p for p in content["parts"]):
-            start = i + 1
-    for content in contents[start:]:
+    for content in contents[turn:]:
         if content["role"] != "model":
             continue
         calls = [p for p in content["parts"] if "functionCall" in p]

@@ -123,7 +123,11 @@ def _to_vendor_messages(messages: list[Message], target: Target) -> list[dict[st
     quirks = target.spec.quirks
     keep_reasoning = quirks.reasoning_in_history
     out: list[dict[str, Any]] = []
+    attached: list[dict[str, Any]] = []  # images and files of the tool results being gathered (see _split_tool_media)
     for message in messages:
+        if attached and message["role"] != "tool":
+            out.append({"role": "user", "content": attached})
+            attached = []
         m: dict[str, Any] = {k: v for k, v in message.items() if k not in _POLYROUTE_MESSAGE_FIELDS}
         if not keep_reasoning:
             m.pop("reasoning_content", None)
@@ -141,8 +145,40 @@ def _to_vendor_messages(messages: list[Message], target: Target) -> list[dict[st
             ]
         if m.get("tool_call_id") is not None:
             m["tool_call_id"] = _vendor_call_id(m["tool_call_id"], quirks.tool_call_id_pattern)
+        if m["role"] == "tool" and isinstance(m.get("content"), list) and not quirks.tool_media:
+            m["content"], media = _split_tool_media(m["content"], str(m.get("tool_call_id") or ""))
+            attached += media
         out.append(m)
+    if attached:
+        out.append({"role": "user", "content": attached})
     return out
+
+
+def _split_tool_media(parts: list[dict[str, Any]], call_id: str) -> tuple[Any, list[dict[str, Any]]]:
+    """A tool message's parts → its content and the parts a user message must carry instead.
+
+    OpenAI's tool messages take text only ("For tool messages, only type ``text`` is supported", the API reference;
+    an image there is a 400, "Image URLs are only allowed for messages with role 'user'"), and so do the vendors
+    that copy its API. So the text stays (as a string, the form every vendor takes), with a note where the rest went,
+    and the images and files go in one user message after the turn's tool messages (a user message between them
+    would break their pairing with the calls), each result's introduced by its call id: the shape OpenAI accepted in
+    recorded traffic (pydantic-ai ``test_image_url_tool_response``: "See file …" in the tool message, "This is file
+    …:" and the image in the next user message).
+    """
+    media = [part for part in parts if part.get("type") != "text"]
+    text = "".join(str(part.get("text") or "") for part in parts if part.get("type") == "text")
+    if not media:
+        return parts, []
+    note = f"(The {_what(media)} of this result follow{'s' if len(media) == 1 else ''} in the next message.)"
+    intro = {"type": "text", "text": f"Attached to the result of tool call {call_id}:"}
+    return (f"{text}\n{note}" if text else note), [intro, *media]
+
+
+def _what(media: list[dict[str, Any]]) -> str:
+    kinds = {"image_url": "image", "file": "file"}
+    names = {kinds.get(str(part.get("type")), "attachment") for part in media}
+    name = names.pop() if len(names) == 1 else "attachment"
+    return name if len(media) == 1 else f"{len(media)} {name}s"
 
 
 def _vendor_call_id(call_id: str, pattern: str) -> str:

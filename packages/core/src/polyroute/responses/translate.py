@@ -1,7 +1,8 @@
 """Pure functions between the Responses API and Chat Completions, for deployments that speak only chat.
 
 Request: input items → chat messages (:func:`to_chat`). A turn of the model (its reasoning, message and function
-calls between two inputs) becomes one assistant message; a ``function_call_output`` a ``tool`` message;
+calls between two inputs) becomes one assistant message; a ``function_call_output`` a ``tool`` message (an output
+of text, image and file parts as chat content parts, which each chat adapter carries as its API takes them);
 ``instructions`` the first ``system`` message. Answer: a chat completion → a Response object
 (:func:`from_chat`); a chat chunk stream → the typed event stream (:class:`ChatToResponseEvents`), each event with
 its ``sequence_number``, in the order OpenAI sends them (``response.created``, ``response.in_progress``, per item
@@ -552,7 +553,7 @@ def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) ->
             case "function_call_output":
                 turn = None
                 messages.append(
-                    {"role": "tool", "tool_call_id": item["call_id"], "content": _tool_output(item.get("output"))}
+                    {"role": "tool", "tool_call_id": item["call_id"], "content": _tool_output(item.get("output"), i)}
                 )
             case "reasoning":
                 current = model_turn()
@@ -581,60 +582,69 @@ def _text_of(content: Any) -> str:
     return "".join(str(as_object(p).get("text") or as_object(p).get("refusal") or "") for p in _list(content))
 
 
-def _tool_output(output: Any) -> Any:
+def _tool_output(output: Any, i: int) -> Any:
+    """A ``function_call_output``'s ``output`` → the ``tool`` message's content: a string as it is; a list of parts
+    (text, image, file: openai-agents' ``ToolOutputImage`` / ``ToolOutputFileContent``, a computer-use screenshot)
+    as chat content parts, each chat adapter then carrying the image or file the way its API takes one in a tool
+    result (never as the JSON of the list, which would hide the image from the model and send its base64 as text).
+    Text alone is joined into a string, the form every provider's tool result takes.
+    """
     if isinstance(output, str):
         return output
-    parts = _list(output)
-    if parts and all(as_object(p).get("type") in ("input_text", "output_text") for p in parts):
-        return "".join(str(as_object(p).get("text") or "") for p in parts)
-    return json.dumps(output) if output is not None else ""
+    if not isinstance(output, list):
+        return json.dumps(output) if output is not None else ""
+    parts = [_to_chat_part(as_object(part), f"input[{i}].output[{j}]") for j, part in enumerate(_list(output))]
+    if all(part["type"] == "text" for part in parts):
+        return "".join(str(part["text"]) for part in parts)
+    return parts
 
 
 def _to_chat_content(content: Any, i: int) -> Any:
     if isinstance(content, str):
         return content
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(map(as_object, _list(content))):
-        where = f"input[{i}].content[{j}]"
-        match part.get("type"):
-            case "input_text" | "output_text" | "text":
-                parts.append({"type": "text", "text": str(part.get("text") or "")})
-            case "input_image":
-                url = part.get("image_url")
-                if url is None and part.get("file_id") is not None:
-                    raise UnsupportedFeatureError(
-                        f"'{where}' refers to an uploaded file (file_id); only OpenAI can read those: send "
-                        "'image_url' (a URL or a data: URL)",
-                        param=where,
-                    )
-                if not isinstance(url, str):  # not the value: a data URL in an object would fill the message
-                    got = "nothing" if url is None else "an object" if isinstance(url, dict) else type(url).__name__
-                    raise InvalidRequestError(
-                        f"'{where}.image_url' must be a URL string (https://… or a data: URL), got {got}: a "
-                        "Responses input_image takes the URL itself, not {'url': ...} as Chat Completions does",
-                        param=f"{where}.image_url",
-                    )
-                image: dict[str, Any] = {"url": url}
-                if part.get("detail"):
-                    image["detail"] = part["detail"]
-                parts.append({"type": "image_url", "image_url": image})
-            case "input_file":
-                data = part.get("file_data")
-                if not isinstance(data, str):
-                    raise UnsupportedFeatureError(
-                        f"'{where}' refers to a file by file_id or file_url; only OpenAI can read those: send "
-                        "'file_data' (a data: URL) with 'filename'",
-                        param=where,
-                    )
-                file = {"file_data": data}
-                if part.get("filename"):
-                    file["filename"] = part["filename"]
-                parts.append({"type": "file", "file": file})
-            case other:
-                raise InvalidRequestError(
-                    f"'{where}.type' {other!r} is not a content part (input_text, input_image, input_file)", param=where
+    return [_to_chat_part(as_object(part), f"input[{i}].content[{j}]") for j, part in enumerate(_list(content))]
+
+
+def _to_chat_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """One Responses content part (``input_text``, ``input_image``, ``input_file``) → its chat content part."""
+    match part.get("type"):
+        case "input_text" | "output_text" | "text":
+            return {"type": "text", "text": str(part.get("text") or "")}
+        case "input_image":
+            url = part.get("image_url")
+            if url is None and part.get("file_id") is not None:
+                raise UnsupportedFeatureError(
+                    f"'{where}' refers to an uploaded file (file_id); only OpenAI can read those: send "
+                    "'image_url' (a URL or a data: URL)",
+                    param=where,
                 )
-    return parts
+            if not isinstance(url, str):  # not the value: a data URL in an object would fill the message
+                got = "nothing" if url is None else "an object" if isinstance(url, dict) else type(url).__name__
+                raise InvalidRequestError(
+                    f"'{where}.image_url' must be a URL string (https://… or a data: URL), got {got}: a "
+                    "Responses input_image takes the URL itself, not {'url': ...} as Chat Completions does",
+                    param=f"{where}.image_url",
+                )
+            image: dict[str, Any] = {"url": url}
+            if part.get("detail"):
+                image["detail"] = part["detail"]
+            return {"type": "image_url", "image_url": image}
+        case "input_file":
+            data = part.get("file_data")
+            if not isinstance(data, str):
+                raise UnsupportedFeatureError(
+                    f"'{where}' refers to a file by file_id or file_url; only OpenAI can read those: send "
+                    "'file_data' (a data: URL) with 'filename'",
+                    param=where,
+                )
+            file = {"file_data": data}
+            if part.get("filename"):
+                file["filename"] = part["filename"]
+            return {"type": "file", "file": file}
+        case other:
+            raise InvalidRequestError(
+                f"'{where}.type' {other!r} is not a content part (input_text, input_image, input_file)", param=where
+            )
 
 
 # -- reasoning state carried in encrypted_content ------------------------------------------------------------------
