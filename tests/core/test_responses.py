@@ -1052,6 +1052,29 @@ def test_routing_reads_what_the_responses_request_needs(emulator: Start, lacks: 
     assert create(ONE, router, input="hi").output_text == "narrow"  # what it can take, it takes
 
 
+def test_a_tool_output_image_is_routed_as_an_image(emulator: Start) -> None:
+    """A screenshot in a ``function_call_output``: it needs vision (a deployment without it is passed over) and counts
+    as one image in the size, not as its base64 text (which would be far over a small window).
+    """
+    screenshot = "data:image/png;base64," + "iVBORw0KGgo" * 40_000  # ~440 KB of base64
+    blind, seeing = text_upstream(emulator, "openai", "blind"), text_upstream(emulator, "openai", "seeing")
+    router = router_for(
+        deployment("openai", blind.url, capabilities={"vision": False}),
+        deployment("openai", seeing.url, capabilities={"context_window": 8000}),
+    )
+    conversation = [
+        {"role": "user", "content": "What is on screen?"},
+        {"type": "function_call", "call_id": "call_shot", "name": "screenshot", "arguments": "{}"},
+        {
+            "type": "function_call_output",
+            "call_id": "call_shot",
+            "output": [{"type": "input_text", "text": "here"}, {"type": "input_image", "image_url": screenshot}],
+        },
+    ]
+    assert create(ONE, router, input=conversation).output_text == "seeing"
+    assert blind.requests == []
+
+
 def test_a_chain_counts_its_history_in_the_size(emulator: Start) -> None:
     narrow, wide = text_upstream(emulator, "openai", "narrow"), text_upstream(emulator, "openai", "wide")
     claude_emu = text_upstream(emulator, "anthropic", "from claude")

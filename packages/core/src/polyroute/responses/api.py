@@ -612,6 +612,8 @@ def routing_profile(call: ResponsesCall) -> Profile:
     for items in (call.history, call.items):
         for item in items:
             content = item.get("content")
+            if content is None and isinstance(item.get("output"), list):
+                content = item["output"]  # a tool's output as parts (a screenshot, say): counted as a message's
             if isinstance(content, str):
                 chars += len(content)
             elif isinstance(content, list):
