@@ -1207,6 +1207,43 @@ def test_nothing_to_answer_is_a_400_before_any_call(emulator: Start, provider: s
     assert up.requests == []
 
 
+def test_fields_newer_than_polyroute_go_to_openai_and_are_named_elsewhere(emulator: Start) -> None:
+    """Codex CLI sends ``client_metadata``; the openai SDK grows new fields. An OpenAI deployment gets them as they
+    are (it says whether it takes them); a deployment reached through chat takes what changes nothing in the answer
+    and names what it cannot take; a Chat Completions field is told the Responses one.
+    """
+    openai_emu = oai.ResponsesEmulator({"text": "From OpenAI."})
+    claude_emu = text_upstream(emulator, "anthropic", "From Claude.")
+    router = Router(
+        {
+            "models": [
+                {"name": "gpt", "deployments": [deployment("openai", emulator(openai_emu).url)]},
+                {"name": "claude", "deployments": [deployment("anthropic", claude_emu.url)]},
+            ]
+        }
+    )
+    codex = {"input": "hi", "client_metadata": {"x-codex-installation-id": "abc"}, "prompt_cache_key": "k"}
+    assert create(ONE, router, model="gpt", extra_body=codex).output_text == "From OpenAI."
+    assert openai_emu.bodies[-1]["client_metadata"] == {"x-codex-installation-id": "abc"}
+    assert create(ONE, router, model="claude", extra_body=codex).output_text == "From Claude."
+    compaction = {"type": "compaction", "compact_threshold": 80000}
+    create(ONE, router, model="gpt", input="hi", extra_body={"context_management": compaction})
+    assert openai_emu.bodies[-1]["context_management"] == compaction
+    with pytest.raises(openai.BadRequestError) as only_openai:
+        create(ONE, router, model="claude", input="hi", extra_body={"context_management": compaction})
+    assert only_openai.value.param == "context_management"
+    with pytest.raises(openai.BadRequestError) as at_openai:  # OpenAI's own answer to a field it does not know
+        create(ONE, router, model="gpt", input="hi", extra_body={"future_field": 1})
+    assert at_openai.value.param == "future_field"
+    with pytest.raises(openai.BadRequestError) as translated:
+        create(ONE, router, model="claude", input="hi", extra_body={"future_field": 1})
+    assert translated.value.param == "future_field" and "future_field" in translated.value.message
+    with pytest.raises(openai.BadRequestError) as chat_field:
+        create(ONE, router, model="gpt", extra_body={"messages": [{"role": "user", "content": "hi"}]})
+    assert chat_field.value.param == "messages" and "use 'input'" in chat_field.value.message
+    assert len(claude_emu.requests) == 1
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
     /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.

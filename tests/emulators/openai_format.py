@@ -217,6 +217,8 @@ RESPONSES_FIELDS = frozenset(
         "temperature", "top_p", "parallel_tool_calls", "metadata", "truncation", "stream", "stream_options", "store",
         "include", "previous_response_id", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
         "service_tier", "background", "max_tool_calls", "top_logprobs", "conversation", "prompt",
+        "context_management", "moderation", "prompt_cache_options", "access_programs", "background_options", "image",
+        "client_metadata",
     }
 )  # fmt: skip
 """The request fields OpenAI's ``POST /v1/responses`` takes; any other gets its 400."""

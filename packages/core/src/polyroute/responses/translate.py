@@ -84,12 +84,64 @@ _FIELDS = frozenset(
         "top_logprobs",
         "conversation",
         "prompt",
+        "context_management",
+        "moderation",
+        "prompt_cache_options",
+        "access_programs",
+        "background_options",
+        "image",
+        "client_metadata",
     }
 )
-"""Request fields of ``POST /v1/responses`` (others are refused, as OpenAI refuses them)."""
+"""Request fields of ``POST /v1/responses`` polyroute knows (the openai SDK's, and Codex CLI's ``client_metadata``).
+Another goes as it is to an OpenAI deployment, which says whether it takes it (a field newer than this list works
+there at once); a deployment reached through chat refuses it, naming it."""
 
-_NOT_TRANSLATED = ("conversation", "prompt", "max_tool_calls")
-"""Fields only OpenAI's own servers implement: a translated deployment refuses them (a 400 naming the field)."""
+_CHAT_ONLY = frozenset(
+    {
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "response_format",
+        "reasoning_effort",
+        "functions",
+        "function_call",
+        "n",
+        "stop",
+        "seed",
+        "logprobs",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "verbosity",
+        "modalities",
+        "audio",
+    }
+)
+"""Chat Completions fields that ``/v1/responses`` does not take: refused at once, whatever the route, with the
+Responses field to use (a Chat Completions body sent to the wrong path)."""
+
+_RESPONSES_NAMES = {
+    "messages": "input",
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "reasoning_effort": "reasoning.effort",
+    "verbosity": "text.verbosity",
+}
+
+_NOT_TRANSLATED = (
+    "conversation",
+    "prompt",
+    "max_tool_calls",
+    "context_management",
+    "moderation",
+    "access_programs",
+    "background_options",
+    "image",
+)
+"""Fields only OpenAI's own servers implement: a translated deployment refuses them (a 400 naming the field).
+(``client_metadata`` and ``prompt_cache_*`` change nothing in the answer: a translated deployment leaves them.)"""
 
 _ITEM_TYPES = frozenset(
     {"message", "function_call", "function_call_output", "reasoning", "item_reference"}
@@ -125,11 +177,14 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     OpenAI takes it.
     """
     if not _FIELDS.issuperset(body):
-        unknown = sorted(set(body) - _FIELDS)
-        raise InvalidRequestError(
-            f"Unrecognized request argument supplied: {', '.join(unknown)} (not a field of POST /v1/responses)",
-            param=unknown[0],
-        )
+        chat = sorted(_CHAT_ONLY.intersection(body))
+        if chat:
+            use = _RESPONSES_NAMES.get(chat[0])
+            raise InvalidRequestError(
+                f"Unrecognized request argument supplied: {', '.join(chat)} (a Chat Completions field, not one of "
+                f"POST /v1/responses{f'; use {use!r}' if use else ''})",
+                param=chat[0],
+            )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string", param="model")
@@ -452,6 +507,13 @@ def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: 
     """A Responses request, its input already expanded to ``items`` → the Chat Completions request a chat adapter
     takes. ``label`` names the deployment in a 400 for what chat cannot carry.
     """
+    if not _FIELDS.issuperset(body):
+        unknown = sorted(set(body) - _FIELDS)
+        raise UnsupportedFeatureError(
+            f"Unrecognized request argument supplied: {', '.join(unknown)} (not a field polyroute knows for POST "
+            f"/v1/responses, so {label}, reached through chat, cannot take it; an OpenAI deployment gets it as it is)",
+            param=unknown[0],
+        )
     for name in _NOT_TRANSLATED:
         if body.get(name) not in (None, False):
             raise UnsupportedFeatureError(
