@@ -1173,11 +1173,11 @@ def test_an_output_larger_than_the_window_is_said_to_be_the_output(emulator: Sta
     router = router_for(deployment("anthropic", up.url, capabilities={"context_window": 200_000}))
     with pytest.raises(openai.BadRequestError) as caught:
         create(ONE, router, input="hi", max_output_tokens=1_000_000)
-    assert caught.value.param == "max_tokens" and caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "max_output_tokens" and caught.value.code == "context_length_exceeded"
     assert "max_tokens 1000000 alone" in caught.value.message and "prompt" not in caught.value.message
     with pytest.raises(openai.BadRequestError) as prompt:
         create(ONE, router, input="word " * 900_000, max_output_tokens=100)
-    assert prompt.value.param == "messages" and "the prompt" in prompt.value.message
+    assert prompt.value.param == "input" and "the prompt" in prompt.value.message
     assert up.requests == []
 
 
@@ -1189,7 +1189,7 @@ def test_verbosity_and_service_tier_are_not_dropped_unsaid(emulator: Start, prov
     router = router_for(deployment(provider, text_upstream(emulator, provider).url))
     with pytest.raises(openai.BadRequestError) as low:
         create(ONE, router, input="hi", text={"verbosity": "low"})
-    assert low.value.param == "verbosity" and "verbosity" in low.value.message
+    assert low.value.param == "text.verbosity" and "verbosity" in low.value.message
     answer = create(ONE, router, input="hi", text={"verbosity": "medium"}, service_tier="priority")
     assert answer.text.verbosity == "medium" and answer.service_tier == "default"
 
@@ -1203,7 +1203,7 @@ def test_nothing_to_answer_is_a_400_before_any_call(emulator: Start, provider: s
     up = text_upstream(emulator, provider)
     with pytest.raises(openai.BadRequestError, match="at least one user message") as caught:
         create(ONE, router_for(deployment(provider, up.url)), **request_body)
-    assert caught.value.param == "messages"
+    assert caught.value.param == "input"  # as the Responses API names it (the chat adapter said messages)
     assert up.requests == []
 
 
@@ -1242,6 +1242,31 @@ def test_fields_newer_than_polyroute_go_to_openai_and_are_named_elsewhere(emulat
         create(ONE, router, model="gpt", extra_body={"messages": [{"role": "user", "content": "hi"}]})
     assert chat_field.value.param == "messages" and "use 'input'" in chat_field.value.message
     assert len(claude_emu.requests) == 1
+
+
+def test_custom_and_namespace_tools_are_the_callers_and_named_as_such(emulator: Start) -> None:
+    """Codex sends a namespace of functions and a freeform (custom) tool: not OpenAI's built-in tools. A deployment
+    reached through chat says it cannot take them (and a route goes on to an OpenAI deployment that can).
+    """
+    namespace = {"type": "namespace", "name": "crm", "tools": [{"type": "function", "name": "find", "parameters": {}}]}
+    custom = {"type": "custom", "name": "apply_patch", "description": "Patch files"}
+    claude_emu = text_upstream(emulator, "anthropic")
+    for tool, words in ((namespace, "namespace tools (a group of functions)"), (custom, "custom tools (freeform")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            create(ONE, router_for(deployment("anthropic", claude_emu.url)), input="hi", tools=[tool])
+        assert words in caught.value.message and "built-in" not in caught.value.message
+        assert caught.value.param == "tools"
+    openai_emu = oai.ResponsesEmulator({"text": "Done."})
+    both = router_for(deployment("anthropic", claude_emu.url), deployment("openai", emulator(openai_emu).url))
+    assert create(ONE, both, input="hi", tools=[custom]).output_text == "Done."
+    assert claude_emu.requests == []
+
+
+def test_a_translated_deployments_refusal_names_the_responses_field(emulator: Start) -> None:
+    router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input="hi", reasoning={"effort": "low"}, max_output_tokens=500)
+    assert caught.value.param == "reasoning.effort"
 
 
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:

@@ -32,6 +32,7 @@ from polyroute.api import price as chat_price
 from polyroute.errors import (
     InvalidRequestError,
     NotFoundPathError,
+    PolyrouteError,
     StreamInterruptedError,
     UnsupportedFeatureError,
     UpstreamError,
@@ -583,6 +584,16 @@ class ResponsesApi:
             return PassThroughAdapter(call)
         return TranslatedAdapter(call, target)
 
+    def error_body(self, exc: PolyrouteError) -> dict[str, Any]:
+        """OpenAI's error shape, its ``param`` named as the Responses API names it (a deployment reached through chat
+        names the chat field: ``reasoning_effort`` is ``reasoning.effort`` here).
+        """
+        body = exc.to_body()
+        param = body["error"].get("param")
+        if param in _RESPONSES_PARAMS and not isinstance(exc, InvalidRequestError):  # that one names the caller's
+            body["error"]["param"] = _RESPONSES_PARAMS[param]
+        return body
+
     def finish(self, answer: Any, target: Target) -> float | None:
         """The response's cost, which the adapter priced when it parsed it (before the response was kept)."""
         cost = _obj(_obj(answer).get("usage")).get("cost")
@@ -595,6 +606,17 @@ class ResponsesApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called."""
         raise NotImplementedError
+
+
+_RESPONSES_PARAMS = {
+    "messages": "input",
+    "reasoning_effort": "reasoning.effort",
+    "verbosity": "text.verbosity",
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+}
+"""Chat Completions request fields (a translated deployment's errors name them) → the Responses API's."""
 
 
 def routing_profile(call: ResponsesCall) -> Profile:

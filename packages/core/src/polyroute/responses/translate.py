@@ -496,7 +496,7 @@ def hosted_tools(body: Mapping[str, Any]) -> list[str]:
     """The OpenAI-hosted tools the request uses (its ``tools`` and a ``tool_choice`` naming one)."""
     if not body.get("tools") and "tool_choice" not in body:
         return []
-    found = [str(as_object(t).get("type")) for t in _list(body.get("tools")) if as_object(t).get("type") != "function"]
+    found = [str(kind) for t in _list(body.get("tools")) if (kind := as_object(t).get("type")) in HOSTED_TOOLS]
     choice = as_object(body.get("tool_choice")).get("type")
     if isinstance(choice, str) and choice in HOSTED_TOOLS and choice not in found:
         found.append(choice)
@@ -528,6 +528,15 @@ def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: 
             "route to one or use a function tool",
             param="tools",
         )
+    for tool in _list(body.get("tools")):
+        kind = as_object(tool).get("type")
+        if kind in ("custom", "namespace"):
+            raise UnsupportedFeatureError(
+                f"{kind} tools ({'freeform input' if kind == 'custom' else 'a group of functions'}) are not "
+                f"translated to chat for {label}; declare them as function tools, or route to an OpenAI or Azure "
+                "deployment",
+                param="tools",
+            )
     out: dict[str, Any] = {"model": body["model"], "messages": _to_messages(body, items)}
     if body.get("stream"):
         out["stream"] = True
