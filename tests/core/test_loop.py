@@ -580,8 +580,9 @@ def test_every_attempt_timing_out_is_the_sdks_timeout_error(emulator: Start, mod
 
 @pytest.mark.parametrize("api", ["chat", "responses"])
 def test_a_refusal_is_not_hidden_behind_an_unreachable_deployment(emulator: Start, api: str) -> None:
-    """One deployment refuses the request itself (a tool result that answers no call), the other cannot be reached:
-    the caller gets an error that says what the first refused, not the SDK's retryable connection error.
+    """One deployment refuses the request itself (chat: a tool result that answers no call; Responses: a freeform
+    tool it cannot take), the other cannot be reached: the caller gets an error that says what the first refused,
+    not the SDK's retryable connection error.
     """
     live = emulator(gemini_emu.GeminiEmulator(gemini_emu.response("never")))
     router = make_router(
@@ -594,9 +595,10 @@ def test_a_refusal_is_not_hidden_behind_an_unreachable_deployment(emulator: Star
             orphan: Any = {"role": "tool", "tool_call_id": "nope", "content": "x"}
             client.chat.completions.create(model="m", messages=[*MESSAGES, orphan])
         else:
-            orphan = {"type": "function_call_output", "call_id": "nope", "output": "x"}
-            client.responses.create(model="m", input=[{"role": "user", "content": "hi"}, orphan])
-    assert "tool result 'nope'" in caught.value.message and "dead could not be reached" in caught.value.message
+            freeform = {"type": "custom", "name": "apply_patch"}
+            client.responses.create(model="m", input="hi", tools=[freeform])  # type: ignore[list-item]
+    refusal = "tool result 'nope'" if api == "chat" else "custom tools (freeform input)"
+    assert refusal in caught.value.message and "dead could not be reached" in caught.value.message
     assert live.requests == []
 
 

@@ -1269,6 +1269,30 @@ def test_a_translated_deployments_refusal_names_the_responses_field(emulator: St
     assert caught.value.param == "reasoning.effort"
 
 
+def test_retrieving_a_response_as_a_stream_is_refused_not_empty(emulator: Start) -> None:
+    router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
+    response = create(ONE, router, input="hi")
+    client = router.openai_client()
+    with pytest.raises(openai.BadRequestError) as caught:
+        for _ in client.responses.retrieve(response.id, stream=True):
+            pass
+    assert caught.value.param == "stream"
+    assert client.responses.retrieve(response.id).output_text == response.output_text
+
+
+def test_a_tool_output_without_its_call_is_refused_as_openai_refuses_it(emulator: Start) -> None:
+    up = text_upstream(emulator, "anthropic")
+    router = router_for(deployment("anthropic", up.url))
+    orphan = {"type": "function_call_output", "call_id": "call_nope", "output": "42"}
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input=[{"role": "user", "content": "hi"}, orphan])
+    assert "No tool call found for function call output with call_id call_nope" in caught.value.message
+    assert caught.value.param == "input[1]" and up.requests == []
+    call = {"type": "function_call", "call_id": "call_ok", "name": "f", "arguments": "{}"}
+    answered = {"type": "function_call_output", "call_id": "call_ok", "output": "42"}
+    create(ONE, router, input=[{"role": "user", "content": "hi"}, call, answered], tools=[WEATHER_TOOL])
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
     /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.

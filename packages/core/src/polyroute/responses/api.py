@@ -534,6 +534,15 @@ class ResponsesApi:
         if method == "DELETE":
             store.delete(parts[0])
             return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
+        if not parts[1:] and query:
+            asked = parse_qs(query)
+            if asked.get("stream", ["false"])[0].lower() not in ("false", "0", ""):
+                # OpenAI replays a background response's events; polyroute keeps only the finished response
+                raise InvalidRequestError(
+                    "GET /v1/responses/{id}?stream=true is not served: polyroute keeps the finished response, not its "
+                    "events; retrieve it without stream",
+                    param="stream",
+                )
         if parts[1:]:
             listed = _with_ids(record["input"])
             if listed != record["input"]:  # ids given now are kept, so the next page names the same items
@@ -569,7 +578,9 @@ class ResponsesApi:
         if previous is not None:
             history = list(previous["input"]) + _output_as_input(response_of(previous).get("output") or [])
         items = translate.input_items(body)
-        _refuse_duplicates(history, items)
+        # the whole conversation is known unless OpenAI holds part of it (its own previous response, a conversation)
+        whole = previous is not None or not (previous_id or body.get("conversation"))
+        _check_items(history, items, whole)
         return ResponsesCall(body, items, history, previous, store, raw)
 
     def routing(self, call: ResponsesCall) -> Profile:
@@ -699,12 +710,18 @@ def _not_served(method: str, path: str) -> str:
     )
 
 
-def _refuse_duplicates(history: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
-    """Two input items with one id (the previous output sent again along with its ``previous_response_id``, say) are
-    a 400, as OpenAI answers it: listed, they would page forever.
+def _check_items(history: list[dict[str, Any]], items: list[dict[str, Any]], whole: bool) -> None:
+    """What OpenAI refuses in a conversation, refused as it answers it (a 400), whatever the route:
+
+    - two input items with one id (the previous output sent again along with its ``previous_response_id``, say):
+      listed, they would page forever;
+    - with the ``whole`` conversation known, a tool's output whose call is nowhere in it: a client's bug that a
+      translated deployment would otherwise take as text.
     """
     seen: set[str] = set()
-    for item in (*history, *items):
+    calls: set[Any] = set()
+    outputs: list[tuple[int, Any]] = []
+    for i, item in enumerate((*history, *items)):
         item_id = item.get("id")
         if isinstance(item_id, str):
             if item_id in seen:
@@ -714,6 +731,21 @@ def _refuse_duplicates(history: list[dict[str, Any]], items: list[dict[str, Any]
                     param="input",
                 )
             seen.add(item_id)
+        kind = item.get("type")
+        if kind == "function_call" or kind == "custom_tool_call":
+            calls.add(item.get("call_id"))
+        elif kind == "function_call_output" or kind == "custom_tool_call_output":
+            outputs.append((i - len(history), item.get("call_id")))
+        elif kind == "item_reference":
+            whole = False  # it may stand for a call
+    if whole:
+        for i, call_id in outputs:
+            if call_id not in calls:
+                raise InvalidRequestError(
+                    f"No tool call found for function call output with call_id {call_id}: send the function_call "
+                    "item it answers before it (or continue with previous_response_id)",
+                    param=f"input[{i}]" if i >= 0 else "previous_response_id",
+                )
 
 
 def _reaches_openai(targets: list[Target]) -> bool:
