@@ -865,6 +865,9 @@ def test_usage_is_attributed_from_the_responses_body() -> None:
         ({"input": "hi", "temperature": 5}, "'temperature' must be a number from 0 to 2"),
         ({"input": "hi", "previous_response_id": 5}, "'previous_response_id' must be a response id"),
         ({"input": "hi", "metadata": [1]}, "'metadata' must be an object"),
+        ({"input": "hi", "metadata": {"a": 1}}, "'metadata' values must be strings"),
+        ({"input": "hi", "text": {"verbosity": "loud"}}, "'text.verbosity' must be"),
+        ({"input": "hi", "prompt_cache_retention": "forever"}, "'prompt_cache_retention' must be"),
         ({"input": "hi", "reasoning": "high"}, "'reasoning' must be an object"),
     ],
 )

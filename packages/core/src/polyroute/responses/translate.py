@@ -299,6 +299,22 @@ def _check_text(value: Any) -> None:
             "'text.format' of type json_schema needs 'name' and 'schema' (flat, not under 'json_schema')",
             param="text.format",
         )
+    verbosity = cast("dict[str, Any]", value).get("verbosity")
+    if verbosity is not None and verbosity not in ("low", "medium", "high"):
+        raise InvalidRequestError(
+            f"'text.verbosity' must be 'low', 'medium' or 'high', got {verbosity!r}", param="text.verbosity"
+        )
+
+
+def _check_metadata(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"'metadata' must be an object, got {value!r}", param="metadata")
+    for key, item in cast("dict[str, Any]", value).items():
+        if not isinstance(item, str):
+            raise InvalidRequestError(
+                f"'metadata' values must be strings (up to 512 characters), got {item!r} for {key!r}",
+                param=f"metadata.{key}",
+            )
 
 
 def _check_max_output_tokens(value: Any) -> None:
@@ -413,7 +429,7 @@ _CHECKS: dict[str, type | Callable[[Any], None]] = {
     "tool_choice": _check_tool_choice,
     "text": _check_text,
     "reasoning": _check_reasoning,
-    "metadata": dict,
+    "metadata": _check_metadata,
     "max_output_tokens": _check_max_output_tokens,
     "temperature": _number("temperature", 2),
     "top_p": _number("top_p", 1),
@@ -429,6 +445,7 @@ _CHECKS: dict[str, type | Callable[[Any], None]] = {
     "user": str,
     "safety_identifier": str,
     "prompt_cache_key": str,
+    "prompt_cache_retention": _one_of("prompt_cache_retention", ("in_memory", "24h")),
 }
 """The rule of each request field that has one, applied only when the field is present and not null: the type the
 value must have (:data:`_KINDS`), or a function that raises for a bad value."""
