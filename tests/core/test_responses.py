@@ -7,6 +7,7 @@ encrypted reasoning, the stored-response paths, failover before the commit, erro
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import inspect
 import json
@@ -627,6 +628,24 @@ def test_chain_survives_a_restart_with_its_reasoning(emulator: Start, provider: 
     assert final.output_text == matrix.FINAL_TEXT
     assert all(o.encrypted_content is None for o in final.output if o.type == "reasoning")
     check_loop(provider, upstream, True)
+
+
+def test_streamed_gemini_text_signature_goes_on_by_previous_response_id(emulator: Start) -> None:
+    """Gemini signs a streamed answer's last text part after its reasoning item is done: the stored response keeps
+    the signature on that item (the caller, who did not ask for ``encrypted_content``, sees none), so the next turn
+    by ``previous_response_id`` gives it back on the text it signed.
+    """
+    signature = base64.b64encode(b"gemini-sig-text").decode()
+    handler = gemini.GeminiEmulator(
+        gemini.response("Paris is sunny.", thought="Known.", text_signature=signature), gemini.response("Bye.")
+    )
+    router = router_for(deployment("gemini", emulator(handler).url))
+    first = stream(ONE, router, input="Weather in Paris?", reasoning={"effort": "low"})[1]
+    assert [o.type for o in first.output] == ["reasoning", "message"]
+    assert first.output[0].encrypted_content is None
+    create(ONE, router, input="Thanks!", previous_response_id=first.id, reasoning={"effort": "low"})
+    parts = [p for c in handler.bodies[1]["contents"] if c["role"] == "model" for p in c["parts"]]
+    assert [p.get("thoughtSignature") for p in parts if p.get("text") == "Paris is sunny."] == [signature]
 
 
 # -- failover and failures --------------------------------------------------------------------------------------------

@@ -249,20 +249,43 @@ def test_a_completion_and_its_stream_give_the_same_response(encrypted: bool) -> 
     assert [e["sequence_number"] for e in seen] == list(range(len(seen)))
 
 
+GEMINI_SIGNED_TEXT = [
+    {"choices": [{"index": 0, "delta": {"reasoning_content": "Think."}}]},
+    {"choices": [{"index": 0, "delta": {"content": "Answer."}}]},
+    {"choices": [{"index": 0, "delta": {"provider_specific_fields": {"thought_signature": "c2ln"}}}]},
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+]
+"""A Gemini stream whose text signature comes after its reasoning item closed (Gemini signs the last text part)."""
+
+
 def test_gemini_text_signature_after_the_reasoning_item_gets_an_item_of_its_own() -> None:
     body = {"model": "m", "input": "hi", "include": ["reasoning.encrypted_content"]}
     events = translate.ChatToResponseEvents(body, "resp_1", "gemini")
-    stream = [
-        {"choices": [{"index": 0, "delta": {"reasoning_content": "Think."}}]},
-        {"choices": [{"index": 0, "delta": {"content": "Answer."}}]},
-        {"choices": [{"index": 0, "delta": {"provider_specific_fields": {"thought_signature": "c2ln"}}}]},
-        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-    ]
-    seen = [e for c in stream for e in events.feed(c)] + events.end()
+    seen = [e for c in GEMINI_SIGNED_TEXT for e in events.feed(c)] + events.end()
     output = seen[-1]["response"]["output"]
     assert [o["type"] for o in output] == ["reasoning", "message", "reasoning"]
     assert output[0]["encrypted_content"] is None
     assert translate.decode_reasoning(output[2]["encrypted_content"]) == {"thought_signature": "c2ln"}
+
+
+def test_gemini_text_signature_unasked_is_kept_on_the_reasoning_item() -> None:
+    """Without ``include`` the caller sees no state; the response the store keeps has it on the turn's reasoning item,
+    as a non-streamed answer has it.
+    """
+    body = {"model": "m", "input": "hi"}
+    events = translate.ChatToResponseEvents(body, "resp_1", "gemini")
+    seen = [e for c in GEMINI_SIGNED_TEXT for e in events.feed(c)] + events.end()
+    output = seen[-1]["response"]["output"]
+    assert [o["type"] for o in output] == ["reasoning", "message"]
+    assert all("encrypted_content" not in o for e in seen for o in [e.get("item") or {}, *output])
+    kept = events.response["output"]
+    assert translate.decode_reasoning(kept[0]["encrypted_content"]) == {"thought_signature": "c2ln"}
+    message = {"role": "assistant", "content": "Answer.", "reasoning_content": "Think."}
+    completion = {
+        "choices": [{"index": 0, "message": message | {"provider_specific_fields": {"thought_signature": "c2ln"}}}]
+    }
+    whole = translate.from_chat(completion, body, "resp_1")  # type: ignore[arg-type]
+    assert kept[0]["encrypted_content"] == whole["output"][0]["encrypted_content"]
 
 
 @pytest.mark.parametrize(

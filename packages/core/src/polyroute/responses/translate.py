@@ -1138,13 +1138,25 @@ class ChatToResponseEvents:
         events.append(self._event("response.output_item.done", output_index=current.index, item=done))
         return events
 
+    def _reasoning_item(self) -> dict[str, Any] | None:
+        """The response's last reasoning item, if it has one."""
+        for item in reversed(self.response["output"]):
+            if item["type"] == "reasoning":
+                return item
+        return None
+
     def end(self) -> list[dict[str, Any]]:
         """The chat stream ended well: close the open item; ``response.completed`` (or ``response.incomplete``)."""
         events = self.start() + self._close()
-        if self.encrypted and self._state.get("thought_signature") and not self._carried:
-            # Gemini signs its last text part, after the reasoning item closed: an item of its own carries it
-            self._state = {"thought_signature": self._state["thought_signature"]}
-            events += self._reasoning("") + self._close()
+        if self._state.get("thought_signature") and not self._carried:
+            # Gemini signs its last text part, after the reasoning item closed: an item of its own carries it to a
+            # caller who asked for encrypted_content; otherwise the turn's reasoning item keeps it in the store (the
+            # caller never sees it there: that item is done, and is sent again without encrypted_content)
+            if self.encrypted:
+                self._state = {"thought_signature": self._state["thought_signature"]}
+                events += self._reasoning("") + self._close()
+            elif (earlier := self._reasoning_item()) is not None:
+                earlier["encrypted_content"] = encode_reasoning(self._state)
         response = finish(self.response, self.finish_reason, self.usage)
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
         events.append(self._event(kind, response=public(response, self.encrypted)))
