@@ -7,9 +7,11 @@ encrypted reasoning, the stored-response paths, failover before the commit, erro
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import inspect
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +23,11 @@ from openai.types import responses as rtypes
 from pydantic import TypeAdapter
 
 from polyroute import Router
+from polyroute._thinking import ThinkingStore
 from polyroute.api import api_for
+from polyroute.responses import translate
 from polyroute.responses.api import RawEvent
-from polyroute.responses.store import store_for
+from polyroute.responses.store import MemoryStore, store_for, stored_reasoning
 from tests.clients import matrix
 from tests.emulators import Emulator, Reply
 from tests.emulators import anthropic_format as claude
@@ -189,9 +193,10 @@ def tool_loop(
     chain: str,
     streamed: bool = False,
 ) -> Any:
-    """Run the loop to its answer. ``chain``: ``previous`` (previous_response_id) or ``stateless`` (``store:
-    false``, the whole conversation resent with encrypted reasoning; a fresh router each turn when ``router`` is a
-    factory, as a new process would be).
+    """Run the loop to its answer. ``chain``: ``previous`` (previous_response_id), ``stateless`` (``store:
+    false``, the whole conversation resent with encrypted reasoning) or ``resent`` (the whole conversation resent,
+    stored, reasoning items by id alone: openai-agents' default); a fresh router each turn when ``router`` is a
+    factory, as a new process would be.
     """
     options: dict[str, Any] = {"tools": [WEATHER_TOOL]}
     if thinking:
@@ -204,7 +209,7 @@ def tool_loop(
     pending: list[Any] = conversation
     for _ in range(4):
         r = router() if callable(router) else router
-        kwargs = dict(options, input=conversation if chain == "stateless" else pending)
+        kwargs = dict(options, input=pending if chain == "previous" else conversation)
         if previous is not None and chain == "previous":
             kwargs["previous_response_id"] = previous
         response = stream(mode, r, **kwargs)[1] if streamed else create(mode, r, **kwargs)
@@ -627,6 +632,145 @@ def test_chain_survives_a_restart_with_its_reasoning(emulator: Start, provider: 
     assert final.output_text == matrix.FINAL_TEXT
     assert all(o.encrypted_content is None for o in final.output if o.type == "reasoning")
     check_loop(provider, upstream, True)
+
+
+def test_streamed_gemini_text_signature_goes_on_by_previous_response_id(emulator: Start) -> None:
+    """Gemini signs a streamed answer's last text part after its reasoning item is done: the stored response keeps
+    the signature on that item (the caller, who did not ask for ``encrypted_content``, sees none), so the next turn
+    by ``previous_response_id`` gives it back on the text it signed.
+    """
+    signature = base64.b64encode(b"gemini-sig-text").decode()
+    handler = gemini.GeminiEmulator(
+        gemini.response("Paris is sunny.", thought="Known.", text_signature=signature), gemini.response("Bye.")
+    )
+    router = router_for(deployment("gemini", emulator(handler).url))
+    first = stream(ONE, router, input="Weather in Paris?", reasoning={"effort": "low"})[1]
+    assert [o.type for o in first.output] == ["reasoning", "message"]
+    assert first.output[0].encrypted_content is None
+    create(ONE, router, input="Thanks!", previous_response_id=first.id, reasoning={"effort": "low"})
+    parts = [p for c in handler.bodies[1]["contents"] if c["role"] == "model" for p in c["parts"]]
+    assert [p.get("thoughtSignature") for p in parts if p.get("text") == "Paris is sunny."] == [signature]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_reasoning_resent_by_id_survives_a_restart(
+    emulator: Start, tmp_path: Path, streamed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """openai-agents' default (store on, no ``include``): the whole conversation resent each turn, Claude's reasoning
+    items by id alone. A new process (router) each turn on one SQLite store: the signed thinking blocks come back from
+    the stored response the item id names, and thinking stays on (it used to be turned off, with a warning).
+    """
+    up = matrix.tool_loop_upstream(emulator, "anthropic", True)
+    config = {"responses": {"store_path": str(tmp_path / "responses.db")}}
+    fresh = lambda: router_for(deployment("anthropic", up.emulator.url), **config)  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="polyroute"):
+        final = tool_loop(ONE, fresh, thinking=True, chain="resent", streamed=streamed)
+    assert final.output_text == matrix.FINAL_TEXT
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all(o.encrypted_content is None for o in final.output if o.type == "reasoning")
+    matrix.check_tool_loop(up)  # each turn after the first starts with the thinking block Claude signed
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_gemini_text_signature_resent_by_id_survives_a_restart(
+    emulator: Start, tmp_path: Path, streamed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gemini 3's call signatures ride in the call ids; the signature on an answer's text rides only in its reasoning
+    item. Resent by id alone to a new process, it comes back from the stored response, on the text it signed.
+    """
+    call_sig, text_sig = (base64.b64encode(f"gemini-sig-{what}".encode()).decode() for what in ("call", "text"))
+    handler = gemini.GeminiEmulator(
+        gemini.response(
+            None,
+            thought="Look up Paris.",
+            calls=[{"name": "get_weather", "args": {"city": "Paris"}, "thoughtSignature": call_sig}],
+        ),
+        gemini.response("Paris is sunny.", thought="Known.", text_signature=text_sig),
+        gemini.response("You are welcome."),
+    )
+    url = emulator(handler).url
+    config = {"responses": {"store_path": str(tmp_path / "responses.db")}}
+    options: dict[str, Any] = {"tools": [WEATHER_TOOL], "reasoning": {"effort": "low"}}
+    conversation: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+
+    def turn() -> Any:
+        router = router_for(deployment("gemini", url), **config)  # a new process each turn
+        if streamed:
+            return stream(ONE, router, input=conversation, **options)[1]
+        return create(ONE, router, input=conversation, **options)
+
+    with caplog.at_level(logging.WARNING, logger="polyroute"):
+        first = turn()
+        call = next(o for o in first.output if o.type == "function_call")
+        conversation += [o.model_dump(exclude_none=True) for o in first.output]
+        conversation.append({"type": "function_call_output", "call_id": call.call_id, "output": "sunny"})
+        second = turn()
+        assert second.output_text == "Paris is sunny."
+        conversation += [o.model_dump(exclude_none=True) for o in second.output]
+        conversation.append({"role": "user", "content": "Thanks!"})
+        assert turn().output_text == "You are welcome."
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all("encrypted_content" not in item for item in conversation if isinstance(item, dict))
+    parts = [p for c in handler.bodies[2]["contents"] if c["role"] == "model" for p in c["parts"]]
+    assert [p.get("thoughtSignature") for p in parts if "functionCall" in p] == [call_sig]
+    assert [p.get("thoughtSignature") for p in parts if p.get("text") == "Paris is sunny."] == [text_sig]
+
+
+@pytest.mark.parametrize("known", ["deleted", "unknown", "old"])
+def test_reasoning_resent_by_an_id_the_store_lacks_turns_thinking_off(
+    emulator: Start, tmp_path: Path, known: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reasoning item resent by an id whose response the store no longer has (deleted), never had, or that predates
+    ids naming their response: Claude answers without thinking, and the warning says why, as before.
+    """
+    up = matrix.tool_loop_upstream(emulator, "anthropic", True)
+    config = {"responses": {"store_path": str(tmp_path / "responses.db")}}
+    options: dict[str, Any] = {"tools": [WEATHER_TOOL], "reasoning": {"effort": "low"}}
+    conversation: list[Any] = [{"role": "user", "content": matrix.PROMPT}]
+    first = create(ONE, router_for(deployment("anthropic", up.emulator.url), **config), input=conversation, **options)
+    resent = [o.model_dump(exclude_none=True) for o in first.output]
+    reasoning = next(item for item in resent if item["type"] == "reasoning")
+    again = router_for(deployment("anthropic", up.emulator.url), **config)  # a new process
+    if known == "deleted":
+        run(ONE, again, lambda c: c.responses.delete(first.id))
+    elif known == "unknown":
+        reasoning["id"] = "rs_pr" + "0" * 32 + "_0"
+    else:
+        reasoning["id"] = "rs_pr" + "0" * 32  # polyroute's reasoning ids before they named their response
+    calls = [item for item in resent if item["type"] == "function_call"]
+    conversation += resent + [
+        {"type": "function_call_output", "call_id": c["call_id"], "output": "sunny"} for c in calls
+    ]
+    with caplog.at_level(logging.WARNING, logger="polyroute"):
+        second = create(ONE, again, input=conversation, **options)
+    assert [o.type for o in second.output if o.type == "function_call"] == ["function_call"]
+    assert "thinking" not in up.bodies[1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "thinking turned off" in warnings[0] and "a new process" in warnings[0]
+
+
+def test_stored_reasoning_is_read_once_and_not_when_this_process_has_it() -> None:
+    """The thinking store first (this process answered the turn: its blocks by call id), then the response the id
+    names, read once: what was read is remembered, found or not.
+    """
+    blocks = [{"type": "thinking", "thinking": "Hm.", "signature": "c2ln"}]
+    response_id = translate.new_id("resp")
+    item_id, other_id = translate.reasoning_id(response_id, 0), translate.reasoning_id(response_id, 1)
+    token = translate.encode_reasoning({"thinking_blocks": blocks})
+    output = [{"id": item_id, "type": "reasoning", "summary": [], "encrypted_content": token}]
+    store, memory = MemoryStore(), ThinkingStore()
+    store.put(response_id, {"response": {"id": response_id, "output": output}, "input": [], "origin": "polyroute"})
+    memory.remember_blocks(["toolu_here"], blocks)
+    assert stored_reasoning(store, memory, item_id, ["toolu_here"]) == {}  # the adapter re-attaches them
+    assert len(memory) == 1
+    assert stored_reasoning(store, memory, item_id, ["toolu_1"]) == {"thinking_blocks": blocks}
+    assert stored_reasoning(store, memory, item_id, []) == {"thinking_blocks": blocks}
+    assert stored_reasoning(store, memory, other_id, []) == {}  # no such item in that response
+    store.delete(response_id)
+    assert memory.blocks_for(["toolu_1"]) == blocks  # read once: remembered as this process's own answer would be
+    assert stored_reasoning(store, memory, item_id, []) == {"thinking_blocks": blocks}
+    assert stored_reasoning(store, memory, other_id, []) == {}
+    assert stored_reasoning(store, None, item_id, []) == {}  # gone from the store, and no memory
 
 
 # -- failover and failures --------------------------------------------------------------------------------------------

@@ -249,20 +249,90 @@ def test_a_completion_and_its_stream_give_the_same_response(encrypted: bool) -> 
     assert [e["sequence_number"] for e in seen] == list(range(len(seen)))
 
 
+GEMINI_SIGNED_TEXT = [
+    {"choices": [{"index": 0, "delta": {"reasoning_content": "Think."}}]},
+    {"choices": [{"index": 0, "delta": {"content": "Answer."}}]},
+    {"choices": [{"index": 0, "delta": {"provider_specific_fields": {"thought_signature": "c2ln"}}}]},
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+]
+"""A Gemini stream whose text signature comes after its reasoning item closed (Gemini signs the last text part)."""
+
+
 def test_gemini_text_signature_after_the_reasoning_item_gets_an_item_of_its_own() -> None:
     body = {"model": "m", "input": "hi", "include": ["reasoning.encrypted_content"]}
     events = translate.ChatToResponseEvents(body, "resp_1", "gemini")
-    stream = [
-        {"choices": [{"index": 0, "delta": {"reasoning_content": "Think."}}]},
-        {"choices": [{"index": 0, "delta": {"content": "Answer."}}]},
-        {"choices": [{"index": 0, "delta": {"provider_specific_fields": {"thought_signature": "c2ln"}}}]},
-        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-    ]
-    seen = [e for c in stream for e in events.feed(c)] + events.end()
+    seen = [e for c in GEMINI_SIGNED_TEXT for e in events.feed(c)] + events.end()
     output = seen[-1]["response"]["output"]
     assert [o["type"] for o in output] == ["reasoning", "message", "reasoning"]
     assert output[0]["encrypted_content"] is None
     assert translate.decode_reasoning(output[2]["encrypted_content"]) == {"thought_signature": "c2ln"}
+
+
+def test_gemini_text_signature_unasked_is_kept_on_the_reasoning_item() -> None:
+    """Without ``include`` the caller sees no state; the response the store keeps has it on the turn's reasoning item,
+    as a non-streamed answer has it.
+    """
+    body = {"model": "m", "input": "hi"}
+    events = translate.ChatToResponseEvents(body, "resp_1", "gemini")
+    seen = [e for c in GEMINI_SIGNED_TEXT for e in events.feed(c)] + events.end()
+    output = seen[-1]["response"]["output"]
+    assert [o["type"] for o in output] == ["reasoning", "message"]
+    assert all("encrypted_content" not in o for e in seen for o in [e.get("item") or {}, *output])
+    kept = events.response["output"]
+    assert translate.decode_reasoning(kept[0]["encrypted_content"]) == {"thought_signature": "c2ln"}
+    message = {"role": "assistant", "content": "Answer.", "reasoning_content": "Think."}
+    completion = {
+        "choices": [{"index": 0, "message": message | {"provider_specific_fields": {"thought_signature": "c2ln"}}}]
+    }
+    whole = translate.from_chat(completion, body, "resp_1")  # type: ignore[arg-type]
+    assert kept[0]["encrypted_content"] == whole["output"][0]["encrypted_content"]
+
+
+def test_reasoning_ids_name_their_response() -> None:
+    """A reasoning item's id says which response (and output index) holds its state; other ids name none."""
+    response_id = translate.new_id("resp")
+    item_id = translate.reasoning_id(response_id, 2)
+    assert translate.is_polyroute_id(item_id) and translate.reasoning_source(item_id) == (response_id, 2)
+    events = translate.ChatToResponseEvents({"model": "m", "input": "hi"}, response_id, "gemini")
+    streamed = [e for c in GEMINI_SIGNED_TEXT for e in events.feed(c)] + events.end()
+    completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "x", "reasoning_content": "y"}}]}
+    whole = translate.from_chat(completion, {"model": "m"}, response_id)  # type: ignore[arg-type]
+    for output in (streamed[-1]["response"]["output"], whole["output"]):
+        assert translate.reasoning_source(output[0]["id"]) == (response_id, 0)
+    assert translate.reasoning_source(translate.reasoning_id("resp_1", 0)) is None  # a response id not polyroute's
+    for other in ("rs_pr" + "0" * 32, "rs_0123abcd", "msg_pr0_0", "rs_pr0_x", "rs_pr0_12345", "rs_pr0_\u0661", None, 7):
+        assert translate.reasoning_source(other) is None, other  # polyroute's before, OpenAI's, not reasoning
+
+
+def test_a_reasoning_item_by_id_alone_asks_for_its_state_once_its_turn_is_known() -> None:
+    """Sent back without ``encrypted_content``, a reasoning item's state is asked for with its turn's tool-call ids,
+    and goes where the item stood among the turn's thinking blocks.
+    """
+    first = {"type": "thinking", "thinking": "One.", "signature": "b25l"}
+    asked: list[tuple[str, list[str]]] = []
+
+    def stored(item_id: str, call_ids: Any) -> dict[str, Any]:
+        asked.append((item_id, list(call_ids)))
+        return {"thinking_blocks": [first]} if item_id == "rs_a" else {}
+
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "Weather?"},
+            {"type": "reasoning", "id": "rs_a", "summary": []},
+            {"type": "reasoning", "id": "rs_b", "summary": []}
+            | {"encrypted_content": translate.encode_reasoning({"thinking_blocks": [THINKING]})},
+            {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "sunny"},
+            {"type": "reasoning", "id": "rs_c", "summary": []} | {"encrypted_content": None},
+            {"type": "message", "role": "assistant", "content": "Sunny."},
+        ],
+    }
+    messages = translate.to_chat(body, translate.input_items(body), "anthropic/claude", stored)["messages"]
+    assert asked == [("rs_c", []), ("rs_a", ["toolu_1"])]
+    assert messages[1].get("thinking_blocks") == [first, THINKING]
+    assert "thinking_blocks" not in messages[3]
+    assert chat(body)["messages"][1].get("thinking_blocks") == [THINKING]  # nothing to ask: as before
 
 
 @pytest.mark.parametrize(

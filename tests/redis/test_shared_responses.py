@@ -6,6 +6,7 @@ bound, and a Redis that is down gives a clear 503 for a lookup and costs no answ
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import subprocess
@@ -21,7 +22,8 @@ import pytest
 from polyroute import Router
 from polyroute.errors import ConfigError
 from polyroute.state.redis_responses import response_keys
-from tests.core.test_responses import ONE, OTHER, Start, create, deployment, run, text_upstream
+from tests.clients import matrix
+from tests.core.test_responses import ONE, OTHER, Start, create, deployment, run, text_upstream, tool_loop
 from tests.redis.server import RedisServer, cluster_nodes
 from tests.redis.test_shared_state import ROOT
 
@@ -91,6 +93,22 @@ def test_claude_is_sent_the_whole_conversation_from_the_other_router(
     messages = upstream.requests[-1].json()["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert json.dumps(messages).count("One") == 1 and "Two" in json.dumps(messages)
+
+
+def test_reasoning_resent_by_id_from_the_other_router(
+    new_router: NewRouter, emulator: Start, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """openai-agents' default (the conversation resent, reasoning items by id alone), each turn on the other router:
+    Claude's signed thinking blocks come back from the response on Redis, and thinking stays on.
+    """
+    up = matrix.tool_loop_upstream(emulator, "anthropic", True)
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    routers = itertools.cycle([new_router(shared_config(up.emulator.url, redis_server, prefix)) for _ in range(2)])
+    with caplog.at_level(logging.WARNING, logger="polyroute"):
+        final = tool_loop(ONE, lambda: next(routers), thinking=True, chain="resent")
+    assert final.output_text == matrix.FINAL_TEXT
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    matrix.check_tool_loop(up)
 
 
 def test_retrieve_input_items_and_delete_from_the_other_router(

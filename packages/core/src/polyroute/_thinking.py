@@ -6,6 +6,10 @@ openai-agents, pydantic-ai, langchain-openai) resend an assistant turn as plain 
 The router saw every answer it translated, so adapters record the blocks / signatures here by tool-call id when
 they parse an answer or a stream, and re-attach them when a turn comes back without them.
 
+The Responses API's reasoning items sent back by id alone are given their state from the stored response the id
+names (:func:`polyroute.responses.store.stored_reasoning`); what was read there is remembered here too (by the
+turn's tool-call ids, as if this process had answered it, or by the item's id), so each is read once.
+
 One store per :class:`~polyroute.router.Router`, shared by its targets; bounded (least recently used entries go
 first), so a long-running process keeps the recent conversations and a bounded amount of memory. Thread-safe.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_ENTRIES = 4096
 """Tool-call ids remembered (a turn with parallel calls takes one entry per call, sharing its blocks)."""
@@ -26,8 +30,19 @@ MAX_CHARS = 32_000_000
 Blocks = tuple[Mapping[str, Any], ...]
 
 
+class _Reasoning(NamedTuple):
+    blocks: Blocks
+    signature: str
+
+
+def _chars(blocks: Blocks) -> int:
+    return sum(len(str(b.get("thinking") or "")) + len(str(b.get("signature") or b.get("data") or "")) for b in blocks)
+
+
 class ThinkingStore:
-    """A bounded LRU map: (provider kind, tool-call id) → the thinking blocks or thought signature of that call."""
+    """A bounded LRU map: (provider kind, tool-call id) → the thinking blocks or thought signature of that call;
+    (``"reasoning"``, reasoning item id) → its state read from the response store.
+    """
 
     __slots__ = ("_chars", "_entries", "_lock", "max_chars", "max_entries")
 
@@ -49,9 +64,7 @@ class ThinkingStore:
         if not call_ids or not blocks:
             return
         frozen: Blocks = tuple(dict(b) for b in blocks)
-        size = sum(
-            len(str(b.get("thinking") or "")) + len(str(b.get("signature") or b.get("data") or "")) for b in frozen
-        )
+        size = _chars(frozen)
         for call_id in call_ids:
             self._put(("anthropic", call_id), frozen, size)
 
@@ -72,6 +85,25 @@ class ThinkingStore:
         """The signature recorded for a Gemini tool call, if still known."""
         found = self._get(("gemini", call_id))
         return found if isinstance(found, str) else None
+
+    def remember_reasoning(self, item_id: str, blocks: Sequence[Mapping[str, Any]], signature: str) -> None:
+        """A Responses reasoning item's state as the response store had it (its thinking blocks, its thought
+        signature; neither: it had none), kept decoded (an item is given its state on every turn that sends it back).
+        """
+        frozen = _Reasoning(tuple(dict(b) for b in blocks), signature)
+        self._put(("reasoning", item_id), frozen, _chars(frozen.blocks) + len(signature))
+
+    def reasoning_for(self, item_id: str) -> dict[str, Any] | None:
+        """What :meth:`remember_reasoning` kept for a reasoning item, as fresh state (``{}``: none), if still known."""
+        found = self._get(("reasoning", item_id))
+        if not isinstance(found, _Reasoning):
+            return None
+        state: dict[str, Any] = {}
+        if found.blocks:
+            state["thinking_blocks"] = [dict(block) for block in found.blocks]
+        if found.signature:
+            state["thought_signature"] = found.signature
+        return state
 
     def _put(self, key: tuple[str, str], value: object, size: int) -> None:
         with self._lock:

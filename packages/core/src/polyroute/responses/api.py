@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
@@ -44,7 +44,7 @@ from polyroute.providers import openai as openai_format
 from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
 from polyroute.providers._base import as_object as _obj
 from polyroute.responses import translate
-from polyroute.responses.store import Record, ResponseStore, response_of, store_for
+from polyroute.responses.store import Record, ResponseStore, response_of, store_for, stored_reasoning
 from polyroute.types.openai import ChatCompletionRequest, Usage
 from polyroute.validation import json_object
 
@@ -347,6 +347,7 @@ class TranslatedAdapter:
 
     def __init__(self, call: ResponsesCall, target: Target) -> None:
         self.call = call
+        self.memory = target.thinking_store
         self.inner = adapter_for(target.spec)
         if call.body.get("previous_response_id") and call.previous is None:
             raise UnsupportedFeatureError(
@@ -357,7 +358,7 @@ class TranslatedAdapter:
             )
         chat = call.chat
         if chat is None:
-            chat = translate.to_chat(call.body, call.full_input, target.label)
+            chat = translate.to_chat(call.body, call.full_input, target.label, self._stored_reasoning)
             if chat["messages"]:
                 call.chat = chat  # a failover to another translated deployment sends the same
         window = target.info.context_window
@@ -365,6 +366,9 @@ class TranslatedAdapter:
             chat = fit_to_window(chat, window)  # OpenAI would drop the oldest items: so does this deployment
         self.chat: ChatCompletionRequest = chat
         self.classify_error = self.inner.classify_error
+
+    def _stored_reasoning(self, item_id: str, call_ids: Sequence[str]) -> dict[str, Any]:
+        return stored_reasoning(self.call.store, self.memory, item_id, call_ids)
 
     def build_request(self, body: Any, target: Target) -> UpstreamRequest:
         """The chat request, built by the deployment's adapter."""

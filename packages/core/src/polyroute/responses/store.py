@@ -14,10 +14,13 @@ import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from polyroute.providers._base import dumps, loads
-from polyroute.responses.translate import input_items
+from polyroute._thinking import ThinkingStore
+from polyroute.errors import ResponseStoreUnreachableError
+from polyroute.providers._base import as_list, as_object, dumps, loads
+from polyroute.responses.translate import decode_reasoning, input_items, reasoning_source
 from polyroute.router import Router
 
 Record = dict[str, Any]
@@ -170,6 +173,59 @@ class SQLiteStore:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def stored_reasoning(
+    store: ResponseStore, memory: ThinkingStore | None, item_id: str, call_ids: Sequence[str]
+) -> dict[str, Any]:
+    """The state of a reasoning item sent back by id alone (openai-agents' default; langchain-openai's and
+    pydantic-ai's histories): ``encrypted_content`` comes back only to a caller who asked for it (``include``).
+
+    Looked for, cheapest first: the router's thinking store (``memory``), which still has the turn's thinking blocks by
+    its ``call_ids`` when this process answered it (the provider's adapter re-attaches them: nothing to add here),
+    or what an earlier call read; then the stored response the item's id names (:func:`~polyroute.responses.translate.
+    reasoning_id`): a SQLite store after a restart, Redis from another process. What is read there is remembered in
+    ``memory``, so each item is read once. Nothing is found for an id that names no response (OpenAI's, or
+    polyroute's from before ids named their response), a response no longer kept, or a store that cannot answer:
+    ``{}``, and the provider's adapter goes on without (Anthropic: thinking off for the request, with a warning).
+    """
+    source = reasoning_source(item_id)
+    if source is None:
+        return {}
+    if memory is not None:
+        if call_ids and memory.blocks_for(call_ids) is not None:
+            return {}
+        known = memory.reasoning_for(item_id)
+        if known is not None:
+            return known
+    token = _stored_token(store, *source, item_id)
+    if token is None:
+        return {}
+    state = decode_reasoning(token)
+    if memory is not None:
+        blocks = as_list(state.get("thinking_blocks"))
+        signature = state.get("thought_signature")
+        if blocks and call_ids:
+            memory.remember_blocks(call_ids, blocks)  # as when this process answered that turn
+        else:
+            memory.remember_reasoning(item_id, blocks, signature if isinstance(signature, str) else "")
+    return state
+
+
+def _stored_token(store: ResponseStore, response_id: str, index: int, item_id: str) -> str | None:
+    """The ``encrypted_content`` of ``output[index]`` of a stored response when that is the item; ``""`` when the store
+    has no such item or the item carried nothing; None when the store cannot answer now (not remembered: it may later).
+    """
+    try:
+        record = store.get(response_id)
+    except ResponseStoreUnreachableError:
+        return None
+    if record is None:
+        return ""
+    output = as_list(response_of(record).get("output"))
+    item = as_object(output[index]) if index < len(output) else {}
+    token = item.get("encrypted_content") if item.get("id") == item_id else None
+    return token if isinstance(token, str) else ""
 
 
 _STORES: weakref.WeakKeyDictionary[Router, ResponseStore] = weakref.WeakKeyDictionary()

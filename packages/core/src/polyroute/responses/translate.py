@@ -12,7 +12,9 @@ Reasoning that a provider wants back is carried in a reasoning item's ``encrypte
 (``include: ["reasoning.encrypted_content"]``): Anthropic's signed thinking blocks and Gemini's text thought
 signature, as an opaque ``polyroute:`` token (signed by the provider, not encrypted by polyroute: the thinking text
 is the same the summary shows). Gemini's function-call signatures already ride in the call ids. So a conversation
-with ``store: false`` keeps its reasoning with no store at all.
+with ``store: false`` keeps its reasoning with no store at all. The store always keeps the state; a reasoning item's
+id names the response it is in (:func:`reasoning_id`), so one sent back by id alone (most clients' way) gets its state
+from there (``to_chat``'s ``stored``).
 """
 
 from __future__ import annotations
@@ -164,6 +166,34 @@ def new_id(prefix: str) -> str:
 def is_polyroute_id(value: Any) -> bool:
     """Whether an item id is one polyroute made (see :data:`ID_MARK`)."""
     return isinstance(value, str) and value.partition("_")[2].startswith(ID_MARK)
+
+
+def reasoning_id(response_id: str, index: int) -> str:
+    """The id of the reasoning item at ``output[index]`` of a response: ``rs_pr<the response's>_<index>``.
+
+    Most clients send a reasoning item back by id alone (``encrypted_content`` only comes with ``include``): the id
+    says which stored response holds the item's state (:func:`reasoning_source`), with no index to keep. A response
+    id polyroute did not make gets a plain fresh id.
+    """
+    kind, _, rest = response_id.partition("_")
+    if kind != "resp" or not rest.startswith(ID_MARK):
+        return new_id("rs")
+    return f"rs_{rest}_{index}"
+
+
+def reasoning_source(item_id: Any) -> tuple[str, int] | None:
+    """(response id, output index) named by a :func:`reasoning_id`; None for any other id (OpenAI's, or
+    polyroute's own from before reasoning ids named their response: random, with nothing to look up).
+    """
+    if not isinstance(item_id, str) or not item_id.startswith(_REASONING_MARK):
+        return None
+    rest, _, index = item_id[3:].rpartition("_")
+    if not rest or not 0 < len(index) <= 4 or not index.isdigit() or not index.isascii():
+        return None
+    return "resp_" + rest, int(index)
+
+
+_REASONING_MARK = "rs_" + ID_MARK
 
 
 # -- the request --------------------------------------------------------------------------------------------------
@@ -520,9 +550,18 @@ def hosted_tools(body: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: str) -> ChatCompletionRequest:
+Stored = Callable[[str, Sequence[str]], Mapping[str, Any]]
+"""The state of a reasoning item sent back by id alone: ``(item id, the tool-call ids of its turn) -> state`` (the
+same shape as :func:`decode_reasoning`'s; ``{}`` when there is nothing to add). See
+:func:`polyroute.responses.store.stored_reasoning`."""
+
+
+def to_chat(
+    body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: str, stored: Stored | None = None
+) -> ChatCompletionRequest:
     """A Responses request, its input already expanded to ``items`` → the Chat Completions request a chat adapter
-    takes. ``label`` names the deployment in a 400 for what chat cannot carry.
+    takes. ``label`` names the deployment in a 400 for what chat cannot carry; ``stored`` gives the state of
+    reasoning items sent back without ``encrypted_content``.
     """
     if not _FIELDS.issuperset(body):
         unknown = sorted(set(body) - _FIELDS)
@@ -554,7 +593,7 @@ def to_chat(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], label: 
                 "deployment",
                 param="tools",
             )
-    out: dict[str, Any] = {"model": body["model"], "messages": _to_messages(body, items)}
+    out: dict[str, Any] = {"model": body["model"], "messages": _to_messages(body, items, stored)}
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
@@ -607,8 +646,11 @@ def _to_chat_tool_choice(choice: Any, label: str) -> Any:
     )
 
 
-def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> list[Message]:
+def _to_messages(
+    body: Mapping[str, Any], items: Sequence[Mapping[str, Any]], stored: Stored | None = None
+) -> list[Message]:
     messages: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], str, int]] | None = None  # reasoning items sent back by id alone
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         messages.append({"role": "system", "content": instructions})
@@ -648,20 +690,38 @@ def _to_messages(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) ->
                 summary = "".join(str(as_object(s).get("text") or "") for s in _list(item.get("summary")))
                 if summary:
                     current["reasoning_content"] = (current.get("reasoning_content") or "") + summary
-                state = decode_reasoning(item.get("encrypted_content"))
-                blocks = _list(state.get("thinking_blocks"))
-                if blocks:
-                    current.setdefault("thinking_blocks", []).extend(blocks)
-                signature = state.get("thought_signature")
-                if isinstance(signature, str) and signature:
-                    current["provider_specific_fields"] = {"thought_signature": signature}
+                token = item.get("encrypted_content")
+                if token is None and stored is not None and isinstance(item.get("id"), str):
+                    # by id alone: asked for once the turn's tool calls are known (they follow the reasoning)
+                    pending = pending or []
+                    pending.append((current, item["id"], len(current.get("thinking_blocks") or ())))
+                else:
+                    _add_reasoning(current, decode_reasoning(token))
             case other:
                 raise UnsupportedFeatureError(
                     f"input[{i}] is a {other!r} item, which only OpenAI's own Responses API can take; "
                     "route to an OpenAI or Azure deployment",
                     param=f"input[{i}]",
                 )
+    if pending and stored is not None:
+        for turn, item_id, at in reversed(pending):  # from the last: each goes where its item stood in the turn
+            calls = [str(call["id"]) for call in turn.get("tool_calls") or ()]
+            _add_reasoning(turn, stored(item_id, calls), at)
     return cast("list[Message]", messages)
+
+
+def _add_reasoning(turn: dict[str, Any], state: Mapping[str, Any], at: int | None = None) -> None:
+    """A reasoning item's state onto the model's turn: its thinking blocks (at ``at`` among the turn's, else after
+    them), its signature (a turn has one: Gemini's, on its last text part).
+    """
+    blocks = _list(state.get("thinking_blocks"))
+    if blocks:
+        mine: list[Any] = turn.setdefault("thinking_blocks", [])
+        where = len(mine) if at is None else at
+        mine[where:where] = blocks
+    signature = state.get("thought_signature")
+    if isinstance(signature, str) and signature:
+        turn["provider_specific_fields"] = {"thought_signature": signature}
 
 
 def _text_of(content: Any) -> str:
@@ -835,12 +895,15 @@ def finish(response: dict[str, Any], finish_reason: str | None, usage: Usage | N
     return response
 
 
-def reasoning_item(summary: str, state: Mapping[str, Any], encrypted: bool) -> dict[str, Any]:
+def reasoning_item(
+    summary: str, state: Mapping[str, Any], encrypted: bool, item_id: str | None = None
+) -> dict[str, Any]:
     """A reasoning output item: its text as the summary; the provider's state in ``encrypted_content`` (always
-    kept: the store needs it to continue a chain; :func:`public` leaves it out for a caller who did not ask).
+    kept: the store needs it to continue a chain, or to give it back to an item sent back by id alone; :func:`public`
+    leaves it out for a caller who did not ask).
     """
     item: dict[str, Any] = {
-        "id": new_id("rs"),
+        "id": item_id or new_id("rs"),
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": summary}] if summary else [],
     }
@@ -897,7 +960,7 @@ def from_chat(
     state = _reasoning_state(message)
     reasoning = str(message.get("reasoning_content") or "")
     if reasoning or state:
-        output.append(reasoning_item(reasoning, state, wants_encrypted(body)))
+        output.append(reasoning_item(reasoning, state, wants_encrypted(body), reasoning_id(response_id, len(output))))
     text = message.get("content")
     if isinstance(text, str) and text:
         output.append(message_item(text))
@@ -1063,7 +1126,8 @@ class ChatToResponseEvents:
         current = self._open
         if current is None or current.item["type"] != "reasoning":
             events += self._close()
-            item: dict[str, Any] = {"id": new_id("rs"), "type": "reasoning", "summary": []}
+            item_id = reasoning_id(self.response["id"], len(self.response["output"]))
+            item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": []}
             current = self._begin(item, events)
         if text:
             ref = {"item_id": current.item["id"], "output_index": current.index, "summary_index": 0}
@@ -1155,13 +1219,25 @@ class ChatToResponseEvents:
         events.append(self._event("response.output_item.done", output_index=current.index, item=done))
         return events
 
+    def _reasoning_item(self) -> dict[str, Any] | None:
+        """The response's last reasoning item, if it has one."""
+        for item in reversed(self.response["output"]):
+            if item["type"] == "reasoning":
+                return item
+        return None
+
     def end(self) -> list[dict[str, Any]]:
         """The chat stream ended well: close the open item; ``response.completed`` (or ``response.incomplete``)."""
         events = self.start() + self._close()
-        if self.encrypted and self._state.get("thought_signature") and not self._carried:
-            # Gemini signs its last text part, after the reasoning item closed: an item of its own carries it
-            self._state = {"thought_signature": self._state["thought_signature"]}
-            events += self._reasoning("") + self._close()
+        if self._state.get("thought_signature") and not self._carried:
+            # Gemini signs its last text part, after the reasoning item closed: an item of its own carries it to a
+            # caller who asked for encrypted_content; otherwise the turn's reasoning item keeps it in the store (the
+            # caller never sees it there: that item is done, and is sent again without encrypted_content)
+            if self.encrypted:
+                self._state = {"thought_signature": self._state["thought_signature"]}
+                events += self._reasoning("") + self._close()
+            elif (earlier := self._reasoning_item()) is not None:
+                earlier["encrypted_content"] = encode_reasoning(self._state)
         response = finish(self.response, self.finish_reason, self.usage)
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
         events.append(self._event(kind, response=public(response, self.encrypted)))
