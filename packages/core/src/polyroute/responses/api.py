@@ -646,9 +646,12 @@ def routing_profile(call: ResponsesCall) -> Profile:
     if isinstance(instructions, str) and instructions:
         chars += len(instructions)
         count += 1
-    for items in (call.history, call.items):
+    for items in (call.history, call.items) if call.history else (call.items,):
         for item in items:
             content = item.get("content")
+            if type(content) is str:  # most items: a message's text
+                chars += len(content)
+                continue
             if content is None and isinstance(item.get("output"), list):
                 content = item["output"]  # a tool's output as parts (a screenshot, say): counted as a message's
             if isinstance(content, str):
@@ -675,10 +678,12 @@ def routing_profile(call: ResponsesCall) -> Profile:
                 if extra:
                     chars += len(extra) if isinstance(extra, str) else len(dumps(extra))
     needs: list[Capability] = []
-    functions = sum(1 for tool in _list(body.get("tools")) if _obj(tool).get("type") == "function")
-    if functions:
-        needs.append("tools")
-        chars += TOOL_CHARS * functions
+    tools = body.get("tools")
+    if tools:
+        functions = sum(1 for tool in _list(tools) if _obj(tool).get("type") == "function")
+        if functions:
+            needs.append("tools")
+            chars += TOOL_CHARS * functions
     if vision:
         needs.append("vision")
     if pdf:
@@ -686,10 +691,14 @@ def routing_profile(call: ResponsesCall) -> Profile:
     if audio:
         needs.append("audio")
     text = body.get("text")
-    if isinstance(text, dict) and _obj(cast("dict[str, Any]", text).get("format")).get("type") == "json_schema":
+    if (
+        text
+        and isinstance(text, dict)
+        and _obj(cast("dict[str, Any]", text).get("format")).get("type") == "json_schema"
+    ):
         needs.append("json_schema")
     reasoning = body.get("reasoning")
-    if isinstance(reasoning, dict) and cast("dict[str, Any]", reasoning).get("effort") is not None:
+    if reasoning and isinstance(reasoning, dict) and cast("dict[str, Any]", reasoning).get("effort") is not None:
         needs.append("reasoning")
     max_tokens = body.get("max_output_tokens")
     tokens = chars // 4 + MESSAGE_OVERHEAD * max(count, 1)
