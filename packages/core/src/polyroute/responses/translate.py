@@ -142,6 +142,7 @@ _NOT_TRANSLATED = (
     "background_options",
     "image",
 )
+_NOT_TRANSLATED_SET = frozenset(_NOT_TRANSLATED)
 """Fields only OpenAI's own servers implement: a translated deployment refuses them (a 400 naming the field).
 (``client_metadata`` and ``prompt_cache_*`` change nothing in the answer: a translated deployment leaves them.)"""
 
@@ -570,21 +571,24 @@ def to_chat(
             f"/v1/responses, so {label}, reached through chat, cannot take it; an OpenAI deployment gets it as it is)",
             param=unknown[0],
         )
-    for name in _NOT_TRANSLATED:
-        if body.get(name) not in (None, False):
+    if not _NOT_TRANSLATED_SET.isdisjoint(body):
+        for name in _NOT_TRANSLATED:
+            if body.get(name) not in (None, False):
+                raise UnsupportedFeatureError(
+                    f"'{name}' is served only by OpenAI's own Responses API; {label} is reached through chat. Remove "
+                    f"'{name}' or route to an OpenAI or Azure deployment",
+                    param=name,
+                )
+    raw_tools = body.get("tools")
+    if raw_tools or "tool_choice" in body:
+        hosted = hosted_tools(body)
+        if hosted:
             raise UnsupportedFeatureError(
-                f"'{name}' is served only by OpenAI's own Responses API; {label} is reached through chat. Remove "
-                f"'{name}' or route to an OpenAI or Azure deployment",
-                param=name,
+                f"the built-in tool {hosted[0]!r} runs only on OpenAI (or Azure) deployments, and {label} is not one; "
+                "route to one or use a function tool",
+                param="tools",
             )
-    hosted = hosted_tools(body)
-    if hosted:
-        raise UnsupportedFeatureError(
-            f"the built-in tool {hosted[0]!r} runs only on OpenAI (or Azure) deployments, and {label} is not one; "
-            "route to one or use a function tool",
-            param="tools",
-        )
-    for tool in _list(body.get("tools")):
+    for tool in _list(raw_tools) if raw_tools else ():
         kind = as_object(tool).get("type")
         if kind in ("custom", "namespace"):
             raise UnsupportedFeatureError(
@@ -597,23 +601,27 @@ def to_chat(
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = [_to_chat_tool(as_object(t)) for t in _list(body.get("tools"))]
-    if tools:
-        out["tools"] = tools
+    if raw_tools:
+        tools = [_to_chat_tool(as_object(t)) for t in _list(raw_tools)]
+        if tools:
+            out["tools"] = tools
     choice = body.get("tool_choice")
     if choice is not None:
         out["tool_choice"] = _to_chat_tool_choice(choice, label)
-    text = as_object(body.get("text"))
-    fmt = as_object(text.get("format"))
-    verbosity = text.get("verbosity")
-    if verbosity is not None and verbosity != "medium":  # medium: OpenAI's default, nothing to ask for
-        out["verbosity"] = verbosity  # a deployment without it says so (a 400 naming it), as on chat
-    if fmt.get("type") == "json_schema":
-        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
-        out["response_format"] = {"type": "json_schema", "json_schema": schema}
-    elif fmt.get("type") == "json_object":
-        out["response_format"] = {"type": "json_object"}
-    effort = as_object(body.get("reasoning")).get("effort")
+    text = body.get("text")
+    if text:
+        text = as_object(text)
+        fmt = as_object(text.get("format"))
+        verbosity = text.get("verbosity")
+        if verbosity is not None and verbosity != "medium":  # medium: OpenAI's default, nothing to ask for
+            out["verbosity"] = verbosity  # a deployment without it says so (a 400 naming it), as on chat
+        if fmt.get("type") == "json_schema":
+            schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
+            out["response_format"] = {"type": "json_schema", "json_schema": schema}
+        elif fmt.get("type") == "json_object":
+            out["response_format"] = {"type": "json_object"}
+    reasoning = body.get("reasoning")
+    effort = as_object(reasoning).get("effort") if reasoning else None
     if effort is not None:
         out["reasoning_effort"] = effort
     if body.get("max_output_tokens") is not None:
