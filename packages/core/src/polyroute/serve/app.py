@@ -5,9 +5,10 @@ Nothing here routes, translates or fails over: each request becomes an httpx req
 serves (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, and each API registered in
 :mod:`polyroute.api` later) is served here too, with the same stream-commit rule, errors and headers. What the app
 adds is what only a server needs: virtual keys (:mod:`polyroute.serve.keys`), ``GET /health``, the usage report
-at ``GET /usage`` for admin keys, its own errors in the shape of the path's API (the transport's already are), and
-streaming to the socket: each chunk is sent as it arrives (no buffering), and a client that goes away closes the
-upstream stream at once, even while the upstream is silent.
+at ``GET /usage`` for admin keys, gzip / deflate request bodies decoded (:mod:`polyroute.serve.encoding`), its own
+errors in the shape of the path's API (the transport's already are), and streaming to the socket: each chunk is
+sent as it arrives (no buffering), and a client that goes away closes the upstream stream at once, even while the
+upstream is silent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, cast
 from polyroute import _compat
 from polyroute.errors import error_body, status_error_type
 from polyroute.router import Router
+from polyroute.serve.encoding import ACCEPTED, BodyEncodingError, codings, decode
 from polyroute.serve.keys import KeyRing, KeyState
 
 KEY_HEADER = b"x-polyroute-key"
@@ -44,10 +46,11 @@ MAX_BODY = 64 * 1024 * 1024
 
 _DROPPED = frozenset(
     {b"authorization", b"x-api-key", b"host", b"content-length", b"transfer-encoding", b"connection"}
-    | {KEY_HEADER, TAGS_HEADER}
+    | {b"content-encoding", KEY_HEADER, TAGS_HEADER}
 )
 """Request headers not handed to the transport: the client's credential (a virtual key, never for a provider),
-hop-by-hop ones (the transport sets its own), and the key identity headers (set by the server, never by clients)."""
+hop-by-hop ones (the transport sets its own), ``content-encoding`` (the body is decoded here), and the key identity
+headers (set by the server, never by clients)."""
 
 _HOP = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
@@ -125,6 +128,14 @@ class ServeApp:
         if body is None:
             await self._error(send, anthropic, 413, f"the request body is larger than {MAX_BODY} bytes", None)
             return
+        applied = codings(value for name, value in headers if name == b"content-encoding")
+        if applied and body:
+            try:  # in a thread: inflating up to MAX_BODY takes a while, and other requests are being served
+                body = await asyncio.to_thread(decode, body, applied, MAX_BODY)
+            except BodyEncodingError as exc:
+                extra = {"accept-encoding": ACCEPTED} if exc.status == 415 else None
+                await self._error(send, anthropic, exc.status, exc.message, exc.code, extra)
+                return
         if key is not None:
             refused = _refusal(key, body)
             if refused is not None:
