@@ -32,9 +32,9 @@ KEYS: list[dict[str, Any]] = [
 
 
 def config(models: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """A router config with the test keys and the ``limited`` route (mock)."""
+    """A router config with the test keys and the ``limited`` route (mock); its own copy, for a test to change."""
     limited = {"name": "limited", "deployments": [{"provider": "mock", "model": "mock-1"}]}
-    return {"models": [*models, limited], "keys": KEYS, **extra}
+    return {"models": [*models, limited], "keys": [dict(key) for key in KEYS], **extra}
 
 
 def openai_route(name: str, url: str) -> dict[str, Any]:
