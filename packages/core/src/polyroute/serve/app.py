@@ -27,6 +27,7 @@ from polyroute.errors import error_body, status_error_type
 from polyroute.router import Router
 from polyroute.serve.encoding import ACCEPTED, BodyEncodingError, codings, decode
 from polyroute.serve.keys import KeyRing, KeyState
+from polyroute.serve.startup import responses_store
 
 KEY_HEADER = b"x-polyroute-key"
 """The name of the virtual key that made a request, on the request the transport gets (for usage records; never
@@ -64,8 +65,10 @@ class ServeApp:
     answer anyone who finds its port.
     """
 
-    def __init__(self, router: Router, *, open_access: bool = False) -> None:
+    def __init__(self, router: Router, *, open_access: bool = False, workers: int = 1) -> None:
         self.router = router
+        self.workers = workers
+        self._split_responses = workers > 1 and responses_store(router.config) == "memory"
         self.transport = router.transport()
         self.keys = KeyRing(router.config.keys)
         self.open_access = open_access
@@ -196,6 +199,8 @@ class ServeApp:
                     content = _only_allowed(content, key)
                 if status == 401:
                     status, content = _server_side_key_error(content)
+                elif status in (400, 404) and self._split_responses and "/responses" in scope["path"]:
+                    content = _maybe_on_another_worker(content, self.workers)
                 watch.stop()
                 await _send(send, status, out, content)
                 return
@@ -375,6 +380,26 @@ def _server_side_key_error(content: bytes) -> tuple[int, bytes]:
     if fields.get("type") == "authentication_error":
         fields["type"] = "api_error"
     return 503, json.dumps(body, separators=(",", ":")).encode()
+
+
+def _maybe_on_another_worker(content: bytes, workers: int) -> bytes:
+    """A stored response not found, on a server whose workers each keep their own Responses store in memory: the
+    message says it may be in another worker's, and how to share the store (the startup warning is easily missed).
+    """
+    try:
+        body = json.loads(content)
+        error = cast("dict[str, Any]", body["error"])
+        param, message = error.get("param"), str(error["message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return content
+    if param not in ("previous_response_id", "response_id") or "not found" not in message:
+        return content
+    error["message"] = (
+        f"{message} This polyroute server runs {workers} worker processes, each with its own in-memory Responses "
+        "store, so the response may be in another worker's: set responses.store_path (SQLite) or responses.store: "
+        "redis in its config."
+    )
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
