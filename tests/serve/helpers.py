@@ -122,6 +122,17 @@ class CLIServer:
         for line in stream:
             lines.append(line.rstrip("\n"))
 
+    def wait_line(self, prefix: str, timeout: float = 60) -> str:
+        """The first stdout line that starts with ``prefix``, once printed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.stdout if line.startswith(prefix)]
+            if found:
+                return found[0]
+            assert self.proc.poll() is None, "\n".join(self.stdout + self.stderr)
+            assert time.monotonic() < deadline, f"polyroute serve printed no {prefix!r}: {self.stdout + self.stderr}"
+            time.sleep(0.02)
+
     def wait_healthy(self, timeout: float = 60) -> None:
         """Until ``GET /health`` answers 200 (every worker need not be up: one is)."""
         deadline = time.monotonic() + timeout
@@ -150,9 +161,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def cli_serving(path: Path, *args: str) -> Iterator[CLIServer]:
-    """``polyroute serve path --port <free> *args`` in a subprocess, stopped afterwards."""
-    port = free_port()
+def cli_serving(path: Path, *args: str, port: int | None = None) -> Iterator[CLIServer]:
+    """``polyroute serve path --port <port> *args`` in a subprocess (a free port by default), stopped afterwards."""
+    port = free_port() if port is None else port
     proc = subprocess.Popen(
         [sys.executable, "-m", "polyroute", "serve", str(path), "--port", str(port), *args],
         stdout=subprocess.PIPE,

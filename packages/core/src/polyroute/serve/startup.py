@@ -1,5 +1,5 @@
-"""What ``polyroute serve`` says when it starts: a warning for each piece of state that ``--workers N`` would
-silently split.
+"""What ``polyroute serve`` says when it starts: one line saying where it listens, and a warning for each piece of
+state that ``--workers N`` would silently split.
 
 uvicorn's workers are processes: whatever a router keeps in memory, each worker keeps its own copy of, and a client's
 next request lands on any of them. What that breaks, and what only loosens:
@@ -21,6 +21,9 @@ them).
 from __future__ import annotations
 
 from polyroute.config import RouterConfig
+
+MAX_NAMED_ROUTES = 6
+"""Route names the startup line lists before it says how many more there are."""
 
 
 def responses_store(config: RouterConfig) -> str:
@@ -65,3 +68,19 @@ def worker_warnings(config: RouterConfig, workers: int) -> list[str]:
             "a key's rpm"
         )
     return warnings
+
+
+def listening_line(config: RouterConfig, url: str, workers: int, *, open_access: bool = False) -> str:
+    """``polyroute serve: listening on <url> (2 workers; routes: a, b; responses store: memory)``: no keys, ever."""
+    names = [route.name for route in config.models]
+    shown = ", ".join(names[:MAX_NAMED_ROUTES]) or "none"
+    if len(names) > MAX_NAMED_ROUTES:
+        shown += f" and {len(names) - MAX_NAMED_ROUTES} more"
+    parts = [
+        f"{workers} worker{'s' if workers != 1 else ''}",
+        f"routes: {shown}",
+        f"responses store: {responses_store(config)}",
+    ]
+    if open_access:
+        parts.append("no auth")
+    return f"polyroute serve: listening on {url} ({'; '.join(parts)})"
