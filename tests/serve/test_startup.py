@@ -61,6 +61,14 @@ def test_a_port_already_taken_is_said_and_nothing_claims_to_listen(tmp_path: Pat
     assert f"polyroute serve: cannot listen on 127.0.0.1:{port}" in "\n".join(server.stderr)
 
 
+def test_fewer_than_one_worker_is_refused(tmp_path: Path) -> None:
+    with cli_serving(_write(tmp_path, config([])), "--workers", "0") as server:
+        code = server.proc.wait(60)
+    assert code == 2
+    assert server.stdout == []
+    assert server.stderr == ["--workers 0: serve needs at least 1 worker process"]
+
+
 def test_many_routes_are_counted_past_the_first_six() -> None:
     cfg = load_config(
         {"models": [{"name": f"r{i}", "deployments": [{"provider": "mock", "model": "m"}]} for i in range(8)]}
