@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+import httpx2
 import uvicorn
 
 from polyroute import Router
@@ -32,9 +37,9 @@ KEYS: list[dict[str, Any]] = [
 
 
 def config(models: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """A router config with the test keys and the ``limited`` route (mock)."""
+    """A router config with the test keys and the ``limited`` route (mock); its own copy, for a test to change."""
     limited = {"name": "limited", "deployments": [{"provider": "mock", "model": "mock-1"}]}
-    return {"models": [*models, limited], "keys": KEYS, **extra}
+    return {"models": [*models, limited], "keys": [dict(key) for key in KEYS], **extra}
 
 
 def openai_route(name: str, url: str) -> dict[str, Any]:
@@ -60,9 +65,9 @@ def anthropic_route(name: str, url: str) -> dict[str, Any]:
 class Server:
     """uvicorn serving a router on 127.0.0.1 in a background thread (its own event loop, as in production)."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, workers: int = 1) -> None:
         self.router = router
-        self.app = create_app(router)
+        self.app = create_app(router, workers=workers)
         self._config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(self._config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -87,9 +92,85 @@ class Server:
 
 
 @contextmanager
-def serving(cfg: Mapping[str, Any]) -> Iterator[Server]:
-    """A started server for ``cfg``; stopped afterwards."""
-    server = Server(Router(dict(cfg))).start()
+def serving(cfg: Mapping[str, Any], workers: int = 1) -> Iterator[Server]:
+    """A started server for ``cfg`` (the app of one of ``workers`` processes); stopped afterwards."""
+    server = Server(Router(dict(cfg)), workers).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class CLIServer:
+    """``polyroute serve`` run by the command line in a subprocess, its stdout and stderr lines collected."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._collect, args=(proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._collect, args=(proc.stderr, self.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(stream: IO[str] | None, lines: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def wait_line(self, prefix: str, timeout: float = 60) -> str:
+        """The first stdout line that starts with ``prefix``, once printed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.stdout if line.startswith(prefix)]
+            if found:
+                return found[0]
+            assert self.proc.poll() is None, "\n".join(self.stdout + self.stderr)
+            assert time.monotonic() < deadline, f"polyroute serve printed no {prefix!r}: {self.stdout + self.stderr}"
+            time.sleep(0.02)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Until ``GET /health`` answers 200 (every worker need not be up: one is)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx2.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            assert self.proc.poll() is None, "\n".join(self.stdout + self.stderr)
+            assert time.monotonic() < deadline, "polyroute serve did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        for reader in self._readers:
+            reader.join(10)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def cli_serving(path: Path, *args: str, port: int | None = None) -> Iterator[CLIServer]:
+    """``polyroute serve path --port <port> *args`` in a subprocess (a free port by default), stopped afterwards."""
+    port = free_port() if port is None else port
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polyroute", "serve", str(path), "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = CLIServer(proc, f"http://127.0.0.1:{port}")
     try:
         yield server
     finally:

@@ -240,6 +240,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_auth and args.host not in ("127.0.0.1", "localhost", "::1"):
         print("--no-auth is for loopback only: bind 127.0.0.1 or add keys to the config", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print(f"--workers {args.workers}: serve needs at least 1 worker process", file=sys.stderr)
+        return 2
     try:
         from polyroute.serve import run
 

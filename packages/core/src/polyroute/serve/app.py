@@ -5,9 +5,10 @@ Nothing here routes, translates or fails over: each request becomes an httpx req
 serves (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, and each API registered in
 :mod:`polyroute.api` later) is served here too, with the same stream-commit rule, errors and headers. What the app
 adds is what only a server needs: virtual keys (:mod:`polyroute.serve.keys`), ``GET /health``, the usage report
-at ``GET /usage`` for admin keys, its own errors in the shape of the path's API (the transport's already are), and
-streaming to the socket: each chunk is sent as it arrives (no buffering), and a client that goes away closes the
-upstream stream at once, even while the upstream is silent.
+at ``GET /usage`` for admin keys, gzip / deflate request bodies decoded (:mod:`polyroute.serve.encoding`), its own
+errors in the shape of the path's API (the transport's already are), and streaming to the socket: each chunk is
+sent as it arrives (no buffering), and a client that goes away closes the upstream stream at once, even while the
+upstream is silent.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any, cast
 from polyroute import _compat
 from polyroute.errors import error_body, status_error_type
 from polyroute.router import Router
+from polyroute.serve.encoding import ACCEPTED, BodyEncodingError, codings, decode
 from polyroute.serve.keys import KeyRing, KeyState
+from polyroute.serve.startup import responses_store
 
 KEY_HEADER = b"x-polyroute-key"
 """The name of the virtual key that made a request, on the request the transport gets (for usage records; never
@@ -44,10 +47,11 @@ MAX_BODY = 64 * 1024 * 1024
 
 _DROPPED = frozenset(
     {b"authorization", b"x-api-key", b"host", b"content-length", b"transfer-encoding", b"connection"}
-    | {KEY_HEADER, TAGS_HEADER}
+    | {b"content-encoding", KEY_HEADER, TAGS_HEADER}
 )
 """Request headers not handed to the transport: the client's credential (a virtual key, never for a provider),
-hop-by-hop ones (the transport sets its own), and the key identity headers (set by the server, never by clients)."""
+hop-by-hop ones (the transport sets its own), ``content-encoding`` (the body is decoded here), and the key identity
+headers (set by the server, never by clients)."""
 
 _HOP = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
@@ -61,8 +65,10 @@ class ServeApp:
     answer anyone who finds its port.
     """
 
-    def __init__(self, router: Router, *, open_access: bool = False) -> None:
+    def __init__(self, router: Router, *, open_access: bool = False, workers: int = 1) -> None:
         self.router = router
+        self.workers = workers
+        self._split_responses = workers > 1 and responses_store(router.config) == "memory"
         self.transport = router.transport()
         self.keys = KeyRing(router.config.keys)
         self.open_access = open_access
@@ -125,6 +131,14 @@ class ServeApp:
         if body is None:
             await self._error(send, anthropic, 413, f"the request body is larger than {MAX_BODY} bytes", None)
             return
+        applied = codings(value for name, value in headers if name == b"content-encoding")
+        if applied and body:
+            try:  # in a thread: inflating up to MAX_BODY takes a while, and other requests are being served
+                body = await asyncio.to_thread(decode, body, applied, MAX_BODY)
+            except BodyEncodingError as exc:
+                extra = {"accept-encoding": ACCEPTED} if exc.status == 415 else None
+                await self._error(send, anthropic, exc.status, exc.message, exc.code, extra)
+                return
         if key is not None:
             refused = _refusal(key, body)
             if refused is not None:
@@ -185,6 +199,8 @@ class ServeApp:
                     content = _only_allowed(content, key)
                 if status == 401:
                     status, content = _server_side_key_error(content)
+                elif status in (400, 404) and self._split_responses and "/responses" in scope["path"]:
+                    content = _maybe_on_another_worker(content, self.workers)
                 watch.stop()
                 await _send(send, status, out, content)
                 return
@@ -364,6 +380,26 @@ def _server_side_key_error(content: bytes) -> tuple[int, bytes]:
     if fields.get("type") == "authentication_error":
         fields["type"] = "api_error"
     return 503, json.dumps(body, separators=(",", ":")).encode()
+
+
+def _maybe_on_another_worker(content: bytes, workers: int) -> bytes:
+    """A stored response not found, on a server whose workers each keep their own Responses store in memory: the
+    message says it may be in another worker's, and how to share the store (the startup warning is easily missed).
+    """
+    try:
+        body = json.loads(content)
+        error = cast("dict[str, Any]", body["error"])
+        param, message = error.get("param"), str(error["message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return content
+    if param not in ("previous_response_id", "response_id") or "not found" not in message:
+        return content
+    error["message"] = (
+        f"{message} This polyroute server runs {workers} worker processes, each with its own in-memory Responses "
+        "store, so the response may be in another worker's: set responses.store_path (SQLite) or responses.store: "
+        "redis in its config."
+    )
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
