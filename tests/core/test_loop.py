@@ -336,36 +336,6 @@ def test_a_trickling_body_times_out_at_the_deployment_timeout(emulator: Start, m
     assert time.monotonic() - started < 0.7
 
 
-def _trickling_headers_server() -> tuple[str, Callable[[], None]]:
-    """A server that answers ``HTTP/1.1 200 OK`` and then one header line every 0.1 s: each read comes well within
-    httpcore's per-read timeout, the headers never end. Its base URL and a stop function.
-    """
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def handle(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\n")
-            for i in range(50):
-                if stop.wait(0.1):
-                    return
-                conn.sendall(b"x-slow-%d: y\r\n" % i)
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while not stop.is_set():
-                threading.Thread(target=handle, args=(server.accept()[0],), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-
-    def close() -> None:
-        stop.set()
-        server.close()
-
-    return f"http://127.0.0.1:{server.getsockname()[1]}/v1", close
-
-
 def _scripted_server(pieces: list[tuple[float, bytes]]) -> tuple[str, Callable[[], None]]:
     """A server that reads a request and then sends each piece after its delay (seconds): a whole answer, with
     the gaps a test needs. Its base URL and a stop function.
@@ -396,6 +366,14 @@ def _scripted_server(pieces: list[tuple[float, bytes]]) -> tuple[str, Callable[[
     return f"http://127.0.0.1:{server.getsockname()[1]}/v1", close
 
 
+def _trickling_headers_server() -> tuple[str, Callable[[], None]]:
+    """A server that answers ``HTTP/1.1 200 OK`` and then one header line every 0.1 s: each read comes well within
+    httpcore's per-read timeout, the headers never end. Its base URL and a stop function.
+    """
+    lines = [(0.1, b"x-slow-%d: y\r\n" % i) for i in range(50)]
+    return _scripted_server([(0.0, b"HTTP/1.1 200 OK\r\n"), *lines])
+
+
 def _late_body(delays: list[float]) -> list[tuple[float, bytes]]:
     """Headers with a ``content-length`` at once, then the JSON body in ``len(delays)`` pieces after those gaps."""
     body = json.dumps(completion("late")).encode()
@@ -404,27 +382,36 @@ def _late_body(delays: list[float]) -> list[tuple[float, bytes]]:
     return [(0.0, head)] + [(delay, body[i * size : (i + 1) * size]) for i, delay in enumerate(delays)]
 
 
+_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n"
+
+
 @pytest.mark.parametrize(
-    ("case", "pieces"),
+    ("mode", "pieces", "timeout", "within"),
     [
-        # each piece well within a read's timeout, the whole far past the deadline: the watchdog ends it
-        ("trickle", _late_body([0.05] * 40)),
-        # one read that would outlast the deadline: its read timeout is what is left of the deadline, not all of it
-        ("late", [(0.7, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n")]),
+        # a sync body, each piece well within a read's timeout, the whole far past the deadline: the watchdog ends it
+        ("sync", _late_body([0.05] * 40), 1.0, 1.5),
+        # a sync body's one read that would outlast the deadline: its read timeout is what is left of the deadline,
+        # not all of it (1.7 s)
+        ("sync", [(0.7, _HEAD)], 1.0, 1.5),
+        # async header lines that keep coming, each within httpcore's per-read timeout (a new user's trial found
+        # this unbounded once: the server's 5 s)
+        ("async", [(0.0, b"HTTP/1.1 200 OK\r\n"), *[(0.1, b"x-slow-%d: y\r\n" % i) for i in range(50)]], 0.4, 2.0),
     ],
+    ids=["sync-trickling-body", "sync-late-body", "async-trickling-headers"],
 )
-def test_a_sync_body_with_a_length_is_bounded_by_the_deadline(
-    emulator: Start, case: str, pieces: list[tuple[float, bytes]]
+def test_a_slow_upstream_ends_at_the_deployment_timeout(
+    emulator: Start, mode: str, pieces: list[tuple[float, bytes]], timeout: float, within: float
 ) -> None:
+    """However slowly the upstream answers, the attempt ends at the deployment's ``timeout`` and fails over."""
     base, close = _scripted_server(pieces)
     try:
         up = emulator(ok("fast"))
-        router = make_router(dep(base, "slow", timeout=1.0), dep(up, "fast"))
+        router = make_router(dep(base, "slow", timeout=timeout), dep(up, "fast"))
         started = time.monotonic()
-        result, headers = call("sync", router)
+        result, headers = call(mode, router)
         assert result.choices[0].message.content == "fast"
         assert headers["x-polyroute-attempts"] == "2"
-        assert time.monotonic() - started < 1.5  # unbounded: 2 s of trickle; a whole timeout per read: 1.7 s
+        assert time.monotonic() - started < within
     finally:
         close()
 
@@ -436,23 +423,6 @@ def test_a_sync_body_in_pieces_is_read_whole(emulator: Start) -> None:
         result, headers = call("sync", make_router(dep(base, "pieces", timeout=5.0)))
         assert result.choices[0].message.content == "late"
         assert headers["x-polyroute-attempts"] == "1"
-    finally:
-        close()
-
-
-def test_async_trickling_headers_time_out_at_the_deployment_timeout(emulator: Start) -> None:
-    """Header lines that keep coming, each within httpcore's per-read timeout: the async call still ends at the
-    deployment's ``timeout`` and fails over (a new user's trial found this unbounded once).
-    """
-    base, close = _trickling_headers_server()
-    try:
-        up = emulator(ok("fast"))
-        router = make_router(dep(base, "slow", timeout=0.4), dep(up, "fast"))
-        started = time.monotonic()
-        result, headers = call("async", router)
-        assert result.choices[0].message.content == "fast"
-        assert headers["x-polyroute-attempts"] == "2"
-        assert time.monotonic() - started < 2.0  # unbounded, it would take the server's 5 s
     finally:
         close()
 
@@ -508,46 +478,37 @@ def test_ttft_holds_when_headers_arrive_and_the_body_stalls(emulator: Start, mod
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_a_stream_idle_after_its_commit_ends_with_an_in_band_error(emulator: Start, mode: str) -> None:
-    events = chunks(["one ", "two"])
-
-    def stall_after_commit() -> Iterator[str]:
-        yield from events[:2]  # the role chunk, then "one ": committed
-        time.sleep(1.0)
-        yield from events[2:]
-
-    stalled = emulator(lambda request: Reply.sse(stall_after_commit()))
-    router = Router({"models": [{"name": "m", "deployments": [dep(stalled, "d")]}], "stream_idle_timeout": 0.2})
-    started = time.monotonic()
-    with pytest.raises(openai.APIError) as caught:
-        stream_text(mode, router)
-    assert "stream_idle_timeout=0.2" in caught.value.message
-    assert caught.value.partial == "one "  # type: ignore[attr-defined]
-    assert time.monotonic() - started < 0.6
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_the_idle_timeout_counts_from_the_last_chunk(emulator: Start, mode: str) -> None:
-    """A chunk soon after the commit, then silence: the stream ends ``stream_idle_timeout`` after that chunk, not a
-    whole timeout later (the watchdog once looked again only a period after the alarm moved).
-    """
+@pytest.mark.parametrize(
+    ("gaps", "idle", "partial", "within"),
+    [
+        # silence right after the commit: the stream ends stream_idle_timeout later, with an in-band error
+        ([1.0], 0.2, "one ", 0.6),
+        # a chunk soon after the commit, then silence: due 0.6 s after that chunk, not a whole timeout later (the
+        # watchdog once looked again only a period after the alarm moved: 1.2 s)
+        ([0.1, 3.0], 0.6, "one two ", 1.05),
+    ],
+    ids=["after-commit", "after-a-later-chunk"],
+)
+def test_a_stream_idle_after_its_commit_ends_with_an_in_band_error(
+    emulator: Start, mode: str, gaps: list[float], idle: float, partial: str, within: float
+) -> None:
     events = chunks(["one ", "two ", "three"])
 
-    def stall_after_two() -> Iterator[str]:
+    def stall() -> Iterator[str]:
         yield from events[:2]  # the role chunk, then "one ": committed
-        time.sleep(0.1)
-        yield events[2]
-        time.sleep(3.0)
-        yield from events[3:]
+        for i, gap in enumerate(gaps):
+            time.sleep(gap)
+            yield events[2 + i]
+        yield from events[2 + len(gaps) :]
 
-    stalled = emulator(lambda request: Reply.sse(stall_after_two()))
-    router = Router({"models": [{"name": "m", "deployments": [dep(stalled, "d")]}], "stream_idle_timeout": 0.6})
+    stalled = emulator(lambda request: Reply.sse(stall()))
+    router = Router({"models": [{"name": "m", "deployments": [dep(stalled, "d")]}], "stream_idle_timeout": idle})
     started = time.monotonic()
     with pytest.raises(openai.APIError) as caught:
         stream_text(mode, router)
-    assert "stream_idle_timeout=0.6" in caught.value.message
-    assert caught.value.partial == "one two "  # type: ignore[attr-defined]
-    assert time.monotonic() - started < 1.05  # due at 0.7 s; late, it was 1.2 s
+    assert f"stream_idle_timeout={idle:g}" in caught.value.message
+    assert caught.value.partial == partial  # type: ignore[attr-defined]
+    assert time.monotonic() - started < within
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

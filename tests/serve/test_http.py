@@ -18,7 +18,17 @@ from polyroute.errors import ConfigError
 from polyroute.serve import create_app
 from tests.emulators import Emulator
 from tests.emulators.server import Handler, Reply, Request
-from tests.serve.helpers import KEY, OTHER_KEY, PROVIDER_KEY, ToolThenText, config, openai_route, serving, text_events
+from tests.serve.helpers import (
+    KEY,
+    OTHER_KEY,
+    PROVIDER_KEY,
+    ToolThenText,
+    cli_serving,
+    config,
+    openai_route,
+    serving,
+    text_events,
+)
 
 StartEmulator = Callable[[Handler], Emulator]
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
@@ -244,14 +254,9 @@ def test_curl(emulator: StartEmulator) -> None:
 
 def test_the_cli_serves_with_workers(tmp_path: Any, emulator: StartEmulator) -> None:
     """``polyroute serve CONFIG --workers 2`` in a subprocess: both workers answer; ``polyroute key`` hashes."""
-    import socket
-
     emu = emulator(ToolThenText())
     path = tmp_path / "polyroute.json"
     path.write_text(json.dumps(config([openai_route("gpt", emu.url)])))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     hashed = subprocess.run(
         [sys.executable, "-m", "polyroute", "key", "--hash"],
         input=KEY + "\n",
@@ -262,31 +267,13 @@ def test_the_cli_serves_with_workers(tmp_path: Any, emulator: StartEmulator) -> 
     from polyroute.serve import hash_key
 
     assert hashed.stdout.strip() == hash_key(KEY)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "polyroute", "serve", str(path), "--port", str(port), "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "polyroute serve did not start"
-            time.sleep(0.2)
+    with cli_serving(path, "--workers", "2") as server:
+        server.wait_healthy()
         with httpx2.Client() as client:
-            answers = [client.post(f"{url}/v1/chat/completions", json=CHAT, headers=bearer(KEY)) for _ in range(4)]
-        assert [a.status_code for a in answers] == [200] * 4
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        if proc.stdout:
-            proc.stdout.close()
+            answers = [
+                client.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=bearer(KEY)) for _ in range(4)
+            ]
+    assert [a.status_code for a in answers] == [200] * 4
 
 
 def test_a_restricted_key_sees_only_its_models_and_its_name_never_goes_upstream(emulator: StartEmulator) -> None:
