@@ -393,3 +393,32 @@ def test_a_missing_provider_key_on_the_server_is_a_503_not_the_clients_401(monke
         assert error["type"] == "api_error"
         assert "server's provider key" in error["message"] and "OPENAI_API_KEY" in error["message"]
     assert messages.json()["type"] == "error"  # still Anthropic's shape on /v1/messages
+
+
+def test_a_stored_response_is_its_keys_alone() -> None:
+    """Under ``polyroute serve`` a stored response belongs to the key that made it: another key can neither read,
+    list, continue nor delete it (as OpenAI scopes responses to a project); the server sets the key, a client cannot.
+    """
+    cfg = config([])
+    del cfg["keys"][1]["rpm"]  # the limited key makes more than its 2 calls a minute here
+    with serving(cfg) as server:
+        url = f"{server.url}/v1/responses"
+        made = httpx2.post(url, json={"model": "limited", "input": "hi"}, headers=bearer(KEY))
+        assert made.status_code == 200, made.text
+        rid = made.json()["id"]
+        other = bearer(OTHER_KEY)
+        spoofed = {**other, "x-polyroute-key": "dev"}
+        assert httpx2.get(f"{url}/{rid}", headers=other).status_code == 404
+        assert httpx2.get(f"{url}/{rid}", headers=spoofed).status_code == 404
+        assert httpx2.get(f"{url}/{rid}/input_items", headers=other).status_code == 404
+        assert httpx2.delete(f"{url}/{rid}", headers=other).status_code == 404
+        going_on = httpx2.post(
+            url, json={"model": "limited", "input": "and?", "previous_response_id": rid}, headers=other
+        )
+        assert going_on.status_code == 400 and going_on.json()["error"]["param"] == "previous_response_id"
+        assert httpx2.get(f"{url}/{rid}", headers=bearer(KEY)).json()["id"] == rid
+        chained = httpx2.post(
+            url, json={"model": "limited", "input": "and?", "previous_response_id": rid}, headers=bearer(KEY)
+        )
+        assert chained.status_code == 200, chained.text
+        assert httpx2.delete(f"{url}/{rid}", headers=bearer(KEY)).status_code == 200

@@ -64,13 +64,15 @@ class Api(Protocol):
     name: str
     stream_format: StreamFormat
 
-    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+    def local(
+        self, method: str, path: str, transport: Any, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any] | None:
         """An answer that needs no upstream (``GET /responses/{id}``, say), else None; raises for a bad method.
         ``path`` carries the query string, if any (``?limit=5``).
         """
         ...
 
-    def parse(self, raw: bytes, transport: Any) -> Any:
+    def parse(self, raw: bytes, transport: Any, headers: Mapping[str, str] | None = None) -> Any:
         """The request body, validated (:class:`~polyroute.errors.InvalidRequestError` says what to fix)."""
         ...
 
@@ -248,13 +250,15 @@ class ChatApi:
     name = "chat.completions"
     stream_format: StreamFormat = ChatStreamFormat()
 
-    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+    def local(
+        self, method: str, path: str, transport: Any, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any] | None:
         """Nothing is local; only POST is served (:func:`post_only`)."""
         if method != "POST":
             raise post_only(method, path)
         return None
 
-    def parse(self, raw: bytes, transport: Any) -> ChatCompletionRequest:
+    def parse(self, raw: bytes, transport: Any, headers: Mapping[str, str] | None = None) -> ChatCompletionRequest:
         """The validated chat request, for a route that serves chat (an embedding route is a 400 that says so)."""
         body = parse_body(raw)
         transport.router.require_mode(body["model"], "chat")

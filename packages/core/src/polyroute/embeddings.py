@@ -439,13 +439,15 @@ class EmbeddingsApi:
     name = "embeddings"
     stream_format: StreamFormat = _NoStream()
 
-    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+    def local(
+        self, method: str, path: str, transport: Any, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any] | None:
         """Nothing is local; only POST is served (:func:`~polyroute.api.post_only`)."""
         if method != "POST":
             raise post_only(method, path)
         return None
 
-    def parse(self, raw: bytes, transport: Any) -> dict[str, Any]:
+    def parse(self, raw: bytes, transport: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The validated request, for a route that serves embeddings (a chat route is a 400 that says so)."""
         body = parse_request(raw)
         transport.router.require_mode(body["model"], "embedding")

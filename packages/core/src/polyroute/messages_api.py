@@ -390,13 +390,15 @@ class MessagesApi:
         self.count_tokens = count_tokens
         self.name = "messages.count_tokens" if count_tokens else "messages"
 
-    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+    def local(
+        self, method: str, path: str, transport: Any, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any] | None:
         """Only POST (:func:`~polyroute.api.post_only`: a 404, Anthropic-shaped, ``not_found_error``)."""
         if method != "POST":
             raise post_only(method, path)
         return None
 
-    def parse(self, raw: bytes, transport: Any) -> MessagesCall:
+    def parse(self, raw: bytes, transport: Any, headers: Mapping[str, str] | None = None) -> MessagesCall:
         """The Messages body (a JSON object with ``model`` and ``messages``) and its chat translation to route on."""
         native = json_object(raw, "'model', 'max_tokens' and 'messages'")
         routing = inbound.to_chat_request(native, strict=False)

@@ -181,7 +181,7 @@ class RouterTransport(_compat.TransportBase):
             api = self._dispatch(request)
             if isinstance(api, tuple):
                 return _json_response(lib, *api)
-            body = api.parse(request.read(), self)
+            body = api.parse(request.read(), self, request.headers)
             parts = api.split(body, self)
             if parts is not None:
                 return self._run_parts(lib, api, parts, request)
@@ -205,7 +205,7 @@ class RouterTransport(_compat.TransportBase):
             api = self._dispatch(request)
             if isinstance(api, tuple):
                 return _json_response(lib, *api)
-            body = api.parse(await request.aread(), self)
+            body = api.parse(await request.aread(), self, request.headers)
             parts = api.split(body, self)
             if parts is not None:
                 return await self._arun_parts(lib, api, parts, request)
@@ -577,7 +577,7 @@ class RouterTransport(_compat.TransportBase):
         api = api_for(path)
         if api is not None:
             query = request.url.query  # GET /responses/{id}/input_items pages by its query
-            local = api.local(request.method, f"{path}?{query.decode()}" if query else path, self)
+            local = api.local(request.method, f"{path}?{query.decode()}" if query else path, self, request.headers)
             return api if local is None else local
         if path.endswith("/models") and request.method == "GET":
             data = [

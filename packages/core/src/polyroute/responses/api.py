@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
@@ -69,6 +69,9 @@ class ResponsesCall:
     store: ResponseStore
     raw: bytes = b""
     """The request as the caller sent it: what a pass-through deployment gets when nothing in it needs changing."""
+    owner: str | None = None
+    """The ``polyroute serve`` key that made the request (``x-polyroute-key``, set by the server): its responses are
+    that key's alone to read, continue and delete."""
     chat: ChatCompletionRequest | None = None
     """The request as chat, once routing translated it (a translated deployment sends the same)."""
 
@@ -88,6 +91,8 @@ class ResponsesCall:
         record: Record = {"response": response} if raw is None else {"raw": raw}  # raw: its bytes, as answered
         record["input"] = self.full_input
         record["origin"] = origin
+        if self.owner is not None:
+            record["owner"] = self.owner
         if not self.history and self.raw:
             record["request"] = self.raw  # the input is this request's: a store may keep its bytes instead
         self.store.put(response["id"], record)
@@ -517,7 +522,9 @@ class ResponsesApi:
     def stream_format(self, value: StreamFormat) -> None:
         raise AttributeError("the Responses stream format is made per stream")
 
-    def local(self, method: str, path: str, transport: Any) -> tuple[int, Any] | None:
+    def local(
+        self, method: str, path: str, transport: Any, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any] | None:
         """``POST /responses`` goes upstream; the paths under it are answered from the store. Any other method or
         path is a 404, as OpenAI answers one (``Invalid URL (GET /v1/responses)``), that says what is served.
         """
@@ -533,7 +540,7 @@ class ResponsesApi:
             raise NotFoundPathError(_not_served(method, path))
         store = store_for(transport.router)
         record = store.get(parts[0])
-        if record is None:
+        if record is None or not _owned(record, headers):  # another key's: as if it were not there
             raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
         if method == "DELETE":
             store.delete(parts[0])
@@ -558,13 +565,16 @@ class ResponsesApi:
             return 200, _page(listed, parse_qs(query), parts[0])
         return 200, translate.public(response_of(record), translate.ENCRYPTED_REASONING in unquote(query))
 
-    def parse(self, raw: bytes, transport: Any) -> ResponsesCall:
-        """The validated request, its ``previous_response_id`` looked up."""
+    def parse(self, raw: bytes, transport: Any, headers: Mapping[str, str] | None = None) -> ResponsesCall:
+        """The validated request, its ``previous_response_id`` looked up (among the caller's own, under a key)."""
         body = translate.validate(json_object(raw, "'model' and 'input'"))
         transport.router.require_mode(body["model"], "chat")
         store = store_for(transport.router)
         previous_id = body.get("previous_response_id")
         previous = store.get(previous_id) if isinstance(previous_id, str) else None
+        owner = _owner(headers)
+        if previous is not None and previous.get("owner") != owner:
+            previous = None  # another key's response: not the caller's to go on from
         if (
             previous is None
             and isinstance(previous_id, str)
@@ -585,7 +595,7 @@ class ResponsesApi:
         # the whole conversation is known unless OpenAI holds part of it (its own previous response, a conversation)
         whole = previous is not None or not (previous_id or body.get("conversation"))
         _check_items(history, items, whole)
-        return ResponsesCall(body, items, history, previous, store, raw)
+        return ResponsesCall(body, items, history, previous, store, raw, owner=owner)
 
     def routing(self, call: ResponsesCall) -> Profile:
         """The request's needs (tools, images, reasoning, size), read from its items: a pass-through deployment
@@ -721,6 +731,19 @@ def _not_served(method: str, path: str) -> str:
         f"Invalid URL ({method} {path}): polyroute serves POST /v1/responses, GET and DELETE /v1/responses/{{id}} and "
         "GET /v1/responses/{id}/input_items"
     )
+
+
+OWNER_HEADER = "x-polyroute-key"
+"""The serve key that made a request (the server sets it and drops any a client sends)."""
+
+
+def _owner(headers: Mapping[str, str] | None) -> str | None:
+    return headers.get(OWNER_HEADER) if headers is not None and OWNER_HEADER in headers else None
+
+
+def _owned(record: Record, headers: Mapping[str, str] | None) -> bool:
+    """Whether the caller may see a stored response: one made under a serve key is that key's alone."""
+    return record.get("owner") == _owner(headers)
 
 
 def _check_items(history: list[dict[str, Any]], items: list[dict[str, Any]], whole: bool) -> None:

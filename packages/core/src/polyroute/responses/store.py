@@ -26,7 +26,8 @@ from polyroute.router import Router
 Record = dict[str, Any]
 """``{"response": {...}, "input": [items], "origin": "polyroute" | "upstream"}``; an OpenAI deployment's answer may
 be kept as its bytes instead (``"raw"``), read with :func:`response_of`; ``"request"``, the caller's bytes when the
-input is that request's own, lets the in-memory store keep those instead of encoding the input again."""
+input is that request's own, lets the in-memory store keep those instead of encoding the input again; ``"owner"``, the
+``polyroute serve`` key that made it, when one did (only that key may read, continue or delete it)."""
 
 
 def response_of(record: Record) -> dict[str, Any]:
