@@ -108,9 +108,12 @@ class _Exchange:
 
 @dataclass(slots=True)
 class _ReadAll:
-    """The whole body of ``response`` before ``deadline``; the response is closed afterwards, whatever happens."""
+    """The whole body of ``response`` (to ``request``) before ``deadline``; the response is closed afterwards,
+    whatever happens.
+    """
 
     response: Any
+    request: Any
     deadline: float
 
 
@@ -359,7 +362,7 @@ class RouterTransport(_compat.TransportBase):
             try:
                 self.router.observe(target, response.headers)
                 if response.status_code >= 400:
-                    content = yield _ReadAll(response, deadline)
+                    content = yield _ReadAll(response, req, deadline)
                     raise adapter.classify_error(response.status_code, response.headers, content, target)
                 # httpcore fixes a body's read timeout when the body starts, for every read: make it a backstop no
                 # shorter than the time to the commit; the runner's deadline and the idle alarm are the limits.
@@ -416,9 +419,9 @@ class RouterTransport(_compat.TransportBase):
                             if cancel is not None and cancel.cancelled:
                                 response.close()
                                 raise _Cancelled
-                            result = response, _read_whole(response, step.request, step.deadline)
+                            result = response, _read_all(response, step.request, step.deadline)
                         case _ReadAll():
-                            result = _read_all(step.response, step.deadline)
+                            result = _read_all(step.response, step.request, step.deadline)
                         case _Close():
                             step.response.close()
                         case _Sleep():
@@ -1172,19 +1175,8 @@ def _read(step: _Read) -> bytes | None:
         return next(call.iter, None)
 
 
-def _read_all(response: Any, deadline: float) -> bytes:
-    """A whole body (sync), within ``deadline``; the response is closed."""
-    try:
-        with _watched(response, deadline):
-            if "content-encoding" in response.headers:  # a server's own gzip, a replayed cassette's
-                return response.read()
-            return b"".join(response.stream)  # not encoded (polyroute asks for no compression): no decoder layers
-    finally:
-        response.close()
-
-
-def _read_whole(response: Any, request: Any, deadline: float) -> bytes:
-    """A non-streamed answer's body (sync), within ``deadline``; the response is closed.
+def _read_all(response: Any, request: Any, deadline: float) -> bytes:
+    """A whole body (sync), within ``deadline``; the response is closed.
 
     The first read is bounded by httpcore's read timeout, set here to what is left of the deadline (httpcore reads
     it when the body starts). Most bodies are whole after it (they come with the headers); only one that needs
@@ -1199,7 +1191,7 @@ def _read_whole(response: Any, request: Any, deadline: float) -> bytes:
         if "content-encoding" in headers:  # a server's own gzip, a replayed cassette's
             with _watched(response, deadline):
                 return response.read()
-        chunks = iter(response.stream)
+        chunks = iter(response.stream)  # not encoded (polyroute asks for no compression): no decoder layers
         first = next(chunks, b"")
         length = headers.get("content-length")
         if length is not None and len(first) == int(length):

@@ -41,7 +41,7 @@ from polyroute.errors import (
 from polyroute.failover import FILE_CHARS, MESSAGE_OVERHEAD, TOOL_CHARS, Capability, Profile, fit_to_window
 from polyroute.providers import adapter_for
 from polyroute.providers import openai as openai_format
-from polyroute.providers._base import Target, UpstreamRequest, dumps, loads
+from polyroute.providers._base import Target, UpstreamRequest, as_list, dumps, loads
 from polyroute.providers._base import as_object as _obj
 from polyroute.responses import translate
 from polyroute.responses.store import Record, ResponseStore, response_of, store_for, stored_reasoning
@@ -615,8 +615,8 @@ class ResponsesApi:
         """
         body = exc.to_body()
         param = body["error"].get("param")
-        if param in _RESPONSES_PARAMS and not isinstance(exc, InvalidRequestError):  # that one names the caller's
-            body["error"]["param"] = _RESPONSES_PARAMS[param]
+        if param in translate.RESPONSES_NAMES and not isinstance(exc, InvalidRequestError):  # names the caller's
+            body["error"]["param"] = translate.RESPONSES_NAMES[param]
         return body
 
     def finish(self, answer: Any, target: Target) -> float | None:
@@ -631,17 +631,6 @@ class ResponsesApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called."""
         raise NotImplementedError
-
-
-_RESPONSES_PARAMS = {
-    "messages": "input",
-    "reasoning_effort": "reasoning.effort",
-    "verbosity": "text.verbosity",
-    "max_tokens": "max_output_tokens",
-    "max_completion_tokens": "max_output_tokens",
-    "response_format": "text.format",
-}
-"""Chat Completions request fields (a translated deployment's errors name them) → the Responses API's."""
 
 
 def routing_profile(call: ResponsesCall) -> Profile:
@@ -690,7 +679,7 @@ def routing_profile(call: ResponsesCall) -> Profile:
     needs: list[Capability] = []
     tools = body.get("tools")
     if tools:
-        functions = sum(1 for tool in _list(tools) if _obj(tool).get("type") == "function")
+        functions = sum(1 for tool in as_list(tools) if _obj(tool).get("type") == "function")
         if functions:
             needs.append("tools")
             chars += TOOL_CHARS * functions
@@ -720,10 +709,6 @@ def routing_profile(call: ResponsesCall) -> Profile:
         bool(body.get("stream")),
         body.get("truncation") == "auto",
     )
-
-
-def _list(value: Any) -> list[Any]:
-    return cast("list[Any]", value) if isinstance(value, list) else []
 
 
 def _not_served(method: str, path: str) -> str:

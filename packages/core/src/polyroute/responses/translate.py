@@ -123,7 +123,7 @@ _CHAT_ONLY = frozenset(
 """Chat Completions fields that ``/v1/responses`` does not take: refused at once, whatever the route, with the
 Responses field to use (a Chat Completions body sent to the wrong path)."""
 
-_RESPONSES_NAMES = {
+RESPONSES_NAMES = {
     "messages": "input",
     "max_tokens": "max_output_tokens",
     "max_completion_tokens": "max_output_tokens",
@@ -131,6 +131,8 @@ _RESPONSES_NAMES = {
     "reasoning_effort": "reasoning.effort",
     "verbosity": "text.verbosity",
 }
+"""A Chat Completions request field → the Responses API's (what to tell a caller who sent the chat one, and how a
+translated deployment's error, which names the chat field, names it on ``/v1/responses``)."""
 
 _NOT_TRANSLATED = (
     "conversation",
@@ -210,7 +212,7 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
     if not _FIELDS.issuperset(body):
         chat = sorted(_CHAT_ONLY.intersection(body))
         if chat:
-            use = _RESPONSES_NAMES.get(chat[0])
+            use = RESPONSES_NAMES.get(chat[0])
             raise InvalidRequestError(
                 f"Unrecognized request argument supplied: {', '.join(chat)} (a Chat Completions field, not one of "
                 f"POST /v1/responses{f'; use {use!r}' if use else ''})",
