@@ -357,3 +357,22 @@ def test_a_deployments_own_prices_price_a_response() -> None:
     assert answer.usage is not None
     expected = (answer.usage.input_tokens * 1.0 + answer.usage.output_tokens * 100.0) / 1e6
     assert answer.usage.model_extra == {"cost": pytest.approx(expected)}
+
+
+def test_ids_are_unique_and_a_forked_worker_never_reuses_its_parents() -> None:
+    """Ids come from a pool of os.urandom bytes (one system call per 64): a forked worker (serve's workers, a
+    multiprocessing pool) must draw its own, or two processes on one shared store would make the same ids."""
+    import os
+
+    ids = {translate.new_id("resp") for _ in range(1000)}
+    assert len(ids) == 1000 and all(i.startswith("resp_pr") and len(i) == len("resp_pr") + 32 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, translate.new_id("resp").encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert child.startswith("resp_pr") and child != translate.new_id("resp")

@@ -394,3 +394,17 @@ def test_callback_by_import_path_and_bad_paths() -> None:
 
 
 COLLECTED = Collected()
+
+
+def test_polyroute_headers_in_any_case_and_repeated(emulator: Start) -> None:
+    """The transport reads its own headers in one pass over the raw names: any case, and a repeated header joined
+    as ``Headers.get`` joins it."""
+    emu = emulator(_ok)
+    r, collected = router([_openai(emu, "a")])
+    with r.http_client() as client:
+        headers = [("X-Polyroute-Tags", "agent-x"), ("x-polyroute-tags", "nightly"), ("X-POLYROUTE-USER", "carol")]
+        answer = client.post("/chat/completions", headers=headers, json={"model": "m", "messages": MESSAGES})
+        assert answer.status_code == 200, answer.text
+    r.close()
+    (record,) = collected.calls()
+    assert (record.user, record.tags) == ("carol", ("agent-x", "nightly"))

@@ -35,6 +35,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from polyroute import _compat
@@ -181,14 +182,15 @@ class RouterTransport(_compat.TransportBase):
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
         try:
-            api = self._dispatch(request)
+            own = _own_headers(request.headers)
+            api = self._dispatch(request, own)
             if isinstance(api, tuple):
                 return _json_response(lib, *api)
-            body = api.parse(request.read(), self, request.headers)
+            body = api.parse(request.read(), self, own)
             parts = api.split(body, self)
             if parts is not None:
-                return self._run_parts(lib, api, parts, request)
-            routing, call = usage.begin(self.router, api, body, request.headers)
+                return self._run_parts(lib, api, parts, request, own)
+            routing, call = usage.begin(self.router, api, body, own)
             attempts = Attempts(self.router, routing, _caller_timeout(request), call)
             target, outcome = self._run(self._drive(api, body, attempts, request.headers), attempts)
             return self._respond(lib, api, outcome, target, attempts)
@@ -205,14 +207,15 @@ class RouterTransport(_compat.TransportBase):
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
         try:
-            api = self._dispatch(request)
+            own = _own_headers(request.headers)
+            api = self._dispatch(request, own)
             if isinstance(api, tuple):
                 return _json_response(lib, *api)
-            body = api.parse(await request.aread(), self, request.headers)
+            body = api.parse(await request.aread(), self, own)
             parts = api.split(body, self)
             if parts is not None:
-                return await self._arun_parts(lib, api, parts, request)
-            routing, call = usage.begin(self.router, api, body, request.headers)
+                return await self._arun_parts(lib, api, parts, request, own)
+            routing, call = usage.begin(self.router, api, body, own)
             attempts = Attempts(self.router, routing, _caller_timeout(request), call)
             target, outcome = await self._arun(self._drive(api, body, attempts, request.headers), attempts)
             return self._respond(lib, api, outcome, target, attempts)
@@ -224,7 +227,7 @@ class RouterTransport(_compat.TransportBase):
             logger.exception("polyroute internal error")
             return _internal_error(lib, request, exc)
 
-    def _run_parts(self, lib: Any, api: Api, parts: list[Any], request: Any) -> Any:
+    def _run_parts(self, lib: Any, api: Api, parts: list[Any], request: Any, own: Mapping[str, str]) -> Any:
         """A request the API splits (an embeddings batch larger than a provider takes): each part is a request of
         its own through the loop (and a usage record of its own), run concurrently on the hedging threads; the
         answer merges them in order.
@@ -232,7 +235,7 @@ class RouterTransport(_compat.TransportBase):
         timeout = _caller_timeout(request)
 
         def one(part: Any) -> tuple[Target, Any, Attempts]:
-            routing, call = usage.begin(self.router, api, part, request.headers)
+            routing, call = usage.begin(self.router, api, part, own)
             attempts = Attempts(self.router, routing, timeout, call)
             try:
                 target, outcome = self._run(self._drive(api, part, attempts, request.headers), attempts)
@@ -245,12 +248,12 @@ class RouterTransport(_compat.TransportBase):
         done = [one(parts[0])] if len(parts) == 1 else list(self._hedge_pool().map(one, parts))
         return self._respond_merged(lib, api, done)
 
-    async def _arun_parts(self, lib: Any, api: Api, parts: list[Any], request: Any) -> Any:
+    async def _arun_parts(self, lib: Any, api: Api, parts: list[Any], request: Any, own: Mapping[str, str]) -> Any:
         """Async :meth:`_run_parts`: the parts run as tasks of this event loop."""
         timeout = _caller_timeout(request)
 
         async def one(part: Any) -> tuple[Target, Any, Attempts]:
-            routing, call = usage.begin(self.router, api, part, request.headers)
+            routing, call = usage.begin(self.router, api, part, own)
             attempts = Attempts(self.router, routing, timeout, call)
             try:
                 target, outcome = await self._arun(self._drive(api, part, attempts, request.headers), attempts)
@@ -572,15 +575,16 @@ class RouterTransport(_compat.TransportBase):
 
     # -- routing-independent answers -------------------------------------------------------------------------
 
-    def _dispatch(self, request: Any) -> Api | tuple[int, Any]:
+    def _dispatch(self, request: Any, own: Mapping[str, str]) -> Api | tuple[int, Any]:
         """The API serving the request, or an answer that needs no upstream: ``/models``, an API's local answers
-        (``GET /responses/{id}``), a 404 for a path polyroute does not serve.
+        (``GET /responses/{id}``), a 404 for a path polyroute does not serve. ``own``: the request's
+        ``x-polyroute-*`` headers.
         """
         path: str = request.url.path
         api = api_for(path)
         if api is not None:
             query = request.url.query  # GET /responses/{id}/input_items pages by its query
-            local = api.local(request.method, f"{path}?{query.decode()}" if query else path, self, request.headers)
+            local = api.local(request.method, f"{path}?{query.decode()}" if query else path, self, own)
             return api if local is None else local
         if path.endswith("/models") and request.method == "GET":
             data = [
@@ -1441,6 +1445,41 @@ def _caller_timeout(request: Any) -> float | None:
     if isinstance(read, int | float) and read > 0:
         return float(read)
     return None
+
+
+def _own_headers(headers: Any) -> Mapping[str, str]:
+    """The caller's ``x-polyroute-*`` headers (all that parsing, local answers and usage read of a request), found
+    in one pass over the raw names with the verdict on each name cached: an httpx ``Headers`` lookup decodes and
+    scans every header, and most calls send none of these.
+    """
+    raw: Any = getattr(headers, "raw", None)
+    if raw is None:  # a plain mapping
+        return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_OWN_PREFIX)}
+    own: dict[str, str] | None = None
+    for key, value in raw:
+        name = _OWN_NAMES.get(key, _UNSEEN)
+        if name is _UNSEEN:
+            name = _own_name(key)
+        if name is not None:
+            if own is None:
+                own = {}
+            value = value.decode("latin-1")
+            own[name] = f"{own[name]}, {value}" if name in own else value  # as ``Headers.get`` joins repeats
+    return own if own is not None else _NO_HEADERS
+
+
+def _own_name(key: bytes) -> str | None:
+    name = key.decode("latin-1").lower()
+    verdict = name if name.startswith(_OWN_PREFIX) else None
+    if len(_OWN_NAMES) < 4096:  # callers choose header names: remember a bounded number
+        _OWN_NAMES[key] = verdict
+    return verdict
+
+
+_OWN_PREFIX = "x-polyroute-"
+_OWN_NAMES: dict[bytes, str | None] = {}
+_UNSEEN = ""
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def _succeeded(attempts: Attempts, target: Target, outcome: Outcome) -> None:
