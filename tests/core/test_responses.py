@@ -773,6 +773,25 @@ def test_stored_reasoning_is_read_once_and_not_when_this_process_has_it() -> Non
     assert stored_reasoning(store, None, item_id, []) == {}  # gone from the store, and no memory
 
 
+def test_stored_reasoning_is_its_keys_alone() -> None:
+    """Under serve a response made with a key is that key's alone: so is its reasoning state, resent by item id.
+    Another key (or no key) gets nothing, from the store or from what the key's own read left in memory.
+    """
+    blocks = [{"type": "thinking", "thinking": "Secret plan.", "signature": "c2ln"}]
+    response_id = translate.new_id("resp")
+    item_id = translate.reasoning_id(response_id, 0)
+    token = translate.encode_reasoning({"thinking_blocks": blocks})
+    output = [{"id": item_id, "type": "reasoning", "summary": [], "encrypted_content": token}]
+    store, memory = MemoryStore(), ThinkingStore()
+    record = {"response": {"id": response_id, "output": output}, "input": [], "origin": "polyroute", "owner": "dev"}
+    store.put(response_id, record)
+    assert stored_reasoning(store, memory, item_id, [], "ops") == {}
+    assert stored_reasoning(store, memory, item_id, []) == {}
+    assert stored_reasoning(store, memory, item_id, [], "dev") == {"thinking_blocks": blocks}
+    assert stored_reasoning(store, memory, item_id, [], "ops") == {}  # the read for dev is not remembered for ops
+    assert stored_reasoning(store, memory, item_id, []) == {}
+
+
 # -- failover and failures --------------------------------------------------------------------------------------------
 
 

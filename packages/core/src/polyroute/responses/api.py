@@ -373,7 +373,7 @@ class TranslatedAdapter:
         self.classify_error = self.inner.classify_error
 
     def _stored_reasoning(self, item_id: str, call_ids: Sequence[str]) -> dict[str, Any]:
-        return stored_reasoning(self.call.store, self.memory, item_id, call_ids)
+        return stored_reasoning(self.call.store, self.memory, item_id, call_ids, self.call.owner)
 
     def build_request(self, body: Any, target: Target) -> UpstreamRequest:
         """The chat request, built by the deployment's adapter."""

@@ -177,7 +177,11 @@ class SQLiteStore:
 
 
 def stored_reasoning(
-    store: ResponseStore, memory: ThinkingStore | None, item_id: str, call_ids: Sequence[str]
+    store: ResponseStore,
+    memory: ThinkingStore | None,
+    item_id: str,
+    call_ids: Sequence[str],
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """The state of a reasoning item sent back by id alone (openai-agents' default; langchain-openai's and
     pydantic-ai's histories): ``encrypted_content`` comes back only to a caller who asked for it (``include``).
@@ -189,6 +193,9 @@ def stored_reasoning(
     ``memory``, so each item is read once. Nothing is found for an id that names no response (OpenAI's, or
     polyroute's from before ids named their response), a response no longer kept, or a store that cannot answer:
     ``{}``, and the provider's adapter goes on without (Anthropic: thinking off for the request, with a warning).
+
+    ``owner``: the serve key of the request. A response made under a key is that key's alone, its reasoning too: the
+    item is looked for among that key's responses, and what was read is remembered for that key only.
     """
     source = reasoning_source(item_id)
     if source is None:
@@ -196,10 +203,10 @@ def stored_reasoning(
     if memory is not None:
         if call_ids and memory.blocks_for(call_ids) is not None:
             return {}
-        known = memory.reasoning_for(item_id)
+        known = memory.reasoning_for(_owned_key(owner, item_id))
         if known is not None:
             return known
-    token = _stored_token(store, *source, item_id)
+    token = _stored_token(store, *source, item_id, owner)
     if token is None:
         return {}
     state = decode_reasoning(token)
@@ -209,11 +216,18 @@ def stored_reasoning(
         if blocks and call_ids:
             memory.remember_blocks(call_ids, blocks)  # as when this process answered that turn
         else:
-            memory.remember_reasoning(item_id, blocks, signature if isinstance(signature, str) else "")
+            memory.remember_reasoning(
+                _owned_key(owner, item_id), blocks, signature if isinstance(signature, str) else ""
+            )
     return state
 
 
-def _stored_token(store: ResponseStore, response_id: str, index: int, item_id: str) -> str | None:
+def _owned_key(owner: str | None, item_id: str) -> str:
+    """The thinking store's key for an item read for ``owner`` (a key's reads are not another key's)."""
+    return item_id if owner is None else f"{item_id}\x00{owner}"
+
+
+def _stored_token(store: ResponseStore, response_id: str, index: int, item_id: str, owner: str | None) -> str | None:
     """The ``encrypted_content`` of ``output[index]`` of a stored response when that is the item; ``""`` when the store
     has no such item or the item carried nothing; None when the store cannot answer now (not remembered: it may later).
     """
@@ -221,7 +235,7 @@ def _stored_token(store: ResponseStore, response_id: str, index: int, item_id: s
         record = store.get(response_id)
     except ResponseStoreUnreachableError:
         return None
-    if record is None:
+    if record is None or record.get("owner") != owner:  # another key's response: as if it were not there
         return ""
     output = as_list(response_of(record).get("output"))
     item = as_object(output[index]) if index < len(output) else {}
