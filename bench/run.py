@@ -376,21 +376,31 @@ def build_scenarios(base: str, *, asynchronous: bool, with_litellm: bool) -> lis
 
 @dataclass
 class Plan:
-    """How many iterations: sized so the whole run stays within ~5 minutes on 2 cores."""
+    """How many iterations: sized so the whole run stays within ~5 minutes on 2 cores. Many short rounds, each
+    starting with another client, so that a slow spell of the machine (seconds long on a shared VM) hits every client
+    alike instead of the few that happened to run then.
+    """
 
-    rounds: int = 8
-    block: int = 250
-    slow_block: int = 25
+    rounds: int = 40
+    block: int = 50
+    slow_block: int = 5
     warmup: int = 50
-    stream_rounds: int = 5
-    stream_block: int = 8
-    slow_stream_block: int = 3
+    stream_rounds: int = 10
+    stream_block: int = 4
+    slow_stream_block: int = 2
     tput_trials: int = 3
     tput_seconds: float = 1.5
     concurrency: int = 64
 
     def quick(self) -> Plan:
         return Plan(2, 50, 5, 10, 2, 3, 1, 1, 0.5)
+
+
+def rotated(items: list[Scenario], round_number: int) -> list[Scenario]:
+    """The clients in the order a round runs them: each round starts one client later (none always runs first after
+    the round's ``gc.collect()``, which takes ~0.2 s with LiteLLM imported and leaves the caches cold)."""
+    shift = round_number % len(items) if items else 0
+    return items[shift:] + items[:shift]
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -435,11 +445,11 @@ def run_sync(scenarios: list[Scenario], plan: Plan, results: dict[str, dict[str,
         assert s.call is not None
         for _ in range(plan.warmup if not s.slow else plan.slow_block):
             s.call()
-    for _ in range(plan.rounds):
-        for s in live:
+    for number in range(plan.rounds):
+        gc.collect()
+        for s in rotated(live, number):
             assert s.call is not None
             call, out = s.call, lat[s.key]
-            gc.collect()
             n = plan.slow_block if s.slow else plan.block
             c0 = time.process_time()
             for _ in range(n):
@@ -447,10 +457,10 @@ def run_sync(scenarios: list[Scenario], plan: Plan, results: dict[str, dict[str,
                 call()
                 out.append(clock() - t0)
             cpu[s.key].append((time.process_time() - c0) / n)
-    for _ in range(plan.stream_rounds):
-        for s in live:
+    for number in range(plan.stream_rounds):
+        gc.collect()
+        for s in rotated(live, number):
             assert s.stream is not None
-            gc.collect()
             for _ in range(plan.slow_stream_block if s.slow else plan.stream_block):
                 t0 = clock()
                 s.stream()
@@ -476,11 +486,11 @@ async def run_async(scenarios: list[Scenario], plan: Plan, results: dict[str, di
         assert s.acall is not None
         for _ in range(plan.warmup if not s.slow else plan.slow_block):
             await s.acall()
-    for _ in range(plan.rounds):
-        for s in live:
+    for number in range(plan.rounds):
+        gc.collect()
+        for s in rotated(live, number):
             assert s.acall is not None
             acall, out = s.acall, lat[s.key]
-            gc.collect()
             n = plan.slow_block if s.slow else plan.block
             c0 = time.process_time()
             for _ in range(n):
@@ -488,10 +498,10 @@ async def run_async(scenarios: list[Scenario], plan: Plan, results: dict[str, di
                 await acall()
                 out.append(clock() - t0)
             cpu[s.key].append((time.process_time() - c0) / n)
-    for _ in range(plan.stream_rounds):
-        for s in live:
+    for number in range(plan.stream_rounds):
+        gc.collect()
+        for s in rotated(live, number):
             assert s.astream is not None
-            gc.collect()
             for _ in range(plan.slow_stream_block if s.slow else plan.stream_block):
                 t0 = clock()
                 await s.astream()

@@ -661,10 +661,14 @@ class RouterTransport(_compat.TransportBase):
         return lib.Response(200, headers=headers, content=dumps(api.merge([outcome for _, outcome, _ in done])))
 
     def _respond(self, lib: Any, api: Api, outcome: Outcome, target: Target, attempts: Attempts) -> Any:
-        headers = {"x-polyroute-deployment": target.label, "x-polyroute-attempts": str(attempts.count)}
+        # headers as bytes: an httpx ``Headers`` built from str encodes each name and value, and checks both types
+        headers = [
+            (b"x-polyroute-deployment", target.label.encode()),
+            (b"x-polyroute-attempts", str(attempts.count).encode()),
+        ]
         if isinstance(outcome, StreamCall):
-            headers["content-type"] = "text/event-stream"
-            headers["cache-control"] = "no-cache"
+            headers.append((b"content-type", b"text/event-stream"))
+            headers.append((b"cache-control", b"no-cache"))
             if attempts.call is not None:
                 attempts.call.committed(outcome, target, attempts)
             return lib.Response(200, headers=headers, stream=RouterStream(outcome))
@@ -672,10 +676,11 @@ class RouterTransport(_compat.TransportBase):
         if attempts.call is not None:
             attempts.call.finished(target, outcome, attempts, cost)
         if cost is not None:
-            headers["x-polyroute-cost"] = f"{cost:.10f}".rstrip("0").rstrip(".")
-        headers["content-type"] = "application/json"
+            headers.append((b"x-polyroute-cost", f"{cost:.10f}".rstrip("0").rstrip(".").encode()))
         content = outcome.to_bytes() if isinstance(outcome, RawAnswer) else dumps(outcome)
-        return _bytes_response(lib, 200, headers, content)
+        headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(content)).encode()))
+        return lib.Response(200, headers=headers, stream=lib.ByteStream(content))
 
 
 class ClientTransport(_compat.TransportBase):
