@@ -86,6 +86,34 @@ def test_a_compressed_answer_is_decoded(emulator: Callable[..., Emulator], async
     assert "accept-encoding" not in emu.requests[0].headers
 
 
+@pytest.mark.parametrize("lib", [m.__name__ for m in _compat.LIBS])
+def test_what_the_loop_reads_of_an_answers_headers_in_any_case(lib: str) -> None:
+    """The loop reads an upstream answer's headers in one pass over their raw names: any case (a replayed
+    cassette's ``Content-Encoding``), a repeated or bad ``content-length`` ignored, ``identity`` not an encoding, and
+    only the ``x-ratelimit-*`` headers kept for the router.
+    """
+    from polyroute.transport import _head  # pyright: ignore[reportPrivateUsage]
+
+    headers = next(m for m in _compat.LIBS if m.__name__ == lib).Headers
+    head = _head(
+        headers(
+            [
+                ("Content-Encoding", "gzip"),
+                ("Content-Length", "42"),
+                ("X-RateLimit-Remaining-Requests", "7"),
+                ("x-ratelimit-reset-requests", "1s"),
+                ("Server", "x"),
+            ]
+        )
+    )
+    assert (head.encoded, head.length) == (True, 42)
+    assert head.limits == {"x-ratelimit-remaining-requests": "7", "x-ratelimit-reset-requests": "1s"}
+    plain = _head(headers([("content-encoding", "identity"), ("content-length", "4"), ("content-length", "4")]))
+    assert (plain.encoded, plain.length, plain.limits) == (False, None, None)
+    assert _head(headers([("content-length", "x1")])).length is None
+    assert _head({"Content-Length": "3"}).length == 3  # a plain mapping too
+
+
 def test_caller_key_is_never_forwarded(emulator: Callable[..., Emulator]) -> None:
     emu = emulator(handler())
     client = make_router(emu).openai_client(api_key="sk-caller-should-not-leak")
