@@ -1521,3 +1521,20 @@ def test_azure_deployment_gets_its_responses_url_and_key_header(emulator: Start)
     assert request.path == "/openai/responses" and request.query["api-version"] == ["2025-04-01-preview"]
     assert request.headers["api-key"] == KEY and "authorization" not in request.headers
     assert request.json()["model"] == "my-gpt"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_deleted_openai_response_stays_deleted_in_every_store(kind: str, tmp_path: Path) -> None:
+    """Deleting a response an OpenAI deployment made leaves a mark (OpenAI keeps its copy): read back from the store,
+    it is no one's to see or continue from, the key that made it included."""
+    from polyroute.responses.api import _deleted, _live  # pyright: ignore[reportPrivateUsage]
+    from polyroute.responses.store import SQLiteStore
+
+    store = MemoryStore() if kind == "memory" else SQLiteStore(str(tmp_path / "responses.db"))
+    record = {"response": {"id": "resp_1", "output": []}, "input": [], "origin": "openai/gpt-5", "owner": "dev"}
+    store.put("resp_1", record)
+    assert _live(store.get("resp_1"), {"x-polyroute-key": "dev"}) is not None
+    store.put("resp_1", _deleted("resp_1", record))
+    kept = store.get("resp_1")
+    assert kept is not None and kept["deleted"] is True and kept["origin"] == "openai/gpt-5"
+    assert _live(kept, {"x-polyroute-key": "dev"}) is None and _live(kept, None) is None

@@ -422,3 +422,46 @@ def test_a_stored_response_is_its_keys_alone() -> None:
         )
         assert chained.status_code == 200, chained.text
         assert httpx2.delete(f"{url}/{rid}", headers=bearer(KEY)).status_code == 200
+
+
+def test_an_openai_routes_stored_response_is_its_keys_alone_and_stays_deleted(emulator: StartEmulator) -> None:
+    """On a route to OpenAI, which keeps its own copy of each response, another key's response id (or one deleted
+    through polyroute) is refused by polyroute, never sent upstream to be continued from there."""
+    from tests.emulators.openai_format import ResponsesEmulator
+
+    upstream = ResponsesEmulator({"text": "alice's secret is 42"}, {"text": "Still 42."})
+    url = emulator(upstream).url
+    route = {
+        "name": "oai",
+        "deployments": [{"provider": "openai", "model": "gpt-5-emu", "api_base": f"{url}/v1", "api_key": PROVIDER_KEY}],
+    }
+    cfg = config([route])
+    cfg["keys"][1]["routes"] = ["oai", "limited"]
+    del cfg["keys"][1]["rpm"]
+    with serving(cfg) as server:
+        responses = f"{server.url}/v1/responses"
+        made = httpx2.post(responses, json={"model": "oai", "input": "remember 42"}, headers=bearer(KEY))
+        assert made.status_code == 200, made.text
+        rid = made.json()["id"]
+        going_on = httpx2.post(
+            responses,
+            json={"model": "oai", "input": "what was the secret?", "previous_response_id": rid},
+            headers=bearer(OTHER_KEY),
+        )
+        assert going_on.status_code == 400, going_on.text
+        assert going_on.json()["error"]["code"] == "previous_response_not_found"
+        assert len(upstream.bodies) == 1  # never reached OpenAI
+        chained = httpx2.post(
+            responses, json={"model": "oai", "input": "and?", "previous_response_id": rid}, headers=bearer(KEY)
+        )
+        assert chained.status_code == 200, chained.text
+        assert chained.json()["output"][-1]["content"][0]["text"] == "Still 42."
+        assert upstream.bodies[1]["previous_response_id"] == rid  # its own: OpenAI goes on from its copy
+        assert httpx2.delete(f"{responses}/{rid}", headers=bearer(KEY)).status_code == 200
+        assert httpx2.get(f"{responses}/{rid}", headers=bearer(KEY)).status_code == 404
+        assert httpx2.delete(f"{responses}/{rid}", headers=bearer(KEY)).status_code == 404
+        after = httpx2.post(
+            responses, json={"model": "oai", "input": "and now?", "previous_response_id": rid}, headers=bearer(KEY)
+        )
+        assert after.status_code == 400 and after.json()["error"]["code"] == "previous_response_not_found", after.text
+        assert len(upstream.bodies) == 2

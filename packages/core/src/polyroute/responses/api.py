@@ -539,11 +539,14 @@ class ResponsesApi:
             # said before the id is looked up: a wrong method or path is the caller's to fix whatever the id
             raise NotFoundPathError(_not_served(method, path))
         store = store_for(transport.router)
-        record = store.get(parts[0])
-        if record is None or not _owned(record, headers):  # another key's: as if it were not there
+        record = _live(store.get(parts[0]), headers)
+        if record is None:
             raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
         if method == "DELETE":
-            store.delete(parts[0])
+            if record.get("origin", "polyroute") == "polyroute":
+                store.delete(parts[0])
+            else:  # an OpenAI deployment's: it keeps its own copy, so the id must not be continued there after this
+                store.put(parts[0], _deleted(parts[0], record))
             return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
         if not parts[1:] and query:
             asked = parse_qs(query)
@@ -571,14 +574,14 @@ class ResponsesApi:
         transport.router.require_mode(body["model"], "chat")
         store = store_for(transport.router)
         previous_id = body.get("previous_response_id")
-        previous = store.get(previous_id) if isinstance(previous_id, str) else None
+        kept = store.get(previous_id) if isinstance(previous_id, str) else None
+        previous = _live(kept, headers)  # another key's response, or a deleted one: not the caller's to go on from
         owner = _owner(headers)
-        if previous is not None and previous.get("owner") != owner:
-            previous = None  # another key's response: not the caller's to go on from
         if (
             previous is None
             and isinstance(previous_id, str)
-            and not _reaches_openai(transport.router.reachable_targets(body["model"]))
+            # an id polyroute keeps for another key, or deleted, is never sent to OpenAI (which would go on from it)
+            and (kept is not None or not _reaches_openai(transport.router.reachable_targets(body["model"])))
         ):
             # Only an OpenAI deployment (which keeps its own answers) could know it: say so as OpenAI does.
             raise InvalidRequestError(
@@ -726,9 +729,25 @@ def _owner(headers: Mapping[str, str] | None) -> str | None:
     return headers.get(OWNER_HEADER) if headers is not None and OWNER_HEADER in headers else None
 
 
-def _owned(record: Record, headers: Mapping[str, str] | None) -> bool:
-    """Whether the caller may see a stored response: one made under a serve key is that key's alone."""
-    return record.get("owner") == _owner(headers)
+def _live(record: Record | None, headers: Mapping[str, str] | None) -> Record | None:
+    """A stored response the caller may see, or None: one made under a serve key is that key's alone, and a deleted
+    one (:func:`_deleted`) is no one's.
+    """
+    if record is None or record.get("owner") != _owner(headers) or record.get("deleted"):
+        return None
+    return record
+
+
+def _deleted(response_id: str, record: Record) -> Record:
+    """What stays of a deleted response an OpenAI deployment made: OpenAI keeps its own copy (a DELETE is not
+    forwarded), so polyroute keeps this mark in its place, and never sends the id upstream to be continued from.
+    """
+    mark: Record = {"response": {"id": response_id, "object": "response", "output": []}, "input": []}
+    mark["origin"] = record.get("origin", "polyroute")
+    mark["deleted"] = True
+    if "owner" in record:
+        mark["owner"] = record["owner"]
+    return mark
 
 
 def _check_items(history: list[dict[str, Any]], items: list[dict[str, Any]], whole: bool) -> None:
