@@ -228,15 +228,25 @@ def test_claude_store_is_bounded() -> None:
 FORCED = ["required", {"type": "function", "function": {"name": "get_weather"}}]
 
 
+SAME_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "get_weather", "schema": TOOL["function"]["parameters"], "strict": True},
+}
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize("tool_choice", FORCED, ids=["required", "named"])
+@pytest.mark.parametrize("response_format", [None, SAME_SCHEMA, {"type": "json_object"}], ids=["", "schema", "json"])
 def test_claude_one_forced_tool_with_thinking_is_answered_by_structured_output(
-    emulator: Start, tool_choice: Any, stream: bool
+    emulator: Start, tool_choice: Any, stream: bool, response_format: Any
 ) -> None:
-    # LangChain with_structured_output / instructor TOOLS on Claude 4.5 with reasoning_effort: thinking stays on.
+    # LangChain with_structured_output / instructor TOOLS on Claude 4.5 with reasoning_effort: thinking stays on;
+    # instructor's RESPONSES_TOOLS also sends the schema as text.format (response_format): a forced call has no text.
     script = claude.scripted([claude.thinking("Paris it is.", '{"city":"Paris"}')])
     client = claude_router(emulator(script)).openai_client()
     kwargs: dict[str, Any] = {"model": "claude", "messages": QUESTION, "tools": [TOOL], "tool_choice": tool_choice}
+    if response_format is not None:
+        kwargs["response_format"] = response_format
     content, calls, finish = answer_with(client, kwargs | {"reasoning_effort": "low"}, stream)
     assert finish == "tool_calls" and not content
     assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_weather", {"city": "Paris"})]

@@ -216,8 +216,8 @@ def native_body(body: ChatCompletionRequest, target: Target) -> dict[str, Any]:
     output_tool = forced_output_tool(body, target)
     tools = [_to_anthropic_tool(tool, target) for tool in body.get("tools") or ()] if output_tool is None else []
     choice: dict[str, Any] | None = _to_anthropic_tool_choice(body) if output_tool is None else None
-    json_tool = json_tool_name(body, target)
-    response_format = body.get("response_format") or {}
+    json_tool = json_tool_name(body, target) if output_tool is None else None
+    response_format = (body.get("response_format") or {}) if output_tool is None else {}
     if json_tool is not None:
         tools.append(_json_tool(response_format, json_tool))
         if choice is None or choice.get("type") in ("auto", "none"):
@@ -338,11 +338,12 @@ def forced_output_tool(body: ChatCompletionRequest, target: Target) -> str | Non
     LangChain ``with_structured_output``, LlamaIndex ``structured_predict`` and instructor TOOLS, whose tool
     exists only to shape the answer. Anthropic refuses thinking with a forced tool, so on a model with native
     structured outputs the tool's parameters become ``output_config.format`` and the JSON answer comes back as a
-    call of that tool (``finish_reason: "tool_calls"``), thinking kept. Other forced tools: see
-    :func:`_apply_thinking_rules`.
+    call of that tool (``finish_reason: "tool_calls"``), thinking kept. A ``response_format`` sent along (instructor's
+    RESPONSES_TOOLS sends the schema as both) is left aside: a forced call writes no text for it to shape. Other
+    forced tools: see :func:`_apply_thinking_rules`.
     """
     tools = body.get("tools") or ()
-    if len(tools) != 1 or body.get("response_format") or _thinking_type(body, target) != "enabled":
+    if len(tools) != 1 or _thinking_type(body, target) != "enabled":
         return None
     name = _obj(tools[0].get("function")).get("name")
     choice = body.get("tool_choice")
