@@ -1538,3 +1538,23 @@ def test_a_deleted_openai_response_stays_deleted_in_every_store(kind: str, tmp_p
     kept = store.get("resp_1")
     assert kept is not None and kept["deleted"] is True and kept["origin"] == "openai/gpt-5"
     assert _live(kept, {"x-polyroute-key": "dev"}) is None and _live(kept, None) is None
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_a_file_by_url_reaches_claude_and_gemini_as_a_url(emulator: Start, provider: str) -> None:
+    """``input_file`` with ``file_url``: Claude takes a document by URL, Gemini a file by URI (it was a 400 saying
+    only OpenAI can read it); an uploaded file id still is one, naming the part."""
+    up = text_upstream(emulator, provider, text="A PDF about cats.")
+    router = router_for(deployment(provider, up.url))
+    url = "https://example.com/cats.pdf"
+    part = {"type": "input_file", "file_url": url}
+    answer = create(ONE, router, input=[{"role": "user", "content": [{"type": "input_text", "text": "Sum up"}, part]}])
+    assert answer.output_text == "A PDF about cats."
+    body = up.requests[0].json()
+    if provider == "anthropic":
+        assert body["messages"][0]["content"][1] == {"type": "document", "source": {"type": "url", "url": url}}
+    else:
+        assert body["contents"][0]["parts"][1]["fileData"]["fileUri"] == url
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}])
+    assert caught.value.body["param"] == "input[0].content[0]" and "file_url" in caught.value.message  # type: ignore[index]

@@ -477,7 +477,8 @@ def _to_native_part(part: ContentPart, target: Target, position: int) -> dict[st
             file = part.get("file") or {}
             data = file.get("file_data")
             if data:
-                if not data.startswith("data:"):  # bare base64: the filename says what it is
+                # a data: URL, or a file by URL (a Responses input_file's file_url); else bare base64, named by its file
+                if not data.startswith(("data:", "http://", "https://", "gs://")):
                     mime = mimetypes.guess_type(file.get("filename") or "")[0] or "application/pdf"
                     return {"inlineData": {"mimeType": mime, "data": data}}
                 return _to_native_media(data, file.get("filename"), target, position, "file")

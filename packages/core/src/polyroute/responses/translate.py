@@ -803,11 +803,15 @@ def _to_chat_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
         case "input_file":
             data = part.get("file_data")
             if not isinstance(data, str):
-                raise UnsupportedFeatureError(
-                    f"'{where}' refers to a file by file_id or file_url; only OpenAI can read those: send "
-                    "'file_data' (a data: URL) with 'filename'",
-                    param=where,
-                )
+                url = part.get("file_url")
+                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                    raise UnsupportedFeatureError(
+                        f"'{where}' refers to an uploaded file (file_id); only OpenAI can read those: send "
+                        "'file_data' (a data: URL) with 'filename', or 'file_url' (an http(s) URL)",
+                        param=where,
+                    )
+                data = url  # each provider's adapter takes a URL in file_data as its API takes a file by URL
+
             file = {"file_data": data}
             if part.get("filename"):
                 file["filename"] = part["filename"]
