@@ -1485,6 +1485,33 @@ def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     assert deleted.json() == {"id": response.id, "object": "response.deleted", "deleted": True}
 
 
+def test_an_unknown_response_id_is_openais_not_found(emulator: Start) -> None:
+    """An id never stored, deleted, or another serve key's: OpenAI's 404 for it (code null), not the ``unknown_url``
+    of a path polyroute does not serve.
+    """
+    router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
+    with router.http_client(timeout=60) as http:
+        mine = http.post("/v1/responses", json={"model": "m", "input": "hi"}, headers={"x-polyroute-key": "a"})
+        theirs = mine.json()["id"]
+        for method, path, wanted in (
+            ("GET", "/v1/responses/resp_nope", "resp_nope"),
+            ("DELETE", "/v1/responses/resp_nope", "resp_nope"),
+            ("GET", "/v1/responses/resp_nope/input_items", "resp_nope"),
+            ("GET", f"/v1/responses/{theirs}", theirs),  # another key's: as if it were not there
+        ):
+            missing = http.request(method, path, headers={"x-polyroute-key": "b"})
+            assert missing.status_code == 404, missing.text
+            assert missing.json() == {
+                "error": {
+                    "message": f"Response with id '{wanted}' not found.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+        assert http.get(f"/v1/responses/{theirs}", headers={"x-polyroute-key": "a"}).status_code == 200
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
 def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
     msg = claude.message([claude.text("A long answer that")], stop_reason="max_tokens")

@@ -33,6 +33,7 @@ from polyroute.errors import (
     InvalidRequestError,
     NotFoundPathError,
     PolyrouteError,
+    ResourceNotFoundError,
     StreamInterruptedError,
     UnsupportedFeatureError,
     UpstreamError,
@@ -541,7 +542,7 @@ class ResponsesApi:
         store = store_for(transport.router)
         record = store.get(parts[0])
         if record is None or not _owned(record, headers):  # another key's: as if it were not there
-            raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
+            raise ResourceNotFoundError(f"Response with id '{parts[0]}' not found.")  # OpenAI's words and shape
         if method == "DELETE":
             store.delete(parts[0])
             return 200, {"id": parts[0], "object": "response.deleted", "deleted": True}
@@ -793,7 +794,7 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]], response_id:
     if after is not None:
         ids = [item.get("id") for item in ordered]
         if after not in ids:
-            raise NotFoundPathError(
+            raise ResourceNotFoundError(
                 f"Item with id '{after}' not found in the input items of response '{response_id}': 'after' takes "
                 "the id of an item listed (a page's last_id); leave it out for the first page",
                 param="after",
