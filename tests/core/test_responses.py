@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1512,6 +1513,27 @@ def test_an_unknown_response_id_is_openais_not_found(emulator: Start) -> None:
         assert http.get(f"/v1/responses/{theirs}", headers={"x-polyroute-key": "a"}).status_code == 200
 
 
+@pytest.mark.parametrize("route", ["anthropic", "gemini", "mock"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_a_completed_response_says_when(emulator: Start, route: str, streamed: bool) -> None:
+    """``completed_at`` (unix seconds) on a completed translated response, streamed or not, and when it is read back
+    from the store, as OpenAI sets it; null while in progress.
+    """
+    if route == "mock":
+        router = Router({"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1"}]}]})
+    else:
+        router = router_for(deployment(route, text_upstream(emulator, route).url))
+    before = int(time.time())
+    if streamed:
+        events, final = stream(ONE, router, input="hi")
+        assert events[0].type == "response.created" and events[0].response.completed_at is None
+    else:
+        final = create(ONE, router, input="hi")
+    assert final.status == "completed" and final.completed_at is not None
+    assert final.created_at <= final.completed_at and before <= final.completed_at <= time.time()
+    assert router.openai_client().responses.retrieve(final.id).completed_at == final.completed_at
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
 def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
     msg = claude.message([claude.text("A long answer that")], stop_reason="max_tokens")
@@ -1530,6 +1552,7 @@ def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
     else:
         final = create(ONE, router, input="hi", max_output_tokens=16)
     assert final.status == "incomplete" and final.incomplete_details.reason == "max_output_tokens"
+    assert final.completed_at is None  # OpenAI sets it only on a completed response
     assert final.output_text == "A long answer that"
 
 

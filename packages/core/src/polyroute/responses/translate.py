@@ -863,6 +863,7 @@ def skeleton(body: Mapping[str, Any], response_id: str, model: str, created_at: 
         "created_at": created_at if created_at is not None else int(time.time()),
         "status": "in_progress",
         "background": False,
+        "completed_at": None,  # set by finish(), as OpenAI sets it: only on a completed response
         "error": None,
         "incomplete_details": None,
         "instructions": body.get("instructions"),
@@ -910,9 +911,12 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 
 def finish(response: dict[str, Any], finish_reason: str | None, usage: Usage | None) -> dict[str, Any]:
-    """Set the final status (``incomplete`` with its reason for a cut answer) and usage."""
+    """Set the final status (``incomplete`` with its reason for a cut answer), ``completed_at`` (unix seconds, only
+    when completed, as OpenAI's ``Response`` has it) and usage.
+    """
     reason = _INCOMPLETE.get(finish_reason or "")
     response["status"] = "incomplete" if reason else "completed"
+    response["completed_at"] = None if reason else int(time.time())
     response["incomplete_details"] = {"reason": reason} if reason else None
     response["usage"] = to_usage(usage)
     return response
