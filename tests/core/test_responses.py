@@ -1131,6 +1131,27 @@ def test_refused_as_openai_refuses_it(
     assert words in error.message
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+@pytest.mark.parametrize("tools", [None, [WEATHER_TOOL]], ids=["no-tools", "other-tools"])
+def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
+    emulator: Start, provider: str, tools: list[dict[str, Any]] | None
+) -> None:
+    """OpenAI's 400 naming tool_choice (its words, then which function), before anything goes upstream: a translated
+    deployment dropped the choice without tools and echoed it back, or was asked to force a tool it lacks. Modes
+    (auto, none, required) need no tools.
+    """
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    error = refused(emulator, provider, {"input": "hi", "tool_choice": {"type": "function", "name": "nope"}, **extra})
+    assert error.param == "tool_choice" and error.code is None
+    body: Any = error.body
+    assert body["message"] == "Tool choice 'function' not found in 'tools' parameter: no function tool is named 'nope'"
+    router = router_for(deployment(provider, text_upstream(emulator, provider).url))
+    for mode in ("auto", "none", "required"):
+        assert create(ONE, router, input="hi", tool_choice=mode, **extra).tool_choice == mode
+    named = {"type": "function", "name": "get_weather"}
+    assert create(ONE, router, input="hi", tool_choice=named, tools=[WEATHER_TOOL]).status == "completed"
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_empty_input_goes_on_from_a_stored_response(emulator: Start, provider: str) -> None:
     """``input: []`` with ``previous_response_id`` is taken, as OpenAI takes it (pydantic-ai sends it so: an empty

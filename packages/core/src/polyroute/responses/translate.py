@@ -30,6 +30,7 @@ from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
 from polyroute.providers._base import as_list as _list
 from polyroute.providers._base import as_object, dumps, loads
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
+from polyroute.validation import declares_function
 
 HOSTED_TOOLS = frozenset(
     {
@@ -263,6 +264,9 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidRequestError(f"'{name}' must be {_KINDS[rule]}, got {value!r}", param=name)
         else:
             rule(value)
+    choice = body.get("tool_choice")
+    if type(choice) is dict:  # a tool named (a string is a mode, which needs none)
+        _check_named_tool(cast("dict[str, Any]", choice), body.get("tools"))
     return body
 
 
@@ -461,6 +465,17 @@ def _check_tool_choice(choice: Any) -> None:
             f"'tool_choice.type' {kind!r} is not a tool: use 'function' (with its 'name'), 'allowed_tools', or a "
             f"built-in tool ({', '.join(sorted(HOSTED_TOOLS))})",
             param="tool_choice.type",
+        )
+
+
+def _check_named_tool(choice: dict[str, Any], tools: Any) -> None:
+    """A ``tool_choice`` naming a function: one of ``tools``, refused as OpenAI refuses it (a translated provider would
+    drop the choice, or be asked to force a tool it was never given).
+    """
+    if choice.get("type") == "function" and not declares_function(tools, choice["name"]):
+        raise InvalidRequestError(
+            f"Tool choice 'function' not found in 'tools' parameter: no function tool is named '{choice['name']}'",
+            param="tool_choice",
         )
 
 
