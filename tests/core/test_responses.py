@@ -1152,6 +1152,74 @@ def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
     assert create(ONE, router, input="hi", tool_choice=named, tools=[WEATHER_TOOL]).status == "completed"
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_logprobs_asked_of_a_deployment_without_them_is_refused(emulator: Start, provider: str) -> None:
+    """``include: ["message.output_text.logprobs"]`` is a 400 naming ``include`` where the deployment cannot return
+    them (as ``top_logprobs`` is, and chat's ``logprobs``), not a 200 with ``logprobs: []``.
+    """
+    error = refused(emulator, provider, {"input": "hi", "include": ["message.output_text.logprobs"]})
+    assert error.param == "include" and error.code == "unsupported_feature"
+    assert "remove 'logprobs'" in error.message  # the chat adapter's words (the field polyroute asked it for)
+
+
+CHAT_LOGPROBS = [
+    {"token": "Hel", "logprob": -0.25, "bytes": [72, 101, 108], "top_logprobs": [{"token": "Hel", "logprob": -0.25}]},
+    {"token": "lo", "logprob": -0.5, "bytes": None, "top_logprobs": []},
+]
+"""A chat choice's ``logprobs.content`` as OpenAI-compatible vendors send it (chat's ``bytes`` may be null)."""
+RESPONSES_LOGPROBS = [
+    {"token": "Hel", "bytes": [72, 101, 108], "logprob": -0.25, "top_logprobs": [
+        {"token": "Hel", "bytes": [72, 101, 108], "logprob": -0.25}
+    ]},
+    {"token": "lo", "bytes": [108, 111], "logprob": -0.5, "top_logprobs": []},
+]  # fmt: skip
+
+
+def _logprobs_vendor(request: Any) -> Reply:
+    """An OpenAI-compatible vendor that returns logprobs when asked (``logprobs: true``)."""
+    body = request.json()
+    logprobs = {"content": CHAT_LOGPROBS, "refusal": None} if body.get("logprobs") else None
+    if not body.get("stream"):
+        answer = oai.completion("Hello", model=body["model"])
+        answer["choices"][0]["logprobs"] = logprobs
+        return Reply.json(answer)
+    head = {"id": "chatcmpl-emu", "object": "chat.completion.chunk", "created": 1700000000, "model": body["model"]}
+    payloads: list[Any] = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    for text, entry in (("Hel", CHAT_LOGPROBS[0]), ("lo", CHAT_LOGPROBS[1])):
+        one = {"content": [entry], "refusal": None} if logprobs else None
+        payloads.append({**head, "choices": [{"index": 0, "delta": {"content": text}, "logprobs": one}]})
+    payloads.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    payloads += [{**head, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}]
+    return Reply.sse(oai.compact_events([*payloads, "[DONE]"]))
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_logprobs_of_a_translated_vendor_reach_output_text(emulator: Start, streamed: bool) -> None:
+    """A chat deployment that returns logprobs (an OpenAI-compatible vendor) is asked for them, and they reach
+    ``output_text.logprobs`` in OpenAI's Responses shape, streamed (per delta, and in the done part) or not.
+    """
+    upstream = emulator(_logprobs_vendor)
+    vendor = {"provider": "deepseek", "model": "deepseek-chat", "api_base": upstream.url + "/v1", "api_key": KEY}
+    router = router_for(vendor)
+    include = ["message.output_text.logprobs"]
+    if streamed:
+        events, final = stream(ONE, router, input="hi", include=include)
+        deltas = [e for e in events if e.type == "response.output_text.delta"]
+        assert [[p.model_dump() for p in e.logprobs] for e in deltas] == [
+            [RESPONSES_LOGPROBS[0]],
+            [RESPONSES_LOGPROBS[1]],
+        ]
+        done = next(e for e in events if e.type == "response.output_text.done")
+        assert [p.model_dump() for p in done.logprobs] == RESPONSES_LOGPROBS
+    else:
+        final = create(ONE, router, input="hi", include=include)
+    assert upstream.requests[0].json()["logprobs"] is True
+    assert final.output_text == "Hello"
+    assert [p.model_dump() for p in final.output[0].content[0].logprobs] == RESPONSES_LOGPROBS
+    plain = create(ONE, router, input="hi")  # not asked: not asked upstream, none in the answer
+    assert "logprobs" not in upstream.requests[-1].json() and plain.output[0].content[0].logprobs == []
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_empty_input_goes_on_from_a_stored_response(emulator: Start, provider: str) -> None:
     """``input: []`` with ``previous_response_id`` is taken, as OpenAI takes it (pydantic-ai sends it so: an empty
