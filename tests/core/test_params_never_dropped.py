@@ -205,3 +205,54 @@ def test_parallel_tool_calls_false_is_honoured_on_deepseek(emulator: Start, stre
     assert _tool_call_names(client, tools, stream) == ["f", "g"]
     assert _tool_call_names(client, tools, stream, parallel_tool_calls=False) == ["f"]
     assert all("parallel_tool_calls" not in request.json() for request in upstream.requests)
+
+
+WEATHER: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+def _chat_deployments(emulator: Start) -> dict[str, tuple[dict[str, Any], Emulator]]:
+    """A Claude, a Gemini and an OpenAI-compatible vendor's deployment, each on its own emulator."""
+    claude_emu = emulator(claude.scripted(["from Claude"], repeat_last=True))
+    gemini_emu = emulator(GeminiEmulator(response("from Gemini")))
+    vendor_emu = emulator(openai_format.handler("from DeepSeek"))
+    return {
+        "anthropic": (_claude(claude_emu.url), claude_emu),
+        "gemini": (
+            {"provider": "gemini", "model": "gemini-2.5-flash", "api_base": gemini_emu.url, "api_key": KEY},
+            gemini_emu,
+        ),
+        "deepseek": (
+            {"provider": "deepseek", "model": "deepseek-chat", "api_base": vendor_emu.url + "/v1", "api_key": KEY},
+            vendor_emu,
+        ),
+    }
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "deepseek"])
+@pytest.mark.parametrize(
+    ("tools", "words"),
+    [
+        (None, "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."),
+        (WEATHER, "Invalid value for 'tool_choice': function 'nope' not found in 'tools'."),
+    ],
+    ids=["no-tools", "other-tools"],
+)
+def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
+    emulator: Start, provider: str, tools: Any, words: str
+) -> None:
+    """OpenAI's 400 naming tool_choice, before anything goes upstream: Claude and Gemini were asked to force a tool
+    they were never given (or, with no tools, the choice was dropped and the answer echoed it), a vendor got it as is.
+    """
+    deployment, upstream = _chat_deployments(emulator)[provider]
+    client = _router(deployment).openai_client()
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    choice: Any = {"type": "function", "function": {"name": "nope"}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=HI, tool_choice=choice, **extra)
+    error: Any = caught.value.body
+    assert error == {"message": words, "type": "invalid_request_error", "param": "tool_choice", "code": None}
+    assert upstream.requests == []
+    for mode in ("auto", "none", "required"):  # modes, not tools: clients send them without tools too
+        client.chat.completions.create(model="m", messages=HI, tool_choice=mode, **extra)
+    named: Any = {"type": "function", "function": {"name": "get_weather"}}
+    client.chat.completions.create(model="m", messages=HI, tools=WEATHER, tool_choice=named)

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1130,6 +1131,95 @@ def test_refused_as_openai_refuses_it(
     assert words in error.message
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+@pytest.mark.parametrize("tools", [None, [WEATHER_TOOL]], ids=["no-tools", "other-tools"])
+def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
+    emulator: Start, provider: str, tools: list[dict[str, Any]] | None
+) -> None:
+    """OpenAI's 400 naming tool_choice (its words, then which function), before anything goes upstream: a translated
+    deployment dropped the choice without tools and echoed it back, or was asked to force a tool it lacks. Modes
+    (auto, none, required) need no tools.
+    """
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    error = refused(emulator, provider, {"input": "hi", "tool_choice": {"type": "function", "name": "nope"}, **extra})
+    assert error.param == "tool_choice" and error.code is None
+    body: Any = error.body
+    assert body["message"] == "Tool choice 'function' not found in 'tools' parameter: no function tool is named 'nope'"
+    router = router_for(deployment(provider, text_upstream(emulator, provider).url))
+    for mode in ("auto", "none", "required"):
+        assert create(ONE, router, input="hi", tool_choice=mode, **extra).tool_choice == mode
+    named = {"type": "function", "name": "get_weather"}
+    assert create(ONE, router, input="hi", tool_choice=named, tools=[WEATHER_TOOL]).status == "completed"
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_logprobs_asked_of_a_deployment_without_them_is_refused(emulator: Start, provider: str) -> None:
+    """``include: ["message.output_text.logprobs"]`` is a 400 naming ``include`` where the deployment cannot return
+    them (as ``top_logprobs`` is, and chat's ``logprobs``), not a 200 with ``logprobs: []``.
+    """
+    error = refused(emulator, provider, {"input": "hi", "include": ["message.output_text.logprobs"]})
+    assert error.param == "include" and error.code == "unsupported_feature"
+    assert "remove 'logprobs'" in error.message  # the chat adapter's words (the field polyroute asked it for)
+
+
+CHAT_LOGPROBS = [
+    {"token": "Hel", "logprob": -0.25, "bytes": [72, 101, 108], "top_logprobs": [{"token": "Hel", "logprob": -0.25}]},
+    {"token": "lo", "logprob": -0.5, "bytes": None, "top_logprobs": []},
+]
+"""A chat choice's ``logprobs.content`` as OpenAI-compatible vendors send it (chat's ``bytes`` may be null)."""
+RESPONSES_LOGPROBS = [
+    {"token": "Hel", "bytes": [72, 101, 108], "logprob": -0.25, "top_logprobs": [
+        {"token": "Hel", "bytes": [72, 101, 108], "logprob": -0.25}
+    ]},
+    {"token": "lo", "bytes": [108, 111], "logprob": -0.5, "top_logprobs": []},
+]  # fmt: skip
+
+
+def _logprobs_vendor(request: Any) -> Reply:
+    """An OpenAI-compatible vendor that returns logprobs when asked (``logprobs: true``)."""
+    body = request.json()
+    logprobs = {"content": CHAT_LOGPROBS, "refusal": None} if body.get("logprobs") else None
+    if not body.get("stream"):
+        answer = oai.completion("Hello", model=body["model"])
+        answer["choices"][0]["logprobs"] = logprobs
+        return Reply.json(answer)
+    head = {"id": "chatcmpl-emu", "object": "chat.completion.chunk", "created": 1700000000, "model": body["model"]}
+    payloads: list[Any] = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    for text, entry in (("Hel", CHAT_LOGPROBS[0]), ("lo", CHAT_LOGPROBS[1])):
+        one = {"content": [entry], "refusal": None} if logprobs else None
+        payloads.append({**head, "choices": [{"index": 0, "delta": {"content": text}, "logprobs": one}]})
+    payloads.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    payloads += [{**head, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}]
+    return Reply.sse(oai.compact_events([*payloads, "[DONE]"]))
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_logprobs_of_a_translated_vendor_reach_output_text(emulator: Start, streamed: bool) -> None:
+    """A chat deployment that returns logprobs (an OpenAI-compatible vendor) is asked for them, and they reach
+    ``output_text.logprobs`` in OpenAI's Responses shape, streamed (per delta, and in the done part) or not.
+    """
+    upstream = emulator(_logprobs_vendor)
+    vendor = {"provider": "deepseek", "model": "deepseek-chat", "api_base": upstream.url + "/v1", "api_key": KEY}
+    router = router_for(vendor)
+    include = ["message.output_text.logprobs"]
+    if streamed:
+        events, final = stream(ONE, router, input="hi", include=include)
+        deltas = [e for e in events if e.type == "response.output_text.delta"]
+        assert [[p.model_dump() for p in e.logprobs] for e in deltas] == [
+            [RESPONSES_LOGPROBS[0]],
+            [RESPONSES_LOGPROBS[1]],
+        ]
+        done = next(e for e in events if e.type == "response.output_text.done")
+        assert [p.model_dump() for p in done.logprobs] == RESPONSES_LOGPROBS
+    else:
+        final = create(ONE, router, input="hi", include=include)
+    assert upstream.requests[0].json()["logprobs"] is True
+    assert final.output_text == "Hello"
+    assert [p.model_dump() for p in final.output[0].content[0].logprobs] == RESPONSES_LOGPROBS
+    plain = create(ONE, router, input="hi")  # not asked: not asked upstream, none in the answer
+    assert "logprobs" not in upstream.requests[-1].json() and plain.output[0].content[0].logprobs == []
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_empty_input_goes_on_from_a_stored_response(emulator: Start, provider: str) -> None:
     """``input: []`` with ``previous_response_id`` is taken, as OpenAI takes it (pydantic-ai sends it so: an empty
@@ -1485,6 +1575,54 @@ def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     assert deleted.json() == {"id": response.id, "object": "response.deleted", "deleted": True}
 
 
+def test_an_unknown_response_id_is_openais_not_found(emulator: Start) -> None:
+    """An id never stored, deleted, or another serve key's: OpenAI's 404 for it (code null), not the ``unknown_url``
+    of a path polyroute does not serve.
+    """
+    router = router_for(deployment("anthropic", text_upstream(emulator, "anthropic").url))
+    with router.http_client(timeout=60) as http:
+        mine = http.post("/v1/responses", json={"model": "m", "input": "hi"}, headers={"x-polyroute-key": "a"})
+        theirs = mine.json()["id"]
+        for method, path, wanted in (
+            ("GET", "/v1/responses/resp_nope", "resp_nope"),
+            ("DELETE", "/v1/responses/resp_nope", "resp_nope"),
+            ("GET", "/v1/responses/resp_nope/input_items", "resp_nope"),
+            ("GET", f"/v1/responses/{theirs}", theirs),  # another key's: as if it were not there
+        ):
+            missing = http.request(method, path, headers={"x-polyroute-key": "b"})
+            assert missing.status_code == 404, missing.text
+            assert missing.json() == {
+                "error": {
+                    "message": f"Response with id '{wanted}' not found.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+        assert http.get(f"/v1/responses/{theirs}", headers={"x-polyroute-key": "a"}).status_code == 200
+
+
+@pytest.mark.parametrize("route", ["anthropic", "gemini", "mock"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_a_completed_response_says_when(emulator: Start, route: str, streamed: bool) -> None:
+    """``completed_at`` (unix seconds) on a completed translated response, streamed or not, and when it is read back
+    from the store, as OpenAI sets it; null while in progress.
+    """
+    if route == "mock":
+        router = Router({"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1"}]}]})
+    else:
+        router = router_for(deployment(route, text_upstream(emulator, route).url))
+    before = int(time.time())
+    if streamed:
+        events, final = stream(ONE, router, input="hi")
+        assert events[0].type == "response.created" and events[0].response.completed_at is None
+    else:
+        final = create(ONE, router, input="hi")
+    assert final.status == "completed" and final.completed_at is not None
+    assert final.created_at <= final.completed_at and before <= final.completed_at <= time.time()
+    assert router.openai_client().responses.retrieve(final.id).completed_at == final.completed_at
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
 def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
     msg = claude.message([claude.text("A long answer that")], stop_reason="max_tokens")
@@ -1503,6 +1641,7 @@ def test_cut_answer_is_incomplete(emulator: Start, streamed: bool) -> None:
     else:
         final = create(ONE, router, input="hi", max_output_tokens=16)
     assert final.status == "incomplete" and final.incomplete_details.reason == "max_output_tokens"
+    assert final.completed_at is None  # OpenAI sets it only on a completed response
     assert final.output_text == "A long answer that"
 
 

@@ -163,7 +163,7 @@ AGENTS_TOOL_CHOICES = (
         *({"tool_choice": c} for c in ("none", "auto", "required")),
         *({"tool_choice": {"type": kind}} for kind in AGENTS_TOOL_CHOICES),
         {"tool_choice": {"type": "mcp", "server_label": "docs", "name": None}},
-        {"tool_choice": {"type": "function", "name": "f"}},
+        {"tool_choice": {"type": "function", "name": "f"}, "tools": [{"type": "function", "name": "f"}]},
         {"tool_choice": {"type": "custom", "name": "grammar"}},
         {"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}},
         {"tools": [{"type": "function", "name": "f"}, *({"type": t} for t in sorted(translate.HOSTED_TOOLS))]},

@@ -5,6 +5,8 @@ PolyrouteError
 ├── ConfigError                raised at construction: a bad config names the field and value
 ├── InvalidRequestError        → 400 invalid_request_error: the caller's request is malformed
 ├── NoRouteError               → 404: no model by that name
+├── NotFoundPathError          → 404 unknown_url: polyroute serves no such path (or not that method)
+├── ResourceNotFoundError      → 404: a served path names something not there (a stored response by id)
 ├── UnsupportedFeatureError    → 400: the request needs something a deployment cannot do
 ├── BudgetExceededError        → 429 budget_exceeded: a configured budget is spent until it resets
 │   └── BudgetStoreUnreachableError → 503: a shared budget store (Redis) is down and budgets fail closed
@@ -150,6 +152,15 @@ class NotFoundPathError(PolyrouteError):
     status = 404
     error_type = "invalid_request_error"
     code = "unknown_url"
+
+
+class ResourceNotFoundError(PolyrouteError):
+    """The path is served but names what is not there (``GET /v1/responses/{id}`` for an id never stored, deleted,
+    or another key's): OpenAI's 404 for an unknown id has no code, unlike its ``unknown_url`` for a wrong path.
+    """
+
+    status = 404
+    error_type = "invalid_request_error"
 
 
 class UnsupportedFeatureError(PolyrouteError):

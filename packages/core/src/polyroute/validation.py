@@ -9,7 +9,7 @@ from typing import Any, cast
 import pydantic_core
 
 from polyroute.errors import InvalidRequestError
-from polyroute.providers._base import dumps
+from polyroute.providers._base import as_list, as_object, dumps
 from polyroute.types.openai import ChatCompletionRequest
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -98,6 +98,9 @@ def validate(body: dict[str, Any]) -> ChatCompletionRequest:
     ):
         raise InvalidRequestError("'stop' must be a string or an array of strings", param="stop")
     _check_tools(body)
+    choice = body.get("tool_choice")
+    if choice is not None and not (type(choice) is str and choice in _TOOL_MODES):  # most: nothing more to read
+        _check_tool_choice(choice, body.get("tools"))
     _check_response_format(body.get("response_format"))
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -173,16 +176,46 @@ def _check_tools(body: Mapping[str, Any]) -> None:
             raise InvalidRequestError(
                 f"'tools[{i}].function.parameters' must be a JSON Schema object", param=f"tools[{i}]"
             )
-    choice = body.get("tool_choice")
-    if (
-        choice is not None
-        and choice not in ("auto", "none", "required")
-        and not (isinstance(choice, dict) and isinstance(cast("Mapping[str, Any]", choice).get("function"), dict))
-    ):
+
+
+def _check_tool_choice(choice: Any, tools: Any) -> None:
+    """A ``tool_choice`` naming a function: one of ``tools``, refused as OpenAI refuses it (a translated provider would
+    drop the choice, or be asked to force a tool it was never given).
+    """
+    name = as_object(as_object(choice).get("function")).get("name")
+    if not isinstance(name, str):
         raise InvalidRequestError(
             "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}",
             param="tool_choice",
         )
+    if not declares_function(tools, name):
+        raise InvalidRequestError(
+            f"Invalid value for 'tool_choice': function '{name}' not found in 'tools'."
+            if tools
+            else "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+            param="tool_choice",
+        )
+
+
+_TOOL_MODES = frozenset({"auto", "none", "required"})
+"""``tool_choice`` modes, not tools: taken without ``tools`` too (clients send them either way)."""
+
+
+def declares_function(tools: Any, name: str) -> bool:
+    """Whether ``tools`` declare a function called ``name``, in either API's shape: Chat Completions nests it
+    (``{'type': 'function', 'function': {'name': ...}}``), Responses does not (``{'type': 'function', 'name': ...}``).
+    What a ``tool_choice`` naming a function must find, on both APIs.
+    """
+    for tool in as_list(tools):
+        if isinstance(tool, dict):
+            tool = cast("dict[str, Any]", tool)
+            function = tool.get("function")
+            if isinstance(function, dict):
+                if cast("dict[str, Any]", function).get("name") == name:
+                    return True
+            elif tool.get("name") == name and tool.get("type") == "function":
+                return True
+    return False
 
 
 def _check_response_format(value: Any) -> None:

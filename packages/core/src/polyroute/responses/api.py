@@ -33,6 +33,7 @@ from polyroute.errors import (
     InvalidRequestError,
     NotFoundPathError,
     PolyrouteError,
+    ResourceNotFoundError,
     StreamInterruptedError,
     UnsupportedFeatureError,
     UpstreamError,
@@ -539,9 +540,9 @@ class ResponsesApi:
             # said before the id is looked up: a wrong method or path is the caller's to fix whatever the id
             raise NotFoundPathError(_not_served(method, path))
         store = store_for(transport.router)
-        record = _live(store.get(parts[0]), headers)
+        record = _live(store.get(parts[0]), headers)  # another key's, or deleted: as if it were not there
         if record is None:
-            raise NotFoundPathError(f"Response with id '{parts[0]}' not found.", param="response_id")
+            raise ResourceNotFoundError(f"Response with id '{parts[0]}' not found.")  # OpenAI's words and shape
         if method == "DELETE":
             if record.get("origin", "polyroute") == "polyroute":
                 store.delete(parts[0])
@@ -812,7 +813,7 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]], response_id:
     if after is not None:
         ids = [item.get("id") for item in ordered]
         if after not in ids:
-            raise NotFoundPathError(
+            raise ResourceNotFoundError(
                 f"Item with id '{after}' not found in the input items of response '{response_id}': 'after' takes "
                 "the id of an item listed (a page's last_id); leave it out for the first page",
                 param="after",

@@ -30,6 +30,7 @@ from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
 from polyroute.providers._base import as_list as _list
 from polyroute.providers._base import as_object, dumps, loads
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
+from polyroute.validation import declares_function
 
 HOSTED_TOOLS = frozenset(
     {
@@ -54,6 +55,7 @@ HOSTED_TOOLS = frozenset(
 (or Azure) deployment can take a request with one."""
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+LOGPROBS = "message.output_text.logprobs"
 _TOKEN_PREFIX = "polyroute:"
 
 _FIELDS = frozenset(
@@ -130,6 +132,7 @@ RESPONSES_NAMES = {
     "response_format": "text.format",
     "reasoning_effort": "reasoning.effort",
     "verbosity": "text.verbosity",
+    "logprobs": "include",
 }
 """A Chat Completions request field → the Responses API's (what to tell a caller who sent the chat one, and how a
 translated deployment's error, which names the chat field, names it on ``/v1/responses``)."""
@@ -263,6 +266,9 @@ def validate(body: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidRequestError(f"'{name}' must be {_KINDS[rule]}, got {value!r}", param=name)
         else:
             rule(value)
+    choice = body.get("tool_choice")
+    if type(choice) is dict:  # a tool named (a string is a mode, which needs none)
+        _check_named_tool(cast("dict[str, Any]", choice), body.get("tools"))
     return body
 
 
@@ -307,7 +313,7 @@ _INCLUDABLE = (
     "computer_call_output.output.image_url",
     "code_interpreter_call.outputs",
     ENCRYPTED_REASONING,
-    "message.output_text.logprobs",
+    LOGPROBS,
 )
 """What ``include`` may ask for (OpenAI's ``IncludeEnum``)."""
 _INCLUDABLE_SET = frozenset(_INCLUDABLE)
@@ -461,6 +467,17 @@ def _check_tool_choice(choice: Any) -> None:
             f"'tool_choice.type' {kind!r} is not a tool: use 'function' (with its 'name'), 'allowed_tools', or a "
             f"built-in tool ({', '.join(sorted(HOSTED_TOOLS))})",
             param="tool_choice.type",
+        )
+
+
+def _check_named_tool(choice: dict[str, Any], tools: Any) -> None:
+    """A ``tool_choice`` naming a function: one of ``tools``, refused as OpenAI refuses it (a translated provider would
+    drop the choice, or be asked to force a tool it was never given).
+    """
+    if choice.get("type") == "function" and not declares_function(tools, choice["name"]):
+        raise InvalidRequestError(
+            f"Tool choice 'function' not found in 'tools' parameter: no function tool is named '{choice['name']}'",
+            param="tool_choice",
         )
 
 
@@ -646,6 +663,8 @@ def to_chat(
             out[name] = body[name]
     if body.get("top_logprobs"):
         raise UnsupportedFeatureError(f"'top_logprobs' is not translated for {label}", param="top_logprobs")
+    if wants_logprobs(body):
+        out["logprobs"] = True  # a deployment without them refuses it (its chat adapter's 400, naming 'include' here)
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         out["user"] = user
@@ -853,6 +872,34 @@ def wants_encrypted(body: Mapping[str, Any]) -> bool:
     return ENCRYPTED_REASONING in _list(body.get("include"))
 
 
+def wants_logprobs(body: Mapping[str, Any]) -> bool:
+    """Whether the caller asked for the answer's log probabilities (``include: ["message.output_text.logprobs"]``)."""
+    include = body.get("include")
+    return bool(include) and LOGPROBS in _list(include)
+
+
+def to_logprobs(logprobs: Any) -> list[dict[str, Any]]:
+    """A chat choice's ``logprobs`` (``{"content": [...]}``) → an ``output_text`` part's ``logprobs``: the same entries
+    (token, bytes, logprob, top_logprobs), ``bytes`` as Responses types them (a list, where chat may send null).
+    """
+    out: list[dict[str, Any]] = []
+    for entry in map(as_object, _list(as_object(logprobs).get("content"))):
+        logprob = _logprob(entry)
+        logprob["top_logprobs"] = [_logprob(as_object(top)) for top in _list(entry.get("top_logprobs"))]
+        out.append(logprob)
+    return out
+
+
+def _logprob(entry: Mapping[str, Any]) -> dict[str, Any]:
+    token = str(entry.get("token") or "")
+    raw = entry.get("bytes")
+    return {
+        "token": token,
+        "bytes": raw if isinstance(raw, list) else list(token.encode()),
+        "logprob": entry.get("logprob"),
+    }
+
+
 # -- the answer ---------------------------------------------------------------------------------------------------
 
 
@@ -867,6 +914,7 @@ def skeleton(body: Mapping[str, Any], response_id: str, model: str, created_at: 
         "created_at": created_at if created_at is not None else int(time.time()),
         "status": "in_progress",
         "background": False,
+        "completed_at": None,  # set by finish(), as OpenAI sets it: only on a completed response
         "error": None,
         "incomplete_details": None,
         "instructions": body.get("instructions"),
@@ -914,9 +962,12 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 
 def finish(response: dict[str, Any], finish_reason: str | None, usage: Usage | None) -> dict[str, Any]:
-    """Set the final status (``incomplete`` with its reason for a cut answer) and usage."""
+    """Set the final status (``incomplete`` with its reason for a cut answer), ``completed_at`` (unix seconds, only
+    when completed, as OpenAI's ``Response`` has it) and usage.
+    """
     reason = _INCOMPLETE.get(finish_reason or "")
     response["status"] = "incomplete" if reason else "completed"
+    response["completed_at"] = None if reason else int(time.time())
     response["incomplete_details"] = {"reason": reason} if reason else None
     response["usage"] = to_usage(usage)
     return response
@@ -990,7 +1041,11 @@ def from_chat(
         output.append(reasoning_item(reasoning, state, wants_encrypted(body), reasoning_id(response_id, len(output))))
     text = message.get("content")
     if isinstance(text, str) and text:
-        output.append(message_item(text))
+        item = message_item(text)
+        logprobs = choices[0].get("logprobs")
+        if logprobs:
+            item["content"][0]["logprobs"] = to_logprobs(logprobs)
+        output.append(item)
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         item = message_item("")
@@ -1022,12 +1077,13 @@ def _reasoning_state(message: Mapping[str, Any]) -> dict[str, Any]:
 class _Open:
     """An output item being streamed."""
 
-    __slots__ = ("head", "index", "item", "text")
+    __slots__ = ("head", "index", "item", "logprobs", "text")
 
     def __init__(self, index: int, item: dict[str, Any]) -> None:
         self.index = index
         self.item = item
         self.text: list[str] = []
+        self.logprobs: list[dict[str, Any]] = []
         self.head: bytes | None = None
         """The encoded middle of this item's text delta events (see :meth:`ChatToResponseEvents.more_text`)."""
 
@@ -1067,6 +1123,8 @@ class ChatToResponseEvents:
         self.body = body
         self.response = skeleton(body, response_id, model)
         self.encrypted = wants_encrypted(body)
+        self.logprobs = wants_logprobs(body)
+        """Asked for: each text delta carries its chunk's, so no chunk takes the text-only shortcut."""
         self.sequence = 0
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
@@ -1095,7 +1153,7 @@ class ChatToResponseEvents:
     def feed(self, chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One chat chunk → its events."""
         current = self._open
-        if current is not None and current.item["type"] == "message":
+        if current is not None and current.item["type"] == "message" and not self.logprobs:
             text = _plain_text_delta(chunk)
             if text:  # most of a stream: more text for the open message, one event
                 current.text.append(text)
@@ -1123,7 +1181,7 @@ class ChatToResponseEvents:
                 self._state["thought_signature"] = signature
             content = delta.get("content")
             if content:
-                events += self._text(str(content))
+                events += self._text(str(content), to_logprobs(choice.get("logprobs")) if self.logprobs else [])
             for call in map(as_object, _list(delta.get("tool_calls"))):
                 events += self._call(call)
             if choice.get("finish_reason"):
@@ -1165,7 +1223,7 @@ class ChatToResponseEvents:
             events.append(self._event("response.reasoning_summary_text.delta", **ref, delta=text))
         return events
 
-    def _text(self, text: str) -> list[dict[str, Any]]:
+    def _text(self, text: str, logprobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         current = self._open
         if current is None or current.item["type"] != "message":
@@ -1182,8 +1240,9 @@ class ChatToResponseEvents:
             ref: dict[str, Any] = {"item_id": item["id"], "output_index": current.index, "content_index": 0}
             events.append(self._event("response.content_part.added", **ref, part=part))
         current.text.append(text)
+        current.logprobs += logprobs
         ref = {"item_id": current.item["id"], "output_index": current.index, "content_index": 0}
-        events.append(self._event("response.output_text.delta", **ref, delta=text, logprobs=[]))
+        events.append(self._event("response.output_text.delta", **ref, delta=text, logprobs=logprobs))
         return events
 
     def _call(self, call: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -1230,8 +1289,9 @@ class ChatToResponseEvents:
                     self._carried = "thought_signature" in self._state
             case "message":
                 ref = {"item_id": item["id"], "output_index": current.index, "content_index": 0}
-                part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-                events.append(self._event("response.output_text.done", **ref, text=text, logprobs=[]))
+                logprobs = current.logprobs
+                part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+                events.append(self._event("response.output_text.done", **ref, text=text, logprobs=logprobs))
                 events.append(self._event("response.content_part.done", **ref, part=part))
                 item["content"] = [part]
                 item["status"] = "completed"

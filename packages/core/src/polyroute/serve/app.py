@@ -392,7 +392,9 @@ def _maybe_on_another_worker(content: bytes, workers: int) -> bytes:
         param, message = error.get("param"), str(error["message"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return content
-    if param not in ("previous_response_id", "response_id") or "not found" not in message:
+    # continuing from one (a 400 naming previous_response_id), or reading one (OpenAI's 404: no param, no code)
+    asked = param == "previous_response_id" or (param is None and message.startswith("Response with id "))
+    if not asked or "not found" not in message:
         return content
     error["message"] = (
         f"{message} This polyroute server runs {workers} worker processes, each with its own in-memory Responses "
