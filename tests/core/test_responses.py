@@ -1549,6 +1549,27 @@ def test_a_tool_output_without_its_call_is_refused_as_openai_refuses_it(emulator
     create(ONE, router, input=[{"role": "user", "content": "hi"}, call, answered], tools=[WEATHER_TOOL])
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_a_call_without_its_output_is_refused_as_openai_refuses_it(emulator: Start, provider: str) -> None:
+    """A function call left unanswered (in the input, or at the end of the previous response, then a user turn): OpenAI's
+    400 naming it, where Claude got a made-up error result and Gemini nothing at all."""
+    up = text_upstream(emulator, provider)
+    router = router_for(deployment(provider, up.url))
+    call = {"type": "function_call", "call_id": "call_left", "name": "get_weather", "arguments": "{}"}
+    then = {"role": "user", "content": "Never mind."}
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input=[{"role": "user", "content": "hi"}, call, then], tools=[WEATHER_TOOL])
+    assert "No tool output found for function call call_left" in caught.value.message
+    assert caught.value.param == "input[1]" and up.requests == []
+    loop = weather_loop(emulator, provider, False)[0]
+    router = router_for(deployment(provider, loop))
+    first = create(ONE, router, input="Weather in Paris?", tools=[WEATHER_TOOL])
+    assert [o.type for o in first.output][-1] == "function_call"
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(ONE, router, input=[then], previous_response_id=first.id, tools=[WEATHER_TOOL])
+    assert caught.value.param == "previous_response_id" and "No tool output found" in caught.value.message
+
+
 def test_other_methods_and_unknown_ids(emulator: Start) -> None:
     """A method or path not served under /v1/responses is a 404, as OpenAI answers one ("Invalid URL (GET
     /v1/responses)"), that says what is served: it was a 400 ("use POST"), which reads as a bad body.

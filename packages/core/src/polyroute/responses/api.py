@@ -756,11 +756,11 @@ def _check_items(history: list[dict[str, Any]], items: list[dict[str, Any]], who
 
     - two input items with one id (the previous output sent again along with its ``previous_response_id``, say):
       listed, they would page forever;
-    - with the ``whole`` conversation known, a tool's output whose call is nowhere in it: a client's bug that a
-      translated deployment would otherwise take as text.
+    - with the ``whole`` conversation known, a tool's output whose call is nowhere in it, or a call with no output:
+      a client's bug that a translated deployment would otherwise take as text, or answer with a made-up result.
     """
     seen: set[str] = set()
-    calls: set[Any] = set()
+    calls: dict[Any, int] = {}
     outputs: list[tuple[int, Any]] = []
     for i, item in enumerate((*history, *items)):
         item_id = item.get("id")
@@ -774,17 +774,25 @@ def _check_items(history: list[dict[str, Any]], items: list[dict[str, Any]], who
             seen.add(item_id)
         kind = item.get("type")
         if kind == "function_call" or kind == "custom_tool_call":
-            calls.add(item.get("call_id"))
+            calls[item.get("call_id")] = i - len(history)
         elif kind == "function_call_output" or kind == "custom_tool_call_output":
             outputs.append((i - len(history), item.get("call_id")))
         elif kind == "item_reference":
             whole = False  # it may stand for a call
-    if whole:
+    if whole and (calls or outputs):
+        answered = {call_id for _, call_id in outputs}
         for i, call_id in outputs:
             if call_id not in calls:
                 raise InvalidRequestError(
                     f"No tool call found for function call output with call_id {call_id}: send the function_call "
                     "item it answers before it (or continue with previous_response_id)",
+                    param=f"input[{i}]" if i >= 0 else "previous_response_id",
+                )
+        for call_id, i in calls.items():
+            if call_id not in answered:
+                raise InvalidRequestError(
+                    f"No tool output found for function call {call_id}: send a function_call_output item with its "
+                    "call_id (the tool's result, or an error as text) after it",
                     param=f"input[{i}]" if i >= 0 else "previous_response_id",
                 )
 
