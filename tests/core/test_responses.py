@@ -1159,7 +1159,7 @@ def test_logprobs_asked_of_a_deployment_without_them_is_refused(emulator: Start,
     """
     error = refused(emulator, provider, {"input": "hi", "include": ["message.output_text.logprobs"]})
     assert error.param == "include" and error.code == "unsupported_feature"
-    assert "remove 'logprobs'" in error.message  # the chat adapter's words (the field polyroute asked it for)
+    assert "remove 'message.output_text.logprobs' from 'include'" in error.message  # as the caller sent it
 
 
 CHAT_LOGPROBS = [
@@ -1430,7 +1430,7 @@ def test_an_output_larger_than_the_window_is_said_to_be_the_output(emulator: Sta
     with pytest.raises(openai.BadRequestError) as caught:
         create(ONE, router, input="hi", max_output_tokens=1_000_000)
     assert caught.value.param == "max_output_tokens" and caught.value.code == "context_length_exceeded"
-    assert "max_tokens 1000000 alone" in caught.value.message and "prompt" not in caught.value.message
+    assert "max_output_tokens 1000000 alone" in caught.value.message and "prompt" not in caught.value.message
     with pytest.raises(openai.BadRequestError) as prompt:
         create(ONE, router, input="word " * 900_000, max_output_tokens=100)
     assert prompt.value.param == "input" and "the prompt" in prompt.value.message
@@ -1523,6 +1523,7 @@ def test_a_translated_deployments_refusal_names_the_responses_field(emulator: St
     with pytest.raises(openai.BadRequestError) as caught:
         create(ONE, router, input="hi", reasoning={"effort": "low"}, max_output_tokens=500)
     assert caught.value.param == "reasoning.effort"
+    assert "reasoning_effort" not in caught.value.message.split("drop_params")[0], caught.value.message
 
 
 def test_retrieving_a_response_as_a_stream_is_refused_not_empty(emulator: Start) -> None:
@@ -1718,3 +1719,21 @@ def test_a_file_by_url_reaches_claude_and_gemini_as_a_url(emulator: Start, provi
     with pytest.raises(openai.BadRequestError) as caught:
         create(ONE, router, input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}])
     assert caught.value.body["param"] == "input[0].content[0]" and "file_url" in caught.value.message  # type: ignore[index]
+
+
+def test_a_translated_refusal_names_the_fields_as_the_caller_sent_them() -> None:
+    """A chat adapter's refusal, on /v1/responses: the fields in the Responses API's words, but the drop_params hint
+    (a deployment config, in chat's names) as it is."""
+    from polyroute.responses.api import _as_sent  # pyright: ignore[reportPrivateUsage]
+
+    said = (
+        "anthropic/claude (Anthropic Messages API) model x has no extended thinking; remove 'reasoning_effort', "
+        "route to a deployment that has it, or list 'reasoning_effort' in this deployment's drop_params"
+    )
+    assert _as_sent(said) == said.replace("remove 'reasoning_effort'", "remove 'reasoning.effort'")
+    assert _as_sent("needs max_tokens above 1024; raise max_tokens or remove reasoning_effort") == (
+        "needs max_output_tokens above 1024; raise max_output_tokens or remove reasoning.effort"
+    )
+    assert _as_sent("remove 'logprobs' / 'top_logprobs'") == (
+        "remove 'message.output_text.logprobs' from 'include' / 'top_logprobs'"
+    )

@@ -618,9 +618,11 @@ class ResponsesApi:
         names the chat field: ``reasoning_effort`` is ``reasoning.effort`` here).
         """
         body = exc.to_body()
-        param = body["error"].get("param")
+        error = body["error"]
+        param = error.get("param")
         if param in translate.RESPONSES_NAMES and not isinstance(exc, InvalidRequestError):  # names the caller's
-            body["error"]["param"] = translate.RESPONSES_NAMES[param]
+            error["param"] = translate.RESPONSES_NAMES[param]
+            error["message"] = _as_sent(error["message"])  # "remove reasoning_effort": as this caller sent it
         return body
 
     def finish(self, answer: Any, target: Target) -> float | None:
@@ -635,6 +637,20 @@ class ResponsesApi:
     def merge(self, answers: list[Any]) -> Any:
         """Never called."""
         raise NotImplementedError
+
+
+def _as_sent(message: str) -> str:
+    """A translated deployment's refusal in the Responses API's words: the chat fields it names (``reasoning_effort``,
+    ``max_tokens``…) as this caller sent them, but not where it says what to list in the deployment's
+    ``drop_params`` (a config of chat names).
+    """
+    message = message.replace("remove 'logprobs'", "remove 'message.output_text.logprobs' from 'include'")
+    return _CHAT_WORDS.sub(lambda found: translate.RESPONSES_NAMES[found[1]], message)
+
+
+_CHAT_WORDS = re.compile(
+    r"(?<!list ')\b(reasoning_effort|max_completion_tokens|max_tokens|response_format|verbosity)\b"
+)
 
 
 def routing_profile(call: ResponsesCall) -> Profile:
