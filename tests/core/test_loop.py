@@ -474,7 +474,9 @@ def test_ttft_holds_when_headers_arrive_and_the_body_stalls(emulator: Start, mod
     started = time.monotonic()
     text, _ = stream_text(mode, router)
     assert text == "fast"
-    assert time.monotonic() - started < 0.6
+    # 0.21-0.32 s alone; 0.79 s once with every test environment running on 2 cores: the bound only has to be well
+    # under the 1.5 s stall that waiting for the body would take
+    assert time.monotonic() - started < 1.2
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
