@@ -35,7 +35,6 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from polyroute import _compat
@@ -59,6 +58,7 @@ from polyroute.providers._base import (
     Target,
     dumps,
     forwarded_headers,
+    own_headers,
     with_forwarded,
 )
 from polyroute.router import Router
@@ -182,7 +182,7 @@ class RouterTransport(_compat.TransportBase):
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
         try:
-            own = _own_headers(request.headers)
+            own = own_headers(request.headers)
             api = self._dispatch(request, own)
             if isinstance(api, tuple):
                 return _json_response(lib, *api)
@@ -207,7 +207,7 @@ class RouterTransport(_compat.TransportBase):
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
         try:
-            own = _own_headers(request.headers)
+            own = own_headers(request.headers)
             api = self._dispatch(request, own)
             if isinstance(api, tuple):
                 return _json_response(lib, *api)
@@ -378,6 +378,7 @@ class RouterTransport(_compat.TransportBase):
                     adapter, target, body, response, self.router, attempts.profile.tokens, api.stream_format
                 )
                 call.idle = idle
+                call.encoded = head.encoded
                 while True:
                     raw = yield _Read(call, deadline)
                     if raw is None:
@@ -666,7 +667,6 @@ class RouterTransport(_compat.TransportBase):
         return lib.Response(200, headers=headers, content=dumps(api.merge([outcome for _, outcome, _ in done])))
 
     def _respond(self, lib: Any, api: Api, outcome: Outcome, target: Target, attempts: Attempts) -> Any:
-        # headers as bytes: an httpx ``Headers`` built from str encodes each name and value, and checks both types
         headers = [
             (b"x-polyroute-deployment", target.label.encode()),
             (b"x-polyroute-attempts", str(attempts.count).encode()),
@@ -682,10 +682,9 @@ class RouterTransport(_compat.TransportBase):
             attempts.call.finished(target, outcome, attempts, cost)
         if cost is not None:
             headers.append((b"x-polyroute-cost", f"{cost:.10f}".rstrip("0").rstrip(".").encode()))
-        content = outcome.to_bytes() if isinstance(outcome, RawAnswer) else dumps(outcome)
         headers.append((b"content-type", b"application/json"))
-        headers.append((b"content-length", str(len(content)).encode()))
-        return lib.Response(200, headers=headers, stream=lib.ByteStream(content))
+        content = outcome.to_bytes() if isinstance(outcome, RawAnswer) else dumps(outcome)
+        return _bytes_response(lib, 200, headers, content)
 
 
 class ClientTransport(_compat.TransportBase):
@@ -748,6 +747,7 @@ class StreamCall:
         "_closed",
         "body",
         "decoder",
+        "encoded",
         "ended",
         "estimate",
         "failure",
@@ -787,6 +787,8 @@ class StreamCall:
         """The whole upstream stream was read while priming."""
         self.idle = 0.0
         """Seconds of upstream silence allowed between chunks once committed."""
+        self.encoded = False
+        """The body needs decoding (the answer's head named a ``content-encoding``)."""
         self.usage: Any = None
         """The call's usage (:class:`polyroute.usage.recorder.Call`), recorded when the stream closes."""
         self.failure: UpstreamError | None = None
@@ -948,20 +950,16 @@ class RouterStream(_compat.ByteStreamBase):
         await self._call.aclose()
 
 
-def _body_bytes(response: Any) -> Any:
+def _body_bytes(response: Any, encoded: bool) -> Any:
     """The upstream body as it arrives: the transport's own byte stream when nothing needs decoding (one layer
-    less per chunk), else ``iter_bytes`` (gzip from a replayed cassette, say).
+    less per chunk), else ``iter_bytes`` (gzip from a replayed cassette, say: the answer's head was ``encoded``).
     """
-    if response.headers.get("content-encoding", "identity") == "identity":
-        return response.stream
-    return response.iter_bytes()
+    return response.iter_bytes() if encoded else response.stream
 
 
-def _abody_bytes(response: Any) -> Any:
+def _abody_bytes(response: Any, encoded: bool) -> Any:
     """Async :func:`_body_bytes`."""
-    if response.headers.get("content-encoding", "identity") == "identity":
-        return response.stream
-    return response.aiter_bytes()
+    return response.aiter_bytes() if encoded else response.stream
 
 
 def _pool_limits() -> Any:
@@ -1184,7 +1182,7 @@ def _read(step: _Read) -> bytes | None:
     """The next piece of a priming stream (sync), within the step's deadline."""
     call = step.call
     if call.iter is None:
-        call.iter = iter(_body_bytes(call.response))
+        call.iter = iter(_body_bytes(call.response, call.encoded))
     with _watched(call.response, step.deadline):
         return next(call.iter, None)
 
@@ -1239,7 +1237,7 @@ async def _aread(step: _Read) -> bytes | None:
     """Async :func:`_read`."""
     call = step.call
     if call.iter is None:
-        call.iter = _abody_bytes(call.response).__aiter__()
+        call.iter = _abody_bytes(call.response, call.encoded).__aiter__()
     return await _within(anext(call.iter, None), step.deadline)
 
 
@@ -1459,7 +1457,7 @@ def _caller_timeout(request: Any) -> float | None:
 class _Head:
     """What the request loop reads of an upstream response's headers, found in one pass over their raw names (the
     verdict on each name cached): an httpx ``Headers`` lookup decodes and scans every header, and OpenAI answers with
-    two dozen (four lookups cost ~12 µs a call; this ~2).
+    two dozen (four lookups cost ~12 µs a call; this ~3).
     """
 
     __slots__ = ("encoded", "length", "limits")
@@ -1517,41 +1515,6 @@ def _head_kind(key: bytes) -> int:
     return kind
 
 
-def _own_headers(headers: Any) -> Mapping[str, str]:
-    """The caller's ``x-polyroute-*`` headers (all that parsing, local answers and usage read of a request), found
-    in one pass over the raw names with the verdict on each name cached: an httpx ``Headers`` lookup decodes and
-    scans every header, and most calls send none of these.
-    """
-    raw: Any = getattr(headers, "raw", None)
-    if raw is None:  # a plain mapping
-        return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_OWN_PREFIX)}
-    own: dict[str, str] | None = None
-    for key, value in raw:
-        name = _OWN_NAMES.get(key, _UNSEEN)
-        if name is _UNSEEN:
-            name = _own_name(key)
-        if name is not None:
-            if own is None:
-                own = {}
-            value = value.decode("latin-1")
-            own[name] = f"{own[name]}, {value}" if name in own else value  # as ``Headers.get`` joins repeats
-    return own if own is not None else _NO_HEADERS
-
-
-def _own_name(key: bytes) -> str | None:
-    name = key.decode("latin-1").lower()
-    verdict = name if name.startswith(_OWN_PREFIX) else None
-    if len(_OWN_NAMES) < 4096:  # callers choose header names: remember a bounded number
-        _OWN_NAMES[key] = verdict
-    return verdict
-
-
-_OWN_PREFIX = "x-polyroute-"
-_OWN_NAMES: dict[bytes, str | None] = {}
-_UNSEEN = ""
-_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
-
-
 def _succeeded(attempts: Attempts, target: Target, outcome: Outcome) -> None:
     if isinstance(outcome, StreamCall):
         attempts.succeeded(target, streaming=True)
@@ -1575,14 +1538,16 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _json_response(lib: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> Any:
-    return _bytes_response(lib, status, {"content-type": "application/json", **(headers or {})}, dumps(body))
+    named = {"content-type": "application/json", **(headers or {})}
+    return _bytes_response(lib, status, [(k.encode(), v.encode()) for k, v in named.items()], dumps(body))
 
 
-def _bytes_response(lib: Any, status: int, headers: dict[str, str], content: bytes) -> Any:
+def _bytes_response(lib: Any, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> Any:
     """A response whose body is ``content``, left for the client to read: ``Response(content=...)`` reads it into
-    the response at once and again through the client's stream, a few µs more per call.
+    the response at once and again through the client's stream, a few µs more per call. Headers as bytes: an httpx
+    ``Headers`` built from str encodes each name and value, and checks both types.
     """
-    headers["content-length"] = str(len(content))
+    headers.append((b"content-length", str(len(content)).encode()))
     return lib.Response(status, headers=headers, stream=lib.ByteStream(content))
 
 

@@ -99,7 +99,7 @@ def validate(body: dict[str, Any]) -> ChatCompletionRequest:
         raise InvalidRequestError("'stop' must be a string or an array of strings", param="stop")
     _check_tools(body)
     choice = body.get("tool_choice")
-    if choice is not None and not (type(choice) is str and choice in _TOOL_MODES):  # most: nothing more to read
+    if choice is not None and not (type(choice) is str and choice in TOOL_MODES):  # most: nothing more to read
         _check_tool_choice(choice, body.get("tools"))
     _check_response_format(body.get("response_format"))
     options = body.get("stream_options")
@@ -197,8 +197,8 @@ def _check_tool_choice(choice: Any, tools: Any) -> None:
         )
 
 
-_TOOL_MODES = frozenset({"auto", "none", "required"})
-"""``tool_choice`` modes, not tools: taken without ``tools`` too (clients send them either way)."""
+TOOL_MODES = frozenset({"auto", "none", "required"})
+"""``tool_choice`` modes, not tools (both APIs): taken without ``tools`` too (clients send them either way)."""
 
 
 def declares_function(tools: Any, name: str) -> bool:

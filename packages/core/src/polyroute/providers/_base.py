@@ -259,6 +259,41 @@ def _forwarded_name(key: str | bytes, own: tuple[str, ...], verdicts: dict[str |
     return verdict
 
 
+def own_headers(headers: Any) -> Mapping[str, str]:
+    """The caller's ``x-polyroute-*`` headers (all that parsing, local answers and usage read of a request),
+    lower-cased, a repeated one joined as ``Headers.get`` joins it. Read as :func:`forwarded_headers` reads: one pass
+    over the raw names, the verdict on each cached (a ``Headers`` lookup decodes and scans every header; most calls
+    send none).
+    """
+    raw: Any = getattr(headers, "raw", None)
+    if raw is None:  # a plain mapping
+        return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_OWN_PREFIX)}
+    own: dict[str, str] | None = None
+    for key, value in raw:
+        name = _OWN_NAMES.get(key, _UNSEEN)
+        if name is _UNSEEN:
+            name = _own_name(key)
+        if name is not None:
+            if own is None:
+                own = {}
+            value = value.decode("latin-1")
+            own[name] = f"{own[name]}, {value}" if name in own else value
+    return own if own is not None else _NO_HEADERS
+
+
+def _own_name(key: bytes) -> str | None:
+    name = key.decode("latin-1").lower()
+    verdict = name if name.startswith(_OWN_PREFIX) else None
+    if len(_OWN_NAMES) < 4096:  # callers choose header names: remember a bounded number
+        _OWN_NAMES[key] = verdict
+    return verdict
+
+
+_OWN_PREFIX = "x-polyroute-"
+_OWN_NAMES: dict[bytes, str | None] = {}
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     """A native HTTP request, as the adapter built it (auth headers included)."""

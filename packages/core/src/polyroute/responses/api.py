@@ -45,7 +45,7 @@ from polyroute.providers import openai as openai_format
 from polyroute.providers._base import Target, UpstreamRequest, as_list, dumps, loads
 from polyroute.providers._base import as_object as _obj
 from polyroute.responses import translate
-from polyroute.responses.store import Record, ResponseStore, response_of, store_for, stored_reasoning
+from polyroute.responses.store import Record, ResponseStore, response_of, store_for, stored_reasoning, visible
 from polyroute.types.openai import ChatCompletionRequest, Usage
 from polyroute.validation import json_object
 
@@ -747,12 +747,8 @@ def _owner(headers: Mapping[str, str] | None) -> str | None:
 
 
 def _live(record: Record | None, headers: Mapping[str, str] | None) -> Record | None:
-    """A stored response the caller may see, or None: one made under a serve key is that key's alone, and a deleted
-    one (:func:`_deleted`) is no one's.
-    """
-    if record is None or record.get("owner") != _owner(headers) or record.get("deleted"):
-        return None
-    return record
+    """:func:`~polyroute.responses.store.visible` to the caller whose request has these headers."""
+    return visible(record, _owner(headers))
 
 
 def _deleted(response_id: str, record: Record) -> Record:

@@ -222,6 +222,15 @@ def stored_reasoning(
     return state
 
 
+def visible(record: Record | None, owner: str | None) -> Record | None:
+    """A stored response as the caller (``owner``: its serve key, or None) may see it, or None: one made under a key
+    is that key's alone, and a deleted one (marked ``deleted``: OpenAI keeps its own copy) is no one's.
+    """
+    if record is None or record.get("owner") != owner or record.get("deleted"):
+        return None
+    return record
+
+
 def _owned_key(owner: str | None, item_id: str) -> str:
     """The thinking store's key for an item read for ``owner`` (a key's reads are not another key's)."""
     return item_id if owner is None else f"{item_id}\x00{owner}"
@@ -235,7 +244,8 @@ def _stored_token(store: ResponseStore, response_id: str, index: int, item_id: s
         record = store.get(response_id)
     except ResponseStoreUnreachableError:
         return None
-    if record is None or record.get("owner") != owner:  # another key's response: as if it were not there
+    record = visible(record, owner)  # another key's response: as if it were not there
+    if record is None:
         return ""
     output = as_list(response_of(record).get("output"))
     item = as_object(output[index]) if index < len(output) else {}

@@ -30,7 +30,7 @@ from polyroute.errors import InvalidRequestError, UnsupportedFeatureError
 from polyroute.providers._base import as_list as _list
 from polyroute.providers._base import as_object, dumps, loads
 from polyroute.types.openai import ChatCompletion, ChatCompletionRequest, Message, Usage
-from polyroute.validation import declares_function
+from polyroute.validation import TOOL_MODES, declares_function
 
 HOSTED_TOOLS = frozenset(
     {
@@ -431,7 +431,7 @@ def _check_tools(tools: Any) -> None:
 
 def _check_tool_choice(choice: Any) -> None:
     if isinstance(choice, str):
-        if choice not in _TOOL_MODES:
+        if choice not in TOOL_MODES:
             raise InvalidRequestError(
                 f"'tool_choice' must be 'none', 'auto' or 'required' (or an object naming a tool), got {choice!r}",
                 param="tool_choice",
@@ -484,8 +484,6 @@ def _check_named_tool(choice: dict[str, Any], tools: Any) -> None:
 _TOOL_TYPES = HOSTED_TOOLS | {"function", "custom", "namespace"}
 """Every type of tool OpenAI takes: functions, its other kinds of the caller's own tools, its built-in ones."""
 _TOOL_CHOICE_TYPES = _TOOL_TYPES | {"computer_use"}
-_TOOL_MODES = frozenset({"none", "auto", "required"})
-
 _CHECKS: dict[str, type | Callable[[Any], None]] = {
     "instructions": str,
     "tools": _check_tools,
@@ -830,7 +828,6 @@ def _to_chat_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
                         param=where,
                     )
                 data = url  # each provider's adapter takes a URL in file_data as its API takes a file by URL
-
             file = {"file_data": data}
             if part.get("filename"):
                 file["filename"] = part["filename"]
@@ -874,8 +871,7 @@ def wants_encrypted(body: Mapping[str, Any]) -> bool:
 
 def wants_logprobs(body: Mapping[str, Any]) -> bool:
     """Whether the caller asked for the answer's log probabilities (``include: ["message.output_text.logprobs"]``)."""
-    include = body.get("include")
-    return bool(include) and LOGPROBS in _list(include)
+    return LOGPROBS in _list(body.get("include"))
 
 
 def to_logprobs(logprobs: Any) -> list[dict[str, Any]]:
