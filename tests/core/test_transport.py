@@ -86,6 +86,50 @@ def test_a_compressed_answer_is_decoded(emulator: Callable[..., Emulator], async
     assert "accept-encoding" not in emu.requests[0].headers
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_patched_upstream_transport_is_still_called(
+    emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
+    """A non-streamed call goes to httpcore's pool under the HTTP library's own transport, skipping its wrapper;
+    but a library that patches the transport's method (vcrpy records there, pytest-httpx mocks there) is called,
+    with the same decorator-wrapped name the stock method has.
+    """
+    import functools
+
+    lib = _compat.UPSTREAM
+    seen: list[str] = []
+    if asynchronous:
+        stock_async = lib.AsyncHTTPTransport.handle_async_request
+
+        @functools.wraps(stock_async)
+        async def spy_async(self: Any, request: Any) -> Any:
+            seen.append(str(request.url))
+            return await stock_async(self, request)
+
+        monkeypatch.setattr(lib.AsyncHTTPTransport, "handle_async_request", spy_async)
+    else:
+        stock = lib.HTTPTransport.handle_request
+
+        @functools.wraps(stock)
+        def spy(self: Any, request: Any) -> Any:
+            seen.append(str(request.url))
+            return stock(self, request)
+
+        monkeypatch.setattr(lib.HTTPTransport, "handle_request", spy)
+    emu = emulator(handler("Seen"))
+    router = make_router(emu)
+    if asynchronous:
+
+        async def call() -> Any:
+            return await router.async_openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+
+        result = asyncio.run(call())
+    else:
+        result = router.openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    assert result.choices[0].message.content == "Seen"
+    assert seen == [emu.url + "/v1/chat/completions"]
+
+
 @pytest.mark.parametrize("lib", [m.__name__ for m in _compat.LIBS])
 def test_what_the_loop_reads_of_an_answers_headers_in_any_case(lib: str) -> None:
     """The loop reads an upstream answer's headers in one pass over their raw names: any case (a replayed

@@ -149,6 +149,55 @@ class _Expired(Exception):
     """A runner's deadline passed (thrown into the driver, which names the limit)."""
 
 
+class _Outgoing:
+    """One upstream request, built as the runner needs it: as httpcore's own for a non-streamed exchange on a
+    stock transport (no second request object, no header normalization per call), else as the HTTP library's
+    (once). Both share ``extensions``, where the loop sets the timeouts left.
+    """
+
+    __slots__ = ("_built", "content", "extensions", "headers", "method", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: Any,
+        headers: tuple[Any, list[tuple[bytes, bytes]]],
+        content: bytes,
+        extensions: dict[str, Any],
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        """The normalized ``Headers`` and their raw pairs, both shared by every request with the same set."""
+        self.content = content
+        self.extensions = extensions
+        self._built: Any = None
+
+    def built(self) -> Any:
+        """The request as the HTTP library's ``Request`` (what a patched transport, vcrpy's, records)."""
+        req = self._built
+        if req is None:
+            lib = _compat.UPSTREAM
+            content = self.content
+            req = self._built = lib.Request(
+                self.method,
+                self.url,
+                headers=self.headers[0],
+                stream=lib.ByteStream(content),
+                extensions=self.extensions,
+            )
+            if content or self.method in _WITH_BODY:
+                req.headers["content-length"] = str(len(content))
+            req.read()  # the body as ``request.content`` too, as ``Request(content=...)`` has it (vcrpy reads it)
+        return req
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        content = self.content
+        if content or self.method in _WITH_BODY:
+            return [*self.headers[1], (b"content-length", b"%d" % len(content))]
+        return self.headers[1]
+
+
 _IO: TypeAlias = "_Send | _Exchange | _Read | _ReadAll | _Close | _Sleep | _Launch | _Wait"
 Driver: TypeAlias = "Generator[_IO, Any, Any]"
 
@@ -420,17 +469,23 @@ class RouterTransport(_compat.TransportBase):
                         case _Read():
                             result = _read(step)
                         case _Send():
-                            result = self._send(step.target, step.request, cancel)
+                            result = self._send(step.target, step.request.built(), cancel)
                         case _Exchange():
-                            response = self._send(step.target, step.request, cancel)
-                            if cancel is not None and cancel.cancelled:
-                                response.close()
-                                raise _Cancelled
-                            head = _head(response.headers)
-                            result = response, _read_all(response, step.request, step.deadline, head), head
+                            pool = _stock_pool(self._inner_sync(step.target), True) if cancel is None else None
+                            if pool is not None:
+                                result = _core_exchange(pool, step.request, step.deadline)
+                            else:
+                                request = step.request.built()
+                                response = self._send(step.target, request, cancel)
+                                if cancel is not None and cancel.cancelled:
+                                    response.close()
+                                    raise _Cancelled
+                                head = _head(response.headers)
+                                result = response, _read_all(response, request.extensions, step.deadline, head), head
                         case _ReadAll():
                             response = step.response
-                            result = _read_all(response, step.request, step.deadline, _head(response.headers))
+                            head = _head(response.headers)
+                            result = _read_all(response, step.request.extensions, step.deadline, head)
                         case _Close():
                             step.response.close()
                         case _Sleep():
@@ -474,7 +529,7 @@ class RouterTransport(_compat.TransportBase):
                             result = await _aread(step)
                         case _Send():
                             inner = self._inner_async(step.target)
-                            result = await _within(inner.handle_async_request(step.request), step.deadline)
+                            result = await _within(inner.handle_async_request(step.request.built()), step.deadline)
                         case _Exchange():
                             inner = self._inner_async(step.target)
                             result = await _within(_aexchange(inner, step.request), step.deadline)
@@ -619,30 +674,29 @@ class RouterTransport(_compat.TransportBase):
         adapter = api.adapter(target, body)
         upstream = adapter.build_request(body, target)
         lib = _compat.UPSTREAM
-        url = self._urls.get(upstream.url)
-        if url is None:  # parsing a URL costs more than the rest of the request build: parse each once
+        place = self._urls.get(upstream.url)
+        if place is None:  # parsing a URL costs more than the rest of the request build: parse each once
             if len(self._urls) >= 1024:
                 self._urls.clear()
-            url = self._urls[upstream.url] = lib.URL(upstream.url)
+            url = lib.URL(upstream.url)
+            place = self._urls[upstream.url] = (url, url.netloc)
         headers = with_forwarded(upstream.headers, forwarded_headers(incoming, target))
         # Headers are normalized once per set seen (a deployment's usually never change), not per call.
-        key = (url.netloc, *headers.items())
+        key = (place[1], *headers.items())
         prepared = self._headers.get(key)
         if prepared is None:
             if len(self._headers) >= 1024:
                 self._headers.clear()
-            prepared = self._headers[key] = lib.Headers([("host", url.netloc.decode("ascii")), *headers.items()])
+            normal = lib.Headers([("host", place[1].decode("ascii")), *headers.items()])
+            prepared = self._headers[key] = (normal, normal.raw)
         content = upstream.content
-        req = lib.Request(
+        req = _Outgoing(
             upstream.method,
-            url,
-            headers=prepared,
-            stream=lib.ByteStream(content),
-            extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
+            place[0],
+            prepared,
+            content,
+            {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
         )
-        if content or upstream.method in _WITH_BODY:
-            req.headers["content-length"] = str(len(content))
-        req.read()  # the body as ``request.content`` too, as ``Request(content=...)`` has it (vcrpy reads it)
         return adapter, req, upstream.stream
 
     # -- answers --------------------------------------------------------------------------------------------
@@ -1187,7 +1241,7 @@ def _read(step: _Read) -> bytes | None:
         return next(call.iter, None)
 
 
-def _read_all(response: Any, request: Any, deadline: float, head: _Head) -> bytes:
+def _read_all(response: Any, extensions: dict[str, Any], deadline: float, head: _Head) -> bytes:
     """A whole body (sync), within ``deadline``; the response is closed.
 
     The first read is bounded by httpcore's read timeout, set here to what is left of the deadline (httpcore reads
@@ -1198,7 +1252,7 @@ def _read_all(response: Any, request: Any, deadline: float, head: _Head) -> byte
         left = deadline - time.monotonic()
         if left <= 0:
             raise _Expired
-        request.extensions["timeout"] = _timeouts(left)
+        extensions["timeout"] = _timeouts(left)
         if head.encoded:  # a server's own gzip, a replayed cassette's
             with _watched(response, deadline):
                 return response.read()
@@ -1210,6 +1264,11 @@ def _read_all(response: Any, request: Any, deadline: float, head: _Head) -> byte
             return first + b"".join(chunks)
     finally:
         response.close()
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """A connection, protocol or timeout error of either HTTP library, or of httpcore under them."""
+    return isinstance(exc, _compat.transport_exceptions()) or type(exc).__module__.startswith("httpcore")
 
 
 class _watched:
@@ -1229,7 +1288,7 @@ class _watched:
         alarm = self.alarm
         if alarm is not None:
             alarm.done = True
-            if exc is not None and alarm.fired and isinstance(exc, _compat.transport_exceptions()):
+            if exc is not None and alarm.fired and _is_transport_error(exc):
                 raise _Expired from None
 
 
@@ -1250,11 +1309,14 @@ async def _aread_all(step: _ReadAll) -> bytes:
         await response.aclose()
 
 
-async def _aexchange(inner: Any, request: Any) -> tuple[Any, bytes, _Head]:
+async def _aexchange(inner: Any, outgoing: _Outgoing) -> tuple[Any, bytes, _Head]:
     """Async :class:`_Exchange`: the response and its whole body. The runner bounds all of it by the deadline, the
     wait for headers too (a server may trickle its header lines, each within httpcore's per-read timeout).
     """
-    response = await inner.handle_async_request(request)
+    pool = _stock_pool(inner, False)
+    if pool is not None:
+        return await _acore_exchange(pool, outgoing)
+    response = await inner.handle_async_request(outgoing.built())
     try:
         head = _head(response.headers)
         return response, await _abody(response, head.encoded), head
@@ -1471,9 +1533,148 @@ class _Head:
         """The ``x-ratelimit-*`` headers (lower-cased names), for :meth:`Router.observe`; None without any."""
 
 
+# -- a non-streamed exchange straight on httpcore ----------------------------------------------------------------
+#
+# Why: httpx's transport wraps every exchange in a second request object, a response object with its own header
+# normalization, and a generator-based exception mapper per call and per body read: ~5 µs a call, on a path whose
+# whole budget is tens of µs. polyroute owns its upstream transports (it builds them), so a non-streamed exchange
+# goes to the transport's httpcore pool directly, unless something patched the transport's method (vcrpy records
+# there, pytest-httpx mocks there): then the transport is called as usual.
+
+_STOCK_FILE: str | None = getattr(sys.modules.get(f"{_compat.UPSTREAM.__name__}._transports.default"), "__file__", None)
+"""Where the HTTP library defines its transports: a method whose code is from elsewhere was patched."""
+_STOCK: dict[Any, bool] = {}
+"""Each transport method seen: whether it is the library's own (not keyed by name: a patch is a new function)."""
+
+
+def _is_stock(method: Any) -> bool:
+    verdict = _STOCK.get(method)
+    if verdict is None:
+        code = getattr(method, "__code__", None)
+        verdict = code is not None and code.co_filename == _STOCK_FILE and not hasattr(method, "__wrapped__")
+        if len(_STOCK) >= 64:  # vcrpy makes a new patch per cassette
+            _STOCK.clear()
+        _STOCK[method] = verdict
+    return verdict
+
+
+def _stock_pool(inner: Any, sync: bool) -> Any:
+    """``inner``'s httpcore pool when ``inner`` is the HTTP library's own transport and its method is unpatched
+    (vcrpy, pytest-httpx and respx's transport mode replace the method on the class); else None.
+    """
+    kind: Any = inner.__class__
+    if sync:
+        if kind is not _compat.UPSTREAM.HTTPTransport or not _is_stock(kind.handle_request):
+            return None
+    elif kind is not _compat.UPSTREAM.AsyncHTTPTransport or not _is_stock(kind.handle_async_request):
+        return None
+    return getattr(inner, "_pool", None)
+
+
+class _CoreAnswer:
+    """An answer read straight from httpcore: its status, and its headers as the HTTP library's ``Headers`` only
+    when asked (an error's classifier reads them; a success never does).
+    """
+
+    __slots__ = ("_headers", "raw", "status_code")
+
+    def __init__(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status
+        self.raw = raw
+        self._headers: Any = None
+
+    @property
+    def headers(self) -> Any:
+        if self._headers is None:
+            self._headers = _compat.UPSTREAM.Headers(self.raw)
+        return self._headers
+
+
+_CORE = "httpcore2" if _compat.UPSTREAM.__name__ == "httpx2" else "httpcore"
+"""The httpcore under the HTTP library polyroute calls providers with."""
+_CORE_URLS: dict[int, tuple[Any, Any]] = {}
+"""httpcore's URL per upstream URL object (by id; the entry holds the object, so the id stays its own)."""
+
+
+def _core_request(pool: Any, request: _Outgoing) -> Any:
+    core = sys.modules[_CORE]  # imported by the transport that made the pool
+    url = request.url
+    entry = _CORE_URLS.get(id(url))
+    if entry is None or entry[0] is not url:
+        if len(_CORE_URLS) >= 1024:
+            _CORE_URLS.clear()
+        entry = _CORE_URLS[id(url)] = (
+            url,
+            core.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+        )
+    return core.Request(
+        request.method, entry[1], headers=request.raw_headers(), content=request.content, extensions=request.extensions
+    )
+
+
+def _as_library_error(exc: Exception) -> BaseException:
+    """An exception of httpcore's as the HTTP library's own (what the failover classifies), as its transport maps
+    it.
+    """
+    from importlib import import_module
+
+    mapper = import_module(f"{_compat.UPSTREAM.__name__}._transports.default").map_httpcore_exceptions
+    try:
+        with mapper():
+            raise exc
+    except BaseException as mapped:
+        return mapped
+    return exc  # pragma: no cover - the mapper always re-raises
+
+
+def _core_body(status: int, raw: list[tuple[bytes, bytes]], body: bytes, head: _Head) -> bytes:
+    """The body as the caller reads it: a server's own compression undone by the HTTP library's decoders."""
+    if not head.encoded:
+        return body
+    return bytes(_compat.UPSTREAM.Response(status, headers=raw, content=body).read())
+
+
+def _core_exchange(pool: Any, request: _Outgoing, deadline: float) -> tuple[_CoreAnswer, bytes, _Head]:
+    """:class:`_Exchange` (sync) on httpcore's pool: the answer, its whole body and its head."""
+    core = _core_request(pool, request)
+    try:
+        response = pool.handle_request(core)
+    except Exception as exc:
+        raise _as_library_error(exc) from None
+    raw = response.headers
+    head = _head_of(raw)
+    try:
+        body = _read_all(response, request.extensions, deadline, head)
+    except Exception as exc:
+        raise _as_library_error(exc) from None
+    return _CoreAnswer(response.status, raw), _core_body(response.status, raw, body, head), head
+
+
+async def _acore_exchange(pool: Any, request: _Outgoing) -> tuple[_CoreAnswer, bytes, _Head]:
+    """:class:`_Exchange` (async) on httpcore's pool (the runner bounds it by the deadline)."""
+    core = _core_request(pool, request)
+    try:
+        response = await pool.handle_async_request(core)
+        try:
+            body = b"".join([chunk async for chunk in response.stream])
+        finally:
+            await response.aclose()
+    except Exception as exc:
+        raise _as_library_error(exc) from None
+    raw = response.headers
+    head = _head_of(raw)
+    return _CoreAnswer(response.status, raw), _core_body(response.status, raw, body, head), head
+
+
 def _head(headers: Any) -> _Head:
     raw: Any = getattr(headers, "raw", None)
-    pairs: Any = raw if raw is not None else [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return _head_of(
+        raw if raw is not None else [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    )
+
+
+def _head_of(pairs: list[tuple[bytes, bytes]]) -> _Head:
+    """:func:`_head` of raw header pairs (httpcore's)."""
     encoded = False
     length: bytes | None = None
     lengths = 0
