@@ -6,7 +6,7 @@
     python bench/hotspots.py --scenario pass --responses            # client.responses.create instead of chat
 
 Prints the functions with the most own time (µs per call) and, for routed scenarios, the time spent inside
-``RouterTransport.handle_request`` minus the upstream transport's own time: polyroute's overhead per call.
+``RouterTransport.handle_request`` minus the upstream connection pool's own time: polyroute's overhead per call.
 Besides, it reports the process CPU per call of the routed client against the direct one, without the profiler
 (CPU time is much less disturbed than wall time by other load on the machine).
 """
@@ -101,10 +101,11 @@ def main() -> None:
         _, outer = find("handle_request", "polyroute/transport.py")
         inner = 0.0
         for (file, _, func), (_, _, _, ct, _) in raw.items():
-            if func == "handle_request" and "httpx2/_transports/default.py" in file:
+            # the upstream's own time: httpcore's pool (a non-streamed call reaches it without httpx's transport)
+            if func == "handle_request" and "_sync/connection_pool.py" in file:
                 inner += ct
         print(
-            f"RouterTransport.handle_request: {outer * per:.0f} µs per call, of which upstream HTTPTransport ", end=""
+            f"RouterTransport.handle_request: {outer * per:.0f} µs per call, of which httpcore's upstream pool ", end=""
         )
         print(f"{inner * per:.0f} µs: polyroute's own {(outer - inner) * per:.0f} µs (profiled)")
         if args.stream:
