@@ -1152,6 +1152,72 @@ def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
     assert create(ONE, router, input="hi", tool_choice=named, tools=[WEATHER_TOOL]).status == "completed"
 
 
+ALLOWED = {"type": "allowed_tools", "mode": "auto"}
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+@pytest.mark.parametrize(
+    ("choice", "tools", "param", "words"),
+    [
+        (
+            {**ALLOWED, "tools": [{"type": "function", "name": "get_weather"}, {"type": "function", "name": "nope"}]},
+            [WEATHER_TOOL],
+            "tool_choice.tools[1]",
+            "Invalid 'tool_choice.tools[1]': function 'nope' is not in 'tools'. allowed_tools only narrows",
+        ),
+        (
+            {**ALLOWED, "tools": [{"type": "web_search"}]},
+            [WEATHER_TOOL],
+            "tool_choice.tools[0]",
+            "Invalid 'tool_choice.tools[0]': a 'web_search' tool is not in 'tools'.",
+        ),
+        (
+            {"type": "web_search_preview"},
+            [WEATHER_TOOL],
+            "tool_choice",
+            "Tool choice 'web_search_preview' not found in 'tools' parameter: add a 'web_search_preview' tool",
+        ),
+        ({"type": "file_search"}, None, "tool_choice", "Tool choice 'file_search' not found in 'tools' parameter"),
+        (
+            {"type": "code_interpreter"},
+            [WEATHER_TOOL, {"type": "web_search"}],
+            "tool_choice",
+            "Tool choice 'code_interpreter' not found in 'tools' parameter",
+        ),
+    ],
+    ids=["allowed-function", "allowed-hosted", "web_search_preview", "file_search", "code_interpreter"],
+)
+def test_a_tool_choice_naming_a_tool_not_in_tools_is_refused(
+    emulator: Start, provider: str, choice: dict[str, Any], tools: Any, param: str, words: str
+) -> None:
+    """An allowed_tools entry, or a built-in tool chosen, that ``tools`` does not declare: a 400 naming the entry (or
+    tool_choice) and what to declare, before anything goes upstream, on every route. OpenAI was sent it as it was;
+    Claude and Gemini refused it as not translated, or as a built-in tool only OpenAI runs, not saying what to fix.
+    """
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    error = refused(emulator, provider, {"input": "hi", "tool_choice": choice, **extra})
+    assert error.param == param and error.code is None
+    assert words in error.message
+
+
+def test_a_tool_choice_naming_declared_tools_reaches_openai(emulator: Start) -> None:
+    """What the check above takes goes to an OpenAI deployment as it was sent: allowed tools among ``tools`` (a
+    function, an MCP server), a built-in tool chosen that ``tools`` declare (web search in another version).
+    """
+    upstream = text_upstream(emulator, "openai")
+    router = router_for(deployment("openai", upstream.url))
+    mcp = {"type": "mcp", "server_label": "docs", "server_url": "https://docs.example/mcp"}
+    allowed = {
+        **ALLOWED,
+        "tools": [{"type": "function", "name": "get_weather"}, {"type": "mcp", "server_label": "docs"}],
+    }
+    chosen = {"type": "web_search_preview"}
+    for choice, tools in ((allowed, [WEATHER_TOOL, mcp]), (chosen, [WEATHER_TOOL, {"type": "web_search"}])):
+        assert create(ONE, router, input="hi", tool_choice=choice, tools=tools).status == "completed"
+        sent = upstream.requests[-1].json()
+        assert sent["tool_choice"] == choice and sent["tools"] == tools
+
+
 @pytest.mark.parametrize("provider", ["anthropic", "gemini"])
 def test_logprobs_asked_of_a_deployment_without_them_is_refused(emulator: Start, provider: str) -> None:
     """``include: ["message.output_text.logprobs"]`` is a 400 naming ``include`` where the deployment cannot return
