@@ -1089,6 +1089,10 @@ def refused(emulator: Start, provider: str, body: dict[str, Any]) -> openai.BadR
         ({"include": "reasoning.encrypted_content"}, "include", "'include' must be an array of strings"),
         ({"background": "no"}, "background", "'background' must be true or false, got 'no'"),
         ({"background": 0}, "background", "'background' must be true or false, got 0"),
+        ({"top_logprobs": 21}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got 21"),
+        ({"top_logprobs": -1}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got -1"),
+        ({"top_logprobs": True}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got True"),
+        ({"top_logprobs": 2.5}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got 2.5"),
         ({"input": []}, "input", "'input' is an empty array: send at least one input item"),
         (
             {"input": [], "instructions": "Be brief."},
@@ -1284,6 +1288,61 @@ def test_logprobs_of_a_translated_vendor_reach_output_text(emulator: Start, stre
     assert [p.model_dump() for p in final.output[0].content[0].logprobs] == RESPONSES_LOGPROBS
     plain = create(ONE, router, input="hi")  # not asked: not asked upstream, none in the answer
     assert "logprobs" not in upstream.requests[-1].json() and plain.output[0].content[0].logprobs == []
+
+
+def _vendor(emulator: Start, provider: str = "deepseek") -> tuple[Emulator, Router]:
+    """An OpenAI-compatible vendor on the chat emulator (log probabilities as OpenAI answers and refuses them)."""
+    upstream = emulator(oai.handler("Hello there, friend.", pieces=3))
+    vendor = {"provider": provider, "model": "vendor-model", "api_base": upstream.url + "/v1", "api_key": KEY}
+    return upstream, router_for(vendor)
+
+
+@pytest.mark.parametrize("include", [True, False], ids=["with-include", "number-alone"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_top_logprobs_of_a_translated_vendor_reach_output_text(emulator: Start, streamed: bool, include: bool) -> None:
+    """``top_logprobs: N`` on a deployment reached through chat is asked as chat's ``logprobs: true`` with
+    ``top_logprobs: N`` (the emulator, as OpenAI, refuses the number without the flag), and each ``output_text``
+    logprob carries its N alternatives: per delta and in the done part when streamed, and in the response. The number
+    alone asks for them too.
+    """
+    upstream, router = _vendor(emulator)
+    extra: dict[str, Any] = {"include": ["message.output_text.logprobs"]} if include else {}
+    if streamed:
+        events, final = stream(ONE, router, input="hi", top_logprobs=2, **extra)
+        deltas = [e for e in events if e.type == "response.output_text.delta"]
+        expected = [oai.token_logprob(e.delta, i, 2) for i, e in enumerate(deltas)]
+        assert [[p.model_dump() for p in e.logprobs] for e in deltas] == [[entry] for entry in expected]
+        done = next(e for e in events if e.type == "response.output_text.done")
+        assert [p.model_dump() for p in done.logprobs] == expected
+    else:
+        final = create(ONE, router, input="hi", top_logprobs=2, **extra)
+        expected = [oai.token_logprob(t, i, 2) for i, t in enumerate(["Hello", " there,", " friend."])]
+    sent = upstream.requests[0].json()
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    assert final.output_text == "Hello there, friend."
+    logprobs = final.output[0].content[0].logprobs
+    assert [p.model_dump() for p in logprobs] == expected
+    assert [[top.token for top in p.top_logprobs] for p in logprobs] == [[p.token, "alt1"] for p in logprobs]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "groq"])
+def test_top_logprobs_asked_of_a_deployment_without_them_is_refused(emulator: Start, provider: str) -> None:
+    """Where the chat adapter cannot send logprobs (Claude, Gemini, a vendor whose quirks refuse them), ``top_logprobs``
+    alone is a 400 unsupported_feature naming ``top_logprobs``, not ``include`` (not sent) nor chat's ``logprobs``;
+    nothing goes upstream.
+    """
+    body = {"input": "hi", "top_logprobs": 3}
+    if provider == "groq":
+        upstream, router = _vendor(emulator, "groq")
+        with pytest.raises(openai.BadRequestError) as caught:
+            create(ONE, router, extra_body=body)
+        assert upstream.requests == []
+        error = caught.value
+    else:
+        error = refused(emulator, provider, body)
+    assert error.param == "top_logprobs" and error.code == "unsupported_feature"
+    assert ": 'top_logprobs' is not translated for " in error.message
+    assert "Remove 'top_logprobs'" in error.message and "'include'" not in error.message
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

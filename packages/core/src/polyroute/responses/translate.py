@@ -393,6 +393,13 @@ def _check_include(value: Any) -> None:
             )
 
 
+def _check_top_logprobs(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise InvalidRequestError(
+            f"'top_logprobs' must be an integer from 0 to 20, got {value!r}", param="top_logprobs"
+        )
+
+
 def _check_background(value: Any) -> None:
     if not isinstance(value, bool):
         raise InvalidRequestError(f"'background' must be true or false, got {value!r}", param="background")
@@ -565,6 +572,7 @@ _CHECKS: dict[str, type | Callable[[Any], None]] = {
     "max_output_tokens": _check_max_output_tokens,
     "temperature": _number("temperature", 2),
     "top_p": _number("top_p", 1),
+    "top_logprobs": _check_top_logprobs,
     "previous_response_id": _check_previous,
     "include": _check_include,
     "background": _check_background,
@@ -730,10 +738,10 @@ def to_chat(
     for name in ("temperature", "top_p", "parallel_tool_calls", "service_tier"):
         if body.get(name) is not None:
             out[name] = body[name]
-    if body.get("top_logprobs"):
-        raise UnsupportedFeatureError(f"'top_logprobs' is not translated for {label}", param="top_logprobs")
     if wants_logprobs(body):
-        out["logprobs"] = True  # a deployment without them refuses it (its chat adapter's 400, naming 'include' here)
+        out["logprobs"] = True  # a deployment without them refuses it (its chat adapter's 400, naming the field here)
+        if body.get("top_logprobs") is not None:
+            out["top_logprobs"] = body["top_logprobs"]
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         out["user"] = user
@@ -941,8 +949,18 @@ def wants_encrypted(body: Mapping[str, Any]) -> bool:
 
 
 def wants_logprobs(body: Mapping[str, Any]) -> bool:
-    """Whether the caller asked for the answer's log probabilities (``include: ["message.output_text.logprobs"]``)."""
-    return LOGPROBS in _list(body.get("include"))
+    """Whether the caller asked for the answer's log probabilities: ``include: ["message.output_text.logprobs"]``, or
+    ``top_logprobs`` of 1 or more, each token's alternatives, which come only with them (openai-agents sends both;
+    the number alone is asked and answered too, so a deployment that has none refuses it, as before).
+    """
+    return bool(body.get("top_logprobs")) or LOGPROBS in _list(body.get("include"))
+
+
+def asks_top_logprobs_alone(body: Mapping[str, Any]) -> bool:
+    """Whether ``top_logprobs`` alone asked for log probabilities (no ``include``): a deployment's refusal of chat's
+    ``logprobs`` then names ``top_logprobs``, not ``include``.
+    """
+    return bool(body.get("top_logprobs")) and LOGPROBS not in _list(body.get("include"))
 
 
 def to_logprobs(logprobs: Any) -> list[dict[str, Any]]:
