@@ -256,3 +256,51 @@ def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
         client.chat.completions.create(model="m", messages=HI, tool_choice=mode, **extra)
     named: Any = {"type": "function", "function": {"name": "get_weather"}}
     client.chat.completions.create(model="m", messages=HI, tools=WEATHER, tool_choice=named)
+
+
+def _vendor(emulator: Start) -> tuple[Emulator, Any]:
+    """An OpenAI-compatible vendor (DeepSeek) on the chat emulator, and an openai client routing to it."""
+    upstream = emulator(openai_format.handler("Hello there, friend.", pieces=3))
+    vendor = {"provider": "deepseek", "model": "deepseek-chat", "api_base": upstream.url + "/v1", "api_key": KEY}
+    return upstream, _router(vendor).openai_client()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_logprobs_reach_a_vendor_and_come_back_as_it_sends_them(emulator: Start, stream: bool) -> None:
+    """Chat's ``logprobs`` / ``top_logprobs`` reach an OpenAI-compatible vendor as sent, and its log probabilities
+    come back: each token with its ``top_logprobs`` alternatives, streamed or not.
+    """
+    upstream, client = _vendor(emulator)
+    if stream:
+        chunks = list(
+            client.chat.completions.create(model="m", messages=HI, logprobs=True, top_logprobs=2, stream=True)
+        )
+        entries = [
+            e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content or []
+        ]
+        pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    else:
+        completion = client.chat.completions.create(model="m", messages=HI, logprobs=True, top_logprobs=2)
+        logprobs = completion.choices[0].logprobs
+        entries = list(logprobs.content or []) if logprobs else []
+        pieces = ["Hello", " there,", " friend."]
+    assert [e.model_dump() for e in entries] == [openai_format.token_logprob(p, i, 2) for i, p in enumerate(pieces)]
+    assert [len(e.top_logprobs) for e in entries] == [2] * len(pieces)
+    sent = json.loads(upstream.requests[0].body)
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_top_logprobs_without_logprobs_is_the_vendors_400(emulator: Start, stream: bool) -> None:
+    """``top_logprobs`` without ``logprobs: true`` is refused as OpenAI refuses it (the emulator is that strict), and
+    the vendor's 400 comes back with its param; polyroute adds no ``logprobs`` the caller did not send.
+    """
+    upstream, client = _vendor(emulator)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=HI, top_logprobs=2, stream=stream)
+    error: Any = caught.value.body
+    assert error["message"] == (
+        "deepseek/deepseek-chat: The 'top_logprobs' parameter is only allowed when 'logprobs' is enabled."
+    )
+    assert error["param"] == "top_logprobs"
+    assert "logprobs" not in json.loads(upstream.requests[0].body)

@@ -1089,6 +1089,10 @@ def refused(emulator: Start, provider: str, body: dict[str, Any]) -> openai.BadR
         ({"include": "reasoning.encrypted_content"}, "include", "'include' must be an array of strings"),
         ({"background": "no"}, "background", "'background' must be true or false, got 'no'"),
         ({"background": 0}, "background", "'background' must be true or false, got 0"),
+        ({"top_logprobs": 21}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got 21"),
+        ({"top_logprobs": -1}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got -1"),
+        ({"top_logprobs": True}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got True"),
+        ({"top_logprobs": 2.5}, "top_logprobs", "'top_logprobs' must be an integer from 0 to 20, got 2.5"),
         ({"input": []}, "input", "'input' is an empty array: send at least one input item"),
         (
             {"input": [], "instructions": "Be brief."},
@@ -1150,6 +1154,72 @@ def test_a_tool_choice_naming_a_function_not_in_tools_is_refused(
         assert create(ONE, router, input="hi", tool_choice=mode, **extra).tool_choice == mode
     named = {"type": "function", "name": "get_weather"}
     assert create(ONE, router, input="hi", tool_choice=named, tools=[WEATHER_TOOL]).status == "completed"
+
+
+ALLOWED = {"type": "allowed_tools", "mode": "auto"}
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+@pytest.mark.parametrize(
+    ("choice", "tools", "param", "words"),
+    [
+        (
+            {**ALLOWED, "tools": [{"type": "function", "name": "get_weather"}, {"type": "function", "name": "nope"}]},
+            [WEATHER_TOOL],
+            "tool_choice.tools[1]",
+            "Invalid 'tool_choice.tools[1]': function 'nope' is not in 'tools'. allowed_tools only narrows",
+        ),
+        (
+            {**ALLOWED, "tools": [{"type": "web_search"}]},
+            [WEATHER_TOOL],
+            "tool_choice.tools[0]",
+            "Invalid 'tool_choice.tools[0]': a 'web_search' tool is not in 'tools'.",
+        ),
+        (
+            {"type": "web_search_preview"},
+            [WEATHER_TOOL],
+            "tool_choice",
+            "Tool choice 'web_search_preview' not found in 'tools' parameter: add a 'web_search_preview' tool",
+        ),
+        ({"type": "file_search"}, None, "tool_choice", "Tool choice 'file_search' not found in 'tools' parameter"),
+        (
+            {"type": "code_interpreter"},
+            [WEATHER_TOOL, {"type": "web_search"}],
+            "tool_choice",
+            "Tool choice 'code_interpreter' not found in 'tools' parameter",
+        ),
+    ],
+    ids=["allowed-function", "allowed-hosted", "web_search_preview", "file_search", "code_interpreter"],
+)
+def test_a_tool_choice_naming_a_tool_not_in_tools_is_refused(
+    emulator: Start, provider: str, choice: dict[str, Any], tools: Any, param: str, words: str
+) -> None:
+    """An allowed_tools entry, or a built-in tool chosen, that ``tools`` does not declare: a 400 naming the entry (or
+    tool_choice) and what to declare, before anything goes upstream, on every route. OpenAI was sent it as it was;
+    Claude and Gemini refused it as not translated, or as a built-in tool only OpenAI runs, not saying what to fix.
+    """
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
+    error = refused(emulator, provider, {"input": "hi", "tool_choice": choice, **extra})
+    assert error.param == param and error.code is None
+    assert words in error.message
+
+
+def test_a_tool_choice_naming_declared_tools_reaches_openai(emulator: Start) -> None:
+    """What the check above takes goes to an OpenAI deployment as it was sent: allowed tools among ``tools`` (a
+    function, an MCP server), a built-in tool chosen that ``tools`` declare (web search in another version).
+    """
+    upstream = text_upstream(emulator, "openai")
+    router = router_for(deployment("openai", upstream.url))
+    mcp = {"type": "mcp", "server_label": "docs", "server_url": "https://docs.example/mcp"}
+    allowed = {
+        **ALLOWED,
+        "tools": [{"type": "function", "name": "get_weather"}, {"type": "mcp", "server_label": "docs"}],
+    }
+    chosen = {"type": "web_search_preview"}
+    for choice, tools in ((allowed, [WEATHER_TOOL, mcp]), (chosen, [WEATHER_TOOL, {"type": "web_search"}])):
+        assert create(ONE, router, input="hi", tool_choice=choice, tools=tools).status == "completed"
+        sent = upstream.requests[-1].json()
+        assert sent["tool_choice"] == choice and sent["tools"] == tools
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "gemini"])
@@ -1218,6 +1288,61 @@ def test_logprobs_of_a_translated_vendor_reach_output_text(emulator: Start, stre
     assert [p.model_dump() for p in final.output[0].content[0].logprobs] == RESPONSES_LOGPROBS
     plain = create(ONE, router, input="hi")  # not asked: not asked upstream, none in the answer
     assert "logprobs" not in upstream.requests[-1].json() and plain.output[0].content[0].logprobs == []
+
+
+def _vendor(emulator: Start, provider: str = "deepseek") -> tuple[Emulator, Router]:
+    """An OpenAI-compatible vendor on the chat emulator (log probabilities as OpenAI answers and refuses them)."""
+    upstream = emulator(oai.handler("Hello there, friend.", pieces=3))
+    vendor = {"provider": provider, "model": "vendor-model", "api_base": upstream.url + "/v1", "api_key": KEY}
+    return upstream, router_for(vendor)
+
+
+@pytest.mark.parametrize("include", [True, False], ids=["with-include", "number-alone"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+def test_top_logprobs_of_a_translated_vendor_reach_output_text(emulator: Start, streamed: bool, include: bool) -> None:
+    """``top_logprobs: N`` on a deployment reached through chat is asked as chat's ``logprobs: true`` with
+    ``top_logprobs: N`` (the emulator, as OpenAI, refuses the number without the flag), and each ``output_text``
+    logprob carries its N alternatives: per delta and in the done part when streamed, and in the response. The number
+    alone asks for them too.
+    """
+    upstream, router = _vendor(emulator)
+    extra: dict[str, Any] = {"include": ["message.output_text.logprobs"]} if include else {}
+    if streamed:
+        events, final = stream(ONE, router, input="hi", top_logprobs=2, **extra)
+        deltas = [e for e in events if e.type == "response.output_text.delta"]
+        expected = [oai.token_logprob(e.delta, i, 2) for i, e in enumerate(deltas)]
+        assert [[p.model_dump() for p in e.logprobs] for e in deltas] == [[entry] for entry in expected]
+        done = next(e for e in events if e.type == "response.output_text.done")
+        assert [p.model_dump() for p in done.logprobs] == expected
+    else:
+        final = create(ONE, router, input="hi", top_logprobs=2, **extra)
+        expected = [oai.token_logprob(t, i, 2) for i, t in enumerate(["Hello", " there,", " friend."])]
+    sent = upstream.requests[0].json()
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    assert final.output_text == "Hello there, friend."
+    logprobs = final.output[0].content[0].logprobs
+    assert [p.model_dump() for p in logprobs] == expected
+    assert [[top.token for top in p.top_logprobs] for p in logprobs] == [[p.token, "alt1"] for p in logprobs]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "groq"])
+def test_top_logprobs_asked_of_a_deployment_without_them_is_refused(emulator: Start, provider: str) -> None:
+    """Where the chat adapter cannot send logprobs (Claude, Gemini, a vendor whose quirks refuse them), ``top_logprobs``
+    alone is a 400 unsupported_feature naming ``top_logprobs``, not ``include`` (not sent) nor chat's ``logprobs``;
+    nothing goes upstream.
+    """
+    body = {"input": "hi", "top_logprobs": 3}
+    if provider == "groq":
+        upstream, router = _vendor(emulator, "groq")
+        with pytest.raises(openai.BadRequestError) as caught:
+            create(ONE, router, extra_body=body)
+        assert upstream.requests == []
+        error = caught.value
+    else:
+        error = refused(emulator, provider, body)
+    assert error.param == "top_logprobs" and error.code == "unsupported_feature"
+    assert ": 'top_logprobs' is not translated for " in error.message
+    assert "Remove 'top_logprobs'" in error.message and "'include'" not in error.message
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

@@ -141,7 +141,12 @@ AGENTS_TOOL_CHOICES = (
     *("code_interpreter", "shell", "apply_patch", "mcp", "programmatic_tool_calling"),
 )
 """What openai-agents sends as ``tool_choice: {"type": ...}`` (agents/models/openai_responses.py, convert_tool_choice);
-``web_search`` and a bare ``mcp`` are not in OpenAI's spec, yet a client this widely used sends them: they must pass."""
+``web_search`` and a bare ``mcp`` are not in OpenAI's spec, yet a client this widely used sends them: they must pass
+(with the tool they choose, as openai-agents sends them)."""
+
+
+F = {"type": "function", "name": "f"}
+MCP_DOCS = {"type": "mcp", "server_label": "docs", "server_url": "https://docs.example/mcp"}
 
 
 @pytest.mark.parametrize(
@@ -161,11 +166,24 @@ AGENTS_TOOL_CHOICES = (
         {"background": False},
         {"instructions": "Be brief.", "user": "u", "safety_identifier": "s", "prompt_cache_key": "k"},
         *({"tool_choice": c} for c in ("none", "auto", "required")),
-        *({"tool_choice": {"type": kind}} for kind in AGENTS_TOOL_CHOICES),
-        {"tool_choice": {"type": "mcp", "server_label": "docs", "name": None}},
+        *(
+            {"tool_choice": {"type": kind}, "tools": [{"type": "computer" if kind == "computer_use" else kind}]}
+            for kind in AGENTS_TOOL_CHOICES
+        ),
+        # a version of web search, of the computer tool, finds another (openai-agents picks the choice's apart)
+        {"tool_choice": {"type": "web_search"}, "tools": [{"type": "web_search_preview"}]},
+        {"tool_choice": {"type": "computer_use_preview"}, "tools": [{"type": "computer"}]},
+        {"tool_choice": {"type": "mcp", "server_label": "docs", "name": None}, "tools": [MCP_DOCS]},
         {"tool_choice": {"type": "function", "name": "f"}, "tools": [{"type": "function", "name": "f"}]},
-        {"tool_choice": {"type": "custom", "name": "grammar"}},
-        {"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}},
+        {"tool_choice": {"type": "custom", "name": "grammar"}, "tools": [{"type": "custom", "name": "grammar"}]},
+        {
+            "tool_choice": {
+                "type": "allowed_tools",
+                "mode": "required",
+                "tools": [F, MCP_DOCS, {"type": "image_generation"}],
+            },
+            "tools": [F, {"type": "function", "name": "g"}, MCP_DOCS, {"type": "image_generation"}],
+        },
         {"tools": [{"type": "function", "name": "f"}, *({"type": t} for t in sorted(translate.HOSTED_TOOLS))]},
         {"tools": [{"type": "custom", "name": "grammar"}, {"type": "namespace", "name": "ns", "tools": []}]},
         {"input": [], "previous_response_id": "resp_1"},

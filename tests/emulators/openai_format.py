@@ -1,5 +1,6 @@
-"""An OpenAI Chat Completions emulator: scripted text or tool calls, JSON or SSE, as OpenAI sends them
-(:class:`ChatEmulator` also checks the message rules of :func:`check_chat_messages`).
+"""An OpenAI Chat Completions emulator: scripted text or tool calls, JSON or SSE, as OpenAI sends them, with log
+probabilities when asked (``logprobs`` / ``top_logprobs``, refused as OpenAI refuses them: :func:`check_logprobs`);
+:class:`ChatEmulator` also checks the message rules of :func:`check_chat_messages`.
 
 Stream chunks are compact JSON (``{"id":"…","object":"chat.completion.chunk",…}``), as OpenAI writes them; the
 first is a role-only delta (``"content":""``) as OpenAI's, and with ``azure=True`` it is preceded by Azure's
@@ -10,6 +11,7 @@ AbanteAI/archive-old-cli-mentat issue #429).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.emulators.server import Reply, Request
@@ -48,11 +50,18 @@ def completion(
     tool_calls: list[dict[str, Any]] | None = None,
     usage: dict[str, Any] | None = None,
     finish_reason: str | None = None,
+    top_logprobs: int | None = None,
 ) -> dict[str, Any]:
-    """A chat.completion body."""
+    """A chat.completion body; with ``top_logprobs`` (a request's ``logprobs: true``), its text's log probabilities,
+    ``top_logprobs`` alternatives to each token (:func:`token_logprob`).
+    """
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    logprobs = None
+    if top_logprobs is not None:
+        tokens = _WORDS.findall(text or "")
+        logprobs = {"content": [token_logprob(t, i, top_logprobs) for i, t in enumerate(tokens)], "refusal": None}
     return {
         "id": "chatcmpl-emu",
         "object": "chat.completion",
@@ -62,12 +71,69 @@ def completion(
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop"),
             }
         ],
         "usage": usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
+
+
+_WORDS = re.compile(r"\s*\S+|\s+")
+"""The emulator's tokens: words with the spaces before them."""
+
+
+def token_logprob(token: str, position: int, top: int) -> dict[str, Any]:
+    """One token's entry in a choice's ``logprobs.content``, as OpenAI sends it: the token, its logprob, its UTF-8
+    bytes, and its ``top`` most likely alternatives (the token itself first, then ``alt1``, ``alt2``…, each less likely).
+    """
+    logprob = -0.25 * (position + 1)
+    alternatives = [token, *(f"alt{k}" for k in range(1, top))][:top]
+    return {
+        "token": token,
+        "logprob": logprob,
+        "bytes": list(token.encode()),
+        "top_logprobs": [
+            {"token": alt, "logprob": logprob - k, "bytes": list(alt.encode())} for k, alt in enumerate(alternatives)
+        ],
+    }
+
+
+def check_logprobs(body: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """What OpenAI's Chat Completions API refuses in ``logprobs`` / ``top_logprobs``: (the message, its ``param``, its
+    ``code``), or None. ``top_logprobs`` (0 to 20) only with ``logprobs: true`` ("The 'top_logprobs' parameter is only
+    allowed when 'logprobs' is enabled.", recorded in IBM/unitxt#1193); the type and range wordings are modelled on
+    OpenAI's other ``invalid_type`` / ``integer_above_max_value`` errors.
+    """
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        got = type(logprobs).__name__
+        return f"Invalid type for 'logprobs': expected a boolean, but got {got} instead.", "logprobs", "invalid_type"
+    top = body.get("top_logprobs")
+    if top is None:
+        return None
+    if isinstance(top, bool) or not isinstance(top, int):
+        got = type(top).__name__
+        return (
+            f"Invalid type for 'top_logprobs': expected an integer, but got {got} instead.",
+            "top_logprobs",
+            "invalid_type",
+        )
+    if top < 0:
+        return (
+            f"Invalid 'top_logprobs': integer below minimum value. Expected a value >= 0, but got {top} instead.",
+            "top_logprobs",
+            "integer_below_min_value",
+        )
+    if top > 20:
+        return (
+            f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got {top} instead.",
+            "top_logprobs",
+            "integer_above_max_value",
+        )
+    if logprobs is not True:
+        return "The 'top_logprobs' parameter is only allowed when 'logprobs' is enabled.", "top_logprobs", None
+    return None
 
 
 def chunks(
@@ -78,12 +144,19 @@ def chunks(
     done: bool = True,
     finish: bool = True,
     azure: bool = False,
+    top_logprobs: int | None = None,
 ) -> list[str]:
-    """SSE events streaming ``pieces`` as OpenAI does: role delta, content deltas, finish, usage, [DONE]."""
+    """SSE events streaming ``pieces`` as OpenAI does: role delta, content deltas, finish, usage, [DONE]; with
+    ``top_logprobs``, each content delta's choice carries its piece's log probabilities (the piece as one token).
+    """
 
-    def chunk(delta: dict[str, Any] | None, finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
+    def chunk(
+        delta: dict[str, Any] | None, finish_reason: str | None = None, logprobs: Any = None, **extra: Any
+    ) -> dict[str, Any]:
         choices = (
-            [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
         )
         return {
             "id": "chatcmpl-emu",
@@ -96,7 +169,11 @@ def chunks(
 
     payloads: list[Any] = [AZURE_PROMPT_FILTER] if azure else []
     payloads.append(chunk({"role": "assistant", "content": "", "refusal": None}))
-    payloads += [chunk({"content": p}) for p in pieces]
+    for i, piece in enumerate(pieces):
+        logprobs = None
+        if top_logprobs is not None:
+            logprobs = {"content": [token_logprob(piece, i, top_logprobs)], "refusal": None}
+        payloads.append(chunk({"content": piece}, logprobs=logprobs))
     if finish:
         payloads.append(chunk({}, "stop"))
         payloads.append(
@@ -112,16 +189,22 @@ def chunks(
 
 
 def handler(text: str = "Hello from the emulator!", pieces: int = 5, **reply: Any):
-    """A handler answering every chat request with ``text`` (streamed in ``pieces`` when asked)."""
+    """A handler answering every chat request with ``text`` (streamed in ``pieces`` when asked), with log
+    probabilities when asked (``logprobs: true``, ``top_logprobs`` alternatives each), refusing what OpenAI refuses
+    of those fields (:func:`check_logprobs`).
+    """
 
     def handle(request: Request) -> Reply:
         body = json.loads(request.body)
+        problem = check_logprobs(body)
+        if problem is not None:
+            return responses_error(400, problem[0], param=problem[1], code=problem[2])
+        top = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
         if body.get("stream"):
             step = max(1, len(text) // pieces)
-            return Reply.sse(
-                chunks([text[i : i + step] for i in range(0, len(text), step)], model=body["model"]), **reply
-            )
-        return Reply(body=completion(text, model=body["model"]), **reply)
+            split = [text[i : i + step] for i in range(0, len(text), step)]
+            return Reply.sse(chunks(split, model=body["model"], top_logprobs=top), **reply)
+        return Reply(body=completion(text, model=body["model"], top_logprobs=top), **reply)
 
     return handle
 

@@ -377,8 +377,20 @@ class TranslatedAdapter:
         return stored_reasoning(self.call.store, self.memory, item_id, call_ids, self.call.owner)
 
     def build_request(self, body: Any, target: Target) -> UpstreamRequest:
-        """The chat request, built by the deployment's adapter."""
-        return self.inner.build_request(self.chat, target)
+        """The chat request, built by the deployment's adapter (whose refusal of chat's ``logprobs`` names
+        ``top_logprobs`` when that alone asked for them).
+        """
+        try:
+            return self.inner.build_request(self.chat, target)
+        except UnsupportedFeatureError as exc:
+            if exc.param in ("logprobs", "top_logprobs") and translate.asks_top_logprobs_alone(self.call.body):
+                raise UnsupportedFeatureError(
+                    f"'top_logprobs' is not translated for {target.label}: that deployment returns no log "
+                    "probabilities. Remove 'top_logprobs', route to a deployment that returns them, or list 'logprobs' "
+                    "and 'top_logprobs' in this deployment's drop_params",
+                    param="top_logprobs",
+                ) from None
+            raise
 
     def parse_response(self, content: bytes, target: Target, body: Any) -> dict[str, Any]:
         """The chat completion as a Response, kept in the store."""

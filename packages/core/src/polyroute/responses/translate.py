@@ -393,6 +393,13 @@ def _check_include(value: Any) -> None:
             )
 
 
+def _check_top_logprobs(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise InvalidRequestError(
+            f"'top_logprobs' must be an integer from 0 to 20, got {value!r}", param="top_logprobs"
+        )
+
+
 def _check_background(value: Any) -> None:
     if not isinstance(value, bool):
         raise InvalidRequestError(f"'background' must be true or false, got {value!r}", param="background")
@@ -471,14 +478,85 @@ def _check_tool_choice(choice: Any) -> None:
 
 
 def _check_named_tool(choice: dict[str, Any], tools: Any) -> None:
-    """A ``tool_choice`` naming a function: one of ``tools``, refused as OpenAI refuses it (a translated provider would
-    drop the choice, or be asked to force a tool it was never given).
+    """A ``tool_choice`` naming tools (a function, a custom or built-in tool, an ``allowed_tools`` list): each one of
+    ``tools``, as OpenAI has it, on every route before anything goes upstream. A translated provider would drop the
+    choice, be asked to force or allow a tool it was never given (Gemini's ``allowedFunctionNames``), or narrow the
+    list silently.
     """
-    if choice.get("type") == "function" and not declares_function(tools, choice["name"]):
+    kind = choice.get("type")
+    if kind == "function":
+        if not declares_function(tools, choice["name"]):
+            raise InvalidRequestError(
+                f"Tool choice 'function' not found in 'tools' parameter: no function tool is named '{choice['name']}'",
+                param="tool_choice",
+            )
+    elif kind == "allowed_tools":
+        for i, entry in enumerate(cast("list[Any]", choice["tools"])):
+            where = f"tool_choice.tools[{i}]"
+            if not isinstance(entry, dict) or not isinstance(cast("dict[str, Any]", entry).get("type"), str):
+                raise InvalidRequestError(
+                    f"'{where}' must be a tool as 'tools' declares it ({{'type': 'function', 'name': ...}}, "
+                    f"{{'type': 'mcp', 'server_label': ...}}, {{'type': 'image_generation'}}…), got {entry!r}",
+                    param=where,
+                )
+            entry = cast("dict[str, Any]", entry)
+            if entry["type"] == "function" and not isinstance(entry.get("name"), str):
+                raise InvalidRequestError(
+                    f"'{where}.name' is required: an allowed function is flat ({{'type': 'function', 'name': ...}})",
+                    param=f"{where}.name",
+                )
+            if not _declares(tools, entry):
+                raise InvalidRequestError(
+                    f"Invalid '{where}': {_tool_words(entry)} is not in 'tools'. allowed_tools only narrows the tools "
+                    "declared in 'tools': declare it there too, or remove it from the list",
+                    param=where,
+                )
+    elif kind in _NAMED_BY_TYPE and not _declares(tools, choice):
         raise InvalidRequestError(
-            f"Tool choice 'function' not found in 'tools' parameter: no function tool is named '{choice['name']}'",
+            f"Tool choice '{kind}' not found in 'tools' parameter: add {_tool_words(choice)} to 'tools', or choose "
+            "'auto', 'required' or a tool 'tools' declares",
             param="tool_choice",
         )
+
+
+_WEB_SEARCH = frozenset({"web_search", "web_search_preview", "web_search_preview_2025_03_11", "web_search_2025_08_26"})
+_COMPUTER = frozenset({"computer", "computer_use", "computer_use_preview"})
+_SAME_TOOL = {**dict.fromkeys(_WEB_SEARCH, _WEB_SEARCH), **dict.fromkeys(_COMPUTER, _COMPUTER)}
+"""A tool type → the types of tool a choice of it may find: any version of web search, of the computer tool
+(``computer_use`` is the choice's alias of ``computer``; openai-agents picks the choice's version apart from its
+tool's). Any other type finds only its own."""
+_NAMED_BY_TYPE = HOSTED_TOOLS | {"custom", "computer_use"}
+"""``tool_choice`` types that name a tool by its type (a custom tool also by ``name``, an MCP server by
+``server_label``): each must find it in ``tools``."""
+
+
+def _declares(tools: Any, wanted: Mapping[str, Any]) -> bool:
+    """Whether ``tools`` hold the tool a ``tool_choice`` (or an ``allowed_tools`` entry) names: a function by name, a
+    custom tool by name, an MCP server by ``server_label`` (its ``name`` is a tool on that server), a built-in tool by
+    type (:data:`_SAME_TOOL`).
+    """
+    kind = wanted["type"]
+    if kind == "function":
+        return declares_function(tools, wanted["name"])
+    key = "server_label" if kind == "mcp" else "name"
+    value = wanted.get(key)
+    types = _SAME_TOOL.get(kind, (kind,))
+    for tool in map(as_object, _list(tools)):
+        if tool.get("type") in types and (value is None or tool.get(key) == value):
+            return True
+    return False
+
+
+def _tool_words(wanted: Mapping[str, Any]) -> str:
+    """How an error names the tool a choice wants: ``function 'f'``, ``MCP server 'docs'``, ``a 'file_search' tool``."""
+    kind = wanted["type"]
+    if kind == "mcp" and wanted.get("server_label") is not None:
+        return f"MCP server {wanted['server_label']!r}"
+    if kind == "function":
+        return f"function {wanted['name']!r}"
+    if kind == "custom" and wanted.get("name") is not None:
+        return f"custom tool {wanted['name']!r}"
+    return f"a {kind!r} tool"
 
 
 _TOOL_TYPES = HOSTED_TOOLS | {"function", "custom", "namespace"}
@@ -494,6 +572,7 @@ _CHECKS: dict[str, type | Callable[[Any], None]] = {
     "max_output_tokens": _check_max_output_tokens,
     "temperature": _number("temperature", 2),
     "top_p": _number("top_p", 1),
+    "top_logprobs": _check_top_logprobs,
     "previous_response_id": _check_previous,
     "include": _check_include,
     "background": _check_background,
@@ -659,10 +738,10 @@ def to_chat(
     for name in ("temperature", "top_p", "parallel_tool_calls", "service_tier"):
         if body.get(name) is not None:
             out[name] = body[name]
-    if body.get("top_logprobs"):
-        raise UnsupportedFeatureError(f"'top_logprobs' is not translated for {label}", param="top_logprobs")
     if wants_logprobs(body):
-        out["logprobs"] = True  # a deployment without them refuses it (its chat adapter's 400, naming 'include' here)
+        out["logprobs"] = True  # a deployment without them refuses it (its chat adapter's 400, naming the field here)
+        if body.get("top_logprobs") is not None:
+            out["top_logprobs"] = body["top_logprobs"]
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         out["user"] = user
@@ -870,8 +949,18 @@ def wants_encrypted(body: Mapping[str, Any]) -> bool:
 
 
 def wants_logprobs(body: Mapping[str, Any]) -> bool:
-    """Whether the caller asked for the answer's log probabilities (``include: ["message.output_text.logprobs"]``)."""
-    return LOGPROBS in _list(body.get("include"))
+    """Whether the caller asked for the answer's log probabilities: ``include: ["message.output_text.logprobs"]``, or
+    ``top_logprobs`` of 1 or more, each token's alternatives, which come only with them (openai-agents sends both;
+    the number alone is asked and answered too, so a deployment that has none refuses it, as before).
+    """
+    return bool(body.get("top_logprobs")) or LOGPROBS in _list(body.get("include"))
+
+
+def asks_top_logprobs_alone(body: Mapping[str, Any]) -> bool:
+    """Whether ``top_logprobs`` alone asked for log probabilities (no ``include``): a deployment's refusal of chat's
+    ``logprobs`` then names ``top_logprobs``, not ``include``.
+    """
+    return bool(body.get("top_logprobs")) and LOGPROBS not in _list(body.get("include"))
 
 
 def to_logprobs(logprobs: Any) -> list[dict[str, Any]]:
