@@ -677,3 +677,39 @@ def test_sync_hedge_loser_waiting_for_headers_is_stopped(emulator: Start) -> Non
     while slow_state.in_flight and time.monotonic() - answered < 2.5:
         time.sleep(0.02)
     assert time.monotonic() - answered < 0.5  # its thread stopped and freed the slot, not when the hang ended
+
+
+# -- a body its content-encoding does not decode --------------------------------------------------------------------
+
+
+def _not_gzip(request: Request) -> Reply:
+    """A gateway's HTML error page marked gzip (it is not): the body cannot be read."""
+    headers = {"content-encoding": "gzip"}
+    if request.json().get("stream"):
+        return Reply.sse(["<html>bad gateway</html>"], headers={"content-type": "text/event-stream", **headers})
+    return Reply(body=b"<html>bad gateway</html>", headers={"content-type": "application/json", **headers})
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_body_that_does_not_decode_fails_over(emulator: Start, mode: str, streamed: bool) -> None:
+    """Not polyroute's bug (it was a 500 "internal error" with no failover): that deployment's 502, and the next."""
+    bad = emulator(_not_gzip)
+    good = emulator(ok("decoded"))
+    router = make_router(dep(bad, "bad"), dep(good, "good"))
+    if streamed:
+        text, headers = stream_text(mode, router)
+    else:
+        result, headers = call(mode, router)
+        text = result.choices[0].message.content
+    assert (text, headers["x-polyroute-deployment"], headers["x-polyroute-attempts"]) == ("decoded", "good", "2")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_body_that_does_not_decode_is_named_in_the_error(emulator: Start, mode: str) -> None:
+    bad = emulator(_not_gzip)
+    router = make_router(dep(bad, "bad"), retry={"max_attempts": 1})
+    with pytest.raises(openai.APIStatusError) as caught:
+        call(mode, router, client={"max_retries": 0})
+    assert caught.value.status_code == 502
+    assert "bad: 502 answered a body its content-encoding does not decode: Error -3" in caught.value.message

@@ -28,6 +28,8 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    client: tuple[str, int] | None = None
+    """The caller's address and port: one per connection (a pooled connection reused keeps its port)."""
 
     def json(self) -> Any:
         """The body as JSON."""
@@ -140,7 +142,7 @@ class Emulator:
         length = int(headers.get("content-length", "0") or 0)
         body = conn.rfile.read(length) if length else b""
         parts = urlsplit(target)
-        request = Request(method, parts.path, parse_qs(parts.query), headers, body)
+        request = Request(method, parts.path, parse_qs(parts.query), headers, body, conn.client_address[:2])
         self.requests.append(request)
         try:
             reply = self.handler(request)

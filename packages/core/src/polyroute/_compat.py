@@ -68,3 +68,8 @@ def timeout_exceptions() -> tuple[type[BaseException], ...]:
 def transport_exceptions() -> tuple[type[BaseException], ...]:
     """Transport-level (connection, protocol, timeout) exception classes of every importable family."""
     return tuple(m.TransportError for m in LIBS)
+
+
+def decoding_exceptions() -> tuple[type[BaseException], ...]:
+    """Errors of every importable family decoding a body its ``content-encoding`` names (gzip that is not gzip)."""
+    return tuple(m.DecodingError for m in LIBS)

@@ -27,6 +27,7 @@ import concurrent.futures
 import heapq
 import inspect
 import logging
+import os
 import socket
 import sys
 import threading
@@ -220,9 +221,20 @@ class RouterTransport(_compat.TransportBase):
         self._urls: dict[str, Any] = {}
         self._headers: dict[tuple[Any, ...], Any] = {}
         self._clients = 0
+        _TRANSPORTS.add(self)
 
     def __repr__(self) -> str:
         return f"RouterTransport({self.router!r})"
+
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's pools and hedging threads. Its pooled sockets are the parent's
+        connections too: a child that reused one would read the parent's answers (and the parent the child's).
+        Dropping them closes only the child's copies of their descriptors; the threads did not survive the fork.
+        """
+        self._lock = threading.Lock()
+        self._sync_inner = None
+        self._async_inner = weakref.WeakKeyDictionary()
+        self._pool = None
 
     # -- entry points -------------------------------------------------------------------------------------------
 
@@ -582,6 +594,10 @@ class RouterTransport(_compat.TransportBase):
             with self._lock:
                 inner = self._async_inner.get(loop)
                 if inner is None:
+                    # A pool holds its loop (its connections do), so a closed loop's entry never goes by itself
+                    # (an ``asyncio.run`` per task would keep every pool it made, and its sockets): drop them here.
+                    for closed in [other for other in list(self._async_inner) if other.is_closed()]:
+                        del self._async_inner[closed]
                     inner = self._async_inner[loop] = _compat.UPSTREAM.AsyncHTTPTransport(limits=_pool_limits())
         return inner
 
@@ -1080,6 +1096,13 @@ class _map_transport_errors:
                 provider=target.provider,
                 deployment=target.label,
             ) from exc
+        if isinstance(exc, _compat.decoding_exceptions()):  # says gzip, is not (a gateway's HTML page, a cut body)
+            message = f"{target.label} answered a body its content-encoding does not decode: {redact(str(exc))}"
+            if self.committed:
+                raise StreamInterruptedError(
+                    message, provider=target.provider, deployment=target.label, code="stream_interrupted"
+                ) from exc
+            raise UpstreamStatusError(message, provider=target.provider, deployment=target.label, status=502) from exc
 
 
 def _ttft_error(target: Target, ttft: float) -> UpstreamTimeout:
@@ -1395,6 +1418,12 @@ class _Watchdog:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """No alarms and no thread yet (also in a forked child, where the parent's thread is gone, its lock may be
+        held, and its alarms would shut down the parent's sockets).
+        """
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Alarm]] = []
         self._seq = 0
@@ -1441,6 +1470,21 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+_TRANSPORTS: weakref.WeakSet[RouterTransport] = weakref.WeakSet()
+"""Every live transport, for :func:`_after_fork_in_child`."""
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (``os.fork``, multiprocessing's default on Linux) starts with no pools of its parent's and a
+    watchdog of its own: the parent's deadline thread did not survive the fork, and its lock may have been held.
+    """
+    _WATCHDOG.reset()
+    for transport in list(_TRANSPORTS):
+        transport._forked()  # pyright: ignore[reportPrivateUsage]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cancel_task(alarm: _Alarm) -> None:
