@@ -94,7 +94,7 @@ def test_a_patched_upstream_transport_is_still_called(
     emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch, asynchronous: bool
 ) -> None:
     """A non-streamed call goes to httpcore's pool under the HTTP library's own transport, skipping its wrapper;
-    but a library that patches the transport's method (vcrpy records there, pytest-httpx mocks there) is called,
+    but a library that patches the transport's method (vcrpy records there, a test may mock there) is called,
     with the same decorator-wrapped name the stock method has.
     """
     import functools
@@ -635,3 +635,21 @@ def test_json_no_provider_takes_is_a_400_naming_it(
         assert error["type"] == "invalid_request_error" and words in error["message"]
         assert emu.requests == []
         assert http.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES}).status_code == 200
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_an_async_call_from_another_event_loop_is_told_so(lib: str) -> None:
+    """trio (or anyio on trio) drives the async client without asyncio: a 500 that says so, not "a bug in
+    polyroute". The coroutine is driven here as such a loop would, with no asyncio loop running.
+    """
+    module = next(m for m in _compat.LIBS if m.__name__ == lib)
+    router = Router({"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "x"}]}]})
+    request = module.Request("POST", "http://polyroute/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
+    pending = router.transport().handle_async_request(request)
+    with pytest.raises(StopIteration) as done:
+        pending.send(None)
+    response = done.value.value
+    assert response.status_code == 500
+    error = json.loads(response.read())["error"]
+    assert error["code"] == "unsupported_event_loop"
+    assert "runs on asyncio" in error["message"] and "trio" in error["message"]

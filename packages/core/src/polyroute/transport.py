@@ -267,6 +267,8 @@ class RouterTransport(_compat.TransportBase):
         """Serve one request from an async client."""
         lib = _compat.library_of(request)
         attempts: Attempts | None = None
+        if asyncio._get_running_loop() is None:  # pyright: ignore[reportPrivateUsage]
+            return _error_response(lib, request, _not_asyncio(), None)
         try:
             own = own_headers(request.headers)
             api = self._dispatch(request, own)
@@ -1470,6 +1472,17 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+
+
+def _not_asyncio() -> PolyrouteError:
+    return PolyrouteError(
+        "polyroute's async transport runs on asyncio, and this call came from another event loop (trio, or anyio "
+        "on trio): run the async client under asyncio, or call the sync client from a worker thread "
+        "(trio.to_thread.run_sync)",
+        code="unsupported_event_loop",
+    )
+
+
 _TRANSPORTS: weakref.WeakSet[RouterTransport] = weakref.WeakSet()
 """Every live transport, for :func:`_after_fork_in_child`."""
 
@@ -1583,7 +1596,7 @@ class _Head:
 # normalization, and a generator-based exception mapper per call and per body read: ~5 µs a call, on a path whose
 # whole budget is tens of µs. polyroute owns its upstream transports (it builds them), so a non-streamed exchange
 # goes to the transport's httpcore pool directly, unless something patched the transport's method (vcrpy records
-# there, pytest-httpx mocks there): then the transport is called as usual.
+# there, a test may mock there): then the transport is called as usual.
 
 _STOCK_FILE: str | None = getattr(sys.modules.get(f"{_compat.UPSTREAM.__name__}._transports.default"), "__file__", None)
 """Where the HTTP library defines its transports: a method whose code is from elsewhere was patched."""
@@ -1604,7 +1617,7 @@ def _is_stock(method: Any) -> bool:
 
 def _stock_pool(inner: Any, sync: bool) -> Any:
     """``inner``'s httpcore pool when ``inner`` is the HTTP library's own transport and its method is unpatched
-    (vcrpy, pytest-httpx and respx's transport mode replace the method on the class); else None.
+    (vcrpy replaces the method on the class while a cassette is in use); else None.
     """
     kind: Any = inner.__class__
     if sync:
