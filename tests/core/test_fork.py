@@ -11,13 +11,16 @@ import gc
 import json
 import os
 import signal
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import openai
 import pytest
 
+from polyroute import Router
 from tests.core.routing_helpers import call, dep, make_router, ok
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import completion
@@ -149,3 +152,33 @@ def test_a_closed_event_loops_pool_is_not_kept(emulator: Start) -> None:
     gc.collect()
     time.sleep(0.2)  # the emulator's side of each connection closes when it reads the end
     assert _open_sockets() - before < 8
+
+
+def test_a_forked_child_writes_its_own_usage_records(tmp_path: Path) -> None:
+    """The usage writer thread started in the parent is gone in the child: the child starts its own (on a SQLite
+    connection of its own), so its calls reach the ledger, once each, and the parent's records are not written again.
+    """
+    path = tmp_path / "usage.db"
+    router = Router(
+        {
+            "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "mock-1"}]}],
+            "usage": {"ledger": str(path), "flush_interval": 0.02},
+        }
+    )
+    client = router.openai_client()
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "parent"}], user="parent")
+    assert router.recorder is not None and router.recorder.flush(5.0)
+
+    def child() -> None:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "child"}], user="child")
+        assert router.recorder is not None
+        assert router.recorder.flush(5.0), "the child's record was never written"
+
+    assert in_child(child) == (0, "ok")
+    router.close()
+    conn = sqlite3.connect(path)
+    try:
+        users = sorted(user for (user,) in conn.execute("SELECT user FROM usage"))
+    finally:
+        conn.close()
+    assert users == ["child", "parent"]

@@ -87,6 +87,10 @@ def read(conn: sqlite3.Connection, since: float | None = None) -> Iterator[Usage
         yield UsageRecord(*fields)
 
 
+_INHERITED: list[sqlite3.Connection] = []
+"""Connections a forked child got from its parent: left open and unused (see :meth:`LedgerSink.forked`)."""
+
+
 class LedgerSink:
     """The recorder's sink for a ledger file (its connection is opened on the background thread's first write)."""
 
@@ -99,6 +103,14 @@ class LedgerSink:
         if self._conn is None:
             self._conn = connect(self.path)
         write(self._conn, [record for records, _ in batches for record in records])
+
+    def forked(self) -> None:
+        """In a forked child: a connection of its own (SQLite's must not cross a fork). The parent's copy is kept
+        open, never used: closing it here could checkpoint and remove the WAL the parent is writing to.
+        """
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+            self._conn = None
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed into the file)."""

@@ -164,6 +164,21 @@ class Recorder:
                 if self._thread is None:
                     self._start()
 
+    def _forked(self) -> None:
+        """In a forked child: no writer thread (the parent's did not survive the fork), fresh locks, none of the
+        parent's queued records (they are the parent's to write), and sinks that open their own connections.
+        """
+        self._queue = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._queued = self._written = 0
+        self._thread = None
+        for sink in self.sinks:
+            forked = getattr(sink, "forked", None)
+            if forked is not None:
+                forked()
+
     # -- the background thread ----------------------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -548,6 +563,15 @@ def _resolve(callback: Callable[..., Any] | str) -> Callable[..., Any]:
 
 _RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
 """Recorders with background sinks, flushed when the interpreter exits."""
+
+
+def _after_fork_in_child() -> None:
+    for recorder in list(_RECORDERS):
+        recorder._forked()  # pyright: ignore[reportPrivateUsage]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
