@@ -653,3 +653,18 @@ def test_an_async_call_from_another_event_loop_is_told_so(lib: str) -> None:
     error = json.loads(response.read())["error"]
     assert error["code"] == "unsupported_event_loop"
     assert "runs on asyncio" in error["message"] and "trio" in error["message"]
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_an_upstream_error_that_says_nothing_is_described_by_the_one_under_it(lib: str) -> None:
+    """uvloop resets read as ``ReadError('')``: "could not be reached: ReadError: " said nothing; the OS error under
+    it does. A key in either is still redacted.
+    """
+    from polyroute.transport import _detail  # pyright: ignore[reportPrivateUsage]
+
+    module = next(m for m in _compat.LIBS if m.__name__ == lib)
+    silent = module.ReadError("")
+    silent.__cause__ = ConnectionResetError(104, "Connection reset by peer")
+    assert _detail(silent) == "[Errno 104] Connection reset by peer"
+    assert _detail(module.ConnectError(f"refused for key {KEY}")) == "refused for key [redacted]"
+    assert _detail(module.ReadError("")) == "(no detail)"

@@ -1045,6 +1045,21 @@ def _chat_format() -> StreamFormat:
     return CHAT.stream_format
 
 
+def _detail(exc: BaseException) -> str:
+    """What an HTTP library's error says, redacted; when it says nothing (a reset under uvloop reads
+    ``ReadError('')``), what the error under it says ("[Errno 104] Connection reset by peer").
+    """
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        text = str(seen).strip()
+        if text:
+            return redact(text)
+        seen = seen.__cause__ or seen.__context__
+    return "(no detail)"
+
+
 class _map_transport_errors:
     """Connection and timeout errors of either HTTP library, and a runner's deadline → :class:`UpstreamError`.
 
@@ -1088,18 +1103,18 @@ class _map_transport_errors:
         if isinstance(exc, _compat.transport_exceptions()):
             if self.committed:
                 raise StreamInterruptedError(
-                    f"{target.label} cut the stream mid-answer: {type(exc).__name__}: {redact(str(exc))}",
+                    f"{target.label} cut the stream mid-answer: {type(exc).__name__}: {_detail(exc)}",
                     provider=target.provider,
                     deployment=target.label,
                     code="stream_interrupted",
                 ) from exc
             raise UpstreamConnectionError(
-                f"{target.label} could not be reached: {type(exc).__name__}: {redact(str(exc))}",
+                f"{target.label} could not be reached: {type(exc).__name__}: {_detail(exc)}",
                 provider=target.provider,
                 deployment=target.label,
             ) from exc
         if isinstance(exc, _compat.decoding_exceptions()):  # says gzip, is not (a gateway's HTML page, a cut body)
-            message = f"{target.label} answered a body its content-encoding does not decode: {redact(str(exc))}"
+            message = f"{target.label} answered a body its content-encoding does not decode: {_detail(exc)}"
             if self.committed:
                 raise StreamInterruptedError(
                     message, provider=target.provider, deployment=target.label, code="stream_interrupted"
