@@ -408,3 +408,30 @@ def test_polyroute_headers_in_any_case_and_repeated(emulator: Start) -> None:
     r.close()
     (record,) = collected.calls()
     assert (record.user, record.tags) == ("carol", ("agent-x", "nightly"))
+
+
+def test_a_call_the_caller_cancels_leaves_a_usage_record(emulator: Start) -> None:
+    """An async caller's task cancelled while the upstream is silent (a timeout of its own, a user who left): the
+    call is counted as an error (499 ``client_cancelled``), its deployment freed, a budget's reservation settled.
+    """
+    hung = emulator(lambda request: Reply(hang=2.0))
+    deployment = {"provider": "openai", "model": "gpt-4o", "api_base": hung.url + "/v1", "api_key": KEY}
+    r, collected = router([deployment], budgets=[{"name": "daily", "usd": 1.0, "per": "day"}])
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(r.async_openai_client().chat.completions.create(model="m", messages=MESSAGES))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    assert r.recorder is not None and r.recorder.flush(5.0)
+    (call,) = collected.calls()
+    assert (call.status, call.error) == (499, "client_cancelled")
+    assert r.usage()["total"]["errors"] == 1
+    assert r.state(r.route("m").targets[0]).in_flight == 0
+    budgets = r.recorder.budgets
+    assert budgets is not None
+    counters = budgets.store._counters  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+    assert counters and all(reserved == 0.0 for _, reserved, _ in counters.values())  # the estimate was released

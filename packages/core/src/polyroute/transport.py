@@ -261,7 +261,7 @@ class RouterTransport(_compat.TransportBase):
             if type(exc).__name__ in _PASSTHROUGH:
                 raise
             logger.exception("polyroute internal error")
-            return _internal_error(lib, request, exc)
+            return _internal_error(lib, request, exc, attempts)
 
     async def handle_async_request(self, request: Any) -> Any:
         """Serve one request from an async client."""
@@ -284,11 +284,15 @@ class RouterTransport(_compat.TransportBase):
             return self._respond(lib, api, outcome, target, attempts)
         except PolyrouteError as exc:
             return _error_response(lib, request, exc, attempts)
+        except asyncio.CancelledError:
+            if attempts is not None and attempts.call is not None:
+                attempts.call.failed(_cancelled(), attempts)  # its usage record; a budget reservation is settled
+            raise
         except Exception as exc:
             if type(exc).__name__ in _PASSTHROUGH:
                 raise
             logger.exception("polyroute internal error")
-            return _internal_error(lib, request, exc)
+            return _internal_error(lib, request, exc, attempts)
 
     def _run_parts(self, lib: Any, api: Api, parts: list[Any], request: Any, own: Mapping[str, str]) -> Any:
         """A request the API splits (an embeddings batch larger than a provider takes): each part is a request of
@@ -1489,6 +1493,13 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+def _cancelled() -> PolyrouteError:
+    """What a call the caller cancelled records (nginx's 499: the client went away)."""
+    error = PolyrouteError("the caller cancelled the call before it was answered", code="client_cancelled")
+    error.status = 499
+    return error
+
+
 def _not_asyncio() -> PolyrouteError:
     return PolyrouteError(
         "polyroute's async transport runs on asyncio, and this call came from another event loop (trio, or anyio "
@@ -1856,11 +1867,13 @@ def _error_response(lib: Any, request: Any, exc: PolyrouteError, attempts: Attem
     return _json_response(lib, exc.status, error_body(api_for(request.url.path), exc), headers)
 
 
-def _internal_error(lib: Any, request: Any, exc: Exception) -> Any:
+def _internal_error(lib: Any, request: Any, exc: Exception, attempts: Attempts | None = None) -> Any:
     error = PolyrouteError(
         f"polyroute internal error: {type(exc).__name__}: {exc}. This is a bug in polyroute; please report it.",
         code="internal_error",
     )
     error.error_type = "server_error"
+    if attempts is not None and attempts.call is not None:
+        attempts.call.failed(error, attempts)  # a usage record all the same (and a budget reservation settled)
     body = error_body(api_for(request.url.path), error)
     return _json_response(lib, 500, body, {"x-should-retry": "false"})
