@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from polyroute import Router, _compat
+from tests.core.routing_helpers import call
 from tests.emulators import Emulator, Reply, Request
 from tests.emulators.openai_format import chunks, completion, handler
 
@@ -64,17 +65,6 @@ async def test_non_stream_async(emulator: Callable[..., Emulator]) -> None:
     assert result.usage is not None and result.usage.total_tokens == 15
 
 
-def chat_once(router: Router, asynchronous: bool) -> Any:
-    """One non-streamed chat call through the router's sync or async openai client."""
-    if asynchronous:
-
-        async def call() -> Any:
-            return await router.async_openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
-
-        return asyncio.run(call())
-    return router.openai_client().chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_a_compressed_answer_is_decoded(emulator: Callable[..., Emulator], asynchronous: bool) -> None:
     """polyroute asks for no compression and reads an unencoded body as it is; a server that gzips anyway (or a
@@ -84,7 +74,7 @@ def test_a_compressed_answer_is_decoded(emulator: Callable[..., Emulator], async
     emu = emulator(
         lambda request: Reply(body=body, headers={"content-type": "application/json", "content-encoding": "gzip"})
     )
-    result = chat_once(make_router(emu), asynchronous)
+    result, _ = call("async" if asynchronous else "sync", make_router(emu))
     assert result.choices[0].message.content == "Squeezed"
     assert "accept-encoding" not in emu.requests[0].headers
 
@@ -120,7 +110,7 @@ def test_a_patched_upstream_transport_is_still_called(
 
         monkeypatch.setattr(lib.HTTPTransport, "handle_request", spy)
     emu = emulator(handler("Seen"))
-    result = chat_once(make_router(emu), asynchronous)
+    result, _ = call("async" if asynchronous else "sync", make_router(emu))
     assert result.choices[0].message.content == "Seen"
     assert seen == [emu.url + "/v1/chat/completions"]
 

@@ -187,16 +187,23 @@ class _Outgoing:
                 stream=lib.ByteStream(content),
                 extensions=self.extensions,
             )
-            if content or self.method in _WITH_BODY:
-                req.headers["content-length"] = str(len(content))
+            length = self.length()
+            if length is not None:
+                req.headers["content-length"] = str(length)
             req.read()  # the body as ``request.content`` too, as ``Request(content=...)`` has it (vcrpy reads it)
         return req
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as httpcore takes them: the shared raw pairs, then ``content-length``."""
+        length = self.length()
+        return self.headers[1] if length is None else [*self.headers[1], (b"content-length", b"%d" % length)]
+
+    def length(self) -> int | None:
+        """The ``content-length`` to send: the body's, 0 for an empty POST, PUT or PATCH (as ``Request(content=...)``
+        sends), none for a GET.
+        """
         content = self.content
-        if content or self.method in _WITH_BODY:
-            return [*self.headers[1], (b"content-length", b"%d" % len(content))]
-        return self.headers[1]
+        return len(content) if content or self.method in _WITH_BODY else None
 
 
 _IO: TypeAlias = "_Send | _Exchange | _Read | _ReadAll | _Close | _Sleep | _Launch | _Wait"
